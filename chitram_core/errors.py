@@ -1,0 +1,216 @@
+"""The error tree: every failure a caller can act on carries a stable code and an HTTP status.
+
+The codes are the public contract (CONTRACT §4); hosts map ``status`` onto their own framework.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+
+class ChitramError(Exception):
+    """Base of every actionable Chitram failure."""
+
+    code: ClassVar[str] = "INTERNAL_ERROR"
+    status: ClassVar[int] = 500
+    default_message: ClassVar[str] = "Internal server error"
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or self.default_message
+        self.details: dict[str, Any] = dict(details)
+        super().__init__(self.message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r}, details={self.details!r})"
+
+
+class ValidationError(ChitramError):
+    code = "VALIDATION_ERROR"
+    status = 422
+    default_message = "The request is not valid"
+
+
+class InvalidRequest(ChitramError):
+    code = "INVALID_REQUEST"
+    status = 400
+    default_message = "The request is not valid"
+
+
+class EmailExists(ChitramError):
+    code = "EMAIL_EXISTS"
+    status = 400
+    default_message = "An account with this email already exists"
+
+
+class InvalidFileFormat(ChitramError):
+    code = "INVALID_FILE_FORMAT"
+    status = 400
+    default_message = "Unsupported file format: only JPEG, PNG, GIF and WebP are accepted"
+
+
+class InvalidImage(ChitramError):
+    code = "INVALID_IMAGE"
+    status = 400
+    default_message = "The file is not a valid image"
+
+
+class ImageTooLarge(ChitramError):
+    code = "IMAGE_TOO_LARGE"
+    status = 400
+    default_message = "The image has too many pixels"
+
+
+class FileTooLarge(ChitramError):
+    code = "FILE_TOO_LARGE"
+    status = 413
+    default_message = "The file is too large"
+
+
+class Unauthorized(ChitramError):
+    code = "UNAUTHORIZED"
+    status = 401
+    default_message = "Authentication required"
+
+
+class InvalidToken(Unauthorized):
+    code = "INVALID_TOKEN"
+    default_message = "The token is invalid"
+
+
+class TokenExpired(Unauthorized):
+    code = "TOKEN_EXPIRED"
+    default_message = "The token has expired"
+
+
+class InvalidCredentials(Unauthorized):
+    code = "INVALID_CREDENTIALS"
+    default_message = "Incorrect email or password"
+
+
+class UserInactive(Unauthorized):
+    code = "USER_INACTIVE"
+    default_message = "This account is disabled"
+
+
+class Forbidden(ChitramError):
+    code = "FORBIDDEN"
+    status = 403
+    default_message = "You are not allowed to do this"
+
+
+class DeleteTokenRequired(Forbidden):
+    code = "DELETE_TOKEN_REQUIRED"
+    default_message = "A delete token is required to delete an anonymous image"
+
+
+class InvalidDeleteToken(Forbidden):
+    code = "INVALID_DELETE_TOKEN"
+    default_message = "The delete token is not valid for this image"
+
+
+class NotFound(ChitramError):
+    code = "NOT_FOUND"
+    status = 404
+    default_message = "Not found"
+
+
+class ImageNotFound(NotFound):
+    code = "IMAGE_NOT_FOUND"
+    default_message = "Image not found"
+
+
+class MethodNotAllowed(ChitramError):
+    code = "METHOD_NOT_ALLOWED"
+    status = 405
+    default_message = "Method not allowed"
+
+
+class WeakPassword(ChitramError):
+    code = "WEAK_PASSWORD"
+    status = 422
+    default_message = "The password must be 8 to 1024 characters long"
+
+
+class InvalidEmail(ChitramError):
+    code = "INVALID_EMAIL"
+    status = 422
+    default_message = "The email address is not valid"
+
+
+class RateLimitExceeded(ChitramError):
+    code = "RATE_LIMIT_EXCEEDED"
+    status = 429
+    default_message = "Too many requests"
+
+    def __init__(self, message: str | None = None, *, limit: int, retry_after: int) -> None:
+        super().__init__(message, limit=limit, retry_after=retry_after)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
+class InternalError(ChitramError):
+    code = "INTERNAL_ERROR"
+    status = 500
+    default_message = "Internal server error"
+
+
+class ServiceUnavailable(ChitramError):
+    code = "SERVICE_UNAVAILABLE"
+    status = 503
+    default_message = "The service is temporarily unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1, **details: Any) -> None:
+        super().__init__(message, retry_after=retry_after, **details)
+        self.retry_after = retry_after
+
+
+class ProviderUnavailable(ServiceUnavailable):
+    code = "PROVIDER_UNAVAILABLE"
+    default_message = "The authentication provider is unavailable"
+
+
+class ConfigurationError(ChitramError):
+    """Raised at start-up for settings that cannot work; never reaches an HTTP client."""
+
+    code = "INTERNAL_ERROR"
+    status = 500
+    default_message = "Invalid configuration"
+
+
+class PluginError(ConfigurationError):
+    """A plugin that is configured but cannot be loaded."""
+
+
+ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
+    cls.code: cls
+    for cls in (
+        ValidationError,
+        InvalidRequest,
+        EmailExists,
+        InvalidFileFormat,
+        InvalidImage,
+        ImageTooLarge,
+        FileTooLarge,
+        Unauthorized,
+        InvalidToken,
+        TokenExpired,
+        InvalidCredentials,
+        UserInactive,
+        Forbidden,
+        DeleteTokenRequired,
+        InvalidDeleteToken,
+        NotFound,
+        ImageNotFound,
+        MethodNotAllowed,
+        WeakPassword,
+        InvalidEmail,
+        RateLimitExceeded,
+        InternalError,
+        ServiceUnavailable,
+        ProviderUnavailable,
+    )
+}

@@ -1,0 +1,107 @@
+"""Frozen value objects: what the SDK returns and what the HTTP API renders."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import attrs
+
+HealthStatus = Literal["healthy", "degraded", "unhealthy"]
+
+
+@attrs.frozen(kw_only=True)
+class User:
+    id: str
+    email: str
+    is_active: bool
+    created_at: datetime
+    provider: str = "local"
+    supabase_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Principal:
+    """Who is calling: the authenticated user behind a token."""
+
+    user_id: str
+    email: str
+    provider: str = "local"
+    token_id: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Session:
+    """What register / login / refresh return; renders as the v1 AuthResponse."""
+
+    user: User
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    token_type: str = "bearer"
+
+
+@attrs.frozen(kw_only=True)
+class Image:
+    id: str
+    filename: str
+    content_type: str
+    file_size: int
+    width: int
+    height: int
+    sha256: str
+    created_at: datetime
+    owner_id: str | None = None
+    thumbnail_ready: bool = False
+    thumbnail_error: str | None = None
+    delete_token: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"/api/v1/images/{self.id}/file"
+
+    @property
+    def thumbnail_url(self) -> str:
+        return f"/api/v1/images/{self.id}/thumbnail"
+
+    @property
+    def etag(self) -> str:
+        return f'"{self.sha256}"'
+
+
+@attrs.frozen(kw_only=True)
+class Thumbnail:
+    """A rendered thumbnail of an image: its bytes live in storage under ``key``."""
+
+    image_id: str
+    key: str
+    content_type: str
+    size: int
+    sha256: str
+    width: int
+    height: int
+
+
+@attrs.frozen(kw_only=True)
+class Page:
+    items: tuple[Image, ...]
+    next_cursor: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Check:
+    status: HealthStatus
+    latency_ms: float | None = None
+    detail: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class HealthReport:
+    status: HealthStatus
+    version: str
+    database: str
+    storage: str
+    cache: str
+    rate_limiter: str
+    upload_concurrency: dict[str, int]
+    checks: dict[str, Check]
