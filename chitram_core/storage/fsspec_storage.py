@@ -1,0 +1,242 @@
+"""Storage over any fsspec filesystem, addressed by URL.
+
+fsspec calls are blocking, so each runs in a worker thread. ``file://`` writes go to a temporary
+file in the target directory and are renamed into place; other filesystems rely on the object
+store's own all-or-nothing upload (s3 multipart completes only on close) and discard on error.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any, BinaryIO, cast
+
+import anyio
+import fsspec
+from fsspec.core import url_to_fs
+
+from chitram_core.storage.base import DEFAULT_CHUNK_SIZE, StorageError, StorageKeyNotFound
+
+
+class FsspecStorage:
+    """A :class:`~chitram_core.storage.base.Storage` on an fsspec filesystem rooted at a URL."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.url = url
+        try:
+            fs, root = url_to_fs(url, **options)
+        except (ImportError, ValueError) as exc:
+            raise StorageError(f"cannot open storage {url!r}: {exc}") from exc
+        self.fs: fsspec.AbstractFileSystem = fs
+        self.root = root.rstrip("/")
+        protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
+        self.is_local = protocol in {"file", "local"}
+        if self.is_local:
+            os.makedirs(self.root, exist_ok=True)
+        self._limiter = anyio.CapacityLimiter(16)
+
+    def _path(self, key: str) -> str:
+        if not key or key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"invalid storage key {key!r}")
+        return f"{self.root}/{key}" if self.root else key
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
+
+    # writing -------------------------------------------------------------------------------
+
+    async def write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        path = self._path(key)
+        if self.is_local:
+            return await self._write_local(path, chunks)
+        handle = await self._run(self._open_remote, path)
+        written = 0
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    await self._run(handle.write, chunk)
+                    written += len(chunk)
+            await self._run(handle.close)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                discard = getattr(handle, "discard", None)
+                if discard is not None:
+                    await self._run(discard)
+                else:
+                    await self._run(handle.close)
+                    await self._run(self._rm_quiet, path)
+            raise
+        return written
+
+    def _open_remote(self, path: str) -> Any:
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
+        if parent:
+            self.fs.makedirs(parent, exist_ok=True)
+        return self.fs.open(path, "wb")
+
+    async def _write_local(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        directory = os.path.dirname(path)
+        tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+
+        def _open() -> BinaryIO:
+            os.makedirs(directory, exist_ok=True)
+            return open(tmp, "xb")  # noqa: SIM115 - closed below, across awaits
+
+        handle = await self._run(_open)
+        written = 0
+        try:
+            async for chunk in chunks:
+                if chunk:
+                    await self._run(handle.write, chunk)
+                    written += len(chunk)
+
+            def _commit() -> None:
+                handle.flush()
+                os.fsync(handle.fileno())
+                handle.close()
+                os.replace(tmp, path)
+
+            await self._run(_commit)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._run(_discard_local, handle, tmp)
+            raise
+        return written
+
+    # reading -------------------------------------------------------------------------------
+
+    async def read(
+        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncIterator[bytes]:
+        path = self._path(key)
+        try:
+            handle = await self._run(self._open_read, path)
+        except FileNotFoundError as exc:
+            raise StorageKeyNotFound(key) from exc
+        try:
+            if start:
+                await self._run(handle.seek, start)
+            remaining = None if end is None else max(0, end - start)
+            while remaining is None or remaining > 0:
+                n = chunk_size if remaining is None else min(chunk_size, remaining)
+                chunk = await self._run(handle.read, n)
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._run(handle.close)
+
+    def _open_read(self, path: str) -> Any:
+        if self.is_local:
+            return open(path, "rb")  # noqa: SIM115
+        if not self.fs.exists(path):
+            raise FileNotFoundError(path)
+        return self.fs.open(path, "rb", block_size=DEFAULT_CHUNK_SIZE * 4)
+
+    def open_sync(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return cast(BinaryIO, self._open_read(path))
+        except FileNotFoundError as exc:
+            raise StorageKeyNotFound(key) from exc
+
+    async def size(self, key: str) -> int:
+        path = self._path(key)
+        try:
+            return int(await self._run(self.fs.size, path))
+        except FileNotFoundError as exc:
+            raise StorageKeyNotFound(key) from exc
+
+    async def exists(self, key: str) -> bool:
+        return bool(await self._run(self.fs.exists, self._path(key)))
+
+    # removing and moving -------------------------------------------------------------------
+
+    async def delete(self, key: str) -> None:
+        await self._run(self._rm_quiet, self._path(key))
+
+    def _rm_quiet(self, path: str) -> None:
+        try:
+            self.fs.rm_file(path)
+        except FileNotFoundError:
+            pass
+        self._invalidate(path)
+
+    async def move(self, src: str, dst: str) -> None:
+        src_path, dst_path = self._path(src), self._path(dst)
+        if self.is_local:
+
+            def _replace() -> None:
+                os.makedirs(os.path.dirname(dst_path), exist_ok=True)
+                os.replace(src_path, dst_path)
+
+            await self._run(_replace)
+        else:
+
+            def _mv() -> None:
+                parent = dst_path.rsplit("/", 1)[0]
+                self.fs.makedirs(parent, exist_ok=True)
+                self.fs.mv(src_path, dst_path)
+                self._invalidate(src_path)
+                self._invalidate(dst_path)
+
+            await self._run(_mv)
+
+    def _invalidate(self, path: str) -> None:
+        invalidate = getattr(self.fs, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate(path)
+
+    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+        base = self.root
+        target = f"{base}/{prefix}".rstrip("/") if prefix else base
+
+        def _find() -> list[str]:
+            self._invalidate(target)
+            try:
+                return list(self.fs.find(target))
+            except FileNotFoundError:
+                return []
+
+        strip = len(base) + 1 if base else 0
+        for path in await self._run(_find):
+            path = path.lstrip("/") if not base.startswith("/") else path
+            key = path[strip:] if path.startswith(base) else path
+            if key.rsplit("/", 1)[-1].startswith(".tmp-"):
+                continue
+            yield key
+
+    async def probe(self) -> float:
+        started = time.perf_counter()
+        key = f"health/{uuid.uuid4().hex}"
+
+        async def _payload() -> AsyncIterator[bytes]:
+            yield b"ok"
+
+        await self.write(key, _payload())
+        data = b"".join([chunk async for chunk in self.read(key)])
+        await self.delete(key)
+        if data != b"ok":
+            raise StorageError("storage probe read back different bytes")
+        return (time.perf_counter() - started) * 1000
+
+    async def close(self) -> None:
+        return None
+
+
+def _discard_local(handle: BinaryIO, tmp: str) -> None:
+    handle.close()
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+
+
+def create_storage(url: str, **options: Any) -> FsspecStorage:
+    """The ``fsspec`` entry point: any URL whose protocol fsspec knows."""
+    return FsspecStorage(url, **options)
