@@ -1,0 +1,183 @@
+"""Cache-aside for image metadata, over any ``chitram.cache`` plugin chosen by URL scheme.
+
+``memory://`` → the in-process ``memory`` plugin, ``redis://`` / ``rediss://`` → ``redis``, any
+other scheme → the plugin of that name, ``off`` → no cache (``X-Cache: DISABLED``).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import attrs
+
+from chitram_core import plugins
+from chitram_core.cache.base import (
+    Cache,
+    CacheUnavailable,
+    FillToken,
+    RateDecision,
+    ResilientCache,
+)
+from chitram_core.errors import ConfigurationError
+from chitram_core.models import Check, Image
+
+__all__ = [
+    "Cache",
+    "CacheLookup",
+    "CacheStatus",
+    "CacheUnavailable",
+    "FillToken",
+    "ImageCache",
+    "RateDecision",
+    "ResilientCache",
+    "cache_check",
+    "open_cache",
+    "plugin_name",
+]
+
+_SCHEMES = {"memory": "memory", "redis": "redis", "rediss": "redis", "unix": "redis"}
+_OFF = {"off", "none", "disabled", "false", "0", ""}
+
+CacheStatus = Literal["HIT", "MISS", "DISABLED"]
+
+
+def plugin_name(url: str) -> str | None:
+    """The plugin a cache URL asks for; None when caching is off."""
+    if url.strip().lower() in _OFF:
+        return None
+    scheme = urlsplit(url.strip()).scheme.lower()
+    if not scheme:
+        raise ConfigurationError(
+            f"CHITRAM_CACHE_URL: expected memory://, redis://... or off, got {url!r}",
+            variable="CHITRAM_CACHE_URL",
+        )
+    return _SCHEMES.get(scheme, scheme)
+
+
+def open_cache(url: str, **options: Any) -> Cache | None:
+    """Create the cache ``url`` names through its plugin; None for ``off``.
+
+    A plugin that cannot load raises :class:`~chitram_core.errors.PluginError` naming it.
+    """
+    name = plugin_name(url)
+    if name is None:
+        return None
+    factory = plugins.load(plugins.CACHE, name)
+    cache: Cache = factory(url.strip(), **options)
+    return cache
+
+
+async def cache_check(cache: Cache | None) -> tuple[str, Check]:
+    """The v1 flat value and the ``checks`` entry for health.
+
+    A cache outage degrades the service (reads go to the database) but does not make it
+    unhealthy, since the cache fails open.
+    """
+    if cache is None:
+        return "disabled", Check(status="healthy", detail="cache disabled")
+    try:
+        latency = await cache.ping()
+    except Exception as exc:  # any failure of the probe means "down", with its reason
+        return "disconnected", Check(status="degraded", detail=f"{cache.name}: {exc}")
+    return "connected", Check(status="healthy", latency_ms=round(latency, 3), detail=cache.name)
+
+
+@attrs.frozen(kw_only=True)
+class CacheLookup:
+    """What :meth:`ImageCache.get_image` found, and the token to fill the cache after a miss."""
+
+    image: Image | None
+    status: CacheStatus
+    token: FillToken | None = None
+
+    @property
+    def hit(self) -> bool:
+        return self.status == "HIT"
+
+
+_FORMAT = 1
+
+
+def _encode(image: Image) -> bytes:
+    data = attrs.asdict(image, recurse=False)
+    # The delete token is shown once, in the upload response; it is never cached.
+    data["delete_token"] = None
+    created: datetime = data["created_at"]
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    data["created_at"] = created.isoformat()
+    data["_v"] = _FORMAT
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _decode(raw: bytes) -> Image | None:
+    try:
+        data = json.loads(raw)
+        if not isinstance(data, dict) or data.pop("_v", None) != _FORMAT:
+            return None
+        data["created_at"] = datetime.fromisoformat(data["created_at"])
+        return Image(**data)
+    except (ValueError, TypeError, KeyError):
+        return None
+
+
+class ImageCache:
+    """Cache-aside for :class:`Image` rows, keyed by image id.
+
+    The read path::
+
+        lookup = await image_cache.get_image(image_id)      # HIT, MISS or DISABLED
+        image = lookup.image
+        if image is None:
+            image = await repository.get(image_id)          # after the token was taken
+            if image is not None:
+                await image_cache.fill_image(lookup, image)
+
+    Writers commit to the database first, then call :meth:`invalidate_image`.
+    """
+
+    def __init__(self, cache: Cache | None, *, ttl: float = 300.0, prefix: str = "image:") -> None:
+        self.cache = cache
+        self.ttl = ttl
+        self.prefix = prefix
+
+    @property
+    def enabled(self) -> bool:
+        return self.cache is not None
+
+    def key(self, image_id: str) -> str:
+        return f"{self.prefix}{image_id}"
+
+    async def get_image(self, image_id: str) -> CacheLookup:
+        if self.cache is None:
+            return CacheLookup(image=None, status="DISABLED")
+        key = self.key(image_id)
+        raw = await self.cache.get(key)
+        if raw is not None:
+            image = _decode(raw)
+            if image is not None:
+                return CacheLookup(image=image, status="HIT")
+        token = await self.cache.begin_fill(key)
+        return CacheLookup(image=None, status="MISS", token=token)
+
+    async def fill_image(self, lookup: CacheLookup, image: Image) -> bool:
+        """Put back a row read after a miss, unless it was invalidated meanwhile."""
+        if self.cache is None or lookup.token is None:
+            return False
+        if lookup.token.key != self.key(image.id):
+            return False
+        return await self.cache.fill(lookup.token.key, _encode(image), self.ttl, lookup.token)
+
+    async def set_image(self, image: Image) -> bool:
+        """Store unconditionally, e.g. right after the row was created."""
+        if self.cache is None:
+            return False
+        return await self.cache.set(self.key(image.id), _encode(image), self.ttl)
+
+    async def invalidate_image(self, image_id: str) -> None:
+        """Drop the row and fence it against refills by readers that missed before now."""
+        if self.cache is not None:
+            await self.cache.invalidate(self.key(image_id))

@@ -1,0 +1,10 @@
+"""Rate limits, client addresses and upload back-pressure (CONTRACT §3 "Limits")."""
+
+from __future__ import annotations
+
+from chitram_core.cache.base import RateDecision
+from chitram_core.limits.addresses import client_address
+from chitram_core.limits.rate import RateLimiter
+from chitram_core.limits.slots import UploadSlots
+
+__all__ = ["RateDecision", "RateLimiter", "UploadSlots", "client_address"]

@@ -1,0 +1,63 @@
+"""Upload back-pressure: at most ``capacity`` uploads at once in this process.
+
+An upload holds memory, a temporary object and a worker thread for probing; past a point more of
+them only make every one slower. A request that cannot get a slot within ``wait_timeout`` gets
+503 SERVICE_UNAVAILABLE with Retry-After, instead of queueing without bound.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+
+from chitram_core.errors import ServiceUnavailable
+
+
+class UploadSlots:
+    def __init__(self, capacity: int, wait_timeout: float) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be positive, got {capacity}")
+        if wait_timeout < 0:
+            raise ValueError(f"wait_timeout must not be negative, got {wait_timeout}")
+        self.capacity = capacity
+        self.wait_timeout = wait_timeout
+        self._semaphore = anyio.Semaphore(capacity)
+        self.waiting = 0
+
+    @property
+    def in_use(self) -> int:
+        return self.capacity - self._semaphore.value
+
+    @property
+    def available(self) -> int:
+        return self._semaphore.value
+
+    def snapshot(self) -> dict[str, int]:
+        """The health report's ``upload_concurrency``."""
+        return {"in_use": self.in_use, "capacity": self.capacity, "waiting": self.waiting}
+
+    @asynccontextmanager
+    async def acquire(self) -> AsyncIterator[None]:
+        """Hold one slot for the block; :class:`ServiceUnavailable` after the wait timeout."""
+        try:
+            self._semaphore.acquire_nowait()
+        except anyio.WouldBlock:
+            self.waiting += 1
+            try:
+                with anyio.move_on_after(self.wait_timeout) as scope:
+                    await self._semaphore.acquire()
+            finally:
+                self.waiting -= 1
+            if scope.cancelled_caught:
+                raise ServiceUnavailable(
+                    f"Too many uploads in progress ({self.capacity}); try again shortly",
+                    retry_after=max(1, math.ceil(self.wait_timeout)),
+                    capacity=self.capacity,
+                ) from None
+        try:
+            yield
+        finally:
+            self._semaphore.release()
