@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any, BinaryIO, cast
 
@@ -151,6 +152,20 @@ class FsspecStorage:
             return int(await self._run(self.fs.size, path))
         except FileNotFoundError as exc:
             raise StorageKeyNotFound(key) from exc
+
+    async def modified(self, key: str) -> datetime | None:
+        """When the object was last written, where the filesystem says."""
+        try:
+            info = await self._run(self.fs.info, self._path(key))
+        except FileNotFoundError:
+            return None
+        for field in ("mtime", "LastModified", "last_modified", "created"):
+            value = info.get(field)
+            if isinstance(value, datetime):
+                return value if value.tzinfo else value.replace(tzinfo=UTC)
+            if isinstance(value, int | float):
+                return datetime.fromtimestamp(value, UTC)
+        return None
 
     async def exists(self, key: str) -> bool:
         return bool(await self._run(self.fs.exists, self._path(key)))

@@ -1,0 +1,336 @@
+"""Format detection, header probing, pixel limits and safe verification.
+
+The upload path runs these in order: :func:`sniff` on the first bytes, :func:`probe` on the first
+:data:`HEAD_BYTES`, :func:`check_limits` on the probed size, and only then :func:`verify`, which
+is the first step that lets Pillow near the bytes. Everything before ``verify`` is pure byte
+parsing, so a hostile header is refused before any decoder allocates memory for it.
+
+Every function here raises only :class:`~chitram_core.errors.ChitramError` subclasses, whatever
+the input: a 500 must not be reachable through a crafted file.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import zlib
+from typing import BinaryIO
+
+import attrs
+from PIL import Image
+
+from chitram_core.errors import ChitramError, ImageTooLarge, InvalidFileFormat, InvalidImage
+
+HEAD_BYTES = 1024 * 1024
+"""How much of the start of a file :func:`probe` is given: enough for any sane header."""
+
+JPEG_DRAFT_SCALE = 8
+"""Verification decodes JPEG at 1/8 scale: every block is still entropy-decoded."""
+
+
+class ImageFormat(enum.Enum):
+    """The accepted formats; the value is a stable lower-case name."""
+
+    JPEG = "jpeg"
+    PNG = "png"
+    GIF = "gif"
+    WEBP = "webp"
+
+    @property
+    def mime(self) -> str:
+        return _MIME[self]
+
+    @property
+    def pillow_name(self) -> str:
+        return self.name
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSION[self]
+
+    @classmethod
+    def from_mime(cls, mime: str) -> ImageFormat:
+        for fmt in cls:
+            if fmt.mime == mime:
+                return fmt
+        raise InvalidFileFormat(f"Unsupported content type {mime!r}", content_type=mime)
+
+
+_MIME = {
+    ImageFormat.JPEG: "image/jpeg",
+    ImageFormat.PNG: "image/png",
+    ImageFormat.GIF: "image/gif",
+    ImageFormat.WEBP: "image/webp",
+}
+_EXTENSION = {
+    ImageFormat.JPEG: "jpg",
+    ImageFormat.PNG: "png",
+    ImageFormat.GIF: "gif",
+    ImageFormat.WEBP: "webp",
+}
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+SNIFF_BYTES = 12
+"""The longest magic we look at (RIFF....WEBP)."""
+
+
+def sniff(head: bytes) -> ImageFormat:
+    """Decide the format from magic bytes alone; the declared type and filename never count."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return ImageFormat.JPEG
+    if head.startswith(PNG_SIGNATURE):
+        return ImageFormat.PNG
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return ImageFormat.GIF
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return ImageFormat.WEBP
+    raise InvalidFileFormat()
+
+
+@attrs.frozen
+class ImageInfo:
+    """What the header says: enough to enforce limits before decoding."""
+
+    format: ImageFormat
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def probe(head: bytes) -> ImageInfo:
+    """Read the dimensions from the header without decoding the image.
+
+    ``head`` is the first (up to) :data:`HEAD_BYTES` of the file. A header that is cut short,
+    malformed or claims a zero side raises :class:`InvalidImage`.
+    """
+    fmt = sniff(head)
+    try:
+        width, height = _PROBES[fmt](head)
+    except ChitramError:
+        raise
+    except (IndexError, struct.error, ValueError) as exc:  # belt and braces: parsers check
+        raise InvalidImage(f"Malformed {fmt.name} header", reason=str(exc)) from None
+    if width <= 0 or height <= 0:
+        raise InvalidImage(
+            f"The {fmt.name} header declares a zero-sized image ({width}x{height})",
+            width=width,
+            height=height,
+        )
+    return ImageInfo(fmt, width, height)
+
+
+def _truncated(fmt: str, what: str) -> InvalidImage:
+    return InvalidImage(f"Truncated {fmt} file: it ends inside the {what}")
+
+
+# JPEG markers that carry no length field.
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+# Start-of-frame markers (baseline, extended, progressive, lossless, arithmetic variants).
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _probe_jpeg(head: bytes) -> tuple[int, int]:
+    pos = 2
+    n = len(head)
+    while True:
+        if pos >= n:
+            raise _jpeg_end(head)
+        if head[pos] != 0xFF:
+            raise InvalidImage(f"Malformed JPEG: expected a marker at byte {pos}")
+        while pos < n and head[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= n:
+            raise _jpeg_end(head)
+        marker = head[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD8, 0xD9, 0xDA, 0x00):
+            raise InvalidImage("Malformed JPEG: no frame header before the image data")
+        if pos + 2 > n:
+            raise _jpeg_end(head)
+        (length,) = struct.unpack_from(">H", head, pos)
+        if length < 2:
+            raise InvalidImage(f"Malformed JPEG: segment length {length} at byte {pos}")
+        if marker in _JPEG_SOF:
+            if length < 8:
+                raise InvalidImage("Malformed JPEG: frame header too short")
+            if pos + 7 > n:
+                raise _jpeg_end(head)
+            height, width = struct.unpack_from(">HH", head, pos + 3)
+            return width, height
+        pos += length
+
+
+def _jpeg_end(head: bytes) -> InvalidImage:
+    if len(head) >= HEAD_BYTES:
+        return InvalidImage(f"No JPEG frame header within the first {HEAD_BYTES} bytes")
+    return _truncated("JPEG", "header (no frame header found)")
+
+
+def _probe_png(head: bytes) -> tuple[int, int]:
+    if len(head) < 33:
+        raise _truncated("PNG", "IHDR chunk")
+    length, ctype = struct.unpack_from(">I4s", head, 8)
+    if ctype != b"IHDR" or length != 13:
+        raise InvalidImage("Malformed PNG: the first chunk must be a 13-byte IHDR")
+    (crc,) = struct.unpack_from(">I", head, 29)
+    if zlib.crc32(head[12:29]) != crc:
+        raise InvalidImage("Malformed PNG: IHDR checksum mismatch")
+    width, height, depth, color = struct.unpack_from(">IIBB", head, 16)
+    if width > 0x7FFFFFFF or height > 0x7FFFFFFF:
+        raise InvalidImage("Malformed PNG: dimension out of range")
+    if depth not in _PNG_DEPTHS.get(color, ()):
+        raise InvalidImage(f"Malformed PNG: bit depth {depth} with colour type {color}")
+    return width, height
+
+
+_PNG_DEPTHS: dict[int, tuple[int, ...]] = {
+    0: (1, 2, 4, 8, 16),
+    2: (8, 16),
+    3: (1, 2, 4, 8),
+    4: (8, 16),
+    6: (8, 16),
+}
+
+
+def _probe_gif(head: bytes) -> tuple[int, int]:
+    if len(head) < 10:
+        raise _truncated("GIF", "logical screen descriptor")
+    width, height = struct.unpack_from("<HH", head, 6)
+    return width, height
+
+
+def _probe_webp(head: bytes) -> tuple[int, int]:
+    if len(head) < 20:
+        raise _truncated("WebP", "first chunk header")
+    ctype = head[12:16]
+    (size,) = struct.unpack_from("<I", head, 16)
+    body = head[20 : 20 + size]
+    if ctype == b"VP8 ":
+        if len(body) < 10:
+            raise _truncated("WebP", "VP8 frame header")
+        if body[0] & 1:
+            raise InvalidImage("Malformed WebP: the VP8 frame is not a key frame")
+        if body[3:6] != b"\x9d\x01\x2a":
+            raise InvalidImage("Malformed WebP: bad VP8 start code")
+        w, h = struct.unpack_from("<HH", body, 6)
+        return w & 0x3FFF, h & 0x3FFF
+    if ctype == b"VP8L":
+        if len(body) < 5:
+            raise _truncated("WebP", "VP8L header")
+        if body[0] != 0x2F:
+            raise InvalidImage("Malformed WebP: bad VP8L signature")
+        (bits,) = struct.unpack_from("<I", body, 1)
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if ctype == b"VP8X":
+        if len(body) < 10:
+            raise _truncated("WebP", "VP8X header")
+        w = int.from_bytes(body[4:7], "little") + 1
+        h = int.from_bytes(body[7:10], "little") + 1
+        return w, h
+    raise InvalidImage(f"Malformed WebP: unknown first chunk {ctype!r}")
+
+
+_PROBES = {
+    ImageFormat.JPEG: _probe_jpeg,
+    ImageFormat.PNG: _probe_png,
+    ImageFormat.GIF: _probe_gif,
+    ImageFormat.WEBP: _probe_webp,
+}
+
+
+def check_limits(info: ImageInfo, *, max_pixels: int, max_dimension: int) -> None:
+    """Refuse images whose header claims too many pixels, before anything decodes them."""
+    if info.pixels > max_pixels or max(info.width, info.height) > max_dimension:
+        raise ImageTooLarge(
+            f"The image is {info.width}x{info.height} pixels; the limit is {max_pixels} pixels "
+            f"and {max_dimension} pixels a side",
+            width=info.width,
+            height=info.height,
+            max_pixels=max_pixels,
+            max_dimension=max_dimension,
+        )
+
+
+# Everything Pillow is known to raise on bad input. MemoryError is included: a decode that
+# cannot get its buffer is a property of the file, not of the server.
+PILLOW_ERRORS: tuple[type[BaseException], ...] = (
+    Image.DecompressionBombError,
+    OSError,
+    SyntaxError,
+    ValueError,
+    struct.error,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+    AssertionError,
+    RuntimeError,
+)
+
+
+def verify(fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int) -> None:
+    """Prove that the bytes really decode as ``info.format``; SYNC, run it in a worker thread.
+
+    Pillow opens the file with only that format's plugin, the size must equal the probed size,
+    ``Image.verify()`` checks the structure (and PNG checksums) and then a real decode runs:
+    JPEG in draft mode at 1/8 scale (every block is still decoded, in 1/64 of the memory),
+    other formats their first frame, which ``max_pixels`` bounds. Pillow reads ``fileobj``
+    incrementally; it is never read whole into memory here.
+    """
+    name = info.format.name
+    try:
+        fileobj.seek(0)
+        with _open(fileobj, info, max_pixels) as img:
+            img.verify()
+        fileobj.seek(0)
+        with _open(fileobj, info, max_pixels) as img:
+            if info.format is ImageFormat.JPEG:
+                img.draft(
+                    None,
+                    (
+                        max(1, info.width // JPEG_DRAFT_SCALE),
+                        max(1, info.height // JPEG_DRAFT_SCALE),
+                    ),
+                )
+            img.load()
+    except ChitramError:
+        raise
+    except PILLOW_ERRORS as exc:
+        raise InvalidImage(
+            f"The file is not a valid {name} image: {_reason(exc)}", reason=_reason(exc)
+        ) from None
+
+
+def _open(fileobj: BinaryIO, info: ImageInfo, max_pixels: int) -> Image.Image:
+    # Pillow's global bomb limit stays as a second line; ours is checked per call below
+    # (warnings filters are process-global, so they are not touched from worker threads).
+    img = Image.open(fileobj, formats=[info.format.pillow_name])
+    if img.size != (info.width, info.height):
+        size = img.size
+        img.close()
+        raise InvalidImage(
+            f"The {info.format.name} decoder sees {size[0]}x{size[1]} pixels but the header "
+            f"says {info.width}x{info.height}"
+        )
+    if img.width * img.height > max_pixels:
+        img.close()
+        raise InvalidImage(
+            f"The image has {img.width * img.height} pixels, more than the limit of {max_pixels}"
+        )
+    return img
+
+
+def _reason(exc: BaseException) -> str:
+    """A short, safe description of a decoder failure (no paths, no stack)."""
+    if isinstance(exc, Image.DecompressionBombError):
+        return "too many pixels to decode safely"
+    text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -1,0 +1,457 @@
+"""ImageService: the upload, read, list and delete flows, orchestrating storage, DB and cache.
+
+The upload streams: each chunk is counted (size limit), hashed, kept in a bounded head buffer
+(format sniffing and header probing) and fed to the metadata scanner while it is written to a
+temporary storage object. Only then is anything checked that needs the whole file, and only
+then does a row appear. A failure at any step removes the temporary object, so no row ever
+points at missing bytes; bytes that a crash leaves behind are found by the sweep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+import unicodedata
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import IO, Any
+
+import anyio
+import attrs
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chitram_core.db import Database
+from chitram_core.db import repository as repo
+from chitram_core.db.tables import images, utcnow
+from chitram_core.errors import (
+    ChitramError,
+    DeleteTokenRequired,
+    FileTooLarge,
+    Forbidden,
+    ImageNotFound,
+    InternalError,
+    InvalidDeleteToken,
+    InvalidRequest,
+    ValidationError,
+)
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, check_limits, probe, sniff, verify
+from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
+from chitram_core.models import Image, Page, Principal
+from chitram_core.settings import Settings
+from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
+
+log = logging.getLogger(__name__)
+
+UploadSource = bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
+READ_CHUNK = 64 * 1024
+SNIFF_BYTES = 16
+MAX_FILENAME = 255
+
+
+class ImageCacheLike:
+    """What the service needs from the metadata cache (see chitram_core.cache)."""
+
+    async def get_image(self, image_id: str) -> Image | None:
+        raise NotImplementedError
+
+    async def begin_fill(self, image_id: str) -> Any:
+        raise NotImplementedError
+
+    async def fill_image(self, image: Image, token: Any) -> None:
+        raise NotImplementedError
+
+    async def invalidate_image(self, image_id: str) -> None:
+        raise NotImplementedError
+
+
+@attrs.define
+class _Intake:
+    """What the streaming pass learns about an upload while writing it."""
+
+    max_bytes: int
+    strip: bool
+    size: int = 0
+    head: bytearray = attrs.field(factory=bytearray)
+    hasher: Any = attrs.field(factory=hashlib.sha256)
+    format: ImageFormat | None = None
+    scanner: MetadataScanner | None = None
+
+    def take(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise FileTooLarge(
+                f"The file is larger than the {self.max_bytes} byte limit",
+                max_bytes=self.max_bytes,
+            )
+        self.hasher.update(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        if self.format is None:
+            if len(self.head) < SNIFF_BYTES:
+                return
+            self._start(bytes(self.head))
+            return
+        if self.scanner is not None:
+            self.scanner.feed(chunk)
+
+    def finish(self) -> ImageFormat:
+        if self.size == 0:
+            raise InvalidRequest("The file is empty")
+        if self.format is None:
+            self._start(bytes(self.head))
+        assert self.format is not None
+        return self.format
+
+    def _start(self, head: bytes) -> None:
+        self.format = sniff(head)
+        if self.strip:
+            self.scanner = MetadataScanner(self.format)
+            self.scanner.feed(head)
+
+
+async def _chunks(source: UploadSource) -> AsyncIterator[bytes]:
+    """Any accepted source as a stream of chunks; never reads a file object whole."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        for offset in range(0, len(view), READ_CHUNK):
+            yield bytes(view[offset : offset + READ_CHUNK])
+        return
+    if hasattr(source, "read"):
+        reader: Callable[[int], bytes] = source.read
+        while True:
+            chunk = await anyio.to_thread.run_sync(reader, READ_CHUNK)
+            if not chunk:
+                return
+            if not isinstance(chunk, bytes | bytearray):
+                raise InvalidRequest("The file must be opened in binary mode")
+            yield bytes(chunk)
+    elif isinstance(source, AsyncIterable):
+        async for chunk in source:
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise InvalidRequest("Upload chunks must be bytes")
+            if chunk:
+                yield bytes(chunk)
+    else:
+        raise InvalidRequest("The upload source must be bytes, a binary file or an async iterable")
+
+
+def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
+    """A display name: no path, no control characters, bounded; any script is kept."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")
+    name = name.strip().strip(".") or (f"image.{fmt.extension}" if fmt else "image")
+    return name[:MAX_FILENAME]
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ImageService:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        storage: Storage,
+        *,
+        cache: ImageCacheLike | None = None,
+        on_recorded: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
+        on_uploaded: Callable[[Image], None] | None = None,
+        thumbnail_params: str = "",
+    ) -> None:
+        self.settings = settings
+        self.db = database
+        self.storage = storage
+        self.cache = cache
+        self.on_recorded = on_recorded
+        self.on_uploaded = on_uploaded
+        self.thumbnail_params = thumbnail_params
+        self.remover = ByteRemover(database, storage)
+
+    # upload -------------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        source: UploadSource,
+        *,
+        filename: str | None = None,
+        owner: Principal | None = None,
+        max_bytes: int | None = None,
+    ) -> Image:
+        """Validate, store and record an image; see the module docstring for the flow."""
+        limit = max_bytes or self.settings.max_upload_bytes
+        intake = _Intake(max_bytes=limit, strip=self.settings.strip_metadata)
+        tmp_key = f"tmp/{uuid.uuid4().hex}"
+        written: list[str] = [tmp_key]
+
+        async def counted() -> AsyncIterator[bytes]:
+            async for chunk in _chunks(source):
+                intake.take(chunk)
+                yield chunk
+
+        try:
+            try:
+                await self.storage.write(tmp_key, counted())
+            except StorageError as exc:
+                raise InternalError("Storage is not accepting writes") from exc
+            fmt = intake.finish()
+            info = probe(bytes(intake.head))
+            if info.format != fmt:
+                raise InvalidRequest("The file's header does not match its format")
+            check_limits(
+                info, max_pixels=self.settings.max_pixels, max_dimension=self.settings.max_dimension
+            )
+            sha256, size = intake.hasher.hexdigest(), intake.size
+            stored_key = tmp_key
+            edits: list[Edit] = intake.scanner.finish() if intake.scanner is not None else []
+            if edits:
+                stored_key = f"tmp/{uuid.uuid4().hex}"
+                written.append(stored_key)
+                sha256, size = await self._rewrite(tmp_key, stored_key, edits)
+            await self._verify(stored_key, info)
+            image = await self._record(
+                stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for key in written:
+                    await self._discard(key)
+            raise
+        for key in written:
+            await self._discard(key)
+        if self.on_uploaded is not None:
+            self.on_uploaded(image)
+        return image
+
+    async def _rewrite(self, src: str, dst: str, edits: list[Edit]) -> tuple[str, int]:
+        hasher = hashlib.sha256()
+        size = 0
+
+        async def hashed() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in apply_edits(self.storage.read(src, chunk_size=READ_CHUNK), edits):
+                hasher.update(chunk)
+                size += len(chunk)
+                yield chunk
+
+        await self.storage.write(dst, hashed())
+        return hasher.hexdigest(), size
+
+    async def _verify(self, key: str, info: Any) -> None:
+        def _run() -> None:
+            with self.storage.open_sync(key) as handle:
+                verify(handle, info, max_pixels=self.settings.max_pixels)
+
+        await anyio.to_thread.run_sync(_run)
+
+    async def _record(
+        self,
+        stored_key: str,
+        *,
+        sha256: str,
+        size: int,
+        info: Any,
+        filename: str | None,
+        owner: Principal | None,
+    ) -> Image:
+        image_id = str(uuid.uuid4())
+        delete_token = None if owner else secrets.token_urlsafe(32)
+        created = utcnow()
+        final_key = blob_key(sha256)
+        name = clean_filename(filename, info.format)
+        async with self.db.transaction() as conn:
+            is_new = await repo.claim_blob(
+                conn, sha256=sha256, storage_key=final_key, size=size,
+                content_type=info.format.mime, width=info.width, height=info.height,
+            )
+            await conn.execute(
+                images.insert().values(
+                    id=image_id, owner_id=owner.user_id if owner else None, filename=name,
+                    sha256=sha256, created_at=created,
+                    delete_token_hash=hash_token(delete_token) if delete_token else None,
+                )
+            )
+            if self.on_recorded is not None:
+                await self.on_recorded(conn, sha256)
+            if is_new:
+                # Inside the transaction: if the move fails nothing is recorded, and a
+                # concurrent remover of the same key is held off by claim_blob's lock.
+                await self.storage.move(stored_key, final_key)
+        return Image(
+            id=image_id, filename=name, content_type=info.format.mime, file_size=size,
+            width=info.width, height=info.height, sha256=sha256, created_at=created,
+            owner_id=owner.user_id if owner else None, delete_token=delete_token,
+        )
+
+    async def _discard(self, key: str) -> None:
+        try:
+            await self.storage.delete(key)
+        except (StorageError, OSError) as exc:
+            log.warning("could not remove temporary object %s: %s (the sweep will)", key, exc)
+
+    # reading ------------------------------------------------------------------------------
+
+    async def get(self, image_id: str) -> Image:
+        image, _ = await self.get_with_cache_status(image_id)
+        return image
+
+    async def get_with_cache_status(self, image_id: str) -> tuple[Image, str]:
+        """The image and whether the cache served it: ``HIT``, ``MISS`` or ``DISABLED``."""
+        if not _is_uuid(image_id):
+            raise ImageNotFound(image_id=image_id)
+        if self.cache is None:
+            return await self._load(image_id), "DISABLED"
+        cached = await self.cache.get_image(image_id)
+        if cached is not None:
+            return cached, "HIT"
+        token = await self.cache.begin_fill(image_id)
+        image = await self._load(image_id)
+        await self.cache.fill_image(image, token)
+        return image, "MISS"
+
+    async def _load(self, image_id: str) -> Image:
+        async with self.db.connect() as conn:
+            row = await repo.fetch_image(conn, image_id, self.thumbnail_params)
+        if row is None:
+            raise ImageNotFound(image_id=image_id)
+        return repo.row_to_image(row)
+
+    async def read(
+        self, image_id: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of the stored image (``end`` exclusive, clamped)."""
+        image = await self.get(image_id)
+        async for chunk in self.stream(image, start, end):
+            yield chunk
+
+    async def stream(self, image: Image, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream a range of an image already looked up (no database round trip)."""
+        stop = image.file_size if end is None else min(end, image.file_size)
+        if start < 0 or start > image.file_size or stop < start:
+            raise InvalidRequest(
+                "The byte range is outside the image", start=start, end=end, size=image.file_size
+            )
+        if start == stop:
+            return
+        try:
+            async for chunk in self.storage.read(blob_key(image.sha256), start, stop):
+                yield chunk
+        except StorageKeyNotFound as exc:
+            log.error("image %s has a row but no bytes at %s", image.id, blob_key(image.sha256))
+            raise ImageNotFound("The image's bytes are missing", image_id=image.id) from exc
+
+    async def list(
+        self, owner: Principal, *, limit: int = 20, cursor: str | None = None
+    ) -> Page:
+        """The owner's images, newest first, by keyset cursor (stable under inserts)."""
+        if not 1 <= limit <= 100:
+            raise ValidationError("limit must be between 1 and 100", field="limit")
+        async with self.db.connect() as conn:
+            items, next_cursor = await repo.list_images(
+                conn, owner.user_id, limit=limit, cursor=cursor, params=self.thumbnail_params
+            )
+        return Page(items=tuple(items), next_cursor=next_cursor)
+
+    # deleting -----------------------------------------------------------------------------
+
+    async def delete(
+        self,
+        image_id: str,
+        *,
+        principal: Principal | None = None,
+        delete_token: str | None = None,
+    ) -> None:
+        """Delete by owner or delete token (v1 order); the row goes even if storage fails."""
+        if not _is_uuid(image_id):
+            raise ImageNotFound(image_id=image_id)
+        async with self.db.transaction() as conn:
+            row = await repo.lock_image(conn, image_id)
+            if row is None:
+                raise ImageNotFound(image_id=image_id)
+            _authorize_delete(row, principal, delete_token)
+            await conn.execute(images.delete().where(images.c.id == image_id))
+            keys = await repo.release_blob(conn, row["sha256"])
+        if self.cache is not None:
+            await self.cache.invalidate_image(image_id)
+        for key in keys:
+            await self.remover.remove(key)
+
+
+def _authorize_delete(row: Any, principal: Principal | None, delete_token: str | None) -> None:
+    owner_id = row["owner_id"]
+    if principal is not None and owner_id is not None and principal.user_id == owner_id:
+        return
+    if owner_id is None:
+        stored = row["delete_token_hash"]
+        if delete_token is None:
+            raise DeleteTokenRequired()
+        if stored is None or not hmac.compare_digest(stored, hash_token(delete_token)):
+            raise InvalidDeleteToken()
+        return
+    raise Forbidden("Only the owner can delete this image")
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return len(value) == 36
+
+
+class ByteRemover:
+    """Removes queued storage objects without racing an upload that revives the same key."""
+
+    def __init__(self, database: Database, storage: Storage) -> None:
+        self.db = database
+        self.storage = storage
+
+    async def remove(self, key: str) -> bool:
+        """True when the bytes are gone (or were revived); False leaves the key queued."""
+        try:
+            async with self.db.transaction() as conn:
+                if not await repo.lock_pending(conn, key):
+                    return True
+                if not await repo.key_is_live(conn, key):
+                    await self.storage.delete(key)
+                await conn.execute(
+                    repo.pending_deletions.delete().where(repo.pending_deletions.c.storage_key == key)
+                )
+            return True
+        except (StorageError, OSError) as exc:
+            log.warning("storage could not remove %s (%s); it stays queued", key, exc)
+            await self._note_failure(key, exc)
+            return False
+
+    async def _note_failure(self, key: str, exc: BaseException) -> None:
+        try:
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    repo.pending_deletions.update()
+                    .where(repo.pending_deletions.c.storage_key == key)
+                    .values(
+                        attempts=repo.pending_deletions.c.attempts + 1,
+                        last_error=f"{type(exc).__name__}: {exc}"[:500],
+                    )
+                )
+        except ChitramError:
+            raise
+        except Exception:  # the note is best effort; the key is still queued
+            log.exception("could not record the failed removal of %s", key)
+
+    async def drain(self, limit: int = 1000) -> tuple[int, int]:
+        """Retry queued removals; (removed, still queued)."""
+        async with self.db.connect() as conn:
+            rows = await conn.execute(
+                select(repo.pending_deletions.c.storage_key)
+                .order_by(repo.pending_deletions.c.created_at)
+                .limit(limit)
+            )
+            keys = [r[0] for r in rows]
+        removed = 0
+        for key in keys:
+            removed += await self.remove(key)
+        return removed, len(keys) - removed
