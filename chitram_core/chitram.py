@@ -122,6 +122,7 @@ class Chitram:
             on_recorded=self.thumbnails.enqueue, on_uploaded=self.thumbnails.schedule,
             thumbnail_params=self.thumbnails.params_key,
         )
+        self.images.thumbnailer = self.thumbnails
         self._image_cache = image_cache
         if self.background:
             task_group = anyio.create_task_group()

@@ -16,7 +16,7 @@ import secrets
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio
 import attrs
@@ -35,13 +35,17 @@ from chitram_core.errors import (
     InternalError,
     InvalidDeleteToken,
     InvalidRequest,
+    ServiceUnavailable,
     ValidationError,
 )
 from chitram_core.images.formats import HEAD_BYTES, ImageFormat, check_limits, probe, sniff, verify
 from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
-from chitram_core.models import Image, Page, Principal
+from chitram_core.models import Image, Page, Principal, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
+
+if TYPE_CHECKING:
+    from chitram_core.thumbnailer import Thumbnailer
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +174,7 @@ class ImageService:
         self.on_uploaded = on_uploaded
         self.thumbnail_params = thumbnail_params
         self.remover = ByteRemover(database, storage)
+        self.thumbnailer: Thumbnailer | None = None
 
     # upload -------------------------------------------------------------------------------
 
@@ -342,6 +347,22 @@ class ImageService:
         except StorageKeyNotFound as exc:
             log.error("image %s has a row but no bytes at %s", image.id, blob_key(image.sha256))
             raise ImageNotFound("The image's bytes are missing", image_id=image.id) from exc
+
+    async def thumbnail(self, image_id: str) -> Thumbnail:
+        """The image's thumbnail, made now if it is missing (concurrent callers share the job)."""
+        if self.thumbnailer is None:
+            raise ServiceUnavailable("Thumbnails are not available in this instance")
+        return await self.thumbnailer.get(await self.get(image_id))
+
+    async def stream_thumbnail(
+        self, thumb: Thumbnail, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        stop = thumb.size if end is None else min(end, thumb.size)
+        try:
+            async for chunk in self.storage.read(thumb.key, start, stop):
+                yield chunk
+        except StorageKeyNotFound as exc:
+            raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
 
     async def list(
         self, owner: Principal, *, limit: int = 20, cursor: str | None = None
