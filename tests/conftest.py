@@ -75,3 +75,19 @@ def moto_server() -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(moto_server: str) -> str:
+    """A bucket on the moto server; tests use their own prefixes inside it."""
+    import boto3
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=moto_server,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        region_name="us-east-1",
+    )
+    client.create_bucket(Bucket="chitram-test")
+    return "chitram-test"
