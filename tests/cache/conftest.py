@@ -83,6 +83,12 @@ class RedisServer:
 
 
 @pytest.fixture
+def unused_port() -> int:
+    """A local port nobody listens on."""
+    return free_port()
+
+
+@pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
