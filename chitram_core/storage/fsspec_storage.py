@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
 from collections.abc import AsyncIterable, AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, BinaryIO, cast
 
 import anyio
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.spec import AbstractBufferedFile
 
 from chitram_core.storage.base import DEFAULT_CHUNK_SIZE, StorageError, StorageKeyNotFound
 
@@ -37,6 +38,7 @@ class FsspecStorage:
         if self.is_local:
             os.makedirs(self.root, exist_ok=True)
         self._limiter = anyio.CapacityLimiter(16)
+        self._buffered: bool | None = None
 
     def _path(self, key: str) -> str:
         if not key or key.startswith("/") or ".." in key.split("/"):
@@ -52,7 +54,40 @@ class FsspecStorage:
         path = self._path(key)
         if self.is_local:
             return await self._write_local(path, chunks)
-        handle = await self._run(self._open_remote, path)
+        if await self._publishes_on_close():
+            # Buffered object-store files (s3fs, gcsfs...) publish only on close; discard aborts.
+            handle = await self._run(self._open_remote, path)
+            return await self._write_handle(handle, chunks, path)
+        # Filesystems that publish on open: write aside, then rename over the target.
+        parent = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+        tmp = f"{parent}.tmp-{uuid.uuid4().hex}"
+        handle = await self._run(self._open_remote, tmp)
+        written = await self._write_handle(handle, chunks, tmp)
+        await self._run(self._mv, tmp, path)
+        return written
+
+    async def _publishes_on_close(self) -> bool:
+        if self._buffered is None:
+
+            def _check() -> bool:
+                probe = (
+                    f"{self.root}/.tmp-probe-{uuid.uuid4().hex}"
+                    if self.root
+                    else f".tmp-probe-{uuid.uuid4().hex}"
+                )
+                handle = self._open_remote(probe)
+                buffered = isinstance(handle, AbstractBufferedFile)
+                if buffered:
+                    _abort(handle)
+                else:
+                    handle.close()
+                self._rm_quiet(probe)
+                return buffered
+
+            self._buffered = await self._run(_check)
+        return self._buffered
+
+    async def _write_handle(self, handle: Any, chunks: AsyncIterable[bytes], path: str) -> int:
         written = 0
         try:
             async for chunk in chunks:
@@ -62,14 +97,21 @@ class FsspecStorage:
             await self._run(handle.close)
         except BaseException:
             with anyio.CancelScope(shield=True):
-                discard = getattr(handle, "discard", None)
-                if discard is not None:
-                    await self._run(discard)
+                if isinstance(handle, AbstractBufferedFile):
+                    await self._run(_abort, handle)
                 else:
                     await self._run(handle.close)
                     await self._run(self._rm_quiet, path)
             raise
         return written
+
+    def _mv(self, src: str, dst: str) -> None:
+        parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
+        if parent:
+            self.fs.makedirs(parent, exist_ok=True)
+        self.fs.mv(src, dst)
+        self._invalidate(src)
+        self._invalidate(dst)
 
     def _open_remote(self, path: str) -> Any:
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
@@ -83,7 +125,7 @@ class FsspecStorage:
 
         def _open() -> BinaryIO:
             os.makedirs(directory, exist_ok=True)
-            return open(tmp, "xb")  # noqa: SIM115 - closed below, across awaits
+            return open(tmp, "xb")
 
         handle = await self._run(_open)
         written = 0
@@ -134,7 +176,7 @@ class FsspecStorage:
 
     def _open_read(self, path: str) -> Any:
         if self.is_local:
-            return open(path, "rb")  # noqa: SIM115
+            return open(path, "rb")
         if not self.fs.exists(path):
             raise FileNotFoundError(path)
         return self.fs.open(path, "rb", block_size=DEFAULT_CHUNK_SIZE * 4)
@@ -192,15 +234,7 @@ class FsspecStorage:
 
             await self._run(_replace)
         else:
-
-            def _mv() -> None:
-                parent = dst_path.rsplit("/", 1)[0]
-                self.fs.makedirs(parent, exist_ok=True)
-                self.fs.mv(src_path, dst_path)
-                self._invalidate(src_path)
-                self._invalidate(dst_path)
-
-            await self._run(_mv)
+            await self._run(self._mv, src_path, dst_path)
 
     def _invalidate(self, path: str) -> None:
         invalidate = getattr(self.fs, "invalidate_cache", None)
@@ -242,6 +276,12 @@ class FsspecStorage:
 
     async def close(self) -> None:
         return None
+
+
+def _abort(handle: AbstractBufferedFile) -> None:
+    """Abandon a buffered upload: nothing is published, and closing later does nothing."""
+    handle.discard()
+    handle.closed = True
 
 
 def _discard_local(handle: BinaryIO, tmp: str) -> None:
