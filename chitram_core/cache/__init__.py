@@ -49,7 +49,7 @@ def plugin_name(url: str) -> str | None:
     if url.strip().lower() in _OFF:
         return None
     scheme = urlsplit(url.strip()).scheme.lower()
-    if not scheme:
+    if not scheme or "://" not in url:
         raise ConfigurationError(
             f"CHITRAM_CACHE_URL: expected memory://, redis://... or off, got {url!r}",
             variable="CHITRAM_CACHE_URL",

@@ -1,0 +1,138 @@
+"""Choosing the backend by URL, and cache-aside for image rows with X-Cache statuses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from chitram_core.cache import ImageCache, cache_check, open_cache, plugin_name
+from chitram_core.cache.base import ResilientCache
+from chitram_core.cache.memory import MemoryCache
+from chitram_core.errors import ConfigurationError, PluginError
+from chitram_core.models import Image
+
+pytestmark = pytest.mark.anyio
+
+
+def make_image(**changes: object) -> Image:
+    fields: dict[str, object] = {
+        "id": "0b6f5a53-7a57-4a4e-9a55-4c3e0e8f7d11",
+        "filename": "café ☕.jpg",
+        "content_type": "image/jpeg",
+        "file_size": 1234,
+        "width": 640,
+        "height": 480,
+        "sha256": "ab" * 32,
+        "created_at": datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        "owner_id": "user-1",
+        "thumbnail_ready": True,
+        "thumbnail_error": None,
+        "delete_token": None,
+    }
+    fields.update(changes)
+    return Image(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        ("memory://", "memory"),
+        ("memory://?max_entries=10", "memory"),
+        ("redis://localhost:6379/0", "redis"),
+        ("rediss://cache.example.com:6380/1", "redis"),
+        ("off", None),
+        ("OFF", None),
+        ("custom://x", "custom"),
+    ],
+)
+def test_the_plugin_is_chosen_by_scheme(url: str, name: str | None) -> None:
+    assert plugin_name(url) == name
+
+
+def test_a_url_without_a_scheme_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="CHITRAM_CACHE_URL"):
+        plugin_name("localhost:6379")
+
+
+def test_open_cache_builds_the_plugin() -> None:
+    assert isinstance(open_cache("memory://?max_entries=5"), MemoryCache)
+    assert isinstance(open_cache("redis://127.0.0.1:6379/0"), ResilientCache)
+    assert open_cache("off") is None
+
+
+def test_an_unknown_plugin_is_reported_by_name() -> None:
+    with pytest.raises(PluginError, match="nosuch"):
+        open_cache("nosuch://host")
+
+
+async def test_a_disabled_cache_says_disabled() -> None:
+    images = ImageCache(None)
+    lookup = await images.get_image("x")
+    assert lookup.status == "DISABLED"
+    assert lookup.image is None
+    assert await images.fill_image(lookup, make_image()) is False
+    await images.invalidate_image("x")
+    assert (await cache_check(None))[0] == "disabled"
+
+
+async def test_a_miss_then_fill_then_hit() -> None:
+    images = ImageCache(MemoryCache())
+    image = make_image()
+    lookup = await images.get_image(image.id)
+    assert lookup.status == "MISS"
+    assert await images.fill_image(lookup, image) is True
+    again = await images.get_image(image.id)
+    assert again.status == "HIT"
+    assert again.hit
+    assert again.image == image
+
+
+async def test_internal_fields_round_trip() -> None:
+    images = ImageCache(MemoryCache())
+    image = make_image(owner_id="owner-42", thumbnail_ready=False, thumbnail_error="boom")
+    await images.set_image(image)
+    cached = (await images.get_image(image.id)).image
+    assert cached == image
+    assert cached is not None
+    assert cached.created_at.tzinfo is not None
+
+
+async def test_the_delete_token_is_never_cached() -> None:
+    images = ImageCache(MemoryCache())
+    image = make_image(owner_id=None, delete_token="one-time-secret")
+    await images.set_image(image)
+    cached = (await images.get_image(image.id)).image
+    assert cached is not None
+    assert cached.delete_token is None
+    assert cached.owner_id is None
+
+
+async def test_a_row_deleted_while_a_reader_missed_is_not_put_back() -> None:
+    images = ImageCache(MemoryCache())
+    image = make_image()
+    lookup = await images.get_image(image.id)  # reader misses and takes its token
+    row = image  # ... and reads the row from the database
+    await images.invalidate_image(image.id)  # a writer deletes the row, then invalidates
+    assert await images.fill_image(lookup, row) is False
+    assert (await images.get_image(image.id)).status == "MISS"
+
+
+async def test_a_lookup_fills_only_its_own_image() -> None:
+    images = ImageCache(MemoryCache())
+    lookup = await images.get_image("some-other-id")
+    assert await images.fill_image(lookup, make_image()) is False
+
+
+async def test_a_corrupt_entry_is_a_miss() -> None:
+    cache = MemoryCache()
+    images = ImageCache(cache)
+    await cache.set(images.key("x"), b"not json", 60)
+    assert (await images.get_image("x")).status == "MISS"
+
+
+async def test_health_reports_a_working_cache_as_connected() -> None:
+    flat, check = await cache_check(MemoryCache())
+    assert flat == "connected"
+    assert check.status == "healthy"
+    assert check.latency_ms is not None
