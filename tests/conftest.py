@@ -91,3 +91,58 @@ def s3_bucket(moto_server: str) -> str:
     )
     client.create_bucket(Bucket="chitram-test")
     return "chitram-test"
+
+
+@pytest.fixture(scope="session")
+def pg_database(postgres_session_url: str) -> str:
+    return postgres_session_url
+
+
+@pytest.fixture(scope="session")
+def postgres_session_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (dropped at the end), migrated."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"chitram_test_{uuid.uuid4().hex[:12]}"
+    admin = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+
+    async def _admin(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + "/" + name
+    from chitram_core.db.database import upgrade_sync
+
+    upgrade_sync(url)
+    try:
+        yield url
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_session_url: str) -> str:
+    """The session database, emptied before the test."""
+    import asyncio
+
+    import asyncpg
+
+    async def _truncate() -> None:
+        conn = await asyncpg.connect(postgres_session_url.replace("postgresql+asyncpg://", "postgresql://"))
+        try:
+            await conn.execute(
+                "TRUNCATE images, thumbnails, blobs, pending_deletions, refresh_tokens, users CASCADE"
+            )
+        finally:
+            await conn.close()
+
+    asyncio.run(_truncate())
+    return postgres_session_url
