@@ -49,7 +49,11 @@ class AuthProvider(Protocol):
         """A new session for a refresh token; the old refresh token stops working."""
 
     async def logout(
-        self, principal: Principal, refresh_token: str | None = None, *, access_token: str | None = None
+        self,
+        principal: Principal,
+        refresh_token: str | None = None,
+        *,
+        access_token: str | None = None,
     ) -> None:
         """Revoke the session: the refresh token (and its family) stops working. Idempotent."""
 

@@ -23,7 +23,7 @@ from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
 from chitram_core.auth.passwords import Passwords
 from chitram_core.db import Database
-from chitram_core.db.tables import refresh_tokens, users
+from chitram_core.db.tables import refresh_tokens
 from chitram_core.errors import (
     InvalidCredentials,
     InvalidToken,
@@ -93,16 +93,17 @@ class LocalProvider:
             raise InvalidCredentials()
         async with self.database.connect() as conn:
             row = await user_repo.by_email(conn, normalized)
-        usable = row is not None and self._may_log_in(row)
-        stored = row.password_hash if usable and row is not None else None
+        stored = row.password_hash if row is not None and self._may_log_in(row) else None
         # Unknown users are verified against a dummy hash: the same time as a wrong password.
         if not await self.passwords.verify(stored, password) or row is None:
             raise InvalidCredentials()
         if not row.is_active:
             raise UserInactive()
+        new_hash = None
+        if self.passwords.needs_rehash(row.password_hash):
+            new_hash = await self.passwords.hash(password)
         async with self.database.transaction() as conn:
-            if self.passwords.needs_rehash(row.password_hash):
-                new_hash = await self.passwords.hash(password)
+            if new_hash is not None:
                 await user_repo.update(conn, row.id, password_hash=new_hash)
             return await self._new_session(conn, row, family_id=str(uuid.uuid4()))
 
@@ -270,4 +271,4 @@ def create_provider(settings: Settings) -> LocalProvider:
     return LocalProvider(settings)
 
 
-__all__ = ["LocalProvider", "create_provider", "users"]
+__all__ = ["LocalProvider", "create_provider"]

@@ -6,7 +6,7 @@ import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-_DUMMY_PASSWORD = "chitram-dummy-password-for-constant-time"  # noqa: S105
+_DUMMY_PASSWORD = "chitram-dummy-password-for-constant-time"
 
 
 class Passwords:

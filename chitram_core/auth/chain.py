@@ -1,0 +1,259 @@
+"""The auth failover chain: what ``chitram.auth`` is in the SDK.
+
+Providers are tried in the configured order; only unavailability (timeout, connection error, 5xx,
+an open circuit) moves a request on. A definite answer — a session, a wrong password — ends it.
+Known users are sent to the provider that owns their row first, and tokens to the provider that
+issued them, so local and Supabase users work side by side.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+import anyio
+
+from chitram_core import plugins
+from chitram_core.auth import rules
+from chitram_core.auth import users as user_repo
+from chitram_core.auth.base import AuthProvider
+from chitram_core.auth.breaker import Breaker, State
+from chitram_core.db import Database
+from chitram_core.errors import ChitramError, InvalidToken, NotFound, ProviderUnavailable
+from chitram_core.models import Check, Principal, Session, User
+from chitram_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class AuthChain:
+    def __init__(
+        self,
+        providers: Sequence[AuthProvider],
+        database: Database | None = None,
+        *,
+        threshold: int = 3,
+        cooldown: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not providers:
+            raise ValueError("an auth chain needs at least one provider")
+        self.providers = tuple(providers)
+        self.database = database
+        self.breakers = {
+            p.name: Breaker(p.name, threshold=threshold, cooldown=cooldown, clock=clock)
+            for p in self.providers
+        }
+
+    @classmethod
+    async def open(
+        cls,
+        settings: Settings,
+        database: Database,
+        *,
+        providers: Sequence[AuthProvider] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> AuthChain:
+        """Load the providers named in ``settings.auth_providers`` (or take ``providers``) and
+        start them. A configured provider that cannot load is a PluginError, naming it."""
+        if providers is None:
+            providers = [
+                plugins.load(plugins.AUTH, name)(settings) for name in settings.auth_providers
+            ]
+        started: list[AuthProvider] = []
+        try:
+            for provider in providers:
+                await provider.start(database)
+                started.append(provider)
+        except BaseException:
+            for provider in reversed(started):
+                await provider.close()
+            raise
+        return cls(
+            providers,
+            database,
+            threshold=settings.breaker_threshold,
+            cooldown=settings.breaker_cooldown,
+            clock=clock,
+        )
+
+    async def close(self) -> None:
+        for provider in reversed(self.providers):
+            try:
+                await provider.close()
+            except Exception:
+                log.exception("auth provider %r failed to close", provider.name)
+
+    async def __aenter__(self) -> AuthChain:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # Flows ----------------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str) -> Session:
+        rules.clean_email(email)
+        rules.check_password(password)
+        return await self._first(self.providers, lambda p: p.register(email, password))
+
+    async def login(self, email: str, password: str) -> Session:
+        order = await self._owner_first(rules.normalize_email(email))
+        return await self._first(order, lambda p: p.login(email, password))
+
+    async def request_password_reset(self, email: str) -> None:
+        order = await self._owner_first(rules.normalize_email(email))
+        await self._first(order, lambda p: p.request_password_reset(email))
+
+    async def refresh(self, refresh_token: str) -> Session:
+        """Sent to the provider that recognises the token; when none does, each is asked, and a
+        provider that merely does not know the token ("invalid") does not end the search."""
+        owners = [p for p in self.providers if p.issued(refresh_token)]
+        if owners:
+            return await self._first(owners, lambda p: p.refresh(refresh_token))
+        unavailable: ProviderUnavailable | None = None
+        rejected: InvalidToken | None = None
+        for provider in self.providers:
+            try:
+                return await self._call(provider, lambda p: p.refresh(refresh_token))
+            except ProviderUnavailable as exc:
+                unavailable = exc
+            except InvalidToken as exc:
+                rejected = exc
+        raise unavailable or rejected or InvalidToken()
+
+    async def authenticate(self, token: str) -> Principal:
+        """The caller behind ``token``, checked by its issuer; when the issuer is down, by any
+        provider that can verify it offline (Supabase tokens against the project secret)."""
+        owners = [p for p in self.providers if p.issued(token)]
+        if not owners:
+            raise InvalidToken()
+        try:
+            return await self._first(owners, lambda p: p.authenticate(token))
+        except ProviderUnavailable as unavailable:
+            for provider in owners + [p for p in self.providers if p not in owners]:
+                principal = await provider.vouch(token)
+                if principal is not None:
+                    log.info("token vouched for offline by %r", provider.name)
+                    return principal
+            raise unavailable
+
+    async def logout(
+        self,
+        principal: Principal,
+        refresh_token: str | None = None,
+        *,
+        access_token: str | None = None,
+    ) -> None:
+        """Revoke the session behind ``principal`` (and ``refresh_token``). Idempotent."""
+        names = {principal.provider}
+        if refresh_token is not None:
+            names |= {p.name for p in self.providers if p.issued(refresh_token)}
+        for provider in self.providers:
+            if provider.name in names:
+                await self._call(
+                    provider,
+                    lambda p: p.logout(principal, refresh_token, access_token=access_token),
+                )
+
+    async def get_user(self, user_id: str) -> User:
+        database = self._require_database()
+        async with database.connect() as conn:
+            row = await user_repo.by_id(conn, user_id)
+        if row is None:
+            raise NotFound("User not found")
+        return user_repo.to_user(row)
+
+    async def checks(self) -> dict[str, Check]:
+        """One health check per provider (``auth.<name>``), including its circuit state."""
+        results: dict[str, Check] = {}
+        for provider in self.providers:
+            breaker = self.breakers[provider.name]
+            key = f"auth.{provider.name}"
+            state = breaker.state
+            if state is State.OPEN:
+                wait = math.ceil(breaker.retry_after())
+                results[key] = Check(status="unhealthy", detail=f"circuit open; retry in {wait}s")
+                continue
+            started = time.perf_counter()
+            try:
+                with anyio.fail_after(provider.timeout):
+                    check = await provider.health()
+            except (TimeoutError, ProviderUnavailable) as exc:
+                check = Check(status="unhealthy", detail=str(exc) or "timed out")
+            latency = check.latency_ms
+            if latency is None:
+                latency = round((time.perf_counter() - started) * 1000, 2)
+            detail = f"circuit {state.value}" + (f"; {check.detail}" if check.detail else "")
+            status = check.status
+            if state is State.HALF_OPEN and status == "healthy":
+                status = "degraded"
+            results[key] = Check(status=status, latency_ms=latency, detail=detail)
+        return results
+
+    # The chain itself -----------------------------------------------------------------------
+
+    async def _first(
+        self, providers: Iterable[AuthProvider], call: Callable[[AuthProvider], Awaitable[T]]
+    ) -> T:
+        """The first definite answer; ProviderUnavailable only when every provider is down."""
+        unavailable: ProviderUnavailable | None = None
+        for provider in providers:
+            try:
+                return await self._call(provider, call)
+            except ProviderUnavailable as exc:
+                log.warning("auth provider %r unavailable: %s", provider.name, exc.message)
+                unavailable = exc
+        raise unavailable or ProviderUnavailable("No auth provider is available")
+
+    async def _call(
+        self, provider: AuthProvider, call: Callable[[AuthProvider], Awaitable[T]]
+    ) -> T:
+        """One call behind the provider's breaker and timeout."""
+        breaker = self.breakers[provider.name]
+        if not breaker.allow():
+            retry_after = max(1, math.ceil(breaker.retry_after()))
+            raise ProviderUnavailable(
+                f"The {provider.name} auth provider is unavailable (circuit open)",
+                retry_after=retry_after,
+                provider=provider.name,
+            )
+        try:
+            with anyio.fail_after(provider.timeout):
+                result = await call(provider)
+        except TimeoutError:
+            breaker.record_failure()
+            raise ProviderUnavailable(
+                f"The {provider.name} auth provider timed out", provider=provider.name
+            ) from None
+        except ProviderUnavailable:
+            breaker.record_failure()
+            raise
+        except ChitramError:
+            breaker.record_success()
+            raise
+        except BaseException:
+            breaker.release()
+            raise
+        breaker.record_success()
+        return result
+
+    async def _owner_first(self, email_normalized: str) -> list[AuthProvider]:
+        """The chain order, with the provider that owns this email's user row moved first."""
+        order = list(self.providers)
+        if self.database is None:
+            return order
+        async with self.database.connect() as conn:
+            row = await user_repo.by_email(conn, email_normalized)
+        owner = row.provider if row is not None else None
+        return sorted(order, key=lambda p: p.name != owner)
+
+    def _require_database(self) -> Database:
+        if self.database is None:
+            raise ProviderUnavailable("The auth chain has no database")
+        return self.database

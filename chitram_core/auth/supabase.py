@@ -1,0 +1,444 @@
+"""The Supabase provider: supabase-py's async GoTrue client, with users synced to the local table.
+
+The SDK keeps per-user state on its client (the current session, and in some versions its own
+Authorization header), so every call gets a fresh client: nothing of one user can leak into
+another's request. The HTTP connection pool is shared through the injected ``httpx.AsyncClient``.
+
+Access tokens are verified locally (the project JWT secret, or JWKS) so token checks survive a
+Supabase outage, and each successful Supabase login saves an argon2 hash of the password so the
+local provider can log the user in while Supabase is down (``supabase_password_fallback``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import anyio
+import httpx
+import jwt
+import pydantic
+from supabase_auth import AsyncGoTrueClient
+from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
+
+from chitram_core.auth import rules, tokens
+from chitram_core.auth import users as user_repo
+from chitram_core.auth.passwords import Passwords
+from chitram_core.db import Database
+from chitram_core.errors import (
+    ChitramError,
+    ConfigurationError,
+    EmailExists,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidRequest,
+    InvalidToken,
+    ProviderUnavailable,
+    TokenExpired,
+    UserInactive,
+    WeakPassword,
+)
+from chitram_core.models import Check, Principal, Session
+from chitram_core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+AUDIENCE = "authenticated"
+JWKS_TTL = 600.0
+JWKS_MIN_REFETCH = 30.0
+
+_CONFIRM_FIRST = "Confirm your email address, then log in"
+
+# GoTrue error codes with a definite meaning, whatever the operation.
+_CODES: dict[str, Callable[[], ChitramError]] = {
+    "weak_password": WeakPassword,
+    "user_already_exists": EmailExists,
+    "email_exists": EmailExists,
+    "identity_already_exists": EmailExists,
+    "email_address_invalid": InvalidEmail,
+    "email_address_not_authorized": InvalidEmail,
+    "invalid_credentials": InvalidCredentials,
+    "email_not_confirmed": lambda: UserInactive(_CONFIRM_FIRST, confirmation_required=True),
+    "user_banned": UserInactive,
+    "bad_jwt": InvalidToken,
+    "invalid_jwt": InvalidToken,
+    "session_not_found": InvalidToken,
+    "session_expired": TokenExpired,
+    "refresh_token_not_found": InvalidToken,
+    "refresh_token_already_used": InvalidToken,
+}
+
+
+def gotrue_error(exc: Exception, default: Callable[[], ChitramError]) -> ChitramError:
+    """Map a supabase-py failure: 5xx, 429, timeouts and connection errors are unavailability;
+    400 / 401 / 403 / 422 are definite answers (by GoTrue code, else ``default``)."""
+    if isinstance(exc, (TimeoutError, httpx.HTTPError, pydantic.ValidationError)):
+        return ProviderUnavailable(f"Supabase did not answer usefully ({type(exc).__name__})")
+    if isinstance(exc, (AuthRetryableError, AuthUnknownError)):
+        return ProviderUnavailable(f"Supabase is unavailable: {exc}")
+    status = int(getattr(exc, "status", 0) or 0)
+    if status >= 500 or status == 429 or status == 0:
+        return ProviderUnavailable(f"Supabase is unavailable (HTTP {status or 'error'})")
+    code = getattr(exc, "code", None)
+    factory = _CODES.get(code) if isinstance(code, str) else None
+    return (factory or default)()
+
+
+class SupabaseProvider:
+    name = "supabase"
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        passwords: Passwords | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not settings.supabase_url or not settings.supabase_key:
+            raise ConfigurationError(
+                "The supabase auth provider needs CHITRAM_SUPABASE_URL and CHITRAM_SUPABASE_KEY"
+            )
+        self.settings = settings
+        self.timeout: float | None = settings.auth_timeout
+        self.auth_url = settings.supabase_url.rstrip("/") + "/auth/v1"
+        self.issuer = self.auth_url
+        self.passwords = passwords or Passwords()
+        self._key = settings.supabase_key
+        self._http = http_client
+        self._owns_http = http_client is None
+        self._database: Database | None = None
+        self._clock = clock
+        self._jwks: dict[str, jwt.PyJWK] = {}
+        self._jwks_fetched_at: float | None = None
+
+    # Lifecycle ------------------------------------------------------------------------------
+
+    async def start(self, database: Database) -> None:
+        self._database = database
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.auth_timeout)
+        if self.settings.supabase_jwks_url:
+            try:
+                await self._fetch_jwks()
+            except ProviderUnavailable as exc:
+                log.warning("could not fetch the Supabase JWKS at start-up: %s", exc.message)
+
+    async def close(self) -> None:
+        if self._http is not None and self._owns_http:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def database(self) -> Database:
+        if self._database is None:
+            raise ProviderUnavailable("The supabase auth provider is not started")
+        return self._database
+
+    # Flows ----------------------------------------------------------------------------------
+
+    async def register(self, email: str, password: str) -> Session:
+        cleaned = rules.clean_email(email)
+        rules.check_password(password)
+        async with self.database.connect() as conn:
+            if await user_repo.by_email(conn, cleaned.lower()) is not None:
+                raise EmailExists()
+        answer = await self._gotrue(
+            lambda c: c.sign_up({"email": cleaned, "password": password}), InvalidRequest
+        )
+        if answer.user is None:
+            raise ProviderUnavailable("Supabase answered a sign-up without a user")
+        if answer.session is None:
+            # Email confirmation is on: the account exists but cannot be used yet.
+            await self._sync(answer.user)
+            raise UserInactive(_CONFIRM_FIRST, confirmation_required=True)
+        return await self._session(answer.session, password=password)
+
+    async def login(self, email: str, password: str) -> Session:
+        cleaned = rules.clean_email(email)
+        if not rules.password_in_range(password):
+            raise InvalidCredentials()
+        answer = await self._gotrue(
+            lambda c: c.sign_in_with_password({"email": cleaned, "password": password}),
+            InvalidCredentials,
+        )
+        if answer.session is None:
+            raise InvalidCredentials()
+        return await self._session(answer.session, password=password)
+
+    async def authenticate(self, token: str) -> Principal:
+        claims = await self._verify(token, network=True)
+        if claims is not None:
+            async with self.database.connect() as conn:
+                row = await user_repo.by_supabase_id(conn, str(claims["sub"]))
+            if row is not None:
+                return self._principal(row, claims)
+        # Unknown locally (or no way to verify offline): ask Supabase, and sync.
+        answer = await self._gotrue(lambda c: c.get_user(token), InvalidToken)
+        if answer is None:
+            raise InvalidToken()
+        row = await self._sync(answer.user)
+        return self._principal(row, claims or tokens.unverified_claims(token) or {})
+
+    async def vouch(self, token: str) -> Principal | None:
+        if not self.issued(token):
+            return None
+        claims = await self._verify(token, network=False)
+        if claims is None:
+            return None
+        async with self.database.transaction() as conn:
+            row = await user_repo.by_supabase_id(conn, str(claims["sub"]))
+            if row is None:
+                email = claims.get("email")
+                if not isinstance(email, str) or not email:
+                    return None
+                try:
+                    normalized = rules.normalize_email(email)
+                except InvalidEmail:
+                    return None
+                if await user_repo.by_email(conn, normalized) is not None:
+                    return None  # linking needs Supabase to confirm the email
+                row = await user_repo.create(
+                    conn,
+                    email=email,
+                    email_normalized=normalized,
+                    provider=self.name,
+                    supabase_id=str(claims["sub"]),
+                )
+        return self._principal(row, claims)
+
+    async def refresh(self, refresh_token: str) -> Session:
+        if refresh_token.startswith(tokens.REFRESH_PREFIX):
+            raise InvalidToken()
+        answer = await self._gotrue(lambda c: c.refresh_session(refresh_token), InvalidToken)
+        if answer.session is None:
+            raise InvalidToken()
+        return await self._session(answer.session)
+
+    async def logout(
+        self,
+        principal: Principal,
+        refresh_token: str | None = None,
+        *,
+        access_token: str | None = None,
+    ) -> None:
+        """Revoke the Supabase session. GoTrue revokes by access token, so with only a refresh
+        token the session is refreshed once to get one."""
+        jwt_token = access_token if access_token and self.issued(access_token) else None
+        try:
+            if (
+                jwt_token is None
+                and refresh_token
+                and not refresh_token.startswith(tokens.REFRESH_PREFIX)
+            ):
+                answer = await self._gotrue(
+                    lambda c: c.refresh_session(refresh_token), InvalidToken
+                )
+                jwt_token = answer.session.access_token if answer.session else None
+            if jwt_token is not None:
+                token = jwt_token
+                await self._gotrue(lambda c: c.admin.sign_out(token, "local"), InvalidToken)
+        except ProviderUnavailable:
+            raise
+        except ChitramError:
+            pass  # already signed out or never valid: logout is idempotent
+
+    async def request_password_reset(self, email: str) -> None:
+        cleaned = rules.clean_email(email)
+        try:
+            await self._gotrue(lambda c: c.reset_password_for_email(cleaned), InvalidRequest)
+        except ProviderUnavailable:
+            raise
+        except ChitramError as exc:
+            # The same answer whether or not the email exists.
+            log.info("Supabase refused a password reset request: %s", exc.message)
+
+    def issued(self, token: str) -> bool:
+        return tokens.unverified_issuer(token) == self.issuer
+
+    async def health(self) -> Check:
+        started = time.perf_counter()
+        try:
+            response = await self._client_http().get(
+                f"{self.auth_url}/health", headers={"apikey": self._key}
+            )
+        except httpx.HTTPError as exc:
+            return Check(status="unhealthy", detail=f"Supabase unreachable ({type(exc).__name__})")
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        if response.status_code >= 500:
+            return Check(
+                status="unhealthy", latency_ms=latency, detail=f"HTTP {response.status_code}"
+            )
+        return Check(status="healthy", latency_ms=latency)
+
+    # Internals ------------------------------------------------------------------------------
+
+    def _client_http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            raise ProviderUnavailable("The supabase auth provider is not started")
+        return self._http
+
+    def _client(self) -> Any:
+        """A fresh GoTrue client for one call: no session or header outlives the request."""
+        return AsyncGoTrueClient(
+            url=self.auth_url,
+            headers={"apikey": self._key, "Authorization": f"Bearer {self._key}"},
+            http_client=self._client_http(),
+            auto_refresh_token=False,
+            persist_session=False,
+        )
+
+    async def _gotrue(
+        self, call: Callable[[Any], Awaitable[T]], default: Callable[[], ChitramError]
+    ) -> T:
+        try:
+            with anyio.fail_after(self.settings.auth_timeout):
+                return await call(self._client())
+        except (AuthError, TimeoutError, httpx.HTTPError, pydantic.ValidationError) as exc:
+            raise gotrue_error(exc, default) from exc
+
+    async def _session(self, session: Any, *, password: str | None = None) -> Session:
+        row = await self._sync(session.user, password=password)
+        if not row.is_active:
+            raise UserInactive()
+        return Session(
+            user=user_repo.to_user(row),
+            access_token=session.access_token,
+            refresh_token=session.refresh_token,
+            expires_in=int(session.expires_in),
+        )
+
+    async def _sync(self, remote: Any, *, password: str | None = None) -> Any:
+        """Sync-on-auth: find the local row by Supabase id, else link by email (only when
+        Supabase says the email is confirmed), else create it. Saves the fallback hash."""
+        supabase_id = str(remote.id)
+        if not remote.email:
+            raise InvalidRequest("This Supabase account has no email address")
+        email = rules.clean_email(remote.email)
+        normalized = email.lower()
+        confirmed = remote.email_confirmed_at is not None or remote.confirmed_at is not None
+
+        new_hash = None
+        if password is not None and self.settings.supabase_password_fallback:
+            async with self.database.connect() as conn:
+                existing = await user_repo.by_supabase_id(conn, supabase_id)
+            old_hash = existing.password_hash if existing is not None else None
+            if old_hash is None or not await self.passwords.verify(old_hash, password):
+                new_hash = await self.passwords.hash(password)
+
+        async with self.database.transaction() as conn:
+            row = await user_repo.by_supabase_id(conn, supabase_id)
+            if row is None:
+                row = await user_repo.by_email(conn, normalized)
+                if row is None:
+                    row = await user_repo.create(
+                        conn,
+                        email=email,
+                        email_normalized=normalized,
+                        provider=self.name,
+                        supabase_id=supabase_id,
+                        password_hash=new_hash,
+                    )
+                    return row
+                if row.supabase_id is not None or not confirmed:
+                    raise EmailExists(
+                        "An account with this email already exists; it is linked to Supabase "
+                        "only once Supabase confirms the email address"
+                    )
+                log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
+                await user_repo.update(conn, row.id, supabase_id=supabase_id, provider=self.name)
+            if new_hash is not None:
+                await user_repo.update(conn, row.id, password_hash=new_hash)
+            fresh = await user_repo.by_id(conn, row.id)
+        return fresh
+
+    def _principal(self, row: Any, claims: dict[str, Any]) -> Principal:
+        if not row.is_active:
+            raise UserInactive()
+        session_id = claims.get("session_id")
+        return Principal(
+            user_id=row.id,
+            email=row.email,
+            provider=self.name,
+            token_id=session_id if isinstance(session_id, str) else None,
+        )
+
+    async def _verify(self, token: str, *, network: bool) -> dict[str, Any] | None:
+        """Verified claims using the project secret or JWKS; None when neither can check this
+        token here (no secret, no key for its ``kid`` in the cache and ``network`` is off)."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise InvalidToken() from exc
+        algorithm = header.get("alg")
+        key: Any
+        if algorithm == "HS256":
+            if not self.settings.supabase_jwt_secret:
+                return None
+            key = self.settings.supabase_jwt_secret
+        elif self.settings.supabase_jwks_url:
+            jwk = await self._jwk(header.get("kid"), network=network)
+            if jwk is None:
+                return None
+            key, algorithm = jwk.key, jwk.algorithm_name or algorithm
+        else:
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[str(algorithm)],
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                options={"require": ["exp", "sub", "iss"]},
+            )
+        except jwt.ExpiredSignatureError as exc:
+            raise TokenExpired() from exc
+        except jwt.PyJWTError as exc:
+            raise InvalidToken() from exc
+        return claims
+
+    async def _jwk(self, kid: Any, *, network: bool) -> jwt.PyJWK | None:
+        now = self._clock()
+        stale = self._jwks_fetched_at is None or now - self._jwks_fetched_at > JWKS_TTL
+        unknown = kid not in self._jwks
+        may_refetch = (
+            self._jwks_fetched_at is None or now - self._jwks_fetched_at > JWKS_MIN_REFETCH
+        )
+        if network and (stale or (unknown and may_refetch)):
+            try:
+                await self._fetch_jwks()
+            except ProviderUnavailable:
+                if not self._jwks:
+                    raise
+        if kid is None and len(self._jwks) == 1:
+            return next(iter(self._jwks.values()))
+        found = self._jwks.get(kid) if isinstance(kid, str) else None
+        if found is None and network and kid not in self._jwks and self._jwks:
+            raise InvalidToken()
+        return found
+
+    async def _fetch_jwks(self) -> None:
+        url = self.settings.supabase_jwks_url
+        assert url is not None
+        try:
+            with anyio.fail_after(self.settings.auth_timeout):
+                response = await self._client_http().get(url, headers={"apikey": self._key})
+            response.raise_for_status()
+            keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (TimeoutError, httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            raise ProviderUnavailable(f"Supabase JWKS unavailable ({type(exc).__name__})") from exc
+        self._jwks = {k.key_id: k for k in keys if k.key_id}
+        self._jwks_fetched_at = self._clock()
+
+
+def create_provider(settings: Settings) -> SupabaseProvider:
+    """The ``chitram.auth`` entry point ``supabase``."""
+    return SupabaseProvider(settings)
+
+
+__all__ = ["SupabaseProvider", "create_provider", "gotrue_error"]
