@@ -1,0 +1,96 @@
+"""Bounded concurrent uploads per process."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from chitram_core.errors import ServiceUnavailable
+from chitram_core.limits import UploadSlots
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_slots_count_in_use() -> None:
+    slots = UploadSlots(capacity=2, wait_timeout=1)
+    assert slots.snapshot() == {"in_use": 0, "capacity": 2, "waiting": 0}
+    async with slots.acquire():
+        assert slots.in_use == 1
+    assert slots.in_use == 0
+
+
+async def test_a_request_waits_for_a_free_slot() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=5)
+    released = anyio.Event()
+    order: list[str] = []
+
+    async def holder() -> None:
+        async with slots.acquire():
+            order.append("first")
+            await released.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(holder)
+        await anyio.sleep(0.01)
+
+        async def waiter() -> None:
+            async with slots.acquire():
+                order.append("second")
+
+        tg.start_soon(waiter)
+        await anyio.sleep(0.01)
+        assert slots.waiting == 1
+        released.set()
+    assert order == ["first", "second"]
+    assert slots.snapshot() == {"in_use": 0, "capacity": 1, "waiting": 0}
+
+
+async def test_a_request_that_waits_too_long_gets_503_with_retry_after() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=0.1)
+    async with slots.acquire():
+        with pytest.raises(ServiceUnavailable) as caught:
+            async with slots.acquire():
+                pass  # pragma: no cover
+    assert caught.value.status == 503
+    assert caught.value.retry_after >= 1
+    assert slots.snapshot() == {"in_use": 0, "capacity": 1, "waiting": 0}
+
+
+async def test_a_failing_upload_releases_its_slot() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=0.1)
+    with pytest.raises(ValueError, match="bad"):
+        async with slots.acquire():
+            raise ValueError("bad")
+    async with slots.acquire():
+        assert slots.in_use == 1
+
+
+async def test_a_cancelled_waiter_does_not_leak_a_slot() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=10)
+    async with slots.acquire():
+        with anyio.move_on_after(0.05):
+            async with slots.acquire():
+                pass  # pragma: no cover
+        assert slots.waiting == 0
+    assert slots.in_use == 0
+
+
+async def test_never_more_than_capacity_at_once() -> None:
+    slots = UploadSlots(capacity=3, wait_timeout=5)
+    peak = 0
+
+    async def upload() -> None:
+        nonlocal peak
+        async with slots.acquire():
+            peak = max(peak, slots.in_use)
+            await anyio.sleep(0.01)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(20):
+            tg.start_soon(upload)
+    assert peak == 3
+
+
+def test_capacity_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        UploadSlots(capacity=0, wait_timeout=1)
