@@ -126,9 +126,7 @@ class CacheContract:
         assert await cache.fill(key, b"deleted row", self.ttl, token) is False
         assert await cache.get(key) is None
 
-    async def test_every_reader_that_missed_before_invalidate_is_fenced(
-        self, cache: Cache
-    ) -> None:
+    async def test_every_reader_that_missed_before_invalidate_is_fenced(self, cache: Cache) -> None:
         key = _key("readers")
         tokens = [await cache.begin_fill(key) for _ in range(20)]
         await cache.invalidate(key)
