@@ -17,7 +17,6 @@ Target: growth under 32 MB. Run: ``python benchmarks/upload_memory.py``.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,16 +69,20 @@ async def main() -> int:
 
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "big.png"
-        subprocess.run([sys.executable, "-c", MAKE_PNG, str(source)], check=True)
+        await anyio.run_process([sys.executable, "-c", MAKE_PNG, str(source)], check=True)
         size = source.stat().st_size
         print(f"input: {size / 2**20:.1f} MiB PNG, {SIDE}x{SIDE}")
         settings = Settings(
-            env="test", data_dir=Path(tmp) / "data", max_upload_bytes=200 * 2**20,
-            upload_rate_limit=None, strip_metadata=True,
+            env="test",
+            data_dir=Path(tmp) / "data",
+            max_upload_bytes=200 * 2**20,
+            upload_rate_limit=None,
+            strip_metadata=True,
         )
         async with Chitram(settings, background=False) as chitram:
-            from PIL import Image as PILImage
             import io
+
+            from PIL import Image as PILImage
 
             buf = io.BytesIO()
             PILImage.new("RGB", (64, 64), "red").save(buf, "PNG")
@@ -95,8 +98,10 @@ async def main() -> int:
 
             baseline = await _measure("baseline (read + discard)", null_sink)
             growth = await _measure("chitram upload", upload)
-        print(f"chitram growth minus baseline: {(growth - baseline) / 2**20:.1f} MiB "
-              f"(ratio to input size {growth / size:.3f})")
+        print(
+            f"chitram growth minus baseline: {(growth - baseline) / 2**20:.1f} MiB "
+            f"(ratio to input size {growth / size:.3f})"
+        )
         ok = growth < 32 * 2**20
         print("PASS" if ok else "FAIL", "(target: growth under 32 MiB)")
         return 0 if ok else 1

@@ -43,7 +43,24 @@ _EXPORTS = {
     "Settings": "chitram_core.settings",
 }
 
-__all__ = [*sorted(_EXPORTS), "errors"]
+__all__ = [
+    "VERSION",
+    "Chitram",
+    "ChitramError",
+    "HealthReport",
+    "Image",
+    "Page",
+    "Principal",
+    "RateLimit",
+    "Session",
+    "Settings",
+    "SweepReport",
+    "Thumbnail",
+    "User",
+    "converter",
+    "errors",
+    "to_json",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -95,7 +95,9 @@ class Chitram:
             self.storage = self._storage_override
         else:
             try:
-                self.storage = open_storage(settings.resolved_storage_url, dict(settings.storage_options))
+                self.storage = open_storage(
+                    settings.resolved_storage_url, dict(settings.storage_options)
+                )
             except StorageError as exc:
                 raise ConfigurationError(f"CHITRAM_STORAGE_URL: {exc}") from exc
             stack.push_async_callback(self.storage.close)
@@ -116,10 +118,16 @@ class Chitram:
         stack.push_async_callback(self.auth.close)
 
         image_cache = ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache else None
-        self.thumbnails = Thumbnailer(settings, self.database, self.storage, on_ready=self._thumbnail_ready)
+        self.thumbnails = Thumbnailer(
+            settings, self.database, self.storage, on_ready=self._thumbnail_ready
+        )
         self.images = ImageService(
-            settings, self.database, self.storage, cache=image_cache,
-            on_recorded=self.thumbnails.enqueue, on_uploaded=self.thumbnails.schedule,
+            settings,
+            self.database,
+            self.storage,
+            cache=image_cache,
+            on_recorded=self.thumbnails.enqueue,
+            on_uploaded=self.thumbnails.schedule,
             thumbnail_params=self.thumbnails.params_key,
         )
         self.images.thumbnailer = self.thumbnails
@@ -172,8 +180,12 @@ class Chitram:
         orphans = await self._queue_orphans(older_than)
         removed, left = await self.images.remover.drain()
         made = await self.thumbnails.run_pending()
-        return SweepReport(orphans_removed=orphans, pending_removed=removed, pending_left=left,
-                           thumbnails_made=made)
+        return SweepReport(
+            orphans_removed=orphans,
+            pending_removed=removed,
+            pending_left=left,
+            thumbnails_made=made,
+        )
 
     async def _queue_orphans(self, older_than: float) -> int:
         async with self.database.connect() as conn:

@@ -45,8 +45,9 @@ async def check_health(chitram: Chitram, version: str) -> HealthReport:
             tg.start_soon(run, "cache", chitram.cache.ping)
     if chitram.cache is not None and checks["cache"].status != "healthy":
         # The cache fails open: the service still works, only slower.
-        checks["cache"] = Check(status="degraded", latency_ms=checks["cache"].latency_ms,
-                                detail=checks["cache"].detail)
+        checks["cache"] = Check(
+            status="degraded", latency_ms=checks["cache"].latency_ms, detail=checks["cache"].detail
+        )
     if chitram.auth is not None:
         for name, check in (await chitram.auth.checks()).items():
             checks[f"auth:{name}"] = check
@@ -70,6 +71,10 @@ async def check_health(chitram: Chitram, version: str) -> HealthReport:
         storage="connected" if checks["storage"].status == "healthy" else "disconnected",
         cache=cache_state,
         rate_limiter=chitram.rate_limiter_state(),
-        upload_concurrency={"limit": slots.capacity, "in_use": slots.in_use, "waiting": slots.waiting},
+        upload_concurrency={
+            "limit": slots.capacity,
+            "in_use": slots.in_use,
+            "waiting": slots.waiting,
+        },
         checks=checks,
     )

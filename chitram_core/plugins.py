@@ -77,7 +77,7 @@ def load(group: str, name: str) -> Callable[..., Any]:
             plugin=name,
         )
     try:
-        factory = eps[name].load()
+        factory: Callable[..., Any] = eps[name].load()
     except Exception as exc:  # a broken plugin must be reported, whatever it raised
         hint = _INSTALL_HINTS.get((group, name))
         reason = f"{type(exc).__name__}: {exc}"

@@ -145,7 +145,9 @@ async def _chunks(source: UploadSource) -> AsyncIterator[bytes]:
 def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
     """A display name: no path, no control characters, bounded; any script is kept."""
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C")
+    name = "".join(
+        ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C"
+    )
     name = name.strip().strip(".") or (f"image.{fmt.extension}" if fmt else "image")
     return name[:MAX_FILENAME]
 
@@ -269,13 +271,21 @@ class ImageService:
         name = clean_filename(filename, info.format)
         async with self.db.transaction() as conn:
             is_new = await repo.claim_blob(
-                conn, sha256=sha256, storage_key=final_key, size=size,
-                content_type=info.format.mime, width=info.width, height=info.height,
+                conn,
+                sha256=sha256,
+                storage_key=final_key,
+                size=size,
+                content_type=info.format.mime,
+                width=info.width,
+                height=info.height,
             )
             await conn.execute(
                 images.insert().values(
-                    id=image_id, owner_id=owner.user_id if owner else None, filename=name,
-                    sha256=sha256, created_at=created,
+                    id=image_id,
+                    owner_id=owner.user_id if owner else None,
+                    filename=name,
+                    sha256=sha256,
+                    created_at=created,
                     delete_token_hash=hash_token(delete_token) if delete_token else None,
                 )
             )
@@ -286,9 +296,16 @@ class ImageService:
                 # concurrent remover of the same key is held off by claim_blob's lock.
                 await self.storage.move(stored_key, final_key)
         return Image(
-            id=image_id, filename=name, content_type=info.format.mime, file_size=size,
-            width=info.width, height=info.height, sha256=sha256, created_at=created,
-            owner_id=owner.user_id if owner else None, delete_token=delete_token,
+            id=image_id,
+            filename=name,
+            content_type=info.format.mime,
+            file_size=size,
+            width=info.width,
+            height=info.height,
+            sha256=sha256,
+            created_at=created,
+            owner_id=owner.user_id if owner else None,
+            delete_token=delete_token,
         )
 
     async def _discard(self, key: str) -> None:
@@ -332,7 +349,9 @@ class ImageService:
         async for chunk in self.stream(image, start, end):
             yield chunk
 
-    async def stream(self, image: Image, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+    async def stream(
+        self, image: Image, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
         """Stream a range of an image already looked up (no database round trip)."""
         stop = image.file_size if end is None else min(end, image.file_size)
         if start < 0 or start > image.file_size or stop < start:
@@ -364,9 +383,7 @@ class ImageService:
         except StorageKeyNotFound as exc:
             raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
 
-    async def list(
-        self, owner: Principal, *, limit: int = 20, cursor: str | None = None
-    ) -> Page:
+    async def list(self, owner: Principal, *, limit: int = 20, cursor: str | None = None) -> Page:
         """The owner's images, newest first, by keyset cursor (stable under inserts)."""
         if not 1 <= limit <= 100:
             raise ValidationError("limit must be between 1 and 100", field="limit")
@@ -439,7 +456,9 @@ class ByteRemover:
                 if not await repo.key_is_live(conn, key):
                     await self.storage.delete(key)
                 await conn.execute(
-                    repo.pending_deletions.delete().where(repo.pending_deletions.c.storage_key == key)
+                    repo.pending_deletions.delete().where(
+                        repo.pending_deletions.c.storage_key == key
+                    )
                 )
             return True
         except (StorageError, OSError) as exc:

@@ -18,7 +18,7 @@ import attrs
 
 from chitram_core.errors import ConfigurationError
 
-DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"  # noqa: S105
+DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -59,7 +59,9 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
 class Settings:
     """Everything a Chitram instance needs; see docs/operations.md for each variable."""
 
-    env: str = attrs.field(default="development", validator=attrs.validators.in_({"development", "production", "test"}))
+    env: str = attrs.field(
+        default="development", validator=attrs.validators.in_({"development", "production", "test"})
+    )
     data_dir: Path = attrs.field(default=Path("./chitram-data"), converter=Path)
     database_url: str | None = None
     storage_url: str | None = None
@@ -92,7 +94,9 @@ class Settings:
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     strip_metadata: bool = True
     thumbnail_size: int = attrs.field(default=300, validator=_positive)
-    thumbnail_format: str = attrs.field(default="JPEG", validator=attrs.validators.in_({"JPEG", "WEBP", "PNG"}))
+    thumbnail_format: str = attrs.field(
+        default="JPEG", validator=attrs.validators.in_({"JPEG", "WEBP", "PNG"})
+    )
     thumbnail_quality: int = attrs.field(default=85, validator=_positive)
     decode_timeout: float = attrs.field(default=15.0, validator=_positive)
     thumbnail_workers: int = attrs.field(default=2, validator=_positive)

@@ -63,13 +63,20 @@ class Thumbnailer:
     async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
         """Record the pending job in the caller's transaction (the upload's)."""
         key = self.key_for(sha256)
-        exists = (await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))).first()
+        exists = (
+            await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))
+        ).first()
         if exists is None:
             now = utcnow()
             await conn.execute(
                 insert(thumbnails).values(
-                    key=key, sha256=sha256, params=self.params_key, status="pending",
-                    attempts=0, created_at=now, updated_at=now,
+                    key=key,
+                    sha256=sha256,
+                    params=self.params_key,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
                 )
             )
 
@@ -108,7 +115,10 @@ class Thumbnailer:
                     and_(
                         thumbnails.c.status == "pending",
                         thumbnails.c.params == self.params_key,
-                        or_(thumbnails.c.next_attempt_at.is_(None), thumbnails.c.next_attempt_at <= now),
+                        or_(
+                            thumbnails.c.next_attempt_at.is_(None),
+                            thumbnails.c.next_attempt_at <= now,
+                        ),
                     )
                 )
                 .limit(limit)
@@ -136,15 +146,26 @@ class Thumbnailer:
             if row is None or row["status"] != "ready":
                 raise ServiceUnavailable("The thumbnail is not ready yet", retry_after=2)
         return Thumbnail(
-            image_id=image.id, key=row["key"], content_type=row["content_type"], size=row["size"],
-            sha256=_etag_hash(row["key"], row["size"]), width=row["width"], height=row["height"],
+            image_id=image.id,
+            key=row["key"],
+            content_type=row["content_type"],
+            size=row["size"],
+            sha256=_etag_hash(row["key"], row["size"]),
+            width=row["width"],
+            height=row["height"],
         )
 
     async def _row(self, sha256: str) -> dict[str, object] | None:
         async with self.db.connect() as conn:
             row = (
-                await conn.execute(select(thumbnails).where(thumbnails.c.key == self.key_for(sha256)))
-            ).mappings().first()
+                (
+                    await conn.execute(
+                        select(thumbnails).where(thumbnails.c.key == self.key_for(sha256))
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return dict(row) if row is not None else None
 
     async def render(self, sha256: str, *, force: bool = False) -> None:
@@ -167,8 +188,10 @@ class Thumbnailer:
                 await conn.execute(select(blobs.c.storage_key).where(blobs.c.sha256 == sha256))
             ).first()
             row = (
-                await conn.execute(select(thumbnails).where(thumbnails.c.key == key))
-            ).mappings().first()
+                (await conn.execute(select(thumbnails).where(thumbnails.c.key == key)))
+                .mappings()
+                .first()
+            )
         if blob is None:
             return  # the image was deleted meanwhile
         if row is None:
@@ -179,8 +202,11 @@ class Thumbnailer:
         try:
             data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])
             rendered = await render_thumbnail_async(
-                data, self.params, max_pixels=self.settings.max_pixels,
-                timeout=self.settings.decode_timeout, limiter=self._limiter,
+                data,
+                self.params,
+                max_pixels=self.settings.max_pixels,
+                timeout=self.settings.decode_timeout,
+                limiter=self._limiter,
             )
 
             async def body() -> object:
@@ -194,7 +220,9 @@ class Thumbnailer:
             await self._fail(key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
         async with self.db.transaction() as conn:
-            still = (await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))).first()
+            still = (
+                await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+            ).first()
             if still is None:
                 # Deleted while rendering: the bytes we wrote have no row; remove them.
                 await self.storage.delete(key)
@@ -203,8 +231,12 @@ class Thumbnailer:
                 update(thumbnails)
                 .where(thumbnails.c.key == key)
                 .values(
-                    status="ready", error=None, content_type=rendered.content_type,
-                    size=len(rendered.data), width=rendered.width, height=rendered.height,
+                    status="ready",
+                    error=None,
+                    content_type=rendered.content_type,
+                    size=len(rendered.data),
+                    width=rendered.width,
+                    height=rendered.height,
                     updated_at=utcnow(),
                 )
             )
@@ -231,8 +263,13 @@ class Thumbnailer:
                     updated_at=utcnow(),
                 )
             )
-        log.warning("thumbnail %s failed (attempt %d%s): %s", key, attempts,
-                    ", giving up" if give_up else "", reason)
+        log.warning(
+            "thumbnail %s failed (attempt %d%s): %s",
+            key,
+            attempts,
+            ", giving up" if give_up else "",
+            reason,
+        )
 
 
 def _etag_hash(key: str, size: object) -> str:

@@ -136,10 +136,13 @@ def fresh_postgres_url(postgres_session_url: str) -> str:
     import asyncpg
 
     async def _truncate() -> None:
-        conn = await asyncpg.connect(postgres_session_url.replace("postgresql+asyncpg://", "postgresql://"))
+        conn = await asyncpg.connect(
+            postgres_session_url.replace("postgresql+asyncpg://", "postgresql://")
+        )
         try:
             await conn.execute(
-                "TRUNCATE images, thumbnails, blobs, pending_deletions, refresh_tokens, users CASCADE"
+                "TRUNCATE images, thumbnails, blobs, pending_deletions, refresh_tokens, users"
+                " CASCADE"
             )
         finally:
             await conn.close()

@@ -110,8 +110,16 @@ async def image_ids_for_blob(conn: AsyncConnection, sha256: str) -> list[str]:
     return [row[0] for row in rows]
 
 
-async def claim_blob(conn: AsyncConnection, *, sha256: str, storage_key: str, size: int,
-                     content_type: str, width: int, height: int) -> bool:
+async def claim_blob(
+    conn: AsyncConnection,
+    *,
+    sha256: str,
+    storage_key: str,
+    size: int,
+    content_type: str,
+    width: int,
+    height: int,
+) -> bool:
     """Take a reference on the blob; True when the row is new (its bytes must be moved in)."""
     bumped = await conn.execute(
         update(blobs).where(blobs.c.sha256 == sha256).values(refcount=blobs.c.refcount + 1)
@@ -122,8 +130,14 @@ async def claim_blob(conn: AsyncConnection, *, sha256: str, storage_key: str, si
         async with conn.begin_nested():
             await conn.execute(
                 insert(blobs).values(
-                    sha256=sha256, storage_key=storage_key, size=size, content_type=content_type,
-                    width=width, height=height, refcount=1, created_at=utcnow(),
+                    sha256=sha256,
+                    storage_key=storage_key,
+                    size=size,
+                    content_type=content_type,
+                    width=width,
+                    height=height,
+                    refcount=1,
+                    created_at=utcnow(),
                 )
             )
     except IntegrityError:
@@ -133,7 +147,9 @@ async def claim_blob(conn: AsyncConnection, *, sha256: str, storage_key: str, si
         )
         return False
     # The key may be queued for removal from an earlier life: it is live again.
-    await conn.execute(delete(pending_deletions).where(pending_deletions.c.storage_key == storage_key))
+    await conn.execute(
+        delete(pending_deletions).where(pending_deletions.c.storage_key == storage_key)
+    )
     return True
 
 
@@ -143,12 +159,15 @@ async def release_blob(conn: AsyncConnection, sha256: str) -> list[str]:
         update(blobs).where(blobs.c.sha256 == sha256).values(refcount=blobs.c.refcount - 1)
     )
     row = (
-        await conn.execute(select(blobs.c.refcount, blobs.c.storage_key).where(blobs.c.sha256 == sha256))
+        await conn.execute(
+            select(blobs.c.refcount, blobs.c.storage_key).where(blobs.c.sha256 == sha256)
+        )
     ).first()
     if row is None or row[0] > 0:
         return []
     thumb_keys = [
-        r[0] for r in await conn.execute(select(thumbnails.c.key).where(thumbnails.c.sha256 == sha256))
+        r[0]
+        for r in await conn.execute(select(thumbnails.c.key).where(thumbnails.c.sha256 == sha256))
     ]
     await conn.execute(delete(thumbnails).where(thumbnails.c.sha256 == sha256))
     await conn.execute(delete(blobs).where(blobs.c.sha256 == sha256))
@@ -161,11 +180,15 @@ async def queue_deletions(conn: AsyncConnection, keys: Sequence[str]) -> None:
     for key in keys:
         exists = (
             await conn.execute(
-                select(pending_deletions.c.storage_key).where(pending_deletions.c.storage_key == key)
+                select(pending_deletions.c.storage_key).where(
+                    pending_deletions.c.storage_key == key
+                )
             )
         ).first()
         if exists is None:
-            await conn.execute(insert(pending_deletions).values(storage_key=key, created_at=utcnow()))
+            await conn.execute(
+                insert(pending_deletions).values(storage_key=key, created_at=utcnow())
+            )
 
 
 async def key_is_live(conn: AsyncConnection, key: str) -> bool:

@@ -7,6 +7,7 @@ store's own all-or-nothing upload (s3 multipart completes only on close) and dis
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
@@ -218,10 +219,8 @@ class FsspecStorage:
         await self._run(self._rm_quiet, self._path(key))
 
     def _rm_quiet(self, path: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(path)
-        except FileNotFoundError:
-            pass
         self._invalidate(path)
 
     async def move(self, src: str, dst: str) -> None:
@@ -286,10 +285,8 @@ def _abort(handle: AbstractBufferedFile) -> None:
 
 def _discard_local(handle: BinaryIO, tmp: str) -> None:
     handle.close()
-    try:
+    with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)
-    except FileNotFoundError:
-        pass
 
 
 def create_storage(url: str, **options: Any) -> FsspecStorage:

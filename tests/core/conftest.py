@@ -38,7 +38,9 @@ async def chitram(tmp_path: Path, database_url: str) -> AsyncIterator[Chitram]:
 async def user(chitram: Chitram):  # type: ignore[no-untyped-def]
     import uuid
 
-    session = await chitram.auth.register(f"owner-{uuid.uuid4().hex[:8]}@example.com", "correct horse")
+    session = await chitram.auth.register(
+        f"owner-{uuid.uuid4().hex[:8]}@example.com", "correct horse"
+    )
     return await chitram.auth.authenticate(session.access_token)
 
 
@@ -46,5 +48,7 @@ async def user(chitram: Chitram):  # type: ignore[no-untyped-def]
 async def other_user(chitram: Chitram):  # type: ignore[no-untyped-def]
     import uuid
 
-    session = await chitram.auth.register(f"other-{uuid.uuid4().hex[:8]}@example.com", "battery staple")
+    session = await chitram.auth.register(
+        f"other-{uuid.uuid4().hex[:8]}@example.com", "battery staple"
+    )
     return await chitram.auth.authenticate(session.access_token)

@@ -26,7 +26,9 @@ from chitram_core.testing import strategies as ist
 pytestmark = pytest.mark.anyio
 
 
-def png_bytes(color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (40, 30)) -> bytes:
+def png_bytes(
+    color: tuple[int, int, int] = (200, 30, 30), size: tuple[int, int] = (40, 30)
+) -> bytes:
     buf = io.BytesIO()
     PILImage.new("RGB", size, color).save(buf, "PNG")
     return buf.getvalue()
@@ -37,7 +39,9 @@ async def aiter_chunks(chunks: list[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
-async def read_all(chitram: Chitram, image_id: str, start: int = 0, end: int | None = None) -> bytes:
+async def read_all(
+    chitram: Chitram, image_id: str, start: int = 0, end: int | None = None
+) -> bytes:
     return b"".join([c async for c in chitram.images.read(image_id, start, end)])
 
 
@@ -77,7 +81,9 @@ async def test_file_object_source(chitram: Chitram, user: Principal) -> None:
 
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
-async def test_any_chunking_round_trips(chitram: Chitram, user: Principal, data: st.DataObject) -> None:
+async def test_any_chunking_round_trips(
+    chitram: Chitram, user: Principal, data: st.DataObject
+) -> None:
     original = png_bytes((data.draw(st.integers(0, 255)), 10, 10))
     chunks = data.draw(ist.chunkings(original))
     image = await chitram.images.upload(aiter_chunks(chunks), filename="x.png", owner=user)
@@ -127,7 +133,9 @@ def _bad_inputs() -> list[tuple[str, object, type[Exception]]]:
     ]
 
 
-@pytest.mark.parametrize(("name", "payload", "error"), _bad_inputs(), ids=lambda v: v if isinstance(v, str) else "")
+@pytest.mark.parametrize(
+    ("name", "payload", "error"), _bad_inputs(), ids=lambda v: v if isinstance(v, str) else ""
+)
 async def test_bad_input_gets_its_code_and_leaves_nothing(
     chitram: Chitram, user: Principal, name: str, payload: object, error: type[Exception]
 ) -> None:
@@ -166,7 +174,9 @@ async def test_upload_enqueues_a_durable_thumbnail_job(chitram: Chitram, user: P
     image = await chitram.images.upload(png_bytes(), filename="t.png", owner=user)
     async with chitram.database.connect() as conn:
         status = (
-            await conn.execute(select(thumbnails.c.status).where(thumbnails.c.sha256 == image.sha256))
+            await conn.execute(
+                select(thumbnails.c.status).where(thumbnails.c.sha256 == image.sha256)
+            )
         ).scalar_one()
     assert status == "pending"
     thumb = await chitram.images.thumbnail(image.id)

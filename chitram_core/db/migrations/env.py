@@ -12,7 +12,7 @@ from sqlalchemy.pool import NullPool
 from chitram_core.db.tables import metadata
 
 config = context.config
-url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
+url: str = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url") or ""
 
 
 def _run(connection: Any) -> None:
