@@ -17,7 +17,7 @@ import zlib
 from typing import BinaryIO
 
 import attrs
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from chitram_core.errors import ChitramError, ImageTooLarge, InvalidFileFormat, InvalidImage
 
@@ -129,7 +129,9 @@ def _truncated(fmt: str, what: str) -> InvalidImage:
 # JPEG markers that carry no length field.
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 # Start-of-frame markers (baseline, extended, progressive, lossless, arithmetic variants).
-_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_JPEG_SOF = frozenset(
+    {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+)
 
 
 def _probe_jpeg(head: bytes) -> tuple[int, int]:
@@ -282,11 +284,19 @@ def verify(fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int) -> None:
     Pillow opens the file with only that format's plugin, the size must equal the probed size,
     ``Image.verify()`` checks the structure (and PNG checksums) and then a real decode runs:
     JPEG in draft mode at 1/8 scale (every block is still decoded, in 1/64 of the memory),
-    other formats their first frame, which ``max_pixels`` bounds. Pillow reads ``fileobj``
-    incrementally; it is never read whole into memory here.
+    other formats their first frame, which ``max_pixels`` bounds.
+
+    Before Pillow, :func:`check_structure` walks the container to its end marker, so a file
+    cut short is refused even where Pillow would tolerate it (a PNG without its IEND checksum,
+    a GIF frame without its block terminator).
+
+    Memory: JPEG, PNG and GIF are read incrementally. Pillow's WebP plugin hands the whole file
+    to libwebp, so a WebP costs its file size (bounded by the upload size limit) on top.
     """
     name = info.format.name
     try:
+        fileobj.seek(0)
+        check_structure(fileobj, info.format)
         fileobj.seek(0)
         with _open(fileobj, info, max_pixels) as img:
             img.verify()
@@ -307,6 +317,20 @@ def verify(fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int) -> None:
         raise InvalidImage(
             f"The file is not a valid {name} image: {_reason(exc)}", reason=_reason(exc)
         ) from None
+
+
+def check_structure(fileobj: BinaryIO, fmt: ImageFormat, chunk_size: int = 64 * 1024) -> None:
+    """Walk the container structure of ``fileobj`` to its end; raise InvalidImage if broken.
+
+    This is the metadata scanner run for its validation alone: it reads in chunks and keeps
+    O(header) memory.
+    """
+    from chitram_core.images.metadata import MetadataScanner
+
+    scanner = MetadataScanner(fmt)
+    while chunk := fileobj.read(chunk_size):
+        scanner.feed(chunk)
+    scanner.finish()
 
 
 def _open(fileobj: BinaryIO, info: ImageInfo, max_pixels: int) -> Image.Image:
@@ -332,5 +356,7 @@ def _reason(exc: BaseException) -> str:
     """A short, safe description of a decoder failure (no paths, no stack)."""
     if isinstance(exc, Image.DecompressionBombError):
         return "too many pixels to decode safely"
+    if isinstance(exc, UnidentifiedImageError):
+        return "the decoder does not recognise the data"
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
