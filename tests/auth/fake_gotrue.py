@@ -259,9 +259,7 @@ class _Outage:
             return
         headers = dict(scope["headers"])
         auth = headers.get(b"authorization")
-        self.fake.requests.append(
-            (scope["method"], scope["path"], auth.decode() if auth else None)
-        )
+        self.fake.requests.append((scope["method"], scope["path"], auth.decode() if auth else None))
         mode = self.fake.mode
         if mode == "slow" or self.fake.delay:
             await asyncio.sleep(self.fake.delay)
