@@ -172,6 +172,8 @@ class ResilientCache:
         self._clock = clock
         self._down_since: float | None = None
         self._next_attempt = 0.0
+        # When the last outage began, on the clock FillToken.issued_at uses.
+        self._outage_began = float("-inf")
         self.outages = 0
 
     @property
@@ -190,6 +192,7 @@ class ResilientCache:
         self._next_attempt = now + self.retry_interval
         if self._down_since is None:
             self._down_since = now
+            self._outage_began = time.monotonic()
             self.outages += 1
             mode = "failing open" if self.fail_open else "failing closed for rate limits"
             log.warning(
@@ -255,7 +258,8 @@ class ResilientCache:
         return token
 
     async def fill(self, key: str, value: bytes, ttl: float, token: FillToken) -> bool:
-        if self._skip():
+        # An invalidation may have been lost in an outage that began after the token was taken.
+        if self._skip() or token.issued_at <= self._outage_began:
             return False
         try:
             stored = await self.inner.fill(key, value, ttl, token)
@@ -266,8 +270,8 @@ class ResilientCache:
         return stored
 
     async def invalidate(self, key: str) -> None:
-        # An invalidation lost to an outage is bounded by the entry's TTL; a token taken while
-        # the backend is down is never issued (begin_fill returns None), so no stale fill follows.
+        # An invalidation lost to an outage is bounded by the entry's TTL; fills with tokens
+        # from before the outage are refused, and none are issued while it lasts.
         if self._skip():
             return
         try:

@@ -110,6 +110,24 @@ async def test_redis_recovers_after_an_outage(
     await cache.close()
 
 
+async def test_a_token_taken_before_an_outage_cannot_fill_after_it(
+    redis_server: Any,
+) -> None:
+    """The invalidation that fenced it may have been lost while Redis was down."""
+    cache = create_cache(redis_server.url, retry_interval=0.1)
+    token = await cache.begin_fill("image:1")
+    assert token is not None
+    redis_server.stop()
+    await cache.invalidate("image:1")  # lost
+    redis_server.start()
+    await anyio.sleep(0.2)
+    assert await cache.fill("image:1", b"stale", 60, token) is False
+    fresh = await cache.begin_fill("image:1")
+    assert fresh is not None
+    assert await cache.fill("image:1", b"fresh", 60, fresh) is True
+    await cache.close()
+
+
 async def test_calls_during_an_outage_do_not_wait_on_the_network(
     redis_server: Any,
 ) -> None:
