@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
-from argon2 import PasswordHasher
+from auth_helpers import JWT_SECRET, fast_hasher
 from fake_gotrue import FakeGoTrue
 
 from chitram_core.auth.local import LocalProvider
@@ -14,13 +14,6 @@ from chitram_core.auth.passwords import Passwords
 from chitram_core.auth.supabase import SupabaseProvider
 from chitram_core.db import Database
 from chitram_core.settings import Settings
-
-JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789"
-
-
-def fast_hasher() -> PasswordHasher:
-    """argon2id with tiny costs: the tests check behaviour, not hashing strength."""
-    return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
 
 
 @pytest.fixture(scope="session")
