@@ -87,7 +87,7 @@ async def cache_check(cache: Cache | None) -> tuple[str, Check]:
 
 @attrs.frozen(kw_only=True)
 class CacheLookup:
-    """What :meth:`ImageCache.get_image` found, and the token to fill the cache after a miss."""
+    """What :meth:`ImageCache.lookup` found, and the token to fill the cache after a miss."""
 
     image: Image | None
     status: CacheStatus
@@ -127,16 +127,17 @@ def _decode(raw: bytes) -> Image | None:
 class ImageCache:
     """Cache-aside for :class:`Image` rows, keyed by image id.
 
-    The read path::
+    The read path (what ``ImageService`` does)::
 
-        lookup = await image_cache.get_image(image_id)      # HIT, MISS or DISABLED
-        image = lookup.image
+        image = await image_cache.get_image(image_id)          # a HIT when not None
         if image is None:
-            image = await repository.get(image_id)          # after the token was taken
+            token = await image_cache.begin_fill(image_id)     # before reading the database
+            image = await repository.get(image_id)
             if image is not None:
-                await image_cache.fill_image(lookup, image)
+                await image_cache.fill_image(image, token)     # refused if invalidated since
 
-    Writers commit to the database first, then call :meth:`invalidate_image`.
+    :meth:`lookup` does the first two steps at once and names the ``X-Cache`` status. Writers
+    commit to the database first, then call :meth:`invalidate_image`.
     """
 
     def __init__(self, cache: Cache | None, *, ttl: float = 300.0, prefix: str = "image:") -> None:
@@ -151,25 +152,33 @@ class ImageCache:
     def key(self, image_id: str) -> str:
         return f"{self.prefix}{image_id}"
 
-    async def get_image(self, image_id: str) -> CacheLookup:
+    async def get_image(self, image_id: str) -> Image | None:
+        """The cached row, or None on a miss (or when caching is off or down)."""
+        if self.cache is None:
+            return None
+        raw = await self.cache.get(self.key(image_id))
+        return None if raw is None else _decode(raw)
+
+    async def begin_fill(self, image_id: str) -> FillToken | None:
+        """Take the token for a later :meth:`fill_image`; call it before reading the database."""
+        if self.cache is None:
+            return None
+        return await self.cache.begin_fill(self.key(image_id))
+
+    async def lookup(self, image_id: str) -> CacheLookup:
+        """:meth:`get_image`, then on a miss :meth:`begin_fill`, with the X-Cache status."""
         if self.cache is None:
             return CacheLookup(image=None, status="DISABLED")
-        key = self.key(image_id)
-        raw = await self.cache.get(key)
-        if raw is not None:
-            image = _decode(raw)
-            if image is not None:
-                return CacheLookup(image=image, status="HIT")
-        token = await self.cache.begin_fill(key)
-        return CacheLookup(image=None, status="MISS", token=token)
+        image = await self.get_image(image_id)
+        if image is not None:
+            return CacheLookup(image=image, status="HIT")
+        return CacheLookup(image=None, status="MISS", token=await self.begin_fill(image_id))
 
-    async def fill_image(self, lookup: CacheLookup, image: Image) -> bool:
-        """Put back a row read after a miss, unless it was invalidated meanwhile."""
-        if self.cache is None or lookup.token is None:
+    async def fill_image(self, image: Image, token: FillToken | None) -> bool:
+        """Put back a row read after a miss, unless it was invalidated since ``token``."""
+        if self.cache is None or token is None or token.key != self.key(image.id):
             return False
-        if lookup.token.key != self.key(image.id):
-            return False
-        return await self.cache.fill(lookup.token.key, _encode(image), self.ttl, lookup.token)
+        return await self.cache.fill(token.key, _encode(image), self.ttl, token)
 
     async def set_image(self, image: Image) -> bool:
         """Store unconditionally, e.g. right after the row was created."""

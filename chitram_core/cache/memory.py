@@ -59,6 +59,10 @@ class MemoryCache:
     def status(self) -> str:
         return "connected"
 
+    @property
+    def connected(self) -> bool:
+        return True
+
     def __len__(self) -> int:
         return len(self._entries)
 

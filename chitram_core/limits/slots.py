@@ -37,7 +37,7 @@ class UploadSlots:
 
     def snapshot(self) -> dict[str, int]:
         """The health report's ``upload_concurrency``."""
-        return {"in_use": self.in_use, "capacity": self.capacity, "waiting": self.waiting}
+        return {"limit": self.capacity, "in_use": self.in_use, "waiting": self.waiting}
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[None]:

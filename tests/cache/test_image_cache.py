@@ -68,10 +68,13 @@ def test_an_unknown_plugin_is_reported_by_name() -> None:
 
 async def test_a_disabled_cache_says_disabled() -> None:
     images = ImageCache(None)
-    lookup = await images.get_image("x")
+    assert not images.enabled
+    lookup = await images.lookup("x")
     assert lookup.status == "DISABLED"
     assert lookup.image is None
-    assert await images.fill_image(lookup, make_image()) is False
+    assert await images.get_image("x") is None
+    assert await images.begin_fill("x") is None
+    assert await images.fill_image(make_image(), None) is False
     await images.invalidate_image("x")
     assert (await cache_check(None))[0] == "disabled"
 
@@ -79,20 +82,29 @@ async def test_a_disabled_cache_says_disabled() -> None:
 async def test_a_miss_then_fill_then_hit() -> None:
     images = ImageCache(MemoryCache())
     image = make_image()
-    lookup = await images.get_image(image.id)
-    assert lookup.status == "MISS"
-    assert await images.fill_image(lookup, image) is True
-    again = await images.get_image(image.id)
-    assert again.status == "HIT"
-    assert again.hit
-    assert again.image == image
+    assert await images.get_image(image.id) is None
+    token = await images.begin_fill(image.id)
+    assert await images.fill_image(image, token) is True
+    assert await images.get_image(image.id) == image
+
+
+async def test_lookup_names_the_x_cache_status() -> None:
+    images = ImageCache(MemoryCache())
+    image = make_image()
+    miss = await images.lookup(image.id)
+    assert miss.status == "MISS"
+    assert not miss.hit
+    assert await images.fill_image(image, miss.token) is True
+    hit = await images.lookup(image.id)
+    assert hit.status == "HIT"
+    assert hit.image == image
 
 
 async def test_internal_fields_round_trip() -> None:
     images = ImageCache(MemoryCache())
     image = make_image(owner_id="owner-42", thumbnail_ready=False, thumbnail_error="boom")
     await images.set_image(image)
-    cached = (await images.get_image(image.id)).image
+    cached = await images.get_image(image.id)
     assert cached == image
     assert cached is not None
     assert cached.created_at.tzinfo is not None
@@ -102,7 +114,7 @@ async def test_the_delete_token_is_never_cached() -> None:
     images = ImageCache(MemoryCache())
     image = make_image(owner_id=None, delete_token="one-time-secret")
     await images.set_image(image)
-    cached = (await images.get_image(image.id)).image
+    cached = await images.get_image(image.id)
     assert cached is not None
     assert cached.delete_token is None
     assert cached.owner_id is None
@@ -111,24 +123,24 @@ async def test_the_delete_token_is_never_cached() -> None:
 async def test_a_row_deleted_while_a_reader_missed_is_not_put_back() -> None:
     images = ImageCache(MemoryCache())
     image = make_image()
-    lookup = await images.get_image(image.id)  # reader misses and takes its token
-    row = image  # ... and reads the row from the database
+    assert await images.get_image(image.id) is None  # a reader misses
+    token = await images.begin_fill(image.id)  # takes its token, reads the row ...
     await images.invalidate_image(image.id)  # a writer deletes the row, then invalidates
-    assert await images.fill_image(lookup, row) is False
-    assert (await images.get_image(image.id)).status == "MISS"
+    assert await images.fill_image(image, token) is False  # ... and cannot put it back
+    assert await images.get_image(image.id) is None
 
 
-async def test_a_lookup_fills_only_its_own_image() -> None:
+async def test_a_token_fills_only_its_own_image() -> None:
     images = ImageCache(MemoryCache())
-    lookup = await images.get_image("some-other-id")
-    assert await images.fill_image(lookup, make_image()) is False
+    token = await images.begin_fill("some-other-id")
+    assert await images.fill_image(make_image(), token) is False
 
 
 async def test_a_corrupt_entry_is_a_miss() -> None:
     cache = MemoryCache()
     images = ImageCache(cache)
     await cache.set(images.key("x"), b"not json", 60)
-    assert (await images.get_image("x")).status == "MISS"
+    assert (await images.lookup("x")).status == "MISS"
 
 
 async def test_health_reports_a_working_cache_as_connected() -> None:

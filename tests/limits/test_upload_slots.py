@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_slots_count_in_use() -> None:
     slots = UploadSlots(capacity=2, wait_timeout=1)
-    assert slots.snapshot() == {"in_use": 0, "capacity": 2, "waiting": 0}
+    assert slots.snapshot() == {"limit": 2, "in_use": 0, "waiting": 0}
     async with slots.acquire():
         assert slots.in_use == 1
     assert slots.in_use == 0
@@ -42,7 +42,7 @@ async def test_a_request_waits_for_a_free_slot() -> None:
         assert slots.waiting == 1
         released.set()
     assert order == ["first", "second"]
-    assert slots.snapshot() == {"in_use": 0, "capacity": 1, "waiting": 0}
+    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0}
 
 
 async def test_a_request_that_waits_too_long_gets_503_with_retry_after() -> None:
@@ -53,7 +53,7 @@ async def test_a_request_that_waits_too_long_gets_503_with_retry_after() -> None
                 pass  # pragma: no cover
     assert caught.value.status == 503
     assert caught.value.retry_after >= 1
-    assert slots.snapshot() == {"in_use": 0, "capacity": 1, "waiting": 0}
+    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0}
 
 
 async def test_a_failing_upload_releases_its_slot() -> None:
