@@ -1,0 +1,148 @@
+"""``create_app``: the Chitram v1 HTTP API as a Falcon ASGI app over one Chitram instance."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from chitram_core import Chitram, Settings
+from chitram_falcon import errors
+from chitram_falcon.context import ChitramHandle
+from chitram_falcon.openapi import OpenAPIResource
+from chitram_falcon.resources.auth import (
+    LoginResource,
+    LogoutResource,
+    MeResource,
+    PasswordResetResource,
+    RefreshResource,
+    RegisterResource,
+    TokenResource,
+)
+from chitram_falcon.resources.health import HealthResource, LiveResource, ReadyResource
+from chitram_falcon.resources.images import (
+    ImageFileResource,
+    ImageListResource,
+    ImageResource,
+    ThumbnailResource,
+    UploadResource,
+)
+
+log = logging.getLogger("chitram_falcon")
+
+API = "/api/v1"
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Extension = Callable[["ChitramApp"], None]
+"""Mounts extra routes (a web UI, host endpoints) on the app; reads ``app.handle.chitram``."""
+
+_DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": True}
+
+
+class ChitramApp(falcon.asgi.App):
+    """A Falcon ASGI app that does not pull any of the request body until a resource reads it.
+
+    Falcon awaits the first ``http.request`` event before routing, which makes the server
+    read (and, for ``Expect: 100-continue``, invite) the first body chunk of every request.
+    Handing Falcon an empty first event instead means an upload refused from its headers
+    (401, 413, 429) costs no body bytes at all.
+    """
+
+    handle: ChitramHandle
+
+    async def __call__(  # type: ignore[override]
+        self, scope: dict[str, Any], receive: Receive, send: Send
+    ) -> None:
+        if scope["type"] == "http":
+            receive = _defer_first_event(receive)
+        await super().__call__(scope, receive, send)
+
+    @property
+    def chitram(self) -> Chitram:
+        """The open instance (503 SERVICE_UNAVAILABLE before the lifespan has opened it)."""
+        return self.handle.chitram
+
+
+def _defer_first_event(receive: Receive) -> Receive:
+    first = True
+
+    async def deferred() -> dict[str, Any]:
+        nonlocal first
+        if first:
+            first = False
+            return dict(_DEFERRED_FIRST_EVENT)
+        return await receive()
+
+    return deferred
+
+
+def create_app(
+    chitram: Chitram | None = None,
+    settings: Settings | None = None,
+    *,
+    extensions: Iterable[Extension] = (),
+    web_ui: bool | None = None,
+) -> ChitramApp:
+    """The reference ASGI app.
+
+    With ``chitram`` the host owns its lifecycle (open it before serving, close it after);
+    without, the app opens one from ``settings`` (default: ``Settings.from_env()``) in the ASGI
+    lifespan and closes it at shutdown. Settings are read and checked here, so a bad
+    configuration fails before the server binds. ``extensions`` mount extra routes; the web UI
+    (``chitram_falcon.web``, when installed and ``settings.web_ui``) is mounted the same way.
+    """
+    if chitram is not None:
+        settings = chitram.settings
+    elif settings is None:
+        settings = Settings.from_env()
+    settings.check_production()
+    handle = ChitramHandle(chitram, settings)
+
+    app = ChitramApp(middleware=[handle])
+    app.handle = handle
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.keep_blank_qs_values = False
+    errors.install(app)
+
+    app.add_route("/health", HealthResource(handle))
+    app.add_route("/health/live", LiveResource())
+    app.add_route("/health/ready", ReadyResource(handle))
+    app.add_route(f"{API}/auth/register", RegisterResource(handle))
+    app.add_route(f"{API}/auth/login", LoginResource(handle))
+    app.add_route(f"{API}/auth/token", TokenResource(handle))
+    app.add_route(f"{API}/auth/refresh", RefreshResource(handle))
+    app.add_route(f"{API}/auth/logout", LogoutResource(handle))
+    app.add_route(f"{API}/auth/me", MeResource(handle))
+    app.add_route(f"{API}/auth/password-reset", PasswordResetResource(handle))
+    app.add_route(f"{API}/images/upload", UploadResource(handle))
+    app.add_route(f"{API}/images", ImageListResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}", ImageResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
+    app.add_route("/openapi.json", OpenAPIResource())
+
+    if web_ui if web_ui is not None else settings.web_ui:
+        _mount_web_ui(app)
+    for extension in extensions:
+        extension(app)
+    return app
+
+
+def _mount_web_ui(app: ChitramApp) -> None:
+    """``chitram_falcon.web.mount(app)`` when that package exists; silently absent otherwise."""
+    try:
+        web = importlib.import_module("chitram_falcon.web")
+    except ModuleNotFoundError as exc:
+        if exc.name == "chitram_falcon.web":
+            return
+        raise
+    mount = getattr(web, "mount", None)
+    if mount is None:
+        log.warning("chitram_falcon.web has no mount(app) function; the web UI is not served")
+        return
+    mount(app)

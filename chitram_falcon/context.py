@@ -1,0 +1,160 @@
+"""What every resource needs besides the SDK call itself: the open Chitram, the caller, the
+client address, rate-limit headers and small request bodies."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import falcon.asgi
+
+from chitram_core import Chitram, Principal, Settings
+from chitram_core.cache.base import RateDecision
+from chitram_core.errors import FileTooLarge, ServiceUnavailable, Unauthorized, ValidationError
+from chitram_core.limits import client_address
+from chitram_core.settings import RateLimit
+from chitram_falcon.http import bearer_token
+
+log = logging.getLogger("chitram_falcon")
+
+MAX_FORM_BYTES = 64 * 1024
+"""Auth bodies are a few hundred bytes; anything far bigger is refused before it is parsed."""
+
+
+class ChitramHandle:
+    """The Chitram instance behind an app: given by the host, or opened in the ASGI lifespan.
+
+    Falcon calls ``process_startup`` / ``process_shutdown`` from one task, so the instance's
+    task group is entered and left in the same task, as anyio requires.
+    """
+
+    def __init__(self, chitram: Chitram | None, settings: Settings) -> None:
+        self._chitram = chitram
+        self.owned = chitram is None
+        self.settings = settings
+
+    @property
+    def chitram(self) -> Chitram:
+        if self._chitram is None:
+            raise ServiceUnavailable(
+                "The service is starting: the Chitram instance is not open yet "
+                "(run the app with an ASGI lifespan, or pass an open Chitram to create_app)",
+                retry_after=1,
+            )
+        return self._chitram
+
+    @property
+    def is_open(self) -> bool:
+        return self._chitram is not None
+
+    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self.owned and self._chitram is None:
+            chitram = Chitram(self.settings)
+            await chitram.__aenter__()
+            self._chitram = chitram
+            log.info("chitram opened (database %s)", _redacted(self.settings.resolved_database_url))
+
+    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+        if self.owned and self._chitram is not None:
+            chitram, self._chitram = self._chitram, None
+            await chitram.__aexit__(None, None, None)
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    return scheme + sep + rest
+
+
+async def authenticate(
+    req: falcon.asgi.Request, chitram: Chitram, *, required: bool
+) -> Principal | None:
+    """The caller, from the Authorization header only (never the body).
+
+    A token that is present but bad is always a 401, even where anonymity is allowed.
+    """
+    token = bearer_token(req.get_header("Authorization"))
+    if token is None:
+        if required:
+            raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'")
+        return None
+    principal = await chitram.auth.authenticate(token)
+    req.context.access_token = token
+    return principal
+
+
+def client_ip(req: falcon.asgi.Request, settings: Settings) -> str:
+    return client_address(
+        req.remote_addr, req.get_header("X-Forwarded-For"), settings.trusted_proxies
+    )
+
+
+async def rate_limit(
+    resp: falcon.asgi.Response,
+    chitram: Chitram,
+    rule: RateLimit | None,
+    buckets: list[tuple[str, str]],
+) -> None:
+    """Count one event in each ``(scope, identity)`` bucket; 429 on the first one over.
+
+    The X-RateLimit headers describe the tightest bucket.
+    """
+    if rule is None:
+        return
+    tightest: RateDecision | None = None
+    for scope, identity in buckets:
+        decision = await chitram.rate_limiter.check(scope, identity, rule)
+        if tightest is None or decision.remaining < tightest.remaining:
+            tightest = decision
+    if tightest is not None:
+        resp.set_header("X-RateLimit-Limit", str(tightest.limit))
+        resp.set_header("X-RateLimit-Remaining", str(max(0, tightest.remaining)))
+
+
+async def read_fields(
+    req: falcon.asgi.Request, *, max_bytes: int = MAX_FORM_BYTES
+) -> dict[str, Any]:
+    """A small JSON object or urlencoded form as a dict; 413 past ``max_bytes``, 422 otherwise."""
+    if req.content_length is not None and req.content_length > max_bytes:
+        raise FileTooLarge("The request body is too large", max_bytes=max_bytes)
+    body = await req.stream.read(max_bytes + 1)
+    if len(body) > max_bytes:
+        raise FileTooLarge("The request body is too large", max_bytes=max_bytes)
+    media_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    if media_type == "application/x-www-form-urlencoded":
+        try:
+            return dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
+        except UnicodeDecodeError:
+            raise ValidationError("The form body is not valid UTF-8") from None
+    if media_type not in {"", "application/json"} and not media_type.endswith("+json"):
+        raise ValidationError(
+            "The request body must be JSON (application/json)", content_type=media_type
+        )
+    if not body.strip():
+        raise ValidationError("The request body is required")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("The request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("The request body must be a JSON object")
+    return data
+
+
+def required_str(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    if value is None:
+        raise ValidationError(f"The field '{name}' is required", field=name)
+    if not isinstance(value, str):
+        raise ValidationError(f"The field '{name}' must be a string", field=name)
+    return value
+
+
+def optional_str(fields: dict[str, Any], name: str) -> str | None:
+    value = fields.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValidationError(f"The field '{name}' must be a string", field=name)
+    return value

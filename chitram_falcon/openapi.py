@@ -1,0 +1,644 @@
+"""``/openapi.json``: an OpenAPI 3.1 description of what this app really serves.
+
+Written by hand next to the resources and kept honest by a schemathesis run in
+tests/http/test_openapi.py (every documented response must conform; nothing may answer 5xx).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import falcon
+import falcon.asgi
+
+from chitram_core.chitram import VERSION
+
+JSON = "application/json"
+IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"]
+THUMBNAIL_TYPES = ["image/jpeg", "image/webp", "image/png"]
+
+ERROR_CODES = [
+    "VALIDATION_ERROR",
+    "INVALID_REQUEST",
+    "EMAIL_EXISTS",
+    "INVALID_FILE_FORMAT",
+    "INVALID_IMAGE",
+    "IMAGE_TOO_LARGE",
+    "FILE_TOO_LARGE",
+    "UNAUTHORIZED",
+    "INVALID_TOKEN",
+    "TOKEN_EXPIRED",
+    "INVALID_CREDENTIALS",
+    "USER_INACTIVE",
+    "FORBIDDEN",
+    "DELETE_TOKEN_REQUIRED",
+    "INVALID_DELETE_TOKEN",
+    "IMAGE_NOT_FOUND",
+    "NOT_FOUND",
+    "METHOD_NOT_ALLOWED",
+    "WEAK_PASSWORD",
+    "INVALID_EMAIL",
+    "RATE_LIMIT_EXCEEDED",
+    "INTERNAL_ERROR",
+    "SERVICE_UNAVAILABLE",
+    "PROVIDER_UNAVAILABLE",
+]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(
+    schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _error(description: str, headers: list[str] | None = None) -> dict[str, Any]:
+    return _json(
+        _ref("Error"),
+        description,
+        {h: {"$ref": f"#/components/headers/{h}"} for h in headers or []},
+    )
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    known = {
+        400: _error("Invalid request (see detail.code)"),
+        401: _error(
+            "Missing, invalid or expired bearer token, or wrong credentials", ["WWW-Authenticate"]
+        ),
+        403: _error("Not allowed (FORBIDDEN, DELETE_TOKEN_REQUIRED, INVALID_DELETE_TOKEN)"),
+        404: _error("Not found"),
+        413: _error("Body or file too large (FILE_TOO_LARGE)"),
+        416: _error("Range not satisfiable", ["Content-Range"]),
+        422: _error("Validation error"),
+        429: _error(
+            "Rate limit exceeded", ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"]
+        ),
+        503: _error("Service or auth provider unavailable", ["Retry-After"]),
+    }
+    return {str(s): known[s] for s in statuses}
+
+
+_BEARER = [{"bearer": []}]
+_OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+_IMAGE_ID = {
+    "name": "image_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "The image's UUID; anything else is simply not found (404 IMAGE_NOT_FOUND)",
+}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": {"$ref": "#/components/headers/X-RateLimit-Limit"},
+    "X-RateLimit-Remaining": {"$ref": "#/components/headers/X-RateLimit-Remaining"},
+}
+
+
+def _credentials_body(user_field: str, with_form: bool) -> dict[str, Any]:
+    schema = {
+        "type": "object",
+        "required": [user_field, "password"],
+        "properties": {user_field: {"type": "string"}, "password": {"type": "string"}},
+    }
+    content: dict[str, Any] = {JSON: {"schema": schema}}
+    if with_form:
+        content = {
+            "application/x-www-form-urlencoded": {"schema": schema},
+            JSON: {"schema": schema},
+        }
+    return {"required": True, "content": content}
+
+
+def _binary(kind: str, types: list[str], *, ranges: bool) -> dict[str, Any]:
+    headers = {
+        name: {"$ref": f"#/components/headers/{name}"}
+        for name in (
+            "ETag",
+            "Cache-Control",
+            "Accept-Ranges",
+            "X-Content-Type-Options",
+            "Content-Security-Policy",
+            "Content-Disposition",
+        )
+    }
+    body = {t: {"schema": {"type": "string", "format": "binary"}} for t in types}
+    responses: dict[str, Any] = {
+        "200": {"description": f"The {kind}", "headers": headers, "content": body},
+        "304": {
+            "description": "Not modified (If-None-Match matched the ETag)",
+            "headers": {"ETag": headers["ETag"]},
+        },
+    }
+    if ranges:
+        responses["206"] = {
+            "description": "One byte range of the file",
+            "headers": {**headers, "Content-Range": {"$ref": "#/components/headers/Content-Range"}},
+            "content": body,
+        }
+    responses.update(_errors(401, 404, 416, 503))
+    return responses
+
+
+_CONDITIONAL = [
+    {"name": "If-None-Match", "in": "header", "required": False, "schema": {"type": "string"}},
+    {
+        "name": "Range",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "A single range, `bytes=start-end`, `bytes=start-` or `bytes=-suffix`",
+    },
+    {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"}},
+]
+
+
+def _binary_ops(kind: str, types: list[str], summary: str) -> dict[str, Any]:
+    op = {
+        "summary": summary,
+        "security": _OPTIONAL_BEARER,
+        "parameters": [_IMAGE_ID, *_CONDITIONAL],
+        "responses": _binary(kind, types, ranges=True),
+    }
+    head = {
+        **op,
+        "summary": f"{summary} (headers only)",
+        "operationId": f"head_{kind}",
+        "responses": {
+            code: {k: v for k, v in r.items() if k != "content"}
+            for code, r in op["responses"].items()
+        },
+    }
+    return {"get": {**op, "operationId": f"get_{kind}"}, "head": head}
+
+
+def _schemas() -> dict[str, Any]:
+    timestamp = {"type": "string", "format": "date-time"}
+    check = {
+        "type": "object",
+        "required": ["status", "latency_ms", "detail"],
+        "properties": {
+            "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+            "latency_ms": {"type": ["number", "null"]},
+            "detail": {"type": ["string", "null"]},
+        },
+    }
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["detail"],
+            "properties": {
+                "detail": {
+                    "type": "object",
+                    "required": ["code", "message", "details"],
+                    "properties": {
+                        "code": {"type": "string", "enum": ERROR_CODES},
+                        "message": {"type": "string"},
+                        "details": {"type": "object"},
+                    },
+                }
+            },
+        },
+        "User": {
+            "type": "object",
+            "required": ["id", "email", "is_active", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "email": {"type": "string"},
+                "is_active": {"type": "boolean"},
+                "created_at": timestamp,
+            },
+        },
+        "AuthResponse": {
+            "type": "object",
+            "required": ["user", "access_token", "token_type", "refresh_token", "expires_in"],
+            "properties": {
+                "user": _ref("User"),
+                "access_token": {"type": "string"},
+                "token_type": {"const": "bearer"},
+                "refresh_token": {"type": "string"},
+                "expires_in": {"type": "integer"},
+            },
+        },
+        "Token": {
+            "type": "object",
+            "required": ["access_token", "token_type"],
+            "properties": {"access_token": {"type": "string"}, "token_type": {"const": "bearer"}},
+        },
+        "Message": {
+            "type": "object",
+            "required": ["message"],
+            "properties": {"message": {"type": "string"}},
+        },
+        "Image": {
+            "type": "object",
+            "required": [
+                "id",
+                "filename",
+                "content_type",
+                "file_size",
+                "width",
+                "height",
+                "sha256",
+                "created_at",
+                "url",
+                "thumbnail_ready",
+                "thumbnail_url",
+                "delete_token",
+            ],
+            "properties": {
+                "id": {"type": "string", "format": "uuid"},
+                "filename": {"type": "string"},
+                "content_type": {"enum": IMAGE_TYPES},
+                "file_size": {"type": "integer", "minimum": 1},
+                "width": {"type": "integer", "minimum": 1},
+                "height": {"type": "integer", "minimum": 1},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "created_at": timestamp,
+                "url": {"type": "string"},
+                "thumbnail_ready": {"type": "boolean"},
+                "thumbnail_url": {"type": "string"},
+                "delete_token": {
+                    "type": ["string", "null"],
+                    "description": "Only in the upload response of an anonymous upload",
+                },
+            },
+        },
+        "Page": {
+            "type": "object",
+            "required": ["items", "next_cursor"],
+            "properties": {
+                "items": {"type": "array", "items": _ref("Image")},
+                "next_cursor": {"type": ["string", "null"]},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": [
+                "status",
+                "version",
+                "database",
+                "storage",
+                "cache",
+                "rate_limiter",
+                "upload_concurrency",
+                "checks",
+            ],
+            "properties": {
+                "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+                "version": {"type": "string"},
+                "database": {"type": "string"},
+                "storage": {"type": "string"},
+                "cache": {"type": "string"},
+                "rate_limiter": {"type": "string"},
+                "upload_concurrency": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer"},
+                },
+                "checks": {"type": "object", "additionalProperties": check},
+            },
+        },
+        "Readiness": {
+            "type": "object",
+            "required": ["status", "database", "storage"],
+            "properties": {
+                "status": {"enum": ["ready", "not_ready"]},
+                "database": {"type": "string"},
+                "storage": {"type": "string"},
+            },
+        },
+    }
+
+
+def _headers() -> dict[str, Any]:
+    def h(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"description": description, "schema": schema or {"type": "string"}}
+
+    return {
+        "WWW-Authenticate": h(
+            '`Bearer realm="chitram"`, with `error="invalid_token"` for a bad or expired token'
+        ),
+        "Retry-After": h("Seconds to wait before retrying", {"type": "integer"}),
+        "X-RateLimit-Limit": h("Events allowed per window", {"type": "integer"}),
+        "X-RateLimit-Remaining": h("Events left in the window", {"type": "integer"}),
+        "X-Cache": h(
+            "Whether the metadata came from the cache", {"enum": ["HIT", "MISS", "DISABLED"]}
+        ),
+        "ETag": h("Strong validator: the SHA-256 of the bytes, quoted"),
+        "Cache-Control": h("`public, max-age=31536000, immutable`"),
+        "Accept-Ranges": h("`bytes`"),
+        "Content-Range": h("`bytes start-end/size`, or `bytes */size` with 416"),
+        "X-Content-Type-Options": h("`nosniff`"),
+        "Content-Security-Policy": h("`default-src 'none'; sandbox`"),
+        "Content-Disposition": h("`inline; filename=\"<ascii>\"; filename*=UTF-8''<utf-8>`"),
+        "Location": h("The new image's metadata URL"),
+    }
+
+
+def build_spec() -> dict[str, Any]:
+    """The whole document, as a dict."""
+    api = "/api/v1"
+    auth_tag, image_tag, health_tag = ["auth"], ["images"], ["health"]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Chitram",
+            "version": VERSION,
+            "description": "Image hosting: the Chitram v1 API. Every error has the body "
+            '`{"detail": {"code", "message", "details"}}`.',
+        },
+        "paths": {
+            "/health": {
+                "get": {
+                    "tags": health_tag,
+                    "operationId": "health",
+                    "summary": "Every dependency probed",
+                    "responses": {
+                        "200": _json(_ref("Health"), "Healthy or degraded"),
+                        "503": _json(_ref("Health"), "Unhealthy (database or storage down)"),
+                    },
+                }
+            },
+            "/health/live": {
+                "get": {
+                    "tags": health_tag,
+                    "operationId": "live",
+                    "summary": "Liveness",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["status"],
+                                "properties": {"status": {"const": "alive"}},
+                            },
+                            "The process answers",
+                        )
+                    },
+                }
+            },
+            "/health/ready": {
+                "get": {
+                    "tags": health_tag,
+                    "operationId": "ready",
+                    "summary": "Readiness",
+                    "responses": {
+                        "200": _json(_ref("Readiness"), "Ready"),
+                        "503": _json(_ref("Readiness"), "Not ready"),
+                    },
+                }
+            },
+            f"{api}/auth/register": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "register",
+                    "summary": "Create an account",
+                    "requestBody": _credentials_body("email", with_form=False),
+                    "responses": {
+                        "201": _json(
+                            _ref("AuthResponse"), "Registered and logged in", _RATE_HEADERS
+                        ),
+                        **_errors(400, 413, 422, 429, 503),
+                    },
+                }
+            },
+            f"{api}/auth/login": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "login",
+                    "summary": "Log in",
+                    "requestBody": _credentials_body("email", with_form=False),
+                    "responses": {
+                        "200": _json(_ref("AuthResponse"), "Logged in", _RATE_HEADERS),
+                        **_errors(401, 413, 422, 429, 503),
+                    },
+                }
+            },
+            f"{api}/auth/token": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "token",
+                    "summary": "OAuth2 password flow (form fields username, password)",
+                    "requestBody": _credentials_body("username", with_form=True),
+                    "responses": {
+                        "200": _json(_ref("Token"), "An access token", _RATE_HEADERS),
+                        **_errors(401, 413, 422, 429, 503),
+                    },
+                }
+            },
+            f"{api}/auth/refresh": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "refresh",
+                    "summary": "A new session for a refresh token (rotates it)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["refresh_token"],
+                                    "properties": {"refresh_token": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("AuthResponse"), "Refreshed"),
+                        **_errors(401, 413, 422, 503),
+                    },
+                }
+            },
+            f"{api}/auth/logout": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "logout",
+                    "security": _BEARER,
+                    "summary": "Revoke the session (and the refresh token, if sent)",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"refresh_token": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "204": {"description": "Logged out"},
+                        **_errors(401, 413, 422, 503),
+                    },
+                }
+            },
+            f"{api}/auth/me": {
+                "get": {
+                    "tags": auth_tag,
+                    "operationId": "me",
+                    "security": _BEARER,
+                    "summary": "The caller's account",
+                    "responses": {"200": _json(_ref("User"), "The user"), **_errors(401, 404, 503)},
+                }
+            },
+            f"{api}/auth/password-reset": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "password_reset",
+                    "summary": "Start a password reset (same answer for any email)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["email"],
+                                    "properties": {"email": {"type": "string"}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "202": _json(_ref("Message"), "Accepted"),
+                        **_errors(413, 422, 429, 503),
+                    },
+                }
+            },
+            f"{api}/images/upload": {
+                "post": {
+                    "tags": image_tag,
+                    "operationId": "upload",
+                    "security": _OPTIONAL_BEARER,
+                    "summary": "Upload an image (bearer required unless anonymous uploads are on)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["file"],
+                                    "properties": {"file": {"type": "string", "format": "binary"}},
+                                },
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(
+                            _ref("Image"),
+                            "Stored",
+                            {
+                                **_RATE_HEADERS,
+                                "Location": {"$ref": "#/components/headers/Location"},
+                            },
+                        ),
+                        **_errors(400, 401, 413, 422, 429, 503),
+                    },
+                }
+            },
+            f"{api}/images": {
+                "get": {
+                    "tags": image_tag,
+                    "operationId": "list_images",
+                    "security": _BEARER,
+                    "summary": "The caller's images, newest first",
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer",
+                                "minimum": 1,
+                                "maximum": 100,
+                                "default": 20,
+                            },
+                        },
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(_ref("Page"), "A page"),
+                        **_errors(400, 401, 422, 503),
+                    },
+                }
+            },
+            f"{api}/images/{{image_id}}": {
+                "get": {
+                    "tags": image_tag,
+                    "operationId": "get_image",
+                    "security": _OPTIONAL_BEARER,
+                    "summary": "Image metadata",
+                    "parameters": [_IMAGE_ID],
+                    "responses": {
+                        "200": _json(
+                            _ref("Image"),
+                            "The image",
+                            {"X-Cache": {"$ref": "#/components/headers/X-Cache"}},
+                        ),
+                        **_errors(401, 404, 503),
+                    },
+                },
+                "delete": {
+                    "tags": image_tag,
+                    "operationId": "delete_image",
+                    "security": _OPTIONAL_BEARER,
+                    "summary": "Delete, as the owner or with the anonymous upload's delete token",
+                    "parameters": [
+                        _IMAGE_ID,
+                        {
+                            "name": "delete_token",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404, 503)},
+                },
+            },
+            f"{api}/images/{{image_id}}/file": {
+                key: {**op, "tags": image_tag}
+                for key, op in _binary_ops("file", IMAGE_TYPES, "The image's bytes").items()
+            },
+            f"{api}/images/{{image_id}}/thumbnail": {
+                key: {**op, "tags": image_tag}
+                for key, op in _binary_ops(
+                    "thumbnail", THUMBNAIL_TYPES, "The thumbnail (made on demand)"
+                ).items()
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "summary": "This document",
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+                }
+            },
+        },
+        "components": {
+            "schemas": _schemas(),
+            "headers": _headers(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
+        },
+    }
+
+
+@cache
+def spec_bytes() -> bytes:
+    return json.dumps(build_spec(), separators=(",", ":")).encode()
+
+
+class OpenAPIResource:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = spec_bytes()

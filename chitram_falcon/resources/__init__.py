@@ -1,0 +1,1 @@
+"""Falcon resources: each parses a request, calls the SDK once or twice, and renders."""

@@ -1,0 +1,128 @@
+"""The auth routes of CONTRACT §3, over ``chitram.auth`` (the provider failover chain)."""
+
+from __future__ import annotations
+
+import falcon
+import falcon.asgi
+
+from chitram_core import to_json
+from chitram_core.auth import rules
+from chitram_core.errors import InvalidEmail
+from chitram_falcon.context import (
+    ChitramHandle,
+    authenticate,
+    client_ip,
+    optional_str,
+    rate_limit,
+    read_fields,
+    required_str,
+)
+
+RESET_MESSAGE = "If an account exists for this email, a password reset link has been sent"
+
+
+def _email_key(email: str) -> str:
+    """The per-email rate-limit identity: case-insensitive, and malformed emails share one."""
+    try:
+        return rules.normalize_email(email)
+    except InvalidEmail:
+        return "<invalid>"
+
+
+class _AuthResource:
+    def __init__(self, handle: ChitramHandle) -> None:
+        self.handle = handle
+
+    async def _limit(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, action: str, email: str
+    ) -> None:
+        chitram = self.handle.chitram
+        await rate_limit(
+            resp,
+            chitram,
+            chitram.settings.auth_rate_limit,
+            [
+                (f"{action}:client", client_ip(req, chitram.settings)),
+                (f"{action}:email", _email_key(email)),
+            ],
+        )
+
+
+class RegisterResource(_AuthResource):
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        fields = await read_fields(req)
+        email, password = required_str(fields, "email"), required_str(fields, "password")
+        await self._limit(req, resp, "register", email)
+        session = await self.handle.chitram.auth.register(email, password)
+        resp.status = 201
+        resp.media = to_json(session)
+        resp.cache_control = ["no-store"]
+
+
+class LoginResource(_AuthResource):
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        fields = await read_fields(req)
+        email, password = required_str(fields, "email"), required_str(fields, "password")
+        await self._limit(req, resp, "login", email)
+        session = await self.handle.chitram.auth.login(email, password)
+        resp.media = to_json(session)
+        resp.cache_control = ["no-store"]
+
+
+class TokenResource(_AuthResource):
+    """The OAuth2 password flow (form fields ``username``, ``password``), as v1 served it."""
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        fields = await read_fields(req)
+        username, password = required_str(fields, "username"), required_str(fields, "password")
+        await self._limit(req, resp, "login", username)
+        session = await self.handle.chitram.auth.login(username, password)
+        resp.media = {"access_token": session.access_token, "token_type": session.token_type}
+        resp.cache_control = ["no-store"]
+
+
+class RefreshResource(_AuthResource):
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        fields = await read_fields(req)
+        session = await self.handle.chitram.auth.refresh(required_str(fields, "refresh_token"))
+        resp.media = to_json(session)
+        resp.cache_control = ["no-store"]
+
+
+class LogoutResource(_AuthResource):
+    """Revokes the session behind the bearer token (and the refresh token, if one is sent)."""
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=True)
+        assert principal is not None
+        refresh_token = None
+        if req.content_length or req.get_header("Transfer-Encoding"):
+            refresh_token = optional_str(await read_fields(req), "refresh_token")
+        await chitram.auth.logout(
+            principal, refresh_token, access_token=req.context.get("access_token")
+        )
+        resp.status = 204
+
+
+class MeResource(_AuthResource):
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=True)
+        assert principal is not None
+        user = await chitram.auth.get_user(principal.user_id)
+        resp.media = to_json(user)
+        resp.cache_control = ["no-store"]
+
+
+class PasswordResetResource(_AuthResource):
+    """202 with the same message whether or not the email has an account."""
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        fields = await read_fields(req)
+        email = required_str(fields, "email")
+        rules.clean_email(email)
+        await self._limit(req, resp, "reset", email)
+        await self.handle.chitram.auth.request_password_reset(email)
+        resp.status = 202
+        resp.media = {"message": RESET_MESSAGE}

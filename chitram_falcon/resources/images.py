@@ -1,0 +1,341 @@
+"""The image routes: upload, list, metadata, the file and its thumbnail, delete."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import falcon
+import falcon.asgi
+from falcon.asgi.multipart import MultipartForm
+from falcon.errors import DelimiterError
+from falcon.media import MultipartFormHandler
+from falcon.media.multipart import MultipartParseError, MultipartParseOptions
+
+from chitram_core import Chitram, Image, Principal, to_json
+from chitram_core.errors import FileTooLarge, InvalidRequest, ValidationError
+from chitram_falcon.context import ChitramHandle, authenticate, client_ip, rate_limit
+from chitram_falcon.http import (
+    ByteRange,
+    RangeNotSatisfiable,
+    content_disposition,
+    if_range_allows,
+    none_match,
+    parse_range,
+)
+
+log = logging.getLogger("chitram_falcon")
+
+MULTIPART_OVERHEAD = 64 * 1024
+"""Room for the boundaries, part headers and small extra fields around the file itself."""
+
+IMMUTABLE = "public, max-age=31536000, immutable"
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+}
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+
+
+def multipart_options() -> MultipartParseOptions:
+    """Falcon's parser limits, chosen for streaming: the file part is never buffered by Falcon
+    (so its 1 MiB ``get_data`` cap does not apply to it); a few small fields and part headers
+    are all a form may carry besides it. The total body is capped separately."""
+    options = MultipartParseOptions()
+    options.max_body_part_count = 16
+    options.max_body_part_headers_size = 8 * 1024
+    options.max_body_part_buffer_size = 64 * 1024
+    return options
+
+
+_MULTIPART = MultipartFormHandler(multipart_options())
+
+
+async def _capped(stream: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIterator[bytes]:
+    """The request body, cut off with 413 once it passes ``cap`` bytes (no Content-Length)."""
+    total = 0
+    async for chunk in stream:
+        total += len(chunk)
+        if total > cap:
+            raise FileTooLarge(f"The file is larger than the {limit} byte limit", max_bytes=limit)
+        yield chunk
+
+
+async def _part_chunks(part: falcon.asgi.multipart.BodyPart) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in part.stream:
+            yield chunk
+    except (MultipartParseError, DelimiterError) as exc:
+        raise InvalidRequest("The multipart body is malformed or truncated") from exc
+
+
+def _is_multipart(content_type: str | None) -> bool:
+    return (content_type or "").split(";", 1)[0].strip().lower() == "multipart/form-data"
+
+
+class UploadResource:
+    """POST /api/v1/images/upload.
+
+    Everything that can refuse the request from its headers does so before a byte of the body
+    is read: the caller (401), Content-Length against the size limit (413), the rate limit
+    (429), an upload slot (503). Only then is the multipart body parsed, as a stream, and the
+    file part fed chunk by chunk to the SDK, which enforces the size limit as it reads.
+    """
+
+    def __init__(self, handle: ChitramHandle) -> None:
+        self.handle = handle
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        chitram = self.handle.chitram
+        settings = chitram.settings
+        principal = await authenticate(req, chitram, required=not settings.allow_anonymous_uploads)
+        limit = settings.max_upload_bytes
+        cap = limit + MULTIPART_OVERHEAD
+        if req.content_length is not None and req.content_length > cap:
+            raise FileTooLarge(f"The file is larger than the {limit} byte limit", max_bytes=limit)
+        if not _is_multipart(req.content_type):
+            raise ValidationError(
+                "The body must be multipart/form-data with a 'file' field", field="file"
+            )
+        identity = f"user:{principal.user_id}" if principal else f"ip:{client_ip(req, settings)}"
+        await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        async with chitram.upload_slots.acquire():
+            image = await self._receive(req, chitram, principal, cap, limit)
+        resp.status = 201
+        resp.media = to_json(image)
+        resp.location = image.url.removesuffix("/file")
+        resp.cache_control = ["no-store"]
+
+    async def _receive(
+        self,
+        req: falcon.asgi.Request,
+        chitram: Chitram,
+        principal: Principal | None,
+        cap: int,
+        limit: int,
+    ) -> Image:
+        try:
+            form = await _MULTIPART.deserialize_async(
+                _capped(req.stream.__aiter__(), cap, limit), req.content_type, req.content_length
+            )
+            assert isinstance(form, MultipartForm)
+            async for part in form:
+                if part.name != "file":
+                    continue
+                return await chitram.images.upload(
+                    _part_chunks(part), filename=part.filename, owner=principal, max_bytes=limit
+                )
+        except (MultipartParseError, DelimiterError, UnicodeDecodeError) as exc:
+            raise InvalidRequest("The multipart body is malformed") from exc
+        except falcon.HTTPInvalidHeader as exc:
+            raise InvalidRequest(f"Invalid Content-Type: {exc.description}") from exc
+        raise ValidationError("The multipart field 'file' is required", field="file")
+
+
+class ImageListResource:
+    """GET /api/v1/images: the caller's images, newest first, by keyset cursor."""
+
+    def __init__(self, handle: ChitramHandle) -> None:
+        self.handle = handle
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=True)
+        assert principal is not None
+        raw_limit = req.get_param("limit")
+        limit = 20
+        if raw_limit is not None:
+            try:
+                limit = int(raw_limit)
+            except ValueError:
+                raise ValidationError("limit must be an integer", field="limit") from None
+        if not 1 <= limit <= 100:
+            raise ValidationError("limit must be between 1 and 100", field="limit")
+        cursor = req.get_param("cursor") or None
+        page = await chitram.images.list(principal, limit=limit, cursor=cursor)
+        resp.media = {
+            "items": [to_json(image) for image in page.items],
+            "next_cursor": page.next_cursor,
+        }
+        resp.cache_control = ["private, no-store"]
+
+
+class ImageResource:
+    """GET /api/v1/images/{id} (metadata, with X-Cache) and DELETE."""
+
+    def __init__(self, handle: ChitramHandle) -> None:
+        self.handle = handle
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        chitram = self.handle.chitram
+        await authenticate(req, chitram, required=False)
+        image, cache_status = await chitram.images.get_with_cache_status(image_id)
+        resp.set_header("X-Cache", cache_status)
+        resp.media = to_json(image)
+
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=False)
+        token = req.get_param("delete_token") or None
+        await chitram.images.delete(image_id, principal=principal, delete_token=token)
+        resp.status = 204
+
+
+def _fallback_name(image: Image, suffix: str = "") -> str:
+    return f"image{suffix}.{_EXTENSIONS.get(image.content_type, 'bin')}"
+
+
+def _stem(filename: str) -> str:
+    return filename.rsplit(".", 1)[0] if "." in filename.strip(".") else filename
+
+
+async def _prefetched(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        yield first
+        async for chunk in rest:
+            yield chunk
+    except Exception:
+        log.exception("streaming a response body failed after its headers were sent")
+        raise
+    finally:
+        aclose = getattr(rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _send_body(resp: falcon.asgi.Response, body: AsyncIterator[bytes], length: int) -> None:
+    """Start the stream before the status line goes out, so a missing object is still an error
+    response; a body that fits in one chunk is sent in one piece."""
+    first = await anext(body, b"")
+    if len(first) >= length:
+        aclose = getattr(body, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        resp.data = first
+    else:
+        resp.stream = _prefetched(first, body)
+    resp.content_length = length
+
+
+class _BinaryResource:
+    """What /file and /thumbnail share: validators, ranges, HEAD and the security headers."""
+
+    def __init__(self, handle: ChitramHandle) -> None:
+        self.handle = handle
+
+    def _headers(
+        self, resp: falcon.asgi.Response, *, etag: str, filename: str, fallback: str
+    ) -> None:
+        resp.set_header("ETag", etag)
+        resp.set_header("Cache-Control", IMMUTABLE)
+        resp.set_header("Accept-Ranges", "bytes")
+        resp.set_header("Content-Disposition", content_disposition(filename, fallback))
+        for name, value in SECURITY_HEADERS.items():
+            resp.set_header(name, value)
+
+    def _range(self, req: falcon.asgi.Request, etag: str, size: int) -> ByteRange | None:
+        """The single range to send, None for everything; 416 when nothing of it exists."""
+        if not if_range_allows(req.get_header("If-Range"), etag):
+            return None
+        try:
+            return parse_range(req.get_header("Range"), size)
+        except RangeNotSatisfiable:
+            raise _Unsatisfiable(size) from None
+
+
+class _Unsatisfiable(InvalidRequest):
+    """416: rendered through the envelope with ``Content-Range: bytes */size``."""
+
+    status = 416
+    default_message = "The requested range is not satisfiable"
+
+    def __init__(self, size: int) -> None:
+        super().__init__(size=size)
+        self.http_headers = {"Content-Range": f"bytes */{size}"}
+
+
+class ImageFileResource(_BinaryResource):
+    """GET/HEAD /api/v1/images/{id}/file: the stored bytes, under the detected type."""
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        await self._serve(req, resp, image_id, body=True)
+
+    async def on_head(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        await self._serve(req, resp, image_id, body=False)
+
+    async def _serve(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
+    ) -> None:
+        chitram = self.handle.chitram
+        if req.auth is not None:
+            await authenticate(req, chitram, required=False)
+        image, _ = await chitram.images.get_with_cache_status(image_id)
+        etag = image.etag
+        self._headers(resp, etag=etag, filename=image.filename, fallback=_fallback_name(image))
+        if none_match(req.get_header("If-None-Match"), etag):
+            resp.status = 304
+            return
+        selected = self._range(req, etag, image.file_size)
+        resp.content_type = image.content_type
+        start, end = 0, image.file_size
+        if selected is not None:
+            start, end = selected.start, selected.end
+            resp.status = 206
+            resp.set_header("Content-Range", selected.content_range(image.file_size))
+        if not body:
+            resp.content_length = end - start
+            return
+        await _send_body(resp, chitram.images.stream(image, start, end), end - start)
+
+
+class ThumbnailResource(_BinaryResource):
+    """GET/HEAD /api/v1/images/{id}/thumbnail: made on demand if it is not there yet."""
+
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        await self._serve(req, resp, image_id, body=True)
+
+    async def on_head(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        await self._serve(req, resp, image_id, body=False)
+
+    async def _serve(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
+    ) -> None:
+        chitram = self.handle.chitram
+        if req.auth is not None:
+            await authenticate(req, chitram, required=False)
+        image = await chitram.images.get(image_id)
+        thumb = await chitram.images.thumbnail(image_id)
+        etag = f'"{thumb.sha256}"'
+        ext = _EXTENSIONS.get(thumb.content_type, "jpg")
+        self._headers(
+            resp,
+            etag=etag,
+            filename=f"{_stem(image.filename)}.thumbnail.{ext}",
+            fallback=f"thumbnail.{ext}",
+        )
+        if none_match(req.get_header("If-None-Match"), etag):
+            resp.status = 304
+            return
+        selected = self._range(req, etag, thumb.size)
+        resp.content_type = thumb.content_type
+        start, end = 0, thumb.size
+        if selected is not None:
+            start, end = selected.start, selected.end
+            resp.status = 206
+            resp.set_header("Content-Range", selected.content_range(thumb.size))
+        if not body:
+            resp.content_length = end - start
+            return
+        await _send_body(resp, chitram.images.stream_thumbnail(thumb, start, end), end - start)
