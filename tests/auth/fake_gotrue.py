@@ -51,6 +51,8 @@ class FakeGoTrue:
         self.autoconfirm = True
         self.algorithm = "HS256"
         self.access_ttl = 3600
+        self.min_password = 6
+        self.allow_unconfirmed_login = False
         self.users: dict[str, dict[str, Any]] = {}  # by lower-cased email
         self.passwords: dict[str, str] = {}  # user id -> password
         self.refresh_tokens: dict[str, dict[str, Any]] = {}
@@ -125,7 +127,7 @@ class FakeGoTrue:
         email, password = body.get("email"), body.get("password")
         if not email or "@" not in email:
             return _error(400, "email_address_invalid", "Unable to validate email address")
-        if not password or len(password) < 6:
+        if not password or len(password) < self.min_password:
             return _error(422, "weak_password", "Password should be at least 6 characters")
         if email.lower() in self.users:
             return _error(422, "user_already_exists", "User already registered")
@@ -141,7 +143,7 @@ class FakeGoTrue:
             user = self.users.get(str(body.get("email", "")).lower())
             if user is None or self.passwords.get(user["id"]) != body.get("password"):
                 return _error(400, "invalid_credentials", "Invalid login credentials")
-            if user["email_confirmed_at"] is None:
+            if user["email_confirmed_at"] is None and not self.allow_unconfirmed_login:
                 return _error(400, "email_not_confirmed", "Email not confirmed")
             if user.get("banned"):
                 return _error(403, "user_banned", "User is banned")
