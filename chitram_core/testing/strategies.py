@@ -29,6 +29,7 @@ __all__ = [
     "chunkings",
     "encode",
     "gif_with_size",
+    "gps_exif",
     "hostile_images",
     "huge_claim_images",
     "jpeg_with_size",
@@ -39,6 +40,7 @@ __all__ = [
     "truncated_images",
     "valid_images",
     "webp_with_size",
+    "with_metadata",
 ]
 
 # Modes each format can store, as Pillow writes them.
@@ -205,6 +207,76 @@ def hostile_images() -> st.SearchStrategy[bytes]:
         truncated_images(),
         st.binary(max_size=256),
     )
+
+
+XMP_PACKET = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-'
+    b'syntax-ns#"><rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/" '
+    b'exif:GPSLatitude="51,30.0N"/></rdf:RDF></x:xmpmeta>'
+)
+GPS_IFD = {1: "N", 2: (51.0, 30.0, 0.0), 3: "W", 4: (0.0, 7.0, 0.0)}
+
+
+def srgb_profile() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def gps_exif(orientation: int | None = None) -> Image.Exif:
+    """EXIF with a camera make, GPS coordinates and (optionally) an orientation."""
+    exif = Image.Exif()
+    exif[0x010F] = "ChitramCam"
+    if orientation is not None:
+        exif[0x0112] = orientation
+    exif[0x8825] = GPS_IFD
+    return exif
+
+
+def with_metadata(
+    mode: str,
+    width: int,
+    height: int,
+    fmt: ImageFormat,
+    *,
+    orientation: int | None = 6,
+    seed: int = 0,
+    icc: bool = True,
+    trailer: bytes = b"",
+) -> bytes:
+    """An image carrying GPS EXIF, XMP, text or comments, an ICC profile and an orientation.
+
+    GIF gets a comment and an XMP application extension (it has no EXIF or ICC here).
+    ``trailer`` is appended after the end of the image (polyglot payloads).
+    """
+    img = make_image(mode, width, height, seed)
+    options: dict[str, object] = {}
+    if icc and mode in ("RGB", "RGBA"):
+        options["icc_profile"] = srgb_profile()
+    if fmt is ImageFormat.JPEG:
+        options.update(exif=gps_exif(orientation), xmp=XMP_PACKET, comment=b"shot at home")
+        data = encode(img, fmt, **options)
+        photoshop = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x05\x1c\x02\x00\x00\x00"
+        app13 = b"\xff\xed" + struct.pack(">H", len(photoshop) + 2) + photoshop
+        data = data[:2] + app13 + data[2:]
+    elif fmt is ImageFormat.PNG:
+        from PIL import PngImagePlugin
+
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", "shot at home")
+        text.add_text("Location", "51.5N 0.1W", zip=True)
+        text.add_itxt("XML:com.adobe.xmp", XMP_PACKET.decode())
+        options.update(exif=gps_exif(orientation), pnginfo=text)
+        data = encode(img, fmt, **options)
+    elif fmt is ImageFormat.WEBP:
+        options.update(exif=gps_exif(orientation), xmp=XMP_PACKET)
+        data = encode(img, fmt, **options)
+    else:
+        data = encode(img, fmt, comment=b"shot at home")
+        magic_trailer = bytes([1, *range(255, -1, -1), 0])
+        xmp_ext = b"!\xff\x0bXMP DataXMP" + XMP_PACKET + magic_trailer
+        data = data[:-1] + xmp_ext + data[-1:]
+    return data + trailer
 
 
 @st.composite
