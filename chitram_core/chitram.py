@@ -108,8 +108,9 @@ class Chitram:
         if self.cache is not None and limiter_url == settings.cache_url:
             limiter_cache = self.cache
         else:
-            limiter_cache = open_cache(limiter_url) or open_cache("memory://")
-            assert limiter_cache is not None
+            opened = open_cache(limiter_url) or open_cache("memory://")
+            assert opened is not None
+            limiter_cache = opened
             stack.push_async_callback(limiter_cache.close)
         self._limiter_cache = limiter_cache
         self.rate_limiter = RateLimiter(limiter_cache)

@@ -16,7 +16,7 @@ import secrets
 import unicodedata
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import anyio
 import attrs
@@ -55,20 +55,16 @@ SNIFF_BYTES = 16
 MAX_FILENAME = 255
 
 
-class ImageCacheLike:
-    """What the service needs from the metadata cache (see chitram_core.cache)."""
+class ImageCacheLike(Protocol):
+    """What the service needs from the metadata cache (``chitram_core.cache.ImageCache``)."""
 
-    async def get_image(self, image_id: str) -> Image | None:
-        raise NotImplementedError
+    async def get_image(self, image_id: str) -> Image | None: ...
 
-    async def begin_fill(self, image_id: str) -> Any:
-        raise NotImplementedError
+    async def begin_fill(self, image_id: str) -> Any: ...
 
-    async def fill_image(self, image: Image, token: Any) -> None:
-        raise NotImplementedError
+    async def fill_image(self, image: Image, token: Any) -> object: ...
 
-    async def invalidate_image(self, image_id: str) -> None:
-        raise NotImplementedError
+    async def invalidate_image(self, image_id: str) -> None: ...
 
 
 @attrs.define
