@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -81,7 +82,7 @@ async def test_file_object_source(chitram: Chitram, user: Principal) -> None:
 
 def cut(data: bytes, cuts: list[int], empties: list[int]) -> list[bytes]:
     points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
-    chunks = [data[a:b] for a, b in zip(points, points[1:], strict=False)]
+    chunks = [data[a:b] for a, b in itertools.pairwise(points)]
     for position in empties:
         chunks.insert(min(position, len(chunks)), b"")
     return chunks
