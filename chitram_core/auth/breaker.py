@@ -88,7 +88,8 @@ class Breaker:
         self._trial_running = False
 
     def _move(self, state: State) -> None:
-        log.warning(
+        log.log(
+            logging.WARNING if state is State.OPEN else logging.INFO,
             "auth provider %r circuit %s -> %s (consecutive failures: %d)",
             self.name,
             self._state.value,
