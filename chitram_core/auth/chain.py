@@ -170,11 +170,11 @@ class AuthChain:
         return user_repo.to_user(row)
 
     async def checks(self) -> dict[str, Check]:
-        """One health check per provider (``auth.<name>``), including its circuit state."""
+        """One health check per provider, keyed by its name, including its circuit state."""
         results: dict[str, Check] = {}
         for provider in self.providers:
             breaker = self.breakers[provider.name]
-            key = f"auth.{provider.name}"
+            key = provider.name
             state = breaker.state
             if state is State.OPEN:
                 wait = math.ceil(breaker.retry_after())

@@ -204,8 +204,8 @@ async def test_supabase_goes_down_mid_session(
     # ... tokens still check out, and health says which part is down.
     assert (await chain.authenticate(remote.access_token)).user_id == remote.user.id
     checks = await chain.checks()
-    assert checks["auth.supabase"].status == "unhealthy"
-    assert checks["auth.local"].status == "healthy"
+    assert checks["supabase"].status == "unhealthy"
+    assert checks["local"].status == "healthy"
 
     # Supabase recovers; after the cool-down one trial call closes the circuit again.
     gotrue.mode = "up"
@@ -213,7 +213,7 @@ async def test_supabase_goes_down_mid_session(
     session = await chain.login("supa@example.com", PASSWORD)
     assert (await chain.authenticate(session.access_token)).provider == "supabase"
     assert chain.breakers["supabase"].state.value == "closed"
-    assert (await chain.checks())["auth.supabase"].status == "healthy"
+    assert (await chain.checks())["supabase"].status == "healthy"
 
 
 async def test_a_slow_supabase_fails_over_within_the_timeout(
@@ -226,9 +226,9 @@ async def test_a_slow_supabase_fails_over_within_the_timeout(
 
 async def test_checks_report_every_provider(chain: AuthChain) -> None:
     checks = await chain.checks()
-    assert set(checks) == {"auth.supabase", "auth.local"}
+    assert set(checks) == {"supabase", "local"}
     assert all(check.status == "healthy" for check in checks.values())
-    assert "circuit closed" in (checks["auth.supabase"].detail or "")
+    assert "circuit closed" in (checks["supabase"].detail or "")
 
 
 # PostgreSQL ------------------------------------------------------------------------------------
