@@ -12,6 +12,7 @@ and made by Pillow from a drawn seed, so generation stays fast and examples stil
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 import random
@@ -131,16 +132,21 @@ def polyglot_png(html: bytes = b"<html><script>alert(1)</script></html>") -> byt
     return png_with_size(1, 1, html)
 
 
+@functools.lru_cache(maxsize=8)
 def png_bomb(width: int, height: int, rows: int | None = None) -> bytes:
     """A small, well-formed grey PNG whose pixels would need ``width * height`` bytes.
 
     ``rows`` limits how many rows of (zero) data are actually compressed in, to keep building
-    it cheap; the default compresses them all, which is fine up to ~10^8 pixels.
+    it cheap; the default compresses them all (roughly 0.4 s per 10^8 pixels; cached).
     """
     rows = height if rows is None else rows
     comp = zlib.compressobj(9)
-    line = b"\x00" * (width + 1)
-    parts = [comp.compress(line) for _ in range(rows)]
+    remaining = (width + 1) * rows  # filter byte 0 and zero samples: one long run of zeros
+    block = b"\x00" * min(remaining, 16 * 1024 * 1024)
+    parts = []
+    while remaining:
+        parts.append(comp.compress(block[:remaining]))
+        remaining -= min(remaining, len(block))
     parts.append(comp.flush())
     idat = b"".join(parts)
     return png_with_size(width, height, _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))

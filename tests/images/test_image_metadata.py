@@ -316,3 +316,31 @@ async def test_apply_edits_handles_empty_chunks_and_edits_spanning_chunks() -> N
     edits = [Edit(0, 0, b"<"), Edit(1, 4, b"X"), Edit(7, 0, b">")]
     out = b"".join([piece async for piece in apply_edits(source(), edits)])
     assert out == b"<aXfg>"
+
+
+def test_the_scanner_keeps_o_header_memory_on_a_large_stream() -> None:
+    import tracemalloc
+
+    megabyte = b"\x00" * (1024 * 1024)
+    body = 40 * len(megabyte)
+    head = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", 9, 9, 8, 0, 0, 0, 0))
+    scanner = MetadataScanner(ImageFormat.PNG)
+    scanner.feed(head + struct.pack(">I", body) + b"IDAT")
+    tracemalloc.start()
+    try:
+        for _ in range(40):
+            scanner.feed(megabyte)
+        scanner.feed(b"\x00\x00\x00\x00" + _chunk(b"tEXt", b"k\x00v") + _chunk(b"IEND", b""))
+        edits = scanner.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1024
+    assert len(edits) == 1 and edits[0].length == 15
+
+
+def _chunk(ctype: bytes, data: bytes) -> bytes:
+    import zlib
+
+    crc = zlib.crc32(ctype + data)
+    return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", crc)
