@@ -8,6 +8,7 @@ import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from chitram_core.errors import InvalidImage
@@ -23,6 +24,7 @@ from chitram_core.testing.strategies import (
     SampleImage,
     encode,
     gps_exif,
+    hostile_images,
     make_image,
     png_bomb,
     polyglot_png,
@@ -171,7 +173,7 @@ def test_a_file_object_works_as_a_source() -> None:
 
 
 @FAST
-@given(truncated_images())
+@given(st.one_of(truncated_images(), hostile_images()))
 def test_broken_files_fail_with_invalid_image(data: bytes) -> None:
     try:
         render_thumbnail(data, DEFAULT, max_pixels=MAX_PIXELS)
