@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 import falcon
 import falcon.asgi
 from falcon.asgi.multipart import MultipartForm
+from falcon.asgi.reader import BufferedReader
 from falcon.errors import DelimiterError
 from falcon.media import MultipartFormHandler
 from falcon.media.multipart import MultipartParseError, MultipartParseOptions
+from falcon.util.mediatypes import parse_header
 
 from chitram_core import Chitram, Image, Principal, to_json
 from chitram_core.errors import FileTooLarge, InvalidRequest, ValidationError
@@ -61,12 +63,19 @@ async def _capped(stream: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIt
         yield chunk
 
 
-async def _part_chunks(part: falcon.asgi.multipart.BodyPart) -> AsyncIterator[bytes]:
+async def _part_chunks(
+    part: falcon.asgi.multipart.BodyPart, body: BufferedReader, delimiter: bytes
+) -> AsyncIterator[bytes]:
+    """The file part's bytes; a body that ends before the part's closing delimiter (a client
+    that went away, a truncated request) is an error, never a shorter file."""
     try:
         async for chunk in part.stream:
             yield chunk
+        complete = await body.peek(len(delimiter)) == delimiter
     except (MultipartParseError, DelimiterError) as exc:
         raise InvalidRequest("The multipart body is malformed or truncated") from exc
+    if not complete:
+        raise InvalidRequest("The multipart body ended before the file part was complete")
 
 
 def _is_multipart(content_type: str | None) -> bool:
@@ -115,15 +124,19 @@ class UploadResource:
         limit: int,
     ) -> Image:
         try:
-            form = await _MULTIPART.deserialize_async(
-                _capped(req.stream.__aiter__(), cap, limit), req.content_type, req.content_length
-            )
+            body = BufferedReader(_capped(req.stream.__aiter__(), cap, limit))
+            form = await _MULTIPART.deserialize_async(body, req.content_type, req.content_length)
             assert isinstance(form, MultipartForm)
+            _, params = parse_header(req.content_type or "")
+            delimiter = b"\r\n--" + params["boundary"].rstrip().encode()
             async for part in form:
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _part_chunks(part), filename=part.filename, owner=principal, max_bytes=limit
+                    _part_chunks(part, body, delimiter),
+                    filename=part.filename,
+                    owner=principal,
+                    max_bytes=limit,
                 )
         except (MultipartParseError, DelimiterError, UnicodeDecodeError) as exc:
             raise InvalidRequest("The multipart body is malformed") from exc
