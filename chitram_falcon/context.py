@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -30,6 +31,9 @@ class ChitramHandle:
     task group is entered and left in the same task, as anyio requires.
     """
 
+    opener: Callable[[Settings], Chitram] = Chitram
+    """How the lifespan makes the instance it owns (tests swap in ``background=False``)."""
+
     def __init__(self, chitram: Chitram | None, settings: Settings) -> None:
         self._chitram = chitram
         self.owned = chitram is None
@@ -51,7 +55,7 @@ class ChitramHandle:
 
     async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
         if self.owned and self._chitram is None:
-            chitram = Chitram(self.settings)
+            chitram = self.opener(self.settings)
             await chitram.__aenter__()
             self._chitram = chitram
             log.info("chitram opened (database %s)", _redacted(self.settings.resolved_database_url))
