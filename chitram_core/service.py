@@ -76,6 +76,7 @@ class _Intake:
     size: int = 0
     head: bytearray = attrs.field(factory=bytearray)
     hasher: Any = attrs.field(factory=hashlib.sha256)
+    early: bytearray = attrs.field(factory=bytearray)
     format: ImageFormat | None = None
     scanner: MetadataScanner | None = None
 
@@ -90,9 +91,10 @@ class _Intake:
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
         if self.format is None:
-            if len(self.head) < SNIFF_BYTES:
-                return
-            self._start(bytes(self.head))
+            # Bytes seen before the format is known wait here, then go to the scanner whole.
+            self.early += chunk
+            if len(self.early) >= SNIFF_BYTES:
+                self._start()
             return
         if self.scanner is not None:
             self.scanner.feed(chunk)
@@ -101,15 +103,16 @@ class _Intake:
         if self.size == 0:
             raise InvalidRequest("The file is empty")
         if self.format is None:
-            self._start(bytes(self.head))
+            self._start()
         assert self.format is not None
         return self.format
 
-    def _start(self, head: bytes) -> None:
-        self.format = sniff(head)
+    def _start(self) -> None:
+        self.format = sniff(bytes(self.early[:SNIFF_BYTES]))
         if self.strip:
             self.scanner = MetadataScanner(self.format)
-            self.scanner.feed(head)
+            self.scanner.feed(bytes(self.early))
+        self.early = bytearray()
 
 
 async def _chunks(source: UploadSource) -> AsyncIterator[bytes]:
