@@ -84,4 +84,3 @@ def cluster(
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
