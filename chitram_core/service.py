@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import Database
 from chitram_core.db import repository as repo
-from chitram_core.db.tables import images, utcnow
+from chitram_core.db.tables import images, pending_deletions, utcnow
 from chitram_core.errors import (
     ChitramError,
     DeleteTokenRequired,
@@ -455,9 +455,7 @@ class ByteRemover:
                 if not await repo.key_is_live(conn, key):
                     await self.storage.delete(key)
                 await conn.execute(
-                    repo.pending_deletions.delete().where(
-                        repo.pending_deletions.c.storage_key == key
-                    )
+                    pending_deletions.delete().where(pending_deletions.c.storage_key == key)
                 )
             return True
         except (StorageError, OSError) as exc:
@@ -469,10 +467,10 @@ class ByteRemover:
         try:
             async with self.db.transaction() as conn:
                 await conn.execute(
-                    repo.pending_deletions.update()
-                    .where(repo.pending_deletions.c.storage_key == key)
+                    pending_deletions.update()
+                    .where(pending_deletions.c.storage_key == key)
                     .values(
-                        attempts=repo.pending_deletions.c.attempts + 1,
+                        attempts=pending_deletions.c.attempts + 1,
                         last_error=f"{type(exc).__name__}: {exc}"[:500],
                     )
                 )
@@ -485,8 +483,8 @@ class ByteRemover:
         """Retry queued removals; (removed, still queued)."""
         async with self.db.connect() as conn:
             rows = await conn.execute(
-                select(repo.pending_deletions.c.storage_key)
-                .order_by(repo.pending_deletions.c.created_at)
+                select(pending_deletions.c.storage_key)
+                .order_by(pending_deletions.c.created_at)
                 .limit(limit)
             )
             keys = [r[0] for r in rows]

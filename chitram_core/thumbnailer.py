@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -155,7 +156,7 @@ class Thumbnailer:
             height=row["height"],
         )
 
-    async def _row(self, sha256: str) -> dict[str, object] | None:
+    async def _row(self, sha256: str) -> dict[str, Any] | None:
         async with self.db.connect() as conn:
             row = (
                 (
@@ -209,10 +210,10 @@ class Thumbnailer:
                 limiter=self._limiter,
             )
 
-            async def body() -> object:
+            async def body() -> AsyncIterator[bytes]:
                 yield rendered.data
 
-            await self.storage.write(key, body())  # type: ignore[arg-type]
+            await self.storage.write(key, body())
         except InvalidImage as exc:
             await self._fail(key, exc.message, definite=True)
             raise
