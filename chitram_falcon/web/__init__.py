@@ -1,0 +1,52 @@
+"""The reference web UI: gallery, upload, image pages and sign-in, served by ``chitram_falcon``.
+
+``create_app`` mounts it when ``settings.web_ui`` is true; a host that builds its own app mounts
+it with :func:`mount`. Everything it serves (HTML, CSS, JavaScript) comes from this package.
+See docs/ui.md for how sessions and CSRF protection work.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from chitram_falcon.web.api import ImageListApi, UploadApi
+from chitram_falcon.web.pages import (
+    DeletePage,
+    GalleryPage,
+    ImagePage,
+    PasswordResetPage,
+    RegisterPage,
+    SignInPage,
+    SignOutPage,
+    UploadPage,
+)
+from chitram_falcon.web.static import StaticFiles, StaticResource
+from chitram_falcon.web.ui import WebUI
+
+if TYPE_CHECKING:
+    from chitram_falcon.app import ChitramApp
+
+__all__ = ["WebUI", "mount"]
+
+DEFAULT_PAGE_SIZE = 24
+
+
+def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SIZE) -> WebUI:
+    """Add the UI's routes to ``app`` under ``prefix`` (``""``: the gallery is ``/``)."""
+    prefix = prefix.rstrip("/")
+    if not 1 <= page_size <= 100:
+        raise ValueError("page_size must be between 1 and 100")
+    static = StaticFiles()
+    ui = WebUI(app.handle, static, prefix=prefix, page_size=page_size)
+    app.add_route(prefix + "/" if prefix == "" else prefix, GalleryPage(ui))
+    app.add_route(f"{prefix}/signin", SignInPage(ui))
+    app.add_route(f"{prefix}/register", RegisterPage(ui))
+    app.add_route(f"{prefix}/signout", SignOutPage(ui))
+    app.add_route(f"{prefix}/password-reset", PasswordResetPage(ui))
+    app.add_route(f"{prefix}/upload", UploadPage(ui))
+    app.add_route(f"{prefix}/images/{{image_id}}", ImagePage(ui))
+    app.add_route(f"{prefix}/images/{{image_id}}/delete", DeletePage(ui))
+    app.add_route(f"{prefix}/ui/static/{{name}}", StaticResource(static))
+    app.add_route(f"{prefix}/ui/api/images", ImageListApi(ui))
+    app.add_route(f"{prefix}/ui/api/images/upload", UploadApi(ui))
+    return ui

@@ -1,0 +1,79 @@
+"""The UI's own JSON endpoints, authenticated by the session cookie (which the page's
+JavaScript cannot read, so it cannot send a bearer token) and CSRF-checked when they change
+anything. They answer in the API's error envelope and call the same SDK and upload code."""
+
+from __future__ import annotations
+
+import falcon.asgi
+
+from chitram_core import Principal, to_json
+from chitram_core.errors import FileTooLarge, Unauthorized, ValidationError
+from chitram_falcon.context import rate_limit
+from chitram_falcon.resources.images import MULTIPART_OVERHEAD, UploadResource, _is_multipart
+from chitram_falcon.web.ui import Visit, WebUI
+
+
+async def _signed_in(
+    ui: WebUI, req: falcon.asgi.Request, resp: falcon.asgi.Response
+) -> tuple[Visit, Principal]:
+    visit = await ui.visit(req, resp)
+    if visit.principal is None:
+        raise Unauthorized("Your session has ended: sign in again")
+    return visit, visit.principal
+
+
+class ImageListApi:
+    """GET: one page of the visitor's images, ``{items, next_cursor}`` as the API answers."""
+
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        _, principal = await _signed_in(self.ui, req, resp)
+        try:
+            limit = int(req.get_param("limit") or self.ui.page_size)
+        except ValueError:
+            raise ValidationError("limit must be an integer", field="limit") from None
+        if not 1 <= limit <= 100:
+            raise ValidationError("limit must be between 1 and 100", field="limit")
+        page = await self.ui.chitram.images.list(
+            principal, limit=limit, cursor=req.get_param("cursor") or None
+        )
+        resp.media = {
+            "items": [to_json(image) for image in page.items],
+            "next_cursor": page.next_cursor,
+        }
+        resp.set_header("Cache-Control", "private, no-store")
+
+
+class UploadApi:
+    """POST multipart ``file``: the API's upload (same checks in the same order, before the
+    body is read), for the session's user, with the CSRF token in ``X-CSRF-Token``."""
+
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+        self.upload = UploadResource(ui.handle)
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self.ui.check_origin(req)
+        visit = await self.ui.visit(req, resp)
+        self.ui.check_token(visit, req.get_header("X-CSRF-Token"))
+        if visit.principal is None:
+            raise Unauthorized("Your session has ended: sign in again")
+        chitram = self.ui.chitram
+        settings = chitram.settings
+        limit = settings.max_upload_bytes
+        cap = limit + MULTIPART_OVERHEAD
+        if req.content_length is not None and req.content_length > cap:
+            raise FileTooLarge(f"The file is larger than the {limit} byte limit", max_bytes=limit)
+        if not _is_multipart(req.content_type):
+            raise ValidationError(
+                "The body must be multipart/form-data with a 'file' field", field="file"
+            )
+        identity = f"user:{visit.principal.user_id}"
+        await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        async with chitram.upload_slots.acquire():
+            image = await self.upload._receive(req, chitram, visit.principal, cap, limit)
+        resp.status = 201
+        resp.media = to_json(image)
+        resp.set_header("Cache-Control", "no-store")

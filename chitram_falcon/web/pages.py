@@ -1,0 +1,389 @@
+"""The HTML pages: sign in, register, sign out, password reset, gallery, upload, image."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import falcon.asgi
+
+from chitram_core import Image
+from chitram_core.auth import rules
+from chitram_core.errors import ChitramError, Forbidden, InvalidEmail, ServiceUnavailable
+from chitram_falcon.context import client_ip, rate_limit, read_fields
+from chitram_falcon.resources.auth import RESET_MESSAGE
+from chitram_falcon.web.templates import Markup, human_size, join, render
+from chitram_falcon.web.ui import Visit, WebUI, html_errors
+
+NO_MARKUP = Markup("")
+TIMES = "\u00d7"
+"""The multiplication sign between width and height."""
+
+NOTICES = {
+    "signed-out": "You are signed out.",
+    "deleted": "The image was deleted.",
+}
+
+
+def _notice(req: falcon.asgi.Request) -> Markup:
+    text = NOTICES.get(req.get_param("notice") or "")
+    return render("notice.html", text=text) if text else Markup("")
+
+
+def _form_error(message: str | None) -> Markup:
+    return render("form_error.html", message=message) if message else Markup("")
+
+
+def _text(fields: dict[str, Any], name: str) -> str:
+    value = fields.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def _email_key(email: str) -> str:
+    try:
+        return rules.normalize_email(email)
+    except InvalidEmail:
+        return "<invalid>"
+
+
+def _when(image: Image) -> str:
+    return image.created_at.strftime("%Y-%m-%d %H:%M UTC")
+
+
+class _Page:
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+
+    async def _posted(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> tuple[Visit, dict[str, Any]]:
+        """A form post from one of our pages: origin checked, session read, token checked."""
+        self.ui.check_origin(req)
+        visit = await self.ui.visit(req, resp)
+        fields = await read_fields(req)
+        self.ui.check_token(visit, _text(fields, "csrf_token"))
+        return visit, fields
+
+    async def _limit(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, action: str, email: str
+    ) -> None:
+        """The same buckets as the API's auth routes: a browser is no way around them."""
+        chitram = self.ui.chitram
+        await rate_limit(
+            resp,
+            chitram,
+            chitram.settings.auth_rate_limit,
+            [
+                (f"{action}:client", client_ip(req, chitram.settings)),
+                (f"{action}:email", _email_key(email)),
+            ],
+        )
+
+
+class SignInPage(_Page):
+    @html_errors
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit = await self.ui.visit(req, resp)
+        target = self.ui.safe_next(visit, req.get_param("next"))
+        if visit.principal is not None:
+            self.ui.redirect(resp, target)
+            return
+        self._form(resp, visit, target, email="", error=None, notice=_notice(req))
+
+    @html_errors
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit, fields = await self._posted(req, resp)
+        email, password = _text(fields, "email"), _text(fields, "password")
+        target = self.ui.safe_next(visit, _text(fields, "next"))
+        try:
+            await self._limit(req, resp, "login", email)
+            session = await self.ui.chitram.auth.login(email, password)
+        except ChitramError as exc:
+            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+                raise
+            self._form(resp, visit, target, email=email, error=exc.message, status=exc.status)
+            return
+        self.ui.sign_in(resp, visit, session)
+        self.ui.redirect(resp, target)
+
+    def _form(
+        self,
+        resp: falcon.asgi.Response,
+        visit: Visit,
+        target: str,
+        *,
+        email: str,
+        error: str | None,
+        notice: Markup = NO_MARKUP,
+        status: int = 200,
+    ) -> None:
+        body = render(
+            "signin.html",
+            action=visit.url("/signin"),
+            csrf=visit.csrf,
+            next=target,
+            email=email,
+            error=_form_error(error),
+            notice=notice,
+            register=visit.url("/register"),
+            reset=visit.url("/password-reset"),
+        )
+        self.ui.page(resp, visit, title="Sign in", body=body, status=status, section="signin")
+
+
+class RegisterPage(_Page):
+    @html_errors
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit = await self.ui.visit(req, resp)
+        if visit.principal is not None:
+            self.ui.redirect(resp, visit.url("/"))
+            return
+        self._form(resp, visit, email="", error=None)
+
+    @html_errors
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit, fields = await self._posted(req, resp)
+        email, password = _text(fields, "email"), _text(fields, "password")
+        try:
+            await self._limit(req, resp, "register", email)
+            session = await self.ui.chitram.auth.register(email, password)
+        except ChitramError as exc:
+            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+                raise
+            self._form(resp, visit, email=email, error=exc.message, status=exc.status)
+            return
+        self.ui.sign_in(resp, visit, session)
+        self.ui.redirect(resp, visit.url("/"))
+
+    def _form(
+        self,
+        resp: falcon.asgi.Response,
+        visit: Visit,
+        *,
+        email: str,
+        error: str | None,
+        status: int = 200,
+    ) -> None:
+        body = render(
+            "register.html",
+            action=visit.url("/register"),
+            csrf=visit.csrf,
+            email=email,
+            error=_form_error(error),
+            signin=visit.url("/signin"),
+        )
+        self.ui.page(resp, visit, title="Register", body=body, status=status, section="register")
+
+
+class SignOutPage(_Page):
+    @html_errors
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit = await self.ui.visit(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(resp, visit.url("/signin"))
+            return
+        body = render(
+            "signout.html",
+            action=visit.url("/signout"),
+            csrf=visit.csrf,
+            email=visit.principal.email,
+            home=visit.url("/"),
+        )
+        self.ui.page(resp, visit, title="Sign out", body=body)
+
+    @html_errors
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit, _ = await self._posted(req, resp)
+        await self.ui.sign_out(resp, visit)
+        self.ui.redirect(resp, visit.url("/signin") + "?notice=signed-out")
+
+
+class PasswordResetPage(_Page):
+    @html_errors
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit = await self.ui.visit(req, resp)
+        self._form(resp, visit, email="", error=None, done=None)
+
+    @html_errors
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit, fields = await self._posted(req, resp)
+        email = _text(fields, "email")
+        try:
+            rules.clean_email(email)
+            await self._limit(req, resp, "reset", email)
+            await self.ui.chitram.auth.request_password_reset(email)
+        except ChitramError as exc:
+            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+                raise
+            self._form(resp, visit, email=email, error=exc.message, done=None, status=exc.status)
+            return
+        self._form(resp, visit, email=email, error=None, done=RESET_MESSAGE)
+
+    def _form(
+        self,
+        resp: falcon.asgi.Response,
+        visit: Visit,
+        *,
+        email: str,
+        error: str | None,
+        done: str | None,
+        status: int = 200,
+    ) -> None:
+        body = render(
+            "reset.html",
+            action=visit.url("/password-reset"),
+            csrf=visit.csrf,
+            email=email,
+            error=_form_error(error),
+            done=render("notice.html", text=done) if done else Markup(""),
+            signin=visit.url("/signin"),
+        )
+        self.ui.page(resp, visit, title="Reset your password", body=body, status=status)
+
+
+def card(visit: Visit, image: Image) -> Markup:
+    return render(
+        "card.html",
+        id=image.id,
+        href=visit.url(f"/images/{image.id}"),
+        thumb=visit.root + image.thumbnail_url,
+        filename=image.filename,
+        meta=f"{image.width} {TIMES} {image.height} · {human_size(image.file_size)}",
+        when=_when(image),
+        iso=image.created_at.isoformat(),
+    )
+
+
+class GalleryPage(_Page):
+    """The signed-in user's images, newest first; more pages come by the API's cursor (a link
+    without JavaScript, fetched and appended as the visitor scrolls with it)."""
+
+    @html_errors
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit = await self.ui.visit(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url("/")))
+            return
+        cursor = req.get_param("cursor") or None
+        page = await self.ui.chitram.images.list(
+            visit.principal, limit=self.ui.page_size, cursor=cursor
+        )
+        more = Markup("")
+        if page.next_cursor is not None:
+            more = render(
+                "more.html",
+                href=visit.url("/") + "?cursor=" + quote(page.next_cursor, safe=""),
+                cursor=page.next_cursor,
+            )
+        empty = Markup("")
+        if not page.items and cursor is None:
+            empty = render("empty.html", upload=visit.url("/upload"))
+        body = render(
+            "gallery.html",
+            notice=_notice(req),
+            cards=join(card(visit, image) for image in page.items),
+            more=more,
+            empty=empty,
+            api=visit.url("/ui/api/images"),
+            page_size=str(self.ui.page_size),
+            upload=visit.url("/upload"),
+            newest=render("newest.html", href=visit.url("/")) if cursor else Markup(""),
+        )
+        self.ui.page(resp, visit, title="My images", body=body, section="gallery")
+
+
+class UploadPage(_Page):
+    @html_errors
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        visit = await self.ui.visit(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url("/upload")))
+            return
+        settings = self.ui.handle.settings
+        body = render(
+            "upload.html",
+            endpoint=visit.url("/ui/api/images/upload"),
+            max_bytes=str(settings.max_upload_bytes),
+            max_size=human_size(settings.max_upload_bytes),
+            image_base=visit.url("/images/"),
+            gallery=visit.url("/"),
+        )
+        self.ui.page(resp, visit, title="Upload images", body=body, section="upload")
+
+
+class ImagePage(_Page):
+    """Public: anyone with the link sees the image; only its owner gets the delete button."""
+
+    @html_errors
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        visit = await self.ui.visit(req, resp)
+        image = await self.ui.chitram.images.get(image_id)
+        owner = visit.principal is not None and visit.principal.user_id == image.owner_id
+        page_link = req.prefix + visit.url(f"/images/{image.id}")
+        direct_link = req.prefix + visit.root + image.url
+        delete = Markup("")
+        if owner:
+            delete = render(
+                "delete_controls.html",
+                confirm=visit.url(f"/images/{image.id}/delete"),
+                action=visit.url(f"/images/{image.id}/delete"),
+                csrf=visit.csrf,
+                filename=image.filename,
+            )
+        body = render(
+            "image.html",
+            src=visit.root + image.url,
+            filename=image.filename,
+            width=str(image.width),
+            height=str(image.height),
+            size=human_size(image.file_size),
+            bytes=f"{image.file_size:,}",
+            content_type=image.content_type,
+            when=_when(image),
+            iso=image.created_at.isoformat(),
+            page_link=page_link,
+            direct_link=direct_link,
+            delete=delete,
+            back=render("back.html", href=visit.url("/")) if owner else Markup(""),
+        )
+        self.ui.page(resp, visit, title=image.filename, body=body)
+
+
+class DeletePage(_Page):
+    """GET asks for confirmation (the page without JavaScript); POST deletes."""
+
+    @html_errors
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        visit = await self.ui.visit(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(
+                resp, self.ui.signin_url(visit, visit.url(f"/images/{image_id}/delete"))
+            )
+            return
+        image = await self.ui.chitram.images.get(image_id)
+        if image.owner_id != visit.principal.user_id:
+            raise Forbidden("Only the owner of an image can delete it")
+        body = render(
+            "delete.html",
+            action=visit.url(f"/images/{image.id}/delete"),
+            csrf=visit.csrf,
+            filename=image.filename,
+            thumb=visit.root + image.thumbnail_url,
+            cancel=visit.url(f"/images/{image.id}"),
+        )
+        self.ui.page(resp, visit, title=f"Delete {image.filename}?", body=body)
+
+    @html_errors
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        visit, _ = await self._posted(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url(f"/images/{image_id}")))
+            return
+        await self.ui.chitram.images.delete(image_id, principal=visit.principal)
+        self.ui.redirect(resp, visit.url("/") + "?notice=deleted")

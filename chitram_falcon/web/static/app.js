@@ -1,0 +1,282 @@
+// Chitram web UI: progressive enhancement over server-rendered pages. No framework, no build.
+// The session cookie is HttpOnly: this script never sees it. State-changing requests carry the
+// page's CSRF token (from <meta name="csrf-token">) in the X-CSRF-Token header.
+"use strict";
+
+(function () {
+  const csrf = () => {
+    const meta = document.querySelector('meta[name="csrf-token"]');
+    return meta ? meta.content : "";
+  };
+
+  const el = (tag, attrs, ...children) => {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (key === "class") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) if (child) node.append(child);
+    return node;
+  };
+
+  const humanSize = (size) => {
+    if (size < 1024) return size + " bytes";
+    let value = size;
+    for (const unit of ["KB", "MB", "GB"]) {
+      value /= 1024;
+      if (value < 1024 || unit === "GB") return value.toFixed(1) + " " + unit;
+    }
+    return size + " bytes";
+  };
+
+  const formatTime = (iso) => {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return iso;
+    return date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  };
+
+  // The API's error envelope, in words a person can act on.
+  const errorMessage = (status, text) => {
+    try {
+      const body = JSON.parse(text);
+      if (body && body.detail && body.detail.message) return body.detail.message;
+    } catch (e) { /* not JSON: fall through */ }
+    if (status === 413) return "The file is too large.";
+    if (status === 0) return "The upload did not reach the server (network error).";
+    return "The upload failed (HTTP " + status + ").";
+  };
+
+  function localizeTimes(root) {
+    for (const node of root.querySelectorAll("time[datetime]")) {
+      node.title = node.textContent;
+      node.textContent = formatTime(node.getAttribute("datetime"));
+    }
+  }
+
+  // Gallery: more pages by the API's cursor, appended in order, never twice.
+  function gallery() {
+    const list = document.getElementById("gallery");
+    const more = document.getElementById("load-more");
+    if (!list || !more) return;
+    const status = document.getElementById("gallery-status");
+    const seen = new Set([...list.querySelectorAll("li[data-id]")].map((li) => li.dataset.id));
+    const imageBase = (list.dataset.api || "").replace(/\/ui\/api\/images$/, "/images/");
+    let cursor = more.dataset.cursor;
+    let busy = false;
+
+    const card = (image) => {
+      const href = imageBase + encodeURIComponent(image.id);
+      const img = el("img", { src: image.thumbnail_url, alt: image.filename, loading: "lazy",
+        decoding: "async" });
+      return el("li", { class: "card", "data-id": image.id },
+        el("a", { href }, img),
+        el("div", { class: "caption" },
+          el("a", { class: "name", href, text: image.filename }),
+          el("span", { class: "meta",
+            text: image.width + " × " + image.height + " · " + humanSize(image.file_size) }),
+          el("time", { datetime: image.created_at, text: formatTime(image.created_at) })));
+    };
+
+    async function loadMore() {
+      if (busy || !cursor) return;
+      busy = true;
+      more.setAttribute("aria-busy", "true");
+      more.textContent = "Loading…";
+      try {
+        const url = list.dataset.api + "?limit=" + encodeURIComponent(list.dataset.limit) +
+          "&cursor=" + encodeURIComponent(cursor);
+        const resp = await fetch(url, { headers: { Accept: "application/json" },
+          credentials: "same-origin" });
+        const text = await resp.text();
+        if (!resp.ok) throw new Error(errorMessage(resp.status, text));
+        const page = JSON.parse(text);
+        let added = 0;
+        for (const image of page.items) {
+          if (seen.has(image.id)) continue;
+          seen.add(image.id);
+          list.append(card(image));
+          added += 1;
+        }
+        cursor = page.next_cursor;
+        if (status) status.textContent = "Loaded " + added + " more images.";
+        if (!cursor) {
+          more.parentElement.remove();
+          if (observer) observer.disconnect();
+        } else {
+          more.href = "?cursor=" + encodeURIComponent(cursor);
+          more.textContent = "Load more images";
+        }
+      } catch (err) {
+        more.textContent = "Load more images";
+        if (status) status.textContent = err.message;
+      } finally {
+        busy = false;
+        more.removeAttribute("aria-busy");
+      }
+      // A tall screen may still show the button: keep going until it is off screen.
+      if (cursor && isVisible(more)) loadMore();
+    }
+
+    const isVisible = (node) => {
+      const box = node.getBoundingClientRect();
+      return box.top < window.innerHeight && box.bottom > 0;
+    };
+
+    more.addEventListener("click", (event) => { event.preventDefault(); loadMore(); });
+    let observer = null;
+    if ("IntersectionObserver" in window) {
+      observer = new IntersectionObserver((entries) => {
+        if (entries.some((entry) => entry.isIntersecting)) loadMore();
+      }, { rootMargin: "200px" });
+      observer.observe(more);
+    }
+  }
+
+  // Upload: drag and drop or pick several files; one request and one progress bar per file.
+  function upload() {
+    const form = document.getElementById("upload-form");
+    if (!form) return;
+    const input = document.getElementById("files");
+    const zone = document.getElementById("dropzone");
+    const list = document.getElementById("uploads");
+    const endpoint = form.dataset.endpoint;
+    const maxBytes = Number(form.dataset.maxBytes);
+    const imageBase = form.dataset.imageBase;
+    const queue = [];
+    let running = 0;
+    const PARALLEL = 3;
+
+    const pump = () => {
+      while (running < PARALLEL && queue.length) {
+        running += 1;
+        send(queue.shift()).finally(() => { running -= 1; pump(); });
+      }
+    };
+
+    const add = (files) => {
+      for (const file of files) {
+        const bar = el("progress", { max: "100", value: "0",
+          "aria-label": "Upload progress of " + file.name });
+        const status = el("span", { class: "status", text: "Waiting…" });
+        const item = el("li", { class: "upload-item" },
+          el("div", { class: "top" },
+            el("span", { class: "fname", text: file.name }),
+            el("span", { class: "muted", text: humanSize(file.size) })),
+          bar, status);
+        list.prepend(item);
+        if (maxBytes && file.size > maxBytes) {
+          fail(item, bar, status, "The file is larger than the " + humanSize(maxBytes) +
+            " limit.");
+          continue;
+        }
+        queue.push({ file, item, bar, status });
+      }
+      pump();
+    };
+
+    const fail = (item, bar, status, message) => {
+      item.classList.add("failed");
+      bar.value = 0;
+      bar.hidden = true;
+      status.textContent = "Not uploaded: " + message;
+      status.setAttribute("role", "alert");
+    };
+
+    const send = (job) => new Promise((resolve) => {
+      const { file, item, bar, status } = job;
+      const xhr = new XMLHttpRequest();
+      const body = new FormData();
+      body.append("file", file, file.name);
+      xhr.open("POST", endpoint);
+      xhr.setRequestHeader("X-CSRF-Token", csrf());
+      xhr.setRequestHeader("Accept", "application/json");
+      status.textContent = "Uploading…";
+      xhr.upload.addEventListener("progress", (event) => {
+        if (!event.lengthComputable) return;
+        const percent = Math.round((event.loaded / event.total) * 100);
+        bar.value = percent;
+        status.textContent = "Uploading… " + percent + "%";
+      });
+      xhr.addEventListener("load", () => {
+        if (xhr.status === 201) {
+          const image = JSON.parse(xhr.responseText);
+          bar.value = 100;
+          item.classList.add("done");
+          item.dataset.imageId = image.id;
+          status.textContent = "Uploaded · " + image.width + " × " + image.height + " · ";
+          status.append(el("a", { href: imageBase + encodeURIComponent(image.id),
+            text: "View image" }));
+        } else {
+          fail(item, bar, status, errorMessage(xhr.status, xhr.responseText));
+        }
+        resolve();
+      });
+      xhr.addEventListener("error", () => { fail(item, bar, status, errorMessage(0, "")); resolve(); });
+      xhr.addEventListener("abort", () => { fail(item, bar, status, "Cancelled."); resolve(); });
+      xhr.send(body);
+    });
+
+    input.addEventListener("change", () => { add([...input.files]); input.value = ""; });
+    for (const type of ["dragenter", "dragover"]) {
+      zone.addEventListener(type, (event) => {
+        event.preventDefault();
+        event.dataTransfer.dropEffect = "copy";
+        zone.classList.add("over");
+      });
+    }
+    for (const type of ["dragleave", "dragend"]) {
+      zone.addEventListener(type, () => zone.classList.remove("over"));
+    }
+    zone.addEventListener("drop", (event) => {
+      event.preventDefault();
+      zone.classList.remove("over");
+      if (event.dataTransfer && event.dataTransfer.files.length) add([...event.dataTransfer.files]);
+    });
+    // Files dropped next to the zone should not make the browser navigate away.
+    window.addEventListener("dragover", (event) => event.preventDefault());
+    window.addEventListener("drop", (event) => event.preventDefault());
+  }
+
+  // Image page: copy links, and delete behind a confirmation dialog.
+  function imagePage() {
+    const status = document.getElementById("copy-status");
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      button.addEventListener("click", async () => {
+        const field = document.getElementById(button.dataset.copy);
+        let ok = false;
+        try {
+          await navigator.clipboard.writeText(field.value);
+          ok = true;
+        } catch (e) {
+          field.select();
+          try { ok = document.execCommand("copy"); } catch (e2) { ok = false; }
+        }
+        if (status) status.textContent = ok ? "Link copied." : "Press Ctrl+C to copy the link.";
+        if (!ok) { field.focus(); field.select(); }
+      });
+    }
+    const open = document.getElementById("delete-open");
+    const dialog = document.getElementById("delete-dialog");
+    if (open && dialog && typeof dialog.showModal === "function") {
+      open.addEventListener("click", (event) => {
+        event.preventDefault();
+        dialog.showModal();
+        document.getElementById("delete-cancel").focus();
+      });
+      document.getElementById("delete-cancel").addEventListener("click", () => {
+        dialog.close();
+        open.focus();
+      });
+    }
+  }
+
+  const start = () => {
+    localizeTimes(document);
+    gallery();
+    upload();
+    imagePage();
+  };
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
