@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 4
 BASE_BACKOFF = 2.0
+MAX_BACKOFF = 3600.0
 
 
 class Thumbnailer:
@@ -114,7 +115,7 @@ class Thumbnailer:
                 select(thumbnails.c.sha256)
                 .where(
                     and_(
-                        thumbnails.c.status == "pending",
+                        thumbnails.c.status.in_(("pending", "stalled")),
                         thumbnails.c.params == self.params_key,
                         or_(
                             thumbnails.c.next_attempt_at.is_(None),
@@ -198,7 +199,7 @@ class Thumbnailer:
         if row is None:
             async with self.db.transaction() as conn:
                 await self.enqueue(conn, sha256)
-        elif row["status"] == "ready" or (row["status"] == "failed" and not force):
+        elif row["status"] == "ready" or (row["status"] != "pending" and not force):
             return
         try:
             data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])
@@ -253,14 +254,18 @@ class Thumbnailer:
                 return
             attempts = row[0] + 1
             give_up = definite or attempts >= MAX_ATTEMPTS
+            # "failed": the bytes cannot be thumbnailed. "stalled": storage kept failing; the
+            # sweep retries after a long back-off and a request retries at once.
+            status = "failed" if definite else ("stalled" if give_up else "pending")
+            delay = min(BASE_BACKOFF**attempts, MAX_BACKOFF)
             await conn.execute(
                 update(thumbnails)
                 .where(thumbnails.c.key == key)
                 .values(
                     attempts=attempts,
-                    status="failed" if give_up else "pending",
+                    status=status,
                     error=reason[:1000],
-                    next_attempt_at=utcnow() + timedelta(seconds=BASE_BACKOFF**attempts),
+                    next_attempt_at=utcnow() + timedelta(seconds=delay),
                     updated_at=utcnow(),
                 )
             )

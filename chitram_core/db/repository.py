@@ -51,7 +51,7 @@ def row_to_image(row: RowMapping) -> Image:
         created_at=row["created_at"],
         owner_id=row["owner_id"],
         thumbnail_ready=row["status"] == "ready",
-        thumbnail_error=row["error"] if row["status"] == "failed" else None,
+        thumbnail_error=row["error"] if row["status"] in ("failed", "stalled") else None,
     )
 
 

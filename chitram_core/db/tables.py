@@ -117,7 +117,7 @@ thumbnails = Table(
     Column("key", String(512), primary_key=True),
     Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False, index=True),
     Column("params", String(64), nullable=False),
-    Column("status", String(16), nullable=False, default="pending"),  # pending|ready|failed
+    Column("status", String(16), nullable=False, default="pending"),  # pending|ready|stalled|failed
     Column("attempts", Integer, nullable=False, default=0),
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("error", Text, nullable=True),
