@@ -44,7 +44,7 @@ Extension = Callable[["ChitramApp"], None]
 _DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": True}
 
 
-class ChitramApp(falcon.asgi.App):
+class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
     """A Falcon ASGI app that does not pull any of the request body until a resource reads it.
 
     Falcon awaits the first ``http.request`` event before routing, which makes the server

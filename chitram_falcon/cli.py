@@ -11,9 +11,13 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from chitram_core import Chitram, Settings
 from chitram_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from chitram_falcon.app import ChitramApp
 
 EXIT_CONFIG = 2
 
@@ -52,7 +56,7 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def app_factory() -> object:
+def app_factory() -> ChitramApp:
     """What each uvicorn worker imports: the app opening its own Chitram in the lifespan."""
     from chitram_falcon.app import create_app
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -53,14 +53,14 @@ class ChitramHandle:
     def is_open(self) -> bool:
         return self._chitram is not None
 
-    async def process_startup(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         if self.owned and self._chitram is None:
             chitram = self.opener(self.settings)
             await chitram.__aenter__()
             self._chitram = chitram
             log.info("chitram opened (database %s)", _redacted(self.settings.resolved_database_url))
 
-    async def process_shutdown(self, scope: dict[str, Any], event: dict[str, Any]) -> None:
+    async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         if self.owned and self._chitram is not None:
             chitram, self._chitram = self._chitram, None
             await chitram.__aexit__(None, None, None)

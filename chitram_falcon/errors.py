@@ -118,7 +118,7 @@ async def handle_falcon_error(
     assert isinstance(ex, falcon.HTTPError)
     status, code, message = _falcon_code(ex)
     render(resp, status, code, message)
-    for name, value in (ex.headers or {}).items():
+    for name, value in dict(ex.headers or {}).items():
         if name.lower() != "content-type":
             resp.set_header(name, value)
     if status == 401:
@@ -132,7 +132,7 @@ async def handle_unexpected(
     render(resp, 500, "INTERNAL_ERROR", GENERIC_500)
 
 
-def install(app: falcon.asgi.App) -> None:
+def install(app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]) -> None:
     """Register the handlers; Falcon picks the most specific one for each exception."""
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_falcon_error)

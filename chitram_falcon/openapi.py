@@ -87,7 +87,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): known[s] for s in statuses}
 
 
-_BEARER = [{"bearer": []}]
+_BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 _OPTIONAL_BEARER: list[dict[str, list[str]]] = [{}, {"bearer": []}]
 _IMAGE_ID = {
     "name": "image_id",
@@ -161,19 +161,19 @@ _CONDITIONAL = [
 
 
 def _binary_ops(kind: str, types: list[str], summary: str) -> dict[str, Any]:
-    op = {
+    responses = _binary(kind, types, ranges=True)
+    op: dict[str, Any] = {
         "summary": summary,
         "security": _OPTIONAL_BEARER,
         "parameters": [_IMAGE_ID, *_CONDITIONAL],
-        "responses": _binary(kind, types, ranges=True),
+        "responses": responses,
     }
     head = {
         **op,
         "summary": f"{summary} (headers only)",
         "operationId": f"head_{kind}",
         "responses": {
-            code: {k: v for k, v in r.items() if k != "content"}
-            for code, r in op["responses"].items()
+            code: {k: v for k, v in r.items() if k != "content"} for code, r in responses.items()
         },
     }
     return {"get": {**op, "operationId": f"get_{kind}"}, "head": head}
@@ -181,7 +181,7 @@ def _binary_ops(kind: str, types: list[str], summary: str) -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     timestamp = {"type": "string", "format": "date-time"}
-    check = {
+    check: dict[str, Any] = {
         "type": "object",
         "required": ["status", "latency_ms", "detail"],
         "properties": {
