@@ -216,10 +216,10 @@ class Thumbnailer:
 
             await self.storage.write(key, body())
         except InvalidImage as exc:
-            await self._fail(key, exc.message, definite=True)
+            await self._fail(sha256, key, exc.message, definite=True)
             raise
         except (StorageError, OSError) as exc:
-            await self._fail(key, f"storage: {exc}", definite=False)
+            await self._fail(sha256, key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
         async with self.db.transaction() as conn:
             still = (
@@ -245,7 +245,7 @@ class Thumbnailer:
         if self.on_ready is not None:
             await self.on_ready(sha256)
 
-    async def _fail(self, key: str, reason: str, *, definite: bool) -> None:
+    async def _fail(self, sha256: str, key: str, reason: str, *, definite: bool) -> None:
         async with self.db.transaction() as conn:
             row = (
                 await conn.execute(select(thumbnails.c.attempts).where(thumbnails.c.key == key))
@@ -269,6 +269,8 @@ class Thumbnailer:
                     updated_at=utcnow(),
                 )
             )
+        if give_up and self.on_ready is not None:
+            await self.on_ready(sha256)  # cached rows must now show the error
         log.warning(
             "thumbnail %s failed (attempt %d%s): %s",
             key,

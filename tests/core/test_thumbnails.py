@@ -41,7 +41,7 @@ async def test_pending_thumbnails_are_made_after_a_restart(settings_factory) -> 
         assert set((await statuses(first)).values()) == {"pending"}
     async with Chitram(settings) as second:  # background work on: the start-up pass renders
         with anyio.fail_after(30):
-            while set((await statuses(second)).values()) != {"ready"}:
+            while set((await statuses(second)).values()) != {"ready"}:  # noqa: ASYNC110
                 await anyio.sleep(0.05)
         for image in uploaded:
             assert (await second.images.get(image.id)).thumbnail_ready
