@@ -108,7 +108,9 @@ class Chitram:
         if self.cache is not None and limiter_url == settings.cache_url:
             limiter_cache = self.cache
         else:
-            opened = open_cache(limiter_url) or open_cache("memory://")
+            opened = open_cache(limiter_url)
+            if opened is None:
+                opened = open_cache("memory://")
             assert opened is not None
             limiter_cache = opened
             stack.push_async_callback(limiter_cache.close)
@@ -118,7 +120,10 @@ class Chitram:
         self.auth = await AuthChain.open(settings, self.database)
         stack.push_async_callback(self.auth.close)
 
-        image_cache = ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache else None
+        # ``is not None``: an empty MemoryCache has ``__len__`` 0 and so is falsy.
+        image_cache = (
+            ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache is not None else None
+        )
         self.thumbnails = Thumbnailer(
             settings, self.database, self.storage, on_ready=self._thumbnail_ready
         )
