@@ -141,7 +141,7 @@ class Chitram:
         if self.background:
             task_group = anyio.create_task_group()
             await stack.enter_async_context(task_group)
-            stack.callback(task_group.cancel_scope.cancel)
+            stack.push_async_callback(self.thumbnails.stop)
             self._task_group = task_group
             self.thumbnails.attach(task_group)
             task_group.start_soon(self.thumbnails.run_forever)

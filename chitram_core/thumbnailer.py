@@ -56,6 +56,9 @@ class Thumbnailer:
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
         self._task_group: TaskGroup | None = None
+        self._stopping = False
+        self._wake = anyio.Event()
+        self._active = 0
 
     def key_for(self, sha256: str) -> str:
         return thumbnail_key(sha256, self.params_key)
@@ -87,25 +90,44 @@ class Thumbnailer:
 
     def schedule(self, image: Image) -> None:
         """Render in the background when a task group is attached; else the sweep will."""
-        if self._task_group is not None and not image.thumbnail_ready:
+        if self._task_group is not None and not self._stopping and not image.thumbnail_ready:
             self._task_group.start_soon(self._render_quietly, image.sha256)
 
     async def _render_quietly(self, sha256: str) -> None:
+        self._active += 1
         try:
             await self.render(sha256)
         except ChitramError as exc:
             log.info("thumbnail for %s not made yet: %s", sha256, exc.message)
         except Exception:
             log.exception("thumbnail job for %s crashed", sha256)
+        finally:
+            self._active -= 1
 
     async def run_forever(self, interval: float = 30.0) -> None:
-        """The periodic sweep: render due pending jobs, then sleep."""
-        while True:
+        """The periodic sweep: render due pending jobs, then sleep, until :meth:`stop`."""
+        while not self._stopping:
+            self._active += 1
             try:
                 await self.run_pending()
             except Exception:
                 log.exception("thumbnail sweep failed; retrying in %.0f s", interval)
-            await anyio.sleep(interval)
+            finally:
+                self._active -= 1
+            with anyio.move_on_after(interval):
+                await self._wake.wait()
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop taking work and let running jobs finish (a cancelled database call can leave
+        a driver task behind that hangs the event loop's close); cancel after ``grace``."""
+        self._stopping = True
+        self._wake.set()
+        task_group, self._task_group = self._task_group, None
+        with anyio.move_on_after(grace):
+            while self._active:  # noqa: ASYNC110 - a counter, not an event
+                await anyio.sleep(0.02)
+        if task_group is not None:
+            task_group.cancel_scope.cancel()
 
     async def run_pending(self, limit: int = 100) -> int:
         """Render every pending job that is due; how many became ready."""
@@ -128,6 +150,8 @@ class Thumbnailer:
             due = [row[0] for row in rows]
         made = 0
         for sha256 in due:
+            if self._stopping:
+                break
             try:
                 await self.render(sha256)
                 made += 1

@@ -44,8 +44,10 @@ class Database:
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction: committed on exit, rolled back on error."""
-        async with self.engine.begin() as conn:
-            yield conn
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(chitram_write=True)
+            async with conn.begin():
+                yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
@@ -80,8 +82,12 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(conn: Any) -> None:
-    # Write transactions take the lock up front: no deadlocking upgrade from read to write.
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Write transactions take the lock up front (no deadlocking upgrade from read to write);
+    # reads begin deferred, so under WAL they never wait for a writer.
+    if conn.get_execution_options().get("chitram_write"):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.exec_driver_sql("BEGIN")
 
 
 def alembic_config(url: str) -> Any:

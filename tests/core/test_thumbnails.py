@@ -132,3 +132,18 @@ async def test_a_definite_failure_says_why(
         await chitram.images.thumbnail(image.id)
     got = await chitram.images.get(image.id)
     assert got.thumbnail_error and "longer than" in got.thumbnail_error
+
+
+async def test_closing_with_jobs_in_flight_neither_hangs_nor_loses_them(settings_factory) -> None:  # type: ignore[no-untyped-def]
+    settings = settings_factory()
+    with anyio.fail_after(60):
+        async with Chitram(settings) as chitram:
+            session = await chitram.auth.register("close@example.com", "password123")
+            owner = await chitram.auth.authenticate(session.access_token)
+            for i in range(4):
+                await chitram.images.upload(
+                    jpeg((i, 50, 50), (1600, 1200)), filename="x.jpg", owner=owner
+                )
+        async with Chitram(settings, background=False) as again:
+            await again.thumbnails.run_pending()
+            assert set((await statuses(again)).values()) == {"ready"}
