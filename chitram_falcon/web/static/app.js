@@ -70,7 +70,7 @@
       const img = el("img", { src: image.thumbnail_url, alt: image.filename, loading: "lazy",
         decoding: "async" });
       return el("li", { class: "card", "data-id": image.id },
-        el("a", { href }, img),
+        el("a", { href, tabindex: "-1", "aria-hidden": "true" }, img),
         el("div", { class: "caption" },
           el("a", { class: "name", href, text: image.filename }),
           el("span", { class: "meta",

@@ -1,0 +1,192 @@
+"""Web UI fixtures: a real server under uvicorn, an attacker's site, headless Chromium.
+
+Browser tests skip when Chromium or Playwright is missing, except under ``CI=true``, where that
+is a failure (``tests/web/install-browser.sh`` installs Debian's Chromium).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+HERE = Path(__file__).parent
+SCREENSHOTS = Path(
+    os.environ.get("CHITRAM_SCREENSHOTS_DIR", HERE.parent.parent / "docs" / "screenshots")
+)
+PAGE_SIZE = 3
+ATTACKER_HOST = "evil.test"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # The attacker's site is another host name on this machine: a real cross-site origin.
+    f"--host-resolver-rules=MAP {ATTACKER_HOST} 127.0.0.1",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("CHITRAM_CHROMIUM"), "/usr/bin/chromium", "chromium"):
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    return None
+
+
+def _missing(message: str) -> None:
+    if IN_CI:
+        pytest.fail(
+            f"{message} (CI=true: browser tests must run; see tests/web/install-browser.sh)"
+        )
+    pytest.skip(message)
+
+
+class Server:
+    def __init__(self, base_url: str, data_dir: Path) -> None:
+        self.base_url = base_url
+        self.data_dir = data_dir
+        self.api = httpx.Client(base_url=base_url, timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The app as ``chitram serve`` runs it (uvicorn, lifespan, embedded SQLite + files)."""
+    data_dir = tmp_path_factory.mktemp("chitram-web")
+    port = free_port()
+    env = {
+        **os.environ,
+        "CHITRAM_DATA_DIR": str(data_dir),
+        "CHITRAM_UPLOAD_RATE_LIMIT": "off",
+        "CHITRAM_AUTH_RATE_LIMIT": "off",
+        "CHITRAM_TEST_UI_PAGE_SIZE": str(PAGE_SIZE),
+    }
+    log = (data_dir / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(HERE),
+            "serve_app:app_factory",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--lifespan",
+            "on",
+            "--log-level",
+            "warning",
+            "--no-proxy-headers",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError((data_dir / "server.log").read_text())
+            try:
+                if httpx.get(base_url + "/health/live", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start within 30 s")
+            time.sleep(0.1)
+        served = Server(base_url, data_dir)
+        yield served
+        served.api.close()
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+class Attacker:
+    """A site on another host name whose page posts a form to the app (the user clicks it)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "not found").encode()
+                self.send_response(200 if self.path in pages else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://{ATTACKER_HOST}:{self.port}{path}"
+
+
+@pytest.fixture(scope="session")
+def attacker() -> Iterator[Attacker]:
+    site = Attacker()
+    yield site
+    site.httpd.shutdown()
+    site.httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    path = chromium_path()
+    if path is None:
+        _missing("Chromium is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _missing("Playwright for Python is not installed (pip install playwright)")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=path, headless=True, args=CHROMIUM_ARGS
+        )
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="session")
+def screenshots() -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return SCREENSHOTS
