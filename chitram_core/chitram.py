@@ -101,14 +101,14 @@ class Chitram:
             except StorageError as exc:
                 raise ConfigurationError(f"CHITRAM_STORAGE_URL: {exc}") from exc
             stack.push_async_callback(self.storage.close)
-        self.cache = open_cache(settings.cache_url)
+        self.cache = open_cache(settings.cache_url, **_cache_options(settings, settings.cache_url))
         if self.cache is not None:
             stack.push_async_callback(self.cache.close)
         limiter_url = settings.resolved_rate_limit_url
         if self.cache is not None and limiter_url == settings.cache_url:
             limiter_cache = self.cache
         else:
-            opened = open_cache(limiter_url)
+            opened = open_cache(limiter_url, **_cache_options(settings, limiter_url))
             if opened is None:
                 opened = open_cache("memory://")
             assert opened is not None
@@ -212,11 +212,21 @@ class Chitram:
             return True
         modified = getattr(self.storage, "modified", None)
         if modified is None:
-            return True
+            log.warning(
+                "storage %s cannot tell object ages; the sweep needs older_than=0", self.storage.url
+            )
+            return False
         when: datetime | None = await modified(key)
         if when is None:
-            return True
+            return False  # unknown age: it could be an upload in flight
         return (datetime.now(UTC) - when).total_seconds() >= older_than
+
+
+def _cache_options(settings: Settings, url: str) -> dict[str, Any]:
+    """Options every networked cache plugin takes: whether an outage fails open."""
+    if url.split("://", 1)[0] in {"redis", "rediss", "unix"}:
+        return {"fail_open": settings.cache_fail_open}
+    return {}
 
 
 async def open_chitram(settings: Settings | None = None, **kwargs: Any) -> Chitram:

@@ -70,7 +70,9 @@ class Settings:
     cache_ttl: float = attrs.field(default=300.0, validator=_positive)
     cache_fail_open: bool = True
     rate_limit_url: str | None = None
-    auth_providers: tuple[str, ...] = attrs.field(default=("local",), converter=tuple)
+    auth_providers: tuple[str, ...] = attrs.field(
+        default=("local",), converter=tuple, validator=attrs.validators.min_len(1)
+    )
     jwt_secret: str = DEFAULT_JWT_SECRET
     jwt_issuer: str = "chitram"
     access_token_ttl: int = attrs.field(default=1800, validator=_positive)
@@ -93,11 +95,17 @@ class Settings:
     allow_anonymous_uploads: bool = False
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     strip_metadata: bool = True
-    thumbnail_size: int = attrs.field(default=300, validator=_positive)
+    thumbnail_size: int = attrs.field(
+        default=300,
+        validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(4096)),
+    )
     thumbnail_format: str = attrs.field(
         default="JPEG", validator=attrs.validators.in_({"JPEG", "WEBP", "PNG"})
     )
-    thumbnail_quality: int = attrs.field(default=85, validator=_positive)
+    thumbnail_quality: int = attrs.field(
+        default=85,
+        validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(100)),
+    )
     decode_timeout: float = attrs.field(default=15.0, validator=_positive)
     thumbnail_workers: int = attrs.field(default=2, validator=_positive)
     auto_migrate: bool | None = None

@@ -154,7 +154,7 @@ class Thumbnailer:
                 break
             try:
                 await self.render(sha256)
-                made += 1
+                made += (await self._row(sha256) or {}).get("status") == "ready"
             except ChitramError as exc:
                 log.info("thumbnail for %s: %s", sha256, exc.message)
         return made
@@ -223,7 +223,7 @@ class Thumbnailer:
         if row is None:
             async with self.db.transaction() as conn:
                 await self.enqueue(conn, sha256)
-        elif row["status"] == "ready" or (row["status"] != "pending" and not force):
+        elif row["status"] == "ready" or (row["status"] == "failed" and not force):
             return
         try:
             data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])

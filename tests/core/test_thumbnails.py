@@ -147,3 +147,24 @@ async def test_closing_with_jobs_in_flight_neither_hangs_nor_loses_them(settings
         async with Chitram(settings, background=False) as again:
             await again.thumbnails.run_pending()
             assert set((await statuses(again)).values()) == {"ready"}
+
+
+async def test_the_sweep_retries_stalled_jobs_when_storage_is_back(
+    chitram: Chitram, user: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chitram_core.thumbnailer as module
+
+    monkeypatch.setattr(module, "BASE_BACKOFF", 0.0)
+    await chitram.images.upload(jpeg((6, 6, 6)), filename="a.jpg", owner=user)
+    real_write = chitram.storage.write
+
+    async def failing_write(key, chunks):  # type: ignore[no-untyped-def]
+        raise OSError("bucket unavailable")
+
+    monkeypatch.setattr(chitram.storage, "write", failing_write)
+    for _ in range(module.MAX_ATTEMPTS):
+        assert await chitram.thumbnails.run_pending() == 0
+    assert set((await statuses(chitram)).values()) == {"stalled"}
+    monkeypatch.setattr(chitram.storage, "write", real_write)
+    assert await chitram.thumbnails.run_pending() == 1
+    assert set((await statuses(chitram)).values()) == {"ready"}

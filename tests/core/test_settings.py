@@ -1,0 +1,86 @@
+"""Settings from CHITRAM_* variables: good values parse, bad ones name their variable."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chitram_core.errors import ConfigurationError
+from chitram_core.settings import DEFAULT_JWT_SECRET, RateLimit, Settings
+
+
+def test_defaults_are_the_embedded_default() -> None:
+    settings = Settings.from_env({})
+    assert settings.resolved_database_url.startswith("sqlite+aiosqlite:///")
+    assert settings.resolved_storage_url.startswith("file://")
+    assert settings.cache_url == "memory://"
+    assert settings.auth_providers == ("local",)
+    assert settings.max_upload_bytes == 5 * 1024 * 1024
+    assert settings.upload_rate_limit == RateLimit(10, 60)
+    assert settings.should_auto_migrate
+
+
+def test_values_parse() -> None:
+    settings = Settings.from_env(
+        {
+            "CHITRAM_MAX_UPLOAD_BYTES": "1_000",
+            "CHITRAM_UPLOAD_RATE_LIMIT": "off",
+            "CHITRAM_AUTH_RATE_LIMIT": "5/30s",
+            "CHITRAM_AUTH_PROVIDERS": "supabase, local",
+            "CHITRAM_ALLOW_ANONYMOUS_UPLOADS": "yes",
+            "CHITRAM_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+            "CHITRAM_STORAGE_OPTIONS": '{"endpoint_url": "http://127.0.0.1:9000"}',
+            "CHITRAM_THUMBNAIL_FORMAT": "webp",
+        }
+    )
+    assert settings.max_upload_bytes == 1000
+    assert settings.upload_rate_limit is None
+    assert settings.auth_rate_limit == RateLimit(5, 30)
+    assert settings.auth_providers == ("supabase", "local")
+    assert settings.allow_anonymous_uploads is True
+    assert settings.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert settings.storage_options == {"endpoint_url": "http://127.0.0.1:9000"}
+    assert settings.thumbnail_format == "WEBP"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CHITRAM_MAX_UPLOAD_BYTES", "lots"),
+        ("CHITRAM_MAX_UPLOAD_BYTES", "-5"),
+        ("CHITRAM_ENV", "prod"),
+        ("CHITRAM_UPLOAD_RATE_LIMIT", "ten per minute"),
+        ("CHITRAM_ALLOW_ANONYMOUS_UPLOADS", "maybe"),
+        ("CHITRAM_TRUSTED_PROXIES", "not-an-ip"),
+        ("CHITRAM_STORAGE_OPTIONS", "[1, 2]"),
+        ("CHITRAM_THUMBNAIL_SIZE", "5000"),
+        ("CHITRAM_THUMBNAIL_QUALITY", "101"),
+        ("CHITRAM_THUMBNAIL_FORMAT", "bmp"),
+        ("CHITRAM_AUTH_PROVIDERS", ""),
+        ("CHITRAM_CACHE_TTL", "0"),
+    ],
+)
+def test_bad_values_name_their_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({variable: value})
+    assert variable in info.value.message
+
+
+@given(st.text(max_size=30))
+def test_any_text_for_a_number_is_accepted_or_named(value: str) -> None:
+    try:
+        Settings.from_env({"CHITRAM_UPLOAD_CONCURRENCY": value})
+    except ConfigurationError as exc:
+        assert "CHITRAM_UPLOAD_CONCURRENCY" in exc.message
+
+
+def test_production_refuses_the_default_secret() -> None:
+    settings = Settings.from_env({"CHITRAM_ENV": "production"})
+    assert settings.jwt_secret == DEFAULT_JWT_SECRET
+    with pytest.raises(ConfigurationError) as info:
+        settings.check_production()
+    assert "CHITRAM_JWT_SECRET" in info.value.message
+    Settings.from_env(
+        {"CHITRAM_ENV": "production", "CHITRAM_JWT_SECRET": "x" * 40}
+    ).check_production()
