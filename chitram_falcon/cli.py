@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -31,8 +32,17 @@ def _settings() -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    _settings()  # fail here, in the parent, with one line, not in each worker
+    settings = _settings()  # fail here, in the parent, with one line, not in each worker
     log_level = "warning" if args.quiet else "info"
+    if args.workers > 1 and settings.cache_url.startswith("memory"):
+        # Per-process caches cannot see each other's invalidations: a deleted image could be
+        # served from another worker's cache. Without a shared cache, cache nothing.
+        print(
+            "chitram: several workers with the in-process cache: image metadata caching is off "
+            "and rate limits count per worker; set CHITRAM_CACHE_URL=redis://... to share them",
+            file=sys.stderr,
+        )
+        os.environ["CHITRAM_CACHE_URL"] = "off"
     if args.workers > 1:
         uvicorn.run(
             "chitram_falcon.cli:app_factory",
