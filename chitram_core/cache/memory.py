@@ -159,7 +159,8 @@ class MemoryCache:
                 events.append(now)
             self._sweep_windows(now)
             remaining = max(limit - len(events), 0)
-            reset_after = max(events[-1] + period - now, 0.0) if events else 0.0
+            # Clamped: (now + period) - now can come out a few ulps above period.
+            reset_after = min(max(events[-1] + period - now, 0.0), period) if events else 0.0
             if allowed:
                 retry_after = 0
             else:
