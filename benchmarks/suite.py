@@ -1,0 +1,498 @@
+"""The HTTP benchmark suite: the read and upload paths against a raw ASGI ceiling, in one run.
+
+Method
+------
+* Every server is uvicorn with one worker on 127.0.0.1, logging at warning level, in its own
+  subprocess, all started before the first measurement and left idle while another is measured:
+  - (a) ``raw``: a bare ASGI callable answering every request with 20 KB held in memory
+    (Content-Type and Content-Length only): the ceiling of this server stack on this machine;
+  - ``chitram serve --workers 1 --quiet`` on the **embedded** default: SQLite + local files +
+    the in-process cache and rate limiter, in a fresh temporary data directory;
+  - ``chitram serve --workers 1 --quiet`` on **PostgreSQL + Redis**: a fresh database on the
+    PostgreSQL at 127.0.0.1:5432 (``chitram db upgrade`` first, dropped at the end), Redis at
+    127.0.0.1:6379 for the cache and rate limiter under a unique key prefix (deleted at the
+    end), local files for storage.
+* Each chitram server gets one registered user, who uploads the 20 KB JPEG; then
+  (b) ``GET /api/v1/images/{id}/file`` and (c) ``GET /api/v1/images/{id}`` are requested with
+  no Authorization header (the public read path; the cache is warm after the first request),
+  and (d) ``POST /api/v1/images/upload`` of a 200 KB JPEG with the user's bearer token, built by
+  a wrk Lua script as multipart/form-data. Each upload differs in two bytes of the JPEG's
+  quantisation table (still a valid, different image), so every upload stores new bytes and
+  makes a new thumbnail, as real uploads do; no deduplication flatters the figure. The upload
+  rate limit is off (``CHITRAM_UPLOAD_RATE_LIMIT=off``); the concurrency limit is the default.
+* Load: ``wrk`` (installed from Debian with apt-get when missing), ``--latency``, keep-alive,
+  ``-t1 -c32`` by default: one wrk thread, so the server under test keeps the other core of a
+  2-core machine. Each target has a short warm-up, then a measured run (``--duration``, 10 s);
+  with ``--rounds N`` the targets are measured in N interleaved rounds and averaged.
+  Requests/s is wrk's; p50 / p99 are wrk's latency percentiles. Every ratio is to (a).
+* Any non-2xx answer or socket error during a measured run is counted and printed; a target
+  with non-2xx answers is marked ``!``.
+
+Targets (2 cores, one uvicorn worker): (b) >= 50 % of (a), (c) >= 40 % of (a).
+
+Run:  python benchmarks/suite.py [--duration 10] [--rounds 1] [--connections 32]
+      [--only embedded|postgres] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+READ_BYTES = 20 * 1024
+UPLOAD_BYTES = 200 * 1024
+PASSWORD = "benchmark password"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "CHITRAM_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REDIS_URL = os.environ.get("CHITRAM_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+BOUNDARY = "chitrambenchboundary7d1f"
+
+UPLOAD_LUA = r"""
+-- POST /api/v1/images/upload, multipart, a JPEG that differs per request in two bytes of
+-- its quantisation table.  Arguments: <jpeg path> <1-based offset of the two bytes> <token>
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local f = assert(io.open(args[1], "rb"))
+  local data = f:read("*a")
+  f:close()
+  local offset = tonumber(args[2])
+  before = data:sub(1, offset - 1)
+  after = data:sub(offset + 2)
+  pre = "--BOUNDARY\r\nContent-Disposition: form-data; name=\"file\"; " ..
+        "filename=\"bench.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n"
+  post = "\r\n--BOUNDARY--\r\n"
+  headers = {
+    ["Content-Type"] = "multipart/form-data; boundary=BOUNDARY",
+    ["Authorization"] = "Bearer " .. args[3],
+  }
+  counter = (tonumber(tid) or 0) * 16000
+end
+
+function request()
+  counter = counter + 1
+  local a = 1 + (counter % 255)
+  local b = 1 + (math.floor(counter / 255) % 255)
+  local body = pre .. before .. string.char(a, b) .. after .. post
+  return wrk.format("POST", "/api/v1/images/upload", headers, body)
+end
+""".replace("BOUNDARY", BOUNDARY)
+
+
+# the raw ASGI baseline (its own process: python suite.py --raw-server PORT FILE) ------------
+
+
+def raw_server(port: int, path: str) -> None:
+    import uvicorn
+
+    body = Path(path).read_bytes()
+    headers = [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+
+
+# images -------------------------------------------------------------------------------------
+
+
+def jpeg_of_about(size: int, seed: int) -> bytes:
+    """A noisy JPEG close to ``size`` bytes (noise compresses badly, so size tracks pixels)."""
+    import random
+
+    from PIL import Image
+
+    rng = random.Random(seed)
+    side = 32
+    while True:
+        image = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=85)
+        if buffer.tell() >= size:
+            return buffer.getvalue()
+        side += max(2, side // 50)
+
+
+def quantisation_offset(data: bytes) -> int:
+    """0-based offset of the last two entries of the first 8-bit quantisation table."""
+    pos = 2
+    while pos < len(data):
+        assert data[pos] == 0xFF, "not a JPEG marker"
+        marker, length = data[pos + 1], int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDB:
+            assert data[pos + 4] >> 4 == 0, "16-bit quantisation table"
+            return pos + 5 + 62
+        pos += 2 + length
+    raise ValueError("no DQT segment")
+
+
+def check_variants(data: bytes, offset: int) -> None:
+    """Two variants decode and differ (what the Lua script sends)."""
+    from PIL import Image
+
+    seen = set()
+    for a, b in ((2, 1), (3, 1)):
+        variant = data[:offset] + bytes([a, b]) + data[offset + 2 :]
+        Image.open(io.BytesIO(variant)).load()
+        seen.add(variant)
+    assert len(seen) == 2
+
+
+# servers ------------------------------------------------------------------------------------
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    print("wrk not found; installing it with apt-get ...", flush=True)
+    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    found = shutil.which("wrk")
+    if not found:
+        raise SystemExit("could not install wrk (apt-get install -y wrk)")
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server for {url} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def request_json(url: str, body: bytes, headers: dict[str, str]) -> Any:
+    req = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def multipart(data: bytes, filename: str) -> tuple[bytes, str]:
+    head = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"'
+        "\r\nContent-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    return head + data + f"\r\n--{BOUNDARY}--\r\n".encode(), (
+        f"multipart/form-data; boundary={BOUNDARY}"
+    )
+
+
+def prepare(base: str, data: bytes) -> tuple[str, str]:
+    """Register a user, upload ``data``; (bearer token, image id)."""
+    session = request_json(
+        f"{base}/api/v1/auth/register",
+        json.dumps({"email": "bench@example.com", "password": PASSWORD}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    token = session["access_token"]
+    body, content_type = multipart(data, "small.jpg")
+    image = request_json(
+        f"{base}/api/v1/images/upload",
+        body,
+        {"Content-Type": content_type, "Authorization": f"Bearer {token}"},
+    )
+    return token, image["id"]
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database for the run (``postgresql+asyncpg://`` URL), dropped afterwards."""
+    import asyncpg
+
+    name = f"chitram_bench_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL, timeout=5)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def drop_redis_prefix(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
+
+
+# wrk ----------------------------------------------------------------------------------------
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def run_wrk(
+    wrk: str,
+    url: str,
+    *,
+    duration: int,
+    threads: int,
+    connections: int,
+    script: list[str] | None = None,
+) -> dict[str, float]:
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if script:
+        command += ["-s", script[0], url, "--", *script[1:]]
+    else:
+        command.append(url)
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "errors": sum(int(n) for n in errors.groups()) if errors else 0,
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+# the suite ----------------------------------------------------------------------------------
+
+
+def start(args: list[str], cwd: Path, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def chitram_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHITRAM_")}
+    env.update(
+        CHITRAM_DATA_DIR=str(data_dir),
+        CHITRAM_UPLOAD_RATE_LIMIT="off",
+        CHITRAM_AUTH_RATE_LIMIT="off",
+        CHITRAM_WEB_UI="false",
+        **extra,
+    )
+    return env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=1, help="wrk threads")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", choices=["embedded", "postgres"], default=None)
+    parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    parser.add_argument("--raw-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.raw_server:
+        raw_server(int(args.raw_server[0]), args.raw_server[1])
+        return 0
+
+    wrk = ensure_wrk()
+    small = jpeg_of_about(READ_BYTES, seed=1)
+    big = jpeg_of_about(UPLOAD_BYTES, seed=2)
+    offset = quantisation_offset(big)
+    check_variants(big, offset)
+    configs = [c for c in ("embedded", "postgres") if args.only in (None, c)]
+    procs: list[subprocess.Popen[bytes]] = []
+    targets: dict[str, tuple[str, list[str] | None]] = {}
+    redis_prefix = f"chitram-bench-{uuid.uuid4().hex[:10]}:"
+    with tempfile.TemporaryDirectory(prefix="chitram-suite-") as tmp_name, ExitStack() as stack:
+        tmp = Path(tmp_name)
+        (tmp / "small.jpg").write_bytes(small)
+        (tmp / "big.jpg").write_bytes(big)
+        (tmp / "upload.lua").write_text(UPLOAD_LUA)
+        try:
+            raw_port = free_port()
+            raw = start(
+                [sys.executable, __file__, "--raw-server", str(raw_port), str(tmp / "small.jpg")],
+                tmp,
+                dict(os.environ),
+                tmp / "raw.log",
+            )
+            procs.append(raw)
+            wait_for(f"http://127.0.0.1:{raw_port}/", raw)
+            targets["a raw"] = (f"http://127.0.0.1:{raw_port}/", None)
+            for config in configs:
+                data_dir = tmp / config
+                if config == "embedded":
+                    env = chitram_env(data_dir)
+                else:
+                    database_url = stack.enter_context(postgres_database())
+                    env = chitram_env(
+                        data_dir,
+                        CHITRAM_DATABASE_URL=database_url,
+                        CHITRAM_CACHE_URL=f"{REDIS_URL}?prefix={redis_prefix}",
+                        CHITRAM_STORAGE_URL=(data_dir / "images").as_uri(),
+                    )
+                    subprocess.run(
+                        [sys.executable, "-m", "chitram_falcon", "db", "upgrade"],
+                        cwd=tmp,
+                        env=env,
+                        check=True,
+                        capture_output=True,
+                    )
+                port = free_port()
+                proc = start(
+                    [
+                        *(sys.executable, "-m", "chitram_falcon", "serve"),
+                        *("--port", str(port), "--workers", "1", "--quiet"),
+                    ],
+                    tmp,
+                    env,
+                    tmp / f"{config}.log",
+                )
+                procs.append(proc)
+                base = f"http://127.0.0.1:{port}"
+                wait_for(f"{base}/health/ready", proc)
+                token, image_id = prepare(base, small)
+                with urllib.request.urlopen(f"{base}/api/v1/images/{image_id}/file") as resp:
+                    assert resp.read() == small, "chitram served different bytes"
+                targets[f"b {config}"] = (f"{base}/api/v1/images/{image_id}/file", None)
+                targets[f"c {config}"] = (f"{base}/api/v1/images/{image_id}", None)
+                targets[f"d {config}"] = (
+                    f"{base}/api/v1/images/upload",
+                    [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token],
+                )
+
+            common = {"threads": args.threads, "connections": args.connections}
+            for url, script in targets.values():
+                run_wrk(wrk, url, duration=args.warmup, script=script, **common)
+            results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            for _ in range(args.rounds):
+                for name, (url, script) in targets.items():
+                    print(f"measuring {name} ...", file=sys.stderr, flush=True)
+                    results[name].append(
+                        run_wrk(wrk, url, duration=args.duration, script=script, **common)
+                    )
+        except BaseException:
+            for log in sorted(tmp.glob("*.log")):
+                print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
+            raise
+        finally:
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+            if "postgres" in configs:
+                drop_redis_prefix(redis_prefix)
+
+    report(args, results, len(small), len(big))
+    return 0
+
+
+LABELS = {
+    "a": "(a) raw ASGI, 20 KB from memory",
+    "b": "(b) GET /images/{id}/file, 20 KB",
+    "c": "(c) GET /images/{id}",
+    "d": "(d) POST /images/upload, 200 KB",
+}
+TARGETS = {"b": 0.50, "c": 0.40}
+
+
+def report(
+    args: argparse.Namespace, results: dict[str, list[dict[str, float]]], small: int, big: int
+) -> None:
+    def mean(name: str, key: str) -> float:
+        return sum(r[key] for r in results[name]) / len(results[name])
+
+    raw = mean("a raw", "rps")
+    print(
+        f"\nwrk -t{args.threads} -c{args.connections}, {args.rounds} x {args.duration} s per "
+        f"target; {os.cpu_count()} CPUs; read image {small} B, upload image {big} B"
+    )
+    print(
+        f"{'target':<36} {'backend':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'vs (a)':>7} {'errors':>7}"
+    )
+    rows = []
+    for name in results:
+        kind, config = name.split(" ", 1)
+        rps = mean(name, "rps")
+        errors = sum(r["errors"] + r["non2xx"] for r in results[name])
+        ratio = rps / raw
+        goal = TARGETS.get(kind)
+        verdict = "" if goal is None else (" ok" if ratio >= goal else f" < {goal:.0%}")
+        backend = {"raw": "-", "embedded": "SQLite+memory", "postgres": "PostgreSQL+Redis"}[config]
+        flag = "!" if any(r["non2xx"] for r in results[name]) else ""
+        print(
+            f"{LABELS[kind]:<36} {backend:<18} {rps:>9.0f} {mean(name, 'p50'):>8.2f} "
+            f"{mean(name, 'p99'):>8.2f} {ratio:>6.0%}{flag} {errors:>7.0f}{verdict}"
+        )
+        rows.append(
+            {
+                "target": kind,
+                "backend": config,
+                "rps": round(rps, 1),
+                "p50_ms": round(mean(name, "p50"), 3),
+                "p99_ms": round(mean(name, "p99"), 3),
+                "ratio_to_raw": round(ratio, 4),
+                "errors": errors,
+            }
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
