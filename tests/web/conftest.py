@@ -11,23 +11,20 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from webkit import ATTACKER_HOST, PAGE_SIZE, Attacker, Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 HERE = Path(__file__).parent
 SCREENSHOTS = Path(
     os.environ.get("CHITRAM_SCREENSHOTS_DIR", HERE.parent.parent / "docs" / "screenshots")
 )
-PAGE_SIZE = 3
-ATTACKER_HOST = "evil.test"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -62,13 +59,6 @@ def _missing(message: str) -> None:
             f"{message} (CI=true: browser tests must run; see tests/web/install-browser.sh)"
         )
     pytest.skip(message)
-
-
-class Server:
-    def __init__(self, base_url: str, data_dir: Path) -> None:
-        self.base_url = base_url
-        self.data_dir = data_dir
-        self.api = httpx.Client(base_url=base_url, timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -131,34 +121,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
-
-
-class Attacker:
-    """A site on another host name whose page posts a form to the app (the user clicks it)."""
-
-    def __init__(self) -> None:
-        self.pages: dict[str, str] = {}
-        pages = self.pages
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                body = pages.get(self.path, "not found").encode()
-                self.send_response(200 if self.path in pages else 404)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def url(self, path: str) -> str:
-        return f"http://{ATTACKER_HOST}:{self.port}{path}"
 
 
 @pytest.fixture(scope="session")

@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import PAGE_SIZE, Attacker, Server
 from PIL import Image as PILImage
-from webkit import PASSWORD, picture, session_payload
+from webkit import PAGE_SIZE, PASSWORD, Attacker, Server, picture, session_payload
 
 pytestmark = pytest.mark.browser
 

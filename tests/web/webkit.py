@@ -6,8 +6,10 @@ import base64
 import io
 import json
 import re
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,9 @@ from chitram_core import Chitram, Settings
 from chitram_falcon import ChitramApp, create_app
 
 PASSWORD = "correct horse battery"
+PAGE_SIZE = 3
+"""The gallery page size of the browser tests' server: a few images make several pages."""
+ATTACKER_HOST = "evil.test"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
@@ -109,3 +114,38 @@ async def open_web(
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield WebEnv(chitram=chitram, app=app, client=client)
+
+
+class Server:
+    def __init__(self, base_url: str, data_dir: Path) -> None:
+        self.base_url = base_url
+        self.data_dir = data_dir
+        self.api = httpx.Client(base_url=base_url, timeout=10)
+
+
+class Attacker:
+    """A site on another host name whose page posts a form to the app (the user clicks it)."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, str] = {}
+        pages = self.pages
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = pages.get(self.path, "not found").encode()
+                self.send_response(200 if self.path in pages else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://{ATTACKER_HOST}:{self.port}{path}"
