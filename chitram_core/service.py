@@ -15,6 +15,7 @@ import logging
 import secrets
 import unicodedata
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -53,6 +54,8 @@ UploadSource = bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
 READ_CHUNK = 64 * 1024
 SNIFF_BYTES = 16
 MAX_FILENAME = 255
+SMALL_OBJECT_BYTES = 64 * 1024
+SMALL_OBJECTS_BUDGET = 16 * 1024 * 1024
 
 
 class ImageCacheLike(Protocol):
@@ -176,6 +179,7 @@ class ImageService:
         self.thumbnail_params = thumbnail_params
         self.remover = ByteRemover(database, storage)
         self.thumbnailer: Thumbnailer | None = None
+        self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
 
     # upload -------------------------------------------------------------------------------
 
@@ -359,6 +363,27 @@ class ImageService:
             )
         if start == stop:
             return
+        if image.file_size <= SMALL_OBJECT_BYTES:
+            # Content-addressed bytes never change, so a small image is kept in memory: the
+            # hot read path then costs no worker-thread hop (see docs/benchmarks.md).
+            data = self.small_objects.get(image.sha256)
+            if data is None:
+                try:
+                    data = b"".join(
+                        [
+                            c
+                            async for c in self.storage.read(
+                                blob_key(image.sha256), 0, image.file_size
+                            )
+                        ]
+                    )
+                except StorageKeyNotFound as exc:
+                    log.error("image %s has a row but no bytes", image.id)
+                    raise ImageNotFound("The image's bytes are missing", image_id=image.id) from exc
+                if len(data) == image.file_size:
+                    self.small_objects.put(image.sha256, data)
+            yield data[start:stop]
+            return
         try:
             async for chunk in self.storage.read(blob_key(image.sha256), start, stop):
                 yield chunk
@@ -411,6 +436,8 @@ class ImageService:
             _authorize_delete(row, principal, delete_token)
             await conn.execute(images.delete().where(images.c.id == image_id))
             keys = await repo.release_blob(conn, row["sha256"])
+        if keys:
+            self.small_objects.discard(row["sha256"])
         if self.cache is not None:
             await self.cache.invalidate_image(image_id)
         for key in keys:
@@ -437,6 +464,39 @@ def _is_uuid(value: str) -> bool:
     except (ValueError, TypeError, AttributeError):
         return False
     return len(value) == 36
+
+
+class SmallObjects:
+    """An LRU of small stored objects by SHA-256, bounded by their total size in bytes.
+
+    Safe without invalidation because the key is the content hash: the bytes for a hash never
+    change, and a deleted image is refused by its metadata lookup before its bytes are asked for.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.size = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+
+    def get(self, sha256: str) -> bytes | None:
+        data = self._items.get(sha256)
+        if data is not None:
+            self._items.move_to_end(sha256)
+        return data
+
+    def put(self, sha256: str, data: bytes) -> None:
+        if len(data) > self.budget or sha256 in self._items:
+            return
+        self._items[sha256] = data
+        self.size += len(data)
+        while self.size > self.budget:
+            _, dropped = self._items.popitem(last=False)
+            self.size -= len(dropped)
+
+    def discard(self, sha256: str) -> None:
+        data = self._items.pop(sha256, None)
+        if data is not None:
+            self.size -= len(data)
 
 
 class ByteRemover:
