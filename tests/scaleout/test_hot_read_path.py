@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from serverkit import jpeg_bytes
+from serverkit import jpeg_bytes, noisy_jpeg
 from sqlalchemy import event
 
 from chitram_core import Chitram, Settings
@@ -115,3 +115,51 @@ async def test_get_metadata_on_a_warm_cache_makes_no_database_round_trip(
             event.remove(engine, "before_cursor_execute", statements)
     assert warm.headers["X-Cache"] == "HIT"
     assert statements.statements == []
+
+
+class CountingReads:
+    """Wraps the instance's storage and counts the reads that reach it."""
+
+    def __init__(self, storage: Any) -> None:
+        self.storage = storage
+        self.reads: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.storage, name)
+
+    def read(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        self.reads.append(key)
+        return self.storage.read(key, *args, **kwargs)
+
+
+@pytest.mark.anyio
+async def test_a_small_image_on_a_warm_path_is_served_without_a_storage_read(
+    chitram: Chitram,
+) -> None:
+    small = jpeg_bytes(40, 30)
+    large = noisy_jpeg(320, 320, seed=3)
+    assert len(small) < 64 * 1024 < len(large)
+    first = await chitram.images.upload(small, filename="small.jpg")
+    second = await chitram.images.upload(large, filename="large.jpg")
+    counting = CountingReads(chitram.images.storage)
+    chitram.images.storage = counting
+    transport = httpx.ASGITransport(app=create_app(chitram))
+    async with httpx.AsyncClient(transport=transport, base_url="http://chitram.test") as client:
+        for image, data in ((first, small), (second, large)):
+            assert (await client.get(f"/api/v1/images/{image.id}/file")).content == data
+        counting.reads.clear()
+        for image, data in ((first, small), (second, large)):
+            for _ in range(3):
+                resp = await client.get(f"/api/v1/images/{image.id}/file")
+                assert resp.content == data
+            ranged = await client.get(
+                f"/api/v1/images/{image.id}/file", headers={"Range": "bytes=5-14"}
+            )
+            assert ranged.content == data[5:15]
+        # Deleting the last image that uses the bytes drops them from memory too.
+        await chitram.images.delete(first.id, delete_token=first.delete_token)
+        assert (await client.get(f"/api/v1/images/{first.id}/file")).status_code == 404
+    assert set(counting.reads) == {
+        f"blobs/{second.sha256[:2]}/{second.sha256[2:4]}/{second.sha256}"
+    }
+    assert chitram.images.small_objects.get(first.sha256) is None
