@@ -240,6 +240,21 @@ class _BinaryResource:
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
 
+    async def on_get(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        await self._serve(req, resp, image_id, body=True)
+
+    async def on_head(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        await self._serve(req, resp, image_id, body=False)
+
+    async def _serve(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
+    ) -> None:
+        raise NotImplementedError
+
     def _headers(
         self, resp: falcon.asgi.Response, *, etag: str, filename: str, fallback: str
     ) -> None:
@@ -274,16 +289,6 @@ class _Unsatisfiable(InvalidRequest):
 class ImageFileResource(_BinaryResource):
     """GET/HEAD /api/v1/images/{id}/file: the stored bytes, under the detected type."""
 
-    async def on_get(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
-    ) -> None:
-        await self._serve(req, resp, image_id, body=True)
-
-    async def on_head(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
-    ) -> None:
-        await self._serve(req, resp, image_id, body=False)
-
     async def _serve(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
     ) -> None:
@@ -311,16 +316,6 @@ class ImageFileResource(_BinaryResource):
 
 class ThumbnailResource(_BinaryResource):
     """GET/HEAD /api/v1/images/{id}/thumbnail: made on demand if it is not there yet."""
-
-    async def on_get(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
-    ) -> None:
-        await self._serve(req, resp, image_id, body=True)
-
-    async def on_head(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
-    ) -> None:
-        await self._serve(req, resp, image_id, body=False)
 
     async def _serve(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
