@@ -30,15 +30,14 @@ import io
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from _common import ensure_wrk, free_port, parse_ms, raw_server, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_BYTES = 20 * 1024
@@ -47,55 +46,7 @@ TARGET_BYTES = 20 * 1024
 # the raw ASGI baseline (run in its own process: python http_file.py --raw-server PORT FILE) --
 
 
-def raw_server(port: int, path: str) -> None:
-    import uvicorn
-
-    body = Path(path).read_bytes()
-    headers = [(b"content-type", b"image/png"), (b"content-length", str(len(body)).encode())]
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-
-
 # helpers ------------------------------------------------------------------------------------
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk not found; installing it with apt-get ...", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("could not install wrk (apt-get install -y wrk)")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status < 500:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
 
 
 def png_of_about(size: int) -> bytes:
@@ -145,16 +96,6 @@ def upload(base: str, data: bytes) -> str:
     return str(image["url"])
 
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text)
-    if not m:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
 def run_wrk(wrk: str, url: str, *, duration: int, connections: int) -> dict[str, float]:
     out = subprocess.run(
         [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
@@ -166,8 +107,8 @@ def run_wrk(wrk: str, url: str, *, duration: int, connections: int) -> dict[str,
         raise SystemExit(f"non-2xx answers during the run against {url}:\n{out}")
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     failed = sum(int(n) for n in errors.groups()) if errors else 0
     return {"rps": rps, "p50": p50, "p99": p99, "errors": failed}
 
@@ -180,7 +121,7 @@ def main() -> int:
     parser.add_argument("--raw-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_server:
-        raw_server(int(args.raw_server[0]), args.raw_server[1])
+        raw_server(int(args.raw_server[0]), args.raw_server[1], b"image/png")
         return 0
 
     wrk = ensure_wrk()

@@ -42,18 +42,17 @@ import io
 import json
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+
+from _common import ensure_wrk, free_port, parse_ms, raw_server, wait_for
 
 READ_BYTES = 20 * 1024
 UPLOAD_BYTES = 200 * 1024
@@ -106,24 +105,6 @@ end
 # the raw ASGI baseline (its own process: python suite.py --raw-server PORT FILE) ------------
 
 
-def raw_server(port: int, path: str) -> None:
-    import uvicorn
-
-    body = Path(path).read_bytes()
-    headers = [(b"content-type", b"image/jpeg"), (b"content-length", str(len(body)).encode())]
-
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-
-
-# images -------------------------------------------------------------------------------------
-
-
 def jpeg_of_about(size: int, seed: int) -> bytes:
     """A noisy JPEG close to ``size`` bytes (noise compresses badly, so size tracks pixels)."""
     import random
@@ -167,39 +148,6 @@ def check_variants(data: bytes, offset: int) -> None:
 
 
 # servers ------------------------------------------------------------------------------------
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    print("wrk not found; installing it with apt-get ...", flush=True)
-    subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    found = shutil.which("wrk")
-    if not found:
-        raise SystemExit("could not install wrk (apt-get install -y wrk)")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server for {url} exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
 
 
 def request_json(url: str, body: bytes, headers: dict[str, str]) -> Any:
@@ -271,15 +219,6 @@ def drop_redis_prefix(prefix: str) -> None:
 
 # wrk ----------------------------------------------------------------------------------------
 
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
-    if not m:
-        raise ValueError(f"unexpected wrk latency {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
 
 def run_wrk(
     wrk: str,
@@ -299,8 +238,8 @@ def run_wrk(
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = parse_ms(re.search(r"\s50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = parse_ms(re.search(r"\s99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     return {
         "rps": rps,
         "p50": p50,
