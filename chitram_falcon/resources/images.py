@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
+import attrs
 import falcon
 import falcon.asgi
 from falcon.asgi.multipart import MultipartForm
@@ -250,10 +251,31 @@ class _BinaryResource:
     ) -> None:
         await self._serve(req, resp, image_id, body=False)
 
+    async def _target(self, chitram: Chitram, image_id: str) -> _Served:
+        raise NotImplementedError
+
     async def _serve(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
     ) -> None:
-        raise NotImplementedError
+        chitram = self.handle.chitram
+        if req.auth is not None:
+            await authenticate(req, chitram, required=False)
+        served = await self._target(chitram, image_id)
+        self._headers(resp, etag=served.etag, filename=served.filename, fallback=served.fallback)
+        if none_match(req.get_header("If-None-Match"), served.etag):
+            resp.status = 304
+            return
+        selected = self._range(req, served.etag, served.size)
+        resp.content_type = served.content_type
+        start, end = 0, served.size
+        if selected is not None:
+            start, end = selected.start, selected.end
+            resp.status = 206
+            resp.set_header("Content-Range", selected.content_range(served.size))
+        if not body:
+            resp.content_length = end - start
+            return
+        await _send_body(resp, served.stream(start, end), end - start)
 
     def _headers(
         self, resp: falcon.asgi.Response, *, etag: str, filename: str, fallback: str
@@ -286,64 +308,45 @@ class _Unsatisfiable(InvalidRequest):
         self.http_headers = {"Content-Range": f"bytes */{size}"}
 
 
+@attrs.frozen
+class _Served:
+    """What /file and /thumbnail serve: validators, names, size and a ranged byte stream."""
+
+    etag: str
+    filename: str
+    fallback: str
+    size: int
+    content_type: str
+    stream: Callable[[int, int], AsyncIterator[bytes]]
+
+
 class ImageFileResource(_BinaryResource):
     """GET/HEAD /api/v1/images/{id}/file: the stored bytes, under the detected type."""
 
-    async def _serve(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
-    ) -> None:
-        chitram = self.handle.chitram
-        if req.auth is not None:
-            await authenticate(req, chitram, required=False)
+    async def _target(self, chitram: Chitram, image_id: str) -> _Served:
         image, _ = await chitram.images.get_with_cache_status(image_id)
-        etag = image.etag
-        self._headers(resp, etag=etag, filename=image.filename, fallback=_fallback_name(image))
-        if none_match(req.get_header("If-None-Match"), etag):
-            resp.status = 304
-            return
-        selected = self._range(req, etag, image.file_size)
-        resp.content_type = image.content_type
-        start, end = 0, image.file_size
-        if selected is not None:
-            start, end = selected.start, selected.end
-            resp.status = 206
-            resp.set_header("Content-Range", selected.content_range(image.file_size))
-        if not body:
-            resp.content_length = end - start
-            return
-        await _send_body(resp, chitram.images.stream(image, start, end), end - start)
+        return _Served(
+            etag=image.etag,
+            filename=image.filename,
+            fallback=_fallback_name(image),
+            size=image.file_size,
+            content_type=image.content_type,
+            stream=lambda start, end: chitram.images.stream(image, start, end),
+        )
 
 
 class ThumbnailResource(_BinaryResource):
     """GET/HEAD /api/v1/images/{id}/thumbnail: made on demand if it is not there yet."""
 
-    async def _serve(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, *, body: bool
-    ) -> None:
-        chitram = self.handle.chitram
-        if req.auth is not None:
-            await authenticate(req, chitram, required=False)
+    async def _target(self, chitram: Chitram, image_id: str) -> _Served:
         image = await chitram.images.get(image_id)
         thumb = await chitram.images.thumbnail(image_id)
-        etag = f'"{thumb.sha256}"'
         ext = _EXTENSIONS.get(thumb.content_type, "jpg")
-        self._headers(
-            resp,
-            etag=etag,
+        return _Served(
+            etag=f'"{thumb.sha256}"',
             filename=f"{_stem(image.filename)}.thumbnail.{ext}",
             fallback=f"thumbnail.{ext}",
+            size=thumb.size,
+            content_type=thumb.content_type,
+            stream=lambda start, end: chitram.images.stream_thumbnail(thumb, start, end),
         )
-        if none_match(req.get_header("If-None-Match"), etag):
-            resp.status = 304
-            return
-        selected = self._range(req, etag, thumb.size)
-        resp.content_type = thumb.content_type
-        start, end = 0, thumb.size
-        if selected is not None:
-            start, end = selected.start, selected.end
-            resp.status = 206
-            resp.set_header("Content-Range", selected.content_range(thumb.size))
-        if not body:
-            resp.content_length = end - start
-            return
-        await _send_body(resp, chitram.images.stream_thumbnail(thumb, start, end), end - start)
