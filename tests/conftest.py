@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from netkit import free_port
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 POSTGRES_URL = os.environ.get(
@@ -54,6 +55,30 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture
+def unused_port() -> int:
+    """A local port nobody listens on."""
+    return free_port()
+
+
+@pytest.fixture
+async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
+    """A unique key prefix; afterwards only keys under it are removed (never FLUSHALL)."""
+    import uuid
+
+    from redis.asyncio import Redis
+
+    prefix = f"chitram-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = Redis.from_url(redis_url)
+    try:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
     """A moto S3 server on 127.0.0.1 for the whole session; yields its endpoint URL."""
@@ -63,9 +88,7 @@ def moto_server() -> Iterator[str]:
         if IN_CI:
             pytest.fail("moto[server] is not installed (CI=true)")
         pytest.skip("moto[server] is not installed")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")

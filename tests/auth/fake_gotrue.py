@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 import threading
 import time
 import uuid
@@ -19,18 +18,13 @@ from typing import Any
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
+from netkit import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 API_VERSION = "2024-01-01"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class FakeGoTrue:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from auth_helpers import PASSWORD, fast_hasher
-from fake_gotrue import FakeGoTrue, free_port
+from fake_gotrue import FakeGoTrue
+from netkit import free_port
 
 from chitram_core.auth.local import LocalProvider
 from chitram_core.auth.passwords import Passwords

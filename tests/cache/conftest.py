@@ -6,35 +6,12 @@ import shutil
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
+from netkit import free_port
 
 pytest.register_assert_rewrite("chitram_core.testing.cache_contract")
-
-from redis.asyncio import Redis  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-async def redis_prefix(redis_url: str) -> AsyncIterator[str]:
-    """A unique key prefix; afterwards only keys under it are removed (never FLUSHALL)."""
-    prefix = f"chitram-test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = Redis.from_url(redis_url)
-    try:
-        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=500)]
-        if keys:
-            await client.delete(*keys)
-    finally:
-        await client.aclose()
 
 
 class RedisServer:
@@ -80,12 +57,6 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=10)
             self.process = None
-
-
-@pytest.fixture
-def unused_port() -> int:
-    """A local port nobody listens on."""
-    return free_port()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from netkit import free_port
 
 PYTHON = sys.executable
 
@@ -32,13 +32,6 @@ def _run(args: list[str], cwd: Path, **extra: str) -> subprocess.CompletedProces
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_db_upgrade_creates_the_embedded_database(tmp_path: Path) -> None:
     result = _run(["db", "upgrade"], tmp_path)
     assert result.returncode == 0, result.stderr
@@ -52,7 +45,7 @@ def test_sweep_runs_on_an_empty_install(tmp_path: Path) -> None:
 
 
 def test_production_with_the_default_secret_refuses_to_start(tmp_path: Path) -> None:
-    result = _run(["serve", "--port", str(_free_port())], tmp_path, CHITRAM_ENV="production")
+    result = _run(["serve", "--port", str(free_port())], tmp_path, CHITRAM_ENV="production")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -79,7 +72,7 @@ def test_help_lists_the_commands(tmp_path: Path) -> None:
 def test_serve_starts_on_the_embedded_default_in_an_empty_directory(
     tmp_path: Path, workers: int
 ) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [PYTHON, "-m", "chitram_falcon", "serve", "--port", str(port), "--workers", str(workers)],
         cwd=tmp_path,

@@ -3,7 +3,6 @@ that disagrees with the document (status codes, content types, headers, bodies).
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import schemathesis
 import uvicorn
 from httpkit import PASSWORD, make_settings
 from hypothesis import HealthCheck, given, settings
+from netkit import free_port
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -37,20 +37,13 @@ CHECKS = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under a real uvicorn on 127.0.0.1, owning its Chitram through the lifespan."""
     data_dir: Path = tmp_path_factory.mktemp("openapi")
     app = create_app(settings=make_settings(data_dir, allow_anonymous_uploads=True))
     app.handle.opener = partial(Chitram, background=False)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
     uv = uvicorn.Server(config)
     thread = threading.Thread(target=uv.run, daemon=True)

@@ -10,7 +10,6 @@ import io
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,17 +20,11 @@ from typing import Any
 import asyncpg
 import attrs
 import httpx
+from netkit import free_port
 from PIL import Image as PILImage
 
 PASSWORD = "correct horse battery"
 READY_TIMEOUT = 60.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def chitram(args: list[str], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from netkit import free_port
 from webkit import ATTACKER_HOST, PAGE_SIZE, Attacker, Server
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -37,13 +37,6 @@ CHROMIUM_ARGS = [
     # The attacker's site is another host name on this machine: a real cross-site origin.
     f"--host-resolver-rules=MAP {ATTACKER_HOST} 127.0.0.1",
 ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def chromium_path() -> str | None:
