@@ -12,8 +12,15 @@ from urllib.parse import parse_qsl
 import falcon.asgi
 
 from chitram_core import Chitram, Principal, Settings
+from chitram_core.auth import rules
 from chitram_core.cache.base import RateDecision
-from chitram_core.errors import FileTooLarge, ServiceUnavailable, Unauthorized, ValidationError
+from chitram_core.errors import (
+    FileTooLarge,
+    InvalidEmail,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationError,
+)
 from chitram_core.limits import client_address
 from chitram_core.settings import RateLimit
 from chitram_falcon.http import bearer_token
@@ -116,6 +123,37 @@ async def rate_limit(
     if tightest is not None:
         resp.set_header("X-RateLimit-Limit", str(tightest.limit))
         resp.set_header("X-RateLimit-Remaining", str(max(0, tightest.remaining)))
+
+
+async def auth_rate_limit(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    chitram: Chitram,
+    action: str,
+    email: str,
+) -> None:
+    """Login, register and reset: limited per client address and per email (any case).
+
+    The API routes and the web UI's forms count in the same buckets, so a browser is no way
+    around the API's limits.
+    """
+    await rate_limit(
+        resp,
+        chitram,
+        chitram.settings.auth_rate_limit,
+        [
+            (f"{action}:client", client_ip(req, chitram.settings)),
+            (f"{action}:email", _email_key(email)),
+        ],
+    )
+
+
+def _email_key(email: str) -> str:
+    """Malformed emails share one bucket rather than escaping the limit."""
+    try:
+        return rules.normalize_email(email)
+    except InvalidEmail:
+        return "<invalid>"
 
 
 async def read_fields(

@@ -7,26 +7,16 @@ import falcon.asgi
 
 from chitram_core import to_json
 from chitram_core.auth import rules
-from chitram_core.errors import InvalidEmail
 from chitram_falcon.context import (
     ChitramHandle,
+    auth_rate_limit,
     authenticate,
-    client_ip,
     optional_str,
-    rate_limit,
     read_fields,
     required_str,
 )
 
 RESET_MESSAGE = "If an account exists for this email, a password reset link has been sent"
-
-
-def _email_key(email: str) -> str:
-    """The per-email rate-limit identity: case-insensitive, and malformed emails share one."""
-    try:
-        return rules.normalize_email(email)
-    except InvalidEmail:
-        return "<invalid>"
 
 
 class _AuthResource:
@@ -36,16 +26,7 @@ class _AuthResource:
     async def _limit(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, action: str, email: str
     ) -> None:
-        chitram = self.handle.chitram
-        await rate_limit(
-            resp,
-            chitram,
-            chitram.settings.auth_rate_limit,
-            [
-                (f"{action}:client", client_ip(req, chitram.settings)),
-                (f"{action}:email", _email_key(email)),
-            ],
-        )
+        await auth_rate_limit(req, resp, self.handle.chitram, action, email)
 
 
 class RegisterResource(_AuthResource):

@@ -97,8 +97,16 @@ class UploadResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
+        required = not chitram.settings.allow_anonymous_uploads
+        principal = await authenticate(req, chitram, required=required)
+        await self.accept(req, resp, principal)
+
+    async def accept(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, principal: Principal | None
+    ) -> None:
+        """Everything after authentication, for any front door (the API, the web UI)."""
+        chitram = self.handle.chitram
         settings = chitram.settings
-        principal = await authenticate(req, chitram, required=not settings.allow_anonymous_uploads)
         limit = settings.max_upload_bytes
         cap = limit + MULTIPART_OVERHEAD
         if req.content_length is not None and req.content_length > cap:

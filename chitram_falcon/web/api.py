@@ -7,9 +7,8 @@ from __future__ import annotations
 import falcon.asgi
 
 from chitram_core import Principal, to_json
-from chitram_core.errors import FileTooLarge, Unauthorized, ValidationError
-from chitram_falcon.context import rate_limit
-from chitram_falcon.resources.images import MULTIPART_OVERHEAD, UploadResource, _is_multipart
+from chitram_core.errors import Unauthorized, ValidationError
+from chitram_falcon.resources.images import UploadResource
 from chitram_falcon.web.ui import Visit, WebUI
 
 
@@ -60,20 +59,4 @@ class UploadApi:
         self.ui.check_token(visit, req.get_header("X-CSRF-Token"))
         if visit.principal is None:
             raise Unauthorized("Your session has ended: sign in again")
-        chitram = self.ui.chitram
-        settings = chitram.settings
-        limit = settings.max_upload_bytes
-        cap = limit + MULTIPART_OVERHEAD
-        if req.content_length is not None and req.content_length > cap:
-            raise FileTooLarge(f"The file is larger than the {limit} byte limit", max_bytes=limit)
-        if not _is_multipart(req.content_type):
-            raise ValidationError(
-                "The body must be multipart/form-data with a 'file' field", field="file"
-            )
-        identity = f"user:{visit.principal.user_id}"
-        await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
-        async with chitram.upload_slots.acquire():
-            image = await self.upload._receive(req, chitram, visit.principal, cap, limit)
-        resp.status = 201
-        resp.media = to_json(image)
-        resp.set_header("Cache-Control", "no-store")
+        await self.upload.accept(req, resp, visit.principal)

@@ -9,8 +9,8 @@ import falcon.asgi
 
 from chitram_core import Image
 from chitram_core.auth import rules
-from chitram_core.errors import ChitramError, Forbidden, InvalidEmail, ServiceUnavailable
-from chitram_falcon.context import client_ip, rate_limit, read_fields
+from chitram_core.errors import ChitramError, Forbidden, ServiceUnavailable
+from chitram_falcon.context import auth_rate_limit, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
 from chitram_falcon.web.templates import Markup, human_size, join, render
 from chitram_falcon.web.ui import Visit, WebUI, html_errors
@@ -39,13 +39,6 @@ def _text(fields: dict[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _email_key(email: str) -> str:
-    try:
-        return rules.normalize_email(email)
-    except InvalidEmail:
-        return "<invalid>"
-
-
 def _when(image: Image) -> str:
     return image.created_at.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -67,17 +60,7 @@ class _Page:
     async def _limit(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, action: str, email: str
     ) -> None:
-        """The same buckets as the API's auth routes: a browser is no way around them."""
-        chitram = self.ui.chitram
-        await rate_limit(
-            resp,
-            chitram,
-            chitram.settings.auth_rate_limit,
-            [
-                (f"{action}:client", client_ip(req, chitram.settings)),
-                (f"{action}:email", _email_key(email)),
-            ],
-        )
+        await auth_rate_limit(req, resp, self.ui.chitram, action, email)
 
 
 class SignInPage(_Page):
