@@ -88,13 +88,18 @@ class FsspecStorage:
             self._buffered = await self._run(_check)
         return self._buffered
 
-    async def _write_handle(self, handle: Any, chunks: AsyncIterable[bytes], path: str) -> int:
+    async def _pump(self, handle: Any, chunks: AsyncIterable[bytes]) -> int:
+        """Write every chunk to ``handle`` in worker threads; the number of bytes written."""
         written = 0
+        async for chunk in chunks:
+            if chunk:
+                await self._run(handle.write, chunk)
+                written += len(chunk)
+        return written
+
+    async def _write_handle(self, handle: Any, chunks: AsyncIterable[bytes], path: str) -> int:
         try:
-            async for chunk in chunks:
-                if chunk:
-                    await self._run(handle.write, chunk)
-                    written += len(chunk)
+            written = await self._pump(handle, chunks)
             await self._run(handle.close)
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -106,18 +111,19 @@ class FsspecStorage:
             raise
         return written
 
-    def _mv(self, src: str, dst: str) -> None:
-        parent = dst.rsplit("/", 1)[0] if "/" in dst else ""
+    def _make_parent(self, path: str) -> None:
+        parent = path.rsplit("/", 1)[0] if "/" in path else ""
         if parent:
             self.fs.makedirs(parent, exist_ok=True)
+
+    def _mv(self, src: str, dst: str) -> None:
+        self._make_parent(dst)
         self.fs.mv(src, dst)
         self._invalidate(src)
         self._invalidate(dst)
 
     def _open_remote(self, path: str) -> Any:
-        parent = path.rsplit("/", 1)[0] if "/" in path else ""
-        if parent:
-            self.fs.makedirs(parent, exist_ok=True)
+        self._make_parent(path)
         return self.fs.open(path, "wb")
 
     async def _write_local(self, path: str, chunks: AsyncIterable[bytes]) -> int:
@@ -129,12 +135,8 @@ class FsspecStorage:
             return open(tmp, "xb")
 
         handle = await self._run(_open)
-        written = 0
         try:
-            async for chunk in chunks:
-                if chunk:
-                    await self._run(handle.write, chunk)
-                    written += len(chunk)
+            written = await self._pump(handle, chunks)
 
             def _commit() -> None:
                 handle.flush()
