@@ -221,7 +221,7 @@ class ImageService:
                 stored_key = f"tmp/{uuid.uuid4().hex}"
                 written.append(stored_key)
                 sha256, size = await self._rewrite(tmp_key, stored_key, edits)
-            await self._verify(stored_key, info)
+            await self._verify(stored_key, info, scanned=intake.scanner is not None)
             image = await self._record(
                 stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
             )
@@ -250,10 +250,10 @@ class ImageService:
         await self.storage.write(dst, hashed())
         return hasher.hexdigest(), size
 
-    async def _verify(self, key: str, info: Any) -> None:
+    async def _verify(self, key: str, info: Any, *, scanned: bool) -> None:
         def _run() -> None:
             with self.storage.open_sync(key) as handle:
-                verify(handle, info, max_pixels=self.settings.max_pixels)
+                verify(handle, info, max_pixels=self.settings.max_pixels, structure_checked=scanned)
 
         await anyio.to_thread.run_sync(_run)
 

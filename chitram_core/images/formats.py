@@ -278,7 +278,9 @@ PILLOW_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def verify(fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int) -> None:
+def verify(
+    fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int, structure_checked: bool = False
+) -> None:
     """Prove that the bytes really decode as ``info.format``; SYNC, run it in a worker thread.
 
     Pillow opens the file with only that format's plugin, the size must equal the probed size,
@@ -296,7 +298,8 @@ def verify(fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int) -> None:
     name = info.format.name
     try:
         fileobj.seek(0)
-        check_structure(fileobj, info.format)
+        if not structure_checked:  # the upload's scanner already walked it while streaming
+            check_structure(fileobj, info.format)
         fileobj.seek(0)
         with _open(fileobj, info, max_pixels) as img:
             img.verify()
