@@ -66,6 +66,10 @@ class MemoryCache:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __bool__(self) -> bool:
+        # A cache is a service, not a container: an empty one must not read as "no cache".
+        return True
+
     # Values -------------------------------------------------------------------------------
 
     async def get(self, key: str) -> bytes | None:
