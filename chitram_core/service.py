@@ -145,13 +145,45 @@ async def _chunks(source: UploadSource) -> AsyncIterator[bytes]:
 
 
 def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
-    """A display name: no path, no control characters, bounded; any script is kept."""
+    """A display name: no path, no control characters, bounded; any script is kept.
+
+    Given the detected ``fmt``, the name ends in an extension of that format: one that already
+    names it is kept as written (``photo.JPEG``), one that looks like a file extension is
+    replaced (``cat.png`` holding a JPEG becomes ``cat.jpg``), otherwise one is appended. A
+    download then never claims a type its bytes are not.
+    """
     name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(
         ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C"
     )
-    name = name.strip().strip(".") or (f"image.{fmt.extension}" if fmt else "image")
-    return name[:MAX_FILENAME]
+    name = name.strip().strip(".")
+    if fmt is None:
+        return (name or "image")[:MAX_FILENAME]
+    stem, dot, suffix = (name or "image").rpartition(".")
+    if not dot:
+        stem, suffix = suffix, ""
+    if suffix.lower() in _FORMAT_EXTENSIONS[fmt]:
+        extension = "." + suffix
+    else:
+        extension = "." + fmt.extension
+        if not _looks_like_extension(suffix):
+            stem = f"{stem}.{suffix}" if dot else stem
+    if not stem.strip():
+        stem = "image"
+    return stem[: MAX_FILENAME - len(extension)].rstrip(".") + extension
+
+
+_FORMAT_EXTENSIONS = {
+    ImageFormat.JPEG: frozenset({"jpg", "jpeg", "jpe", "jfif", "pjpeg", "pjp"}),
+    ImageFormat.PNG: frozenset({"png", "apng"}),
+    ImageFormat.GIF: frozenset({"gif"}),
+    ImageFormat.WEBP: frozenset({"webp"}),
+}
+
+
+def _looks_like_extension(suffix: str) -> bool:
+    """``png``, ``html``, ``tar``: up to 5 ASCII letters and digits, at least one letter."""
+    return 0 < len(suffix) <= 5 and suffix.isascii() and suffix.isalnum() and not suffix.isdigit()
 
 
 def hash_token(token: str) -> str:

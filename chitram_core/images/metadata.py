@@ -7,22 +7,30 @@ rewrites). :meth:`MetadataScanner.finish` returns a list of :class:`Edit`; the s
 then produced by :func:`apply_edits` over a second read of the upload. No pixel is decoded or
 re-encoded, so the image data is bit-identical.
 
-What goes and what stays:
+What stays is an allow-list (CONTRACT §6.5); everything not on it goes, including segments,
+chunks and extensions nobody has invented yet (C2PA manifests, vendor blocks, private chunks):
 
-- JPEG: the first APP1 Exif segment becomes a minimal Exif holding only the Orientation tag
-  (or goes entirely when the orientation is 1, absent or not a valid 2..8 value); further Exif
-  segments, APP1 XMP (standard and extended), APP13 (Photoshop IRB / IPTC), APP2 FlashPix and
-  MPF, and COM segments go. APP0 (JFIF), APP2 ICC profiles and APP14 (Adobe colour transform)
-  stay. Bytes after the first EOI go too: they are where MPF secondary images and vendor
-  trailers (with their own EXIF and GPS) live, and where a polyglot hides its payload.
-- PNG: tEXt, zTXt, iTXt, tIME go; eXIf becomes a minimal eXIf with the orientation (or goes);
-  bytes after IEND go. iCCP stays.
-- WebP: the EXIF chunk becomes a minimal EXIF with the orientation (or goes), XMP chunks go, the
-  VP8X flags and the RIFF size are patched to match, bytes after the RIFF end go. ICCP stays.
-  Keeping the orientation in WebP is deliberate: viewers that honour it would otherwise show the
+- JPEG keeps the frame and scan structure (SOFn, DHT, DAC, DQT, DRI, DNL, SOS and the entropy
+  data), APP0 JFIF (its embedded thumbnail zeroed out), APP2 ICC profiles byte for byte, APP14
+  Adobe (reduced to its 12 defined bytes: it tells the decoder the colour transform) and the
+  first APP1 Exif reduced to a minimal Exif holding only the Orientation tag (or removed when
+  the orientation is 1, absent or not 2..8). Every other APPn (XMP in any form, Photoshop/IPTC,
+  MPF, FlashPix, Ducky, C2PA/JUMBF in APP11, ...), COM and unknown markers go, and so do the
+  bytes after the first EOI: MPF secondary images and vendor trailers live there, and a
+  polyglot hides its payload there.
+- PNG keeps IHDR, PLTE, IDAT, IEND, tRNS, gAMA, cHRM, sRGB, iCCP, cICP, sBIT, pHYs, bKGD and
+  the APNG chunks acTL/fcTL/fdAT; the last eXIf becomes a minimal eXIf with the orientation (or
+  goes); every other chunk and the bytes after IEND go.
+- WebP keeps VP8, VP8L, VP8X, ALPH, ANIM, ANMF and ICCP; the first EXIF chunk becomes a
+  minimal EXIF with the orientation (or goes); every other chunk goes, unknown sub-chunks
+  inside ANMF frames too. The ANMF sizes, the VP8X flags (XMP always cleared, EXIF when no
+  EXIF is left) and the RIFF size are patched to match; bytes after the RIFF end go. Keeping
+  the orientation in WebP is deliberate: viewers that honour it would otherwise show the
   picture turned, and those that ignore it are unaffected.
-- GIF: comment extensions and XMP application extensions go, bytes after the trailer go. The
-  block structure is simple enough to walk safely; a GIF without a trailer is left as it is.
+- GIF keeps the image descriptors with their colour tables and image data, the graphic
+  control extensions and the NETSCAPE2.0 loop count (both rewritten to their canonical bytes
+  when extra sub-blocks follow); comments, plain text and every other application extension
+  go, and so do the bytes after the trailer. A GIF without a trailer is left without one.
 
 Orientation is taken from EXIF only, as browsers do. Pillow additionally falls back to a
 ``tiff:Orientation`` in XMP when EXIF has none; such (rare) files lose that XMP-only rotation,
@@ -358,8 +366,16 @@ def _need(data: bytes, n: int, fmt: str, what: str) -> bytes:
 
 # --- JPEG ---------------------------------------------------------------------------------
 
-_XMP_PREFIXES = (b"http://ns.adobe.com/xap/1.0/\x00", b"http://ns.adobe.com/xmp/extension/\x00")
 _JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+_JPEG_FRAME = frozenset({*range(0xC0, 0xD0), *range(0xDA, 0xE0)})
+"""SOFn, DHT, DAC, SOS, DQT, DNL, DRI, DHP, EXP: the picture itself, never metadata."""
+_JFIF_BYTES = 14  # "JFIF\0", version, units, densities, thumbnail width and height
+_ADOBE_BYTES = 12  # "Adobe", version, flags0, flags1, colour transform
+_ICC_PREFIX = b"ICC_PROFILE\x00"
+
+
+def _jpeg_segment(marker: int, payload: bytes) -> bytes:
+    return bytes((0xFF, marker)) + struct.pack(">H", len(payload) + 2) + payload
 
 
 def _parse_jpeg(s: MetadataScanner) -> _Parser:
@@ -393,33 +409,42 @@ def _parse_jpeg(s: MetadataScanner) -> _Parser:
             raise InvalidImage(f"Malformed JPEG: segment length {length} at byte {start}")
         size = length - 2
         end = s._offset + size
-        if marker == 0xE1:
-            payload = _need((yield _Read(size)), size, "JPEG", "APP1 segment")
-            if payload.startswith(b"Exif\x00\x00"):
-                if s._exif is None:
-                    orientation, little = exif_orientation(payload[6:])
-                    original = b"\xff\xe1" + struct.pack(">H", length) + payload
-                    s._exif = _Exif(start, end - start, orientation, little, original)
-                else:
-                    s._remove(start, end)
-            elif payload.startswith(_XMP_PREFIXES):
-                s._remove(start, end)
-        elif marker == 0xE2:
-            prefix = _need((yield _Read(min(size, 12))), min(size, 12), "JPEG", "APP2 segment")
-            yield _Skip(size - len(prefix))
-            if prefix.startswith((b"MPF\x00", b"FPXR\x00")):
-                s._remove(start, end)
-        elif marker in (0xED, 0xFE):
-            yield _Skip(size)
-            s._remove(start, end)
-        else:
+        if marker in _JPEG_FRAME:
             yield _Skip(size)
             in_scan = marker == 0xDA
+            continue
+        # An application segment, a comment or an unknown marker: kept only when allowed.
+        head = _need((yield _Read(min(size, 14))), min(size, 14), "JPEG", "segment")
+        if marker == 0xE1 and head.startswith(b"Exif\x00\x00") and s._exif is None:
+            rest = _need((yield _Read(size - len(head))), size - len(head), "JPEG", "APP1 segment")
+            orientation, little = exif_orientation(head[6:] + rest)
+            original = _jpeg_segment(marker, head + rest)
+            s._exif = _Exif(start, end - start, orientation, little, original)
+            continue
+        yield _Skip(size - len(head))
+        if marker == 0xE2 and head.startswith(_ICC_PREFIX):
+            continue  # ICC profiles are kept byte for byte
+        kept: bytes | None = None
+        if marker == 0xE0 and head.startswith(b"JFIF\x00") and size >= _JFIF_BYTES:
+            kept = head[:12] + b"\x00\x00"  # its thumbnail (a copy of the picture) goes
+        elif marker == 0xEE and head.startswith(b"Adobe") and size >= _ADOBE_BYTES:
+            kept = head[:_ADOBE_BYTES]
+        if kept is None:
+            s._remove(start, end)
+        elif len(kept) != size or kept != head[: len(kept)]:
+            s._edits.append(Edit(start, end - start, _jpeg_segment(marker, kept)))
 
 
 # --- PNG ----------------------------------------------------------------------------------
 
-_PNG_STRIP = frozenset({b"tEXt", b"zTXt", b"iTXt", b"tIME"})
+_PNG_KEEP = frozenset(
+    {
+        *(b"IHDR", b"PLTE", b"IDAT", b"IEND"),
+        *(b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"iCCP", b"cICP", b"sBIT", b"pHYs", b"bKGD"),
+        *(b"acTL", b"fcTL", b"fdAT"),
+    }
+)
+"""Chunks kept as they are; eXIf is kept reduced to the orientation; everything else goes."""
 
 
 def _parse_png(s: MetadataScanner) -> _Parser:
@@ -452,7 +477,7 @@ def _parse_png(s: MetadataScanner) -> _Parser:
                 s._exif.original = _png_chunk(b"eXIf", payload)
         else:
             yield _Skip(length + 4)
-            if ctype in _PNG_STRIP:
+            if ctype not in _PNG_KEEP:
                 s._remove(start, end)
         if ctype == b"IEND":
             s._end = end
@@ -460,6 +485,46 @@ def _parse_png(s: MetadataScanner) -> _Parser:
 
 
 # --- WebP ---------------------------------------------------------------------------------
+
+_WEBP_KEEP = frozenset({b"VP8 ", b"VP8L", b"VP8X", b"ALPH", b"ANIM", b"ANMF", b"ICCP"})
+"""Chunks kept as they are; the first EXIF is kept reduced to the orientation."""
+_WEBP_FRAME_KEEP = frozenset({b"ALPH", b"VP8 ", b"VP8L"})
+"""What an ANMF frame keeps of its sub-chunks (the format allows unknown ones there too)."""
+_ANMF_HEADER = 16
+
+
+def _webp_chunk_bounds(header: bytes, start: int, limit: int, where: str) -> tuple[bytes, int, int]:
+    """The type, payload size and padded size of a chunk whose header started at ``start``."""
+    ctype = header[:4]
+    (size,) = struct.unpack_from("<I", header, 4)
+    padded = size + (size & 1)
+    if start + 8 + padded > limit:
+        if start + 8 + size == limit:  # a missing final pad byte is tolerated
+            padded = size
+        else:
+            raise InvalidImage(f"Malformed WebP: chunk {ctype!r} runs past the {where}")
+    return ctype, size, padded
+
+
+def _parse_webp_frame(s: MetadataScanner, start: int, size: int) -> _Parser:
+    """Walk an ANMF payload: drop unknown sub-chunks and patch the ANMF size to match."""
+    if size < _ANMF_HEADER:
+        raise InvalidImage("Malformed WebP: ANMF chunk too small")
+    yield _Skip(_ANMF_HEADER)
+    frame_end = start + 8 + size
+    removed = 0
+    while s._offset < frame_end:
+        sub = s._offset
+        if sub + 8 > frame_end:
+            raise InvalidImage("Malformed WebP: a frame's sub-chunk header runs past the ANMF size")
+        header = _need((yield _Read(8)), 8, "WebP", "frame sub-chunk header")
+        ctype, _size, padded = _webp_chunk_bounds(header, sub, frame_end, "ANMF size")
+        yield _Skip(padded)
+        if ctype not in _WEBP_FRAME_KEEP:
+            s._remove(sub, sub + 8 + padded)
+            removed += 8 + padded
+    if removed:
+        s._edits.append(Edit(start + 4, 4, struct.pack("<I", size - removed)))
 
 
 def _parse_webp(s: MetadataScanner) -> _Parser:
@@ -476,14 +541,7 @@ def _parse_webp(s: MetadataScanner) -> _Parser:
         if start + 8 > riff_end:
             raise InvalidImage("Malformed WebP: a chunk header runs past the RIFF size")
         chunk_header = _need((yield _Read(8)), 8, "WebP", "chunk header")
-        ctype = chunk_header[:4]
-        (size,) = struct.unpack_from("<I", chunk_header, 4)
-        padded = size + (size & 1)
-        if start + 8 + padded > riff_end:
-            if start + 8 + size == riff_end:  # a missing final pad byte is tolerated
-                padded = size
-            else:
-                raise InvalidImage(f"Malformed WebP: chunk {ctype!r} runs past the RIFF size")
+        ctype, size, padded = _webp_chunk_bounds(chunk_header, start, riff_end, "RIFF size")
         end = start + 8 + padded
         if ctype == b"VP8X" and start == 12:
             if size < 10 or size > 64:
@@ -501,22 +559,67 @@ def _parse_webp(s: MetadataScanner) -> _Parser:
                 yield _Skip(padded)
                 orientation, little, original = None, True, b""
             s._exif = _Exif(start, end - start, orientation, little, original)
+        elif ctype == b"ANMF":
+            yield from _parse_webp_frame(s, start, size)
+            yield _Skip(padded - size)
         else:
             yield _Skip(padded)
-            if ctype in (b"EXIF", b"XMP "):
+            if ctype not in _WEBP_KEEP:
                 s._remove(start, end)
     s._end = riff_end
 
 
 # --- GIF ----------------------------------------------------------------------------------
 
+_GIF_NETSCAPE = b"NETSCAPE2.0"
+_GIF_GRAPHIC_CONTROL = 0xF9
+_GIF_APPLICATION = 0xFF
 
-def _gif_sub_blocks(s: MetadataScanner) -> Generator[_Op, bytes, None]:
+
+def _gif_sub_blocks(s: MetadataScanner) -> Generator[_Op, bytes, int]:
+    """Skip data sub-blocks up to the terminator; how many there were."""
+    count = 0
     while True:
         size = _need((yield _Read(1)), 1, "GIF", "data sub-blocks")[0]
         if size == 0:
-            return
+            return count
+        count += 1
         yield _Skip(size)
+
+
+def _gif_block(s: MetadataScanner) -> Generator[_Op, bytes, bytes | None]:
+    """Read one data sub-block; None at the terminator."""
+    size = _need((yield _Read(1)), 1, "GIF", "extension")[0]
+    if size == 0:
+        return None
+    return _need((yield _Read(size)), size, "GIF", "extension")
+
+
+def _gif_extension(s: MetadataScanner) -> Generator[_Op, bytes, tuple[bytes | None, bool]]:
+    """Walk one extension (after ``!``): (what to store instead or None to drop, unchanged).
+
+    Kept: the graphic control extension (its 4 bytes: delay, disposal, transparency) and the
+    NETSCAPE2.0 loop count, both in their canonical form so that no sub-block rides along.
+    Comments, plain text and every other application extension go.
+    """
+    label = _need((yield _Read(1)), 1, "GIF", "extension")[0]
+    block = yield from _gif_block(s)
+    if block is None:
+        return None, False
+    if label == _GIF_APPLICATION and block == _GIF_NETSCAPE:
+        # Pillow and browsers read the loop count from the first sub-block after the name.
+        data = yield from _gif_block(s)
+        if data is None:
+            return None, False
+        more = yield from _gif_sub_blocks(s)
+        if len(data) < 3 or data[0] != 1:
+            return None, False
+        kept = b"!\xff\x0b" + _GIF_NETSCAPE + b"\x03" + data[:3] + b"\x00"
+        return kept, len(data) == 3 and more == 0
+    more = yield from _gif_sub_blocks(s)
+    if label == _GIF_GRAPHIC_CONTROL and len(block) >= 4:
+        return b"!\xf9\x04" + block[:4] + b"\x00", len(block) == 4 and more == 0
+    return None, False
 
 
 def _parse_gif(s: MetadataScanner) -> _Parser:
@@ -535,18 +638,11 @@ def _parse_gif(s: MetadataScanner) -> _Parser:
             s._end = s._offset
             return
         if intro == b"!":
-            label = _need((yield _Read(1)), 1, "GIF", "extension")[0]
-            strip = label == 0xFE
-            if label == 0xFF:
-                size = _need((yield _Read(1)), 1, "GIF", "application extension")[0]
-                ident = _need((yield _Read(size)), size, "GIF", "application extension")
-                strip = size == 11 and ident == b"XMP DataXMP"
-                if size:
-                    yield from _gif_sub_blocks(s)
-            else:
-                yield from _gif_sub_blocks(s)
-            if strip:
+            kept, unchanged = yield from _gif_extension(s)
+            if kept is None:
                 s._remove(start, s._offset)
+            elif not unchanged:
+                s._edits.append(Edit(start, s._offset - start, kept))
         elif intro == b",":
             desc = _need((yield _Read(9)), 9, "GIF", "image descriptor")
             if desc[8] & 0x80:
