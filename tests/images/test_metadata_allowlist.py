@@ -42,7 +42,7 @@ from PIL import Image
 
 from chitram_core.images.formats import ImageFormat, probe, verify
 from chitram_core.images.metadata import MetadataScanner, strip_bytes
-from chitram_core.testing.strategies import make_image
+from chitram_core.testing.strategies import chunkings, make_image
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 ORIENTATION = 0x0112
@@ -390,3 +390,30 @@ def test_png_iccp_is_kept_byte_for_byte() -> None:
     profile = zlib.decompress(PNG_CHUNKS["iCCP"][0][8 + 6 : -4])
     assert opened(stripped).info["icc_profile"] == profile
     assert png_chunk(b"tEXt", b"Comment\x00shot at home") not in stripped
+
+
+# --- streaming -----------------------------------------------------------------------------
+
+
+@st.composite
+def mixed_files(draw: st.DrawFn) -> tuple[bytes, ImageFormat]:
+    fmt = draw(st.sampled_from(list(ImageFormat)))
+    catalog, build = {
+        ImageFormat.JPEG: (JPEG_SEGMENTS, jpeg_with),
+        ImageFormat.PNG: (PNG_CHUNKS, png_with),
+        ImageFormat.WEBP: (WEBP_CHUNKS, webp_with),
+        ImageFormat.GIF: (GIF_EXTENSIONS, gif_with),
+    }[fmt]
+    names = draw(st.lists(st.sampled_from(sorted(catalog)), max_size=6))
+    return build(names), fmt
+
+
+@FAST
+@given(st.data())
+def test_the_allow_list_plans_the_same_edits_for_any_chunking(data: st.DataObject) -> None:
+    blob, fmt = data.draw(mixed_files())
+    chunks = data.draw(chunkings(blob))
+    scanner = MetadataScanner(fmt)
+    for chunk in chunks:
+        scanner.feed(chunk)
+    assert scanner.finish() == planned_edits(blob, fmt)
