@@ -168,9 +168,10 @@ def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
         extension = "." + fmt.extension
         if not _looks_like_extension(suffix):
             stem = f"{stem}.{suffix}" if dot else stem
-    if not stem.strip():
+    stem = stem[: MAX_FILENAME - len(extension)].rstrip(". ")
+    if not stem.strip(" ."):
         stem = "image"
-    return stem[: MAX_FILENAME - len(extension)].rstrip(".") + extension
+    return stem + extension
 
 
 _FORMAT_EXTENSIONS = {

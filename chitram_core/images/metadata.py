@@ -54,6 +54,13 @@ from chitram_core.images.formats import PNG_SIGNATURE, ImageFormat
 ORIENTATION_TAG = 0x0112
 MAX_EXIF_BYTES = 1024 * 1024
 """EXIF blocks larger than this are dropped unread (their orientation too): memory stays bounded."""
+MAX_EDITS = 10_000
+"""More separate blocks to remove or rewrite than this is refused: the edit plan stays small.
+
+Adjacent removals merge into one edit, so only junk interleaved with kept blocks counts; real
+images have a handful. Without a cap, a 5 MB upload of alternating 12-byte chunks would plan
+hundreds of thousands of edits.
+"""
 
 
 @attrs.frozen
@@ -251,8 +258,20 @@ class MetadataScanner:
     # Planning ----------------------------------------------------------------------------
 
     def _remove(self, offset: int, end: int) -> None:
-        if end > offset:
-            self._edits.append(Edit(offset, end - offset))
+        if end <= offset:
+            return
+        last = self._edits[-1] if self._edits else None
+        if last is not None and not last.replacement and last.end == offset:
+            self._edits[-1] = Edit(last.offset, last.length + end - offset)  # one run of junk
+        else:
+            self._add(Edit(offset, end - offset))
+
+    def _add(self, edit: Edit) -> None:
+        if len(self._edits) >= MAX_EDITS:
+            raise InvalidImage(
+                f"Too many separate metadata blocks to remove (more than {MAX_EDITS})"
+            )
+        self._edits.append(edit)
 
     def _plan(self) -> list[Edit]:
         edits = list(self._edits)
@@ -432,7 +451,7 @@ def _parse_jpeg(s: MetadataScanner) -> _Parser:
         if kept is None:
             s._remove(start, end)
         elif len(kept) != size or kept != head[: len(kept)]:
-            s._edits.append(Edit(start, end - start, _jpeg_segment(marker, kept)))
+            s._add(Edit(start, end - start, _jpeg_segment(marker, kept)))
 
 
 # --- PNG ----------------------------------------------------------------------------------
@@ -524,7 +543,7 @@ def _parse_webp_frame(s: MetadataScanner, start: int, size: int) -> _Parser:
             s._remove(sub, sub + 8 + padded)
             removed += 8 + padded
     if removed:
-        s._edits.append(Edit(start + 4, 4, struct.pack("<I", size - removed)))
+        s._add(Edit(start + 4, 4, struct.pack("<I", size - removed)))
 
 
 def _parse_webp(s: MetadataScanner) -> _Parser:
@@ -642,7 +661,7 @@ def _parse_gif(s: MetadataScanner) -> _Parser:
             if kept is None:
                 s._remove(start, s._offset)
             elif not unchanged:
-                s._edits.append(Edit(start, s._offset - start, kept))
+                s._add(Edit(start, s._offset - start, kept))
         elif intro == b",":
             desc = _need((yield _Read(9)), 9, "GIF", "image descriptor")
             if desc[8] & 0x80:

@@ -37,6 +37,8 @@ ALIASES = {
         ("...", ImageFormat.GIF, "image.gif"),
         (".png", ImageFormat.JPEG, "png.jpg"),
         (" .jpg", ImageFormat.JPEG, "jpg.jpg"),
+        (". ..png", ImageFormat.PNG, "image.png"),
+        ("my cat .png", ImageFormat.PNG, "my cat.png"),
     ],
 )
 def test_the_extension_matches_the_detected_type(
@@ -62,7 +64,7 @@ def test_any_name_ends_in_an_extension_of_the_detected_type(
     cleaned = clean_filename(name, fmt)
     stem, _, extension = cleaned.rpartition(".")
     assert extension.lower() in ALIASES[fmt]
-    assert stem.strip()
+    assert stem.strip(" .") and stem == stem.rstrip(". ")
     assert 0 < len(cleaned) <= MAX_FILENAME
     assert "/" not in cleaned and "\\" not in cleaned
     assert clean_filename(cleaned, fmt) == cleaned

@@ -40,8 +40,9 @@ from metadata_kit import (
 )
 from PIL import Image
 
+from chitram_core.errors import InvalidImage
 from chitram_core.images.formats import ImageFormat, probe, verify
-from chitram_core.images.metadata import MetadataScanner, strip_bytes
+from chitram_core.images.metadata import MAX_EDITS, Edit, MetadataScanner, strip_bytes
 from chitram_core.testing.strategies import chunkings, make_image
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -417,3 +418,21 @@ def test_the_allow_list_plans_the_same_edits_for_any_chunking(data: st.DataObjec
     for chunk in chunks:
         scanner.feed(chunk)
     assert scanner.finish() == planned_edits(blob, fmt)
+
+
+def test_a_run_of_adjacent_junk_is_one_edit() -> None:
+    junk = PNG_CHUNKS["private"][0] * 20_000
+    base = base_png()
+    data = base[:33] + junk + base[33:]
+    assert planned_edits(data, ImageFormat.PNG) == [Edit(33, len(junk))]
+    assert strip_bytes(data, ImageFormat.PNG) == base
+
+
+def test_too_many_separate_blocks_to_remove_is_an_invalid_image() -> None:
+    pair = PNG_CHUNKS["private"][0] + PNG_CHUNKS["gAMA"][0]
+    base = base_png()
+    data = base[:33] + pair * (MAX_EDITS + 1) + base[33:]
+    with pytest.raises(InvalidImage, match="Too many"):
+        strip_bytes(data, ImageFormat.PNG)
+    fine = base[:33] + pair * MAX_EDITS + base[33:]
+    assert len(planned_edits(fine, ImageFormat.PNG)) == MAX_EDITS
