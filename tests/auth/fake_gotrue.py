@@ -396,6 +396,8 @@ class _Outage:
         auth = headers.get(b"authorization")
         self.fake.requests.append((scope["method"], scope["path"], auth.decode() if auth else None))
         mode = self.fake.mode
+        if scope["path"].startswith("/provider/"):
+            mode = "up"  # the identity provider (GitHub, Google) is not Supabase
         if mode == "slow" or self.fake.delay:
             await asyncio.sleep(self.fake.delay)
         if mode == "down":
