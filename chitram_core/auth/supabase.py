@@ -568,6 +568,8 @@ class SupabaseProvider:
                 supabase_id,
                 email_confirmed=confirmed,
                 proven=principal is not None and principal.user_id == row.id,
+                # A local password stays the local provider's to check: the identity brings none.
+                owner=row.provider if row.password_hash is not None else self.name,
             )
             return await user_repo.by_id(conn, row.id)
 

@@ -88,6 +88,7 @@ async def link_supabase_identity(
     email_confirmed: bool,
     proven: bool,
     refusal: str | None = None,
+    owner: str = "supabase",
 ) -> None:
     """Link the existing local account ``row`` to a Supabase identity (CONTRACT §6.5): the one
     place that decides it, for every sign-in path that links.
@@ -97,6 +98,7 @@ async def link_supabase_identity(
     has not ``proven`` (AccountLinkRefused, with ``refusal`` as its message): whoever controls a
     Supabase identity with the same email must not take over the account. Linking revokes the
     account's local refresh tokens (and so, through their families, its local access tokens).
+    ``owner`` is the provider that owns the row afterwards (and answers its password logins).
     """
     if row.supabase_id is not None and row.supabase_id != supabase_id:
         raise EmailExists("An account with this email is already linked to another identity")
@@ -110,7 +112,7 @@ async def link_supabase_identity(
     if row.password_hash is not None and not proven:
         raise AccountLinkRefused(refusal) if refusal else AccountLinkRefused()
     log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
-    await update(conn, row.id, supabase_id=supabase_id, provider="supabase")
+    await update(conn, row.id, supabase_id=supabase_id, provider=owner)
     await conn.execute(
         sa.update(refresh_tokens)
         .where(refresh_tokens.c.user_id == row.id, refresh_tokens.c.revoked_at.is_(None))

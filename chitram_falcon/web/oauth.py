@@ -14,7 +14,12 @@ from urllib.parse import quote
 import attrs
 import falcon.asgi
 
-from chitram_core.errors import ChitramError, InvalidRequest, ServiceUnavailable
+from chitram_core.errors import (
+    AccountLinkRefused,
+    ChitramError,
+    InvalidRequest,
+    ServiceUnavailable,
+)
 from chitram_falcon.web.pages import SignInPage
 from chitram_falcon.web.session import PendingOAuth
 from chitram_falcon.web.templates import Markup, join, render
@@ -23,6 +28,10 @@ from chitram_falcon.web.ui import Visit, WebUI, html_errors
 LABELS = {"github": "GitHub", "google": "Google", "gitlab": "GitLab", "azure": "Microsoft"}
 BAD_CALLBACK = "This sign-in attempt is not valid or was already used. Please start again."
 DENIED = "Sign-in was cancelled at the provider. Please try again."
+LINK_FIRST = (
+    "An account with this email already exists and has a password. Sign in with your password "
+    "below, and your {label} sign-in will be connected to it."
+)
 
 
 def social_buttons(ui: WebUI, visit: Visit, target: str) -> Markup:
@@ -62,7 +71,9 @@ class OAuthStartPage:
             provider, callback_url(req, visit), check_redirect=False
         )
         assert start.verifier is not None
-        pending = PendingOAuth(state=start.state, verifier=start.verifier, next=target)
+        pending = PendingOAuth(
+            state=start.state, verifier=start.verifier, next=target, provider=provider
+        )
         self.ui.store(resp, visit, attrs.evolve(visit.session, oauth=pending))
         self.ui.redirect(resp, start.url)
 
@@ -89,6 +100,14 @@ class OAuthCallbackPage:
             session = await self.ui.chitram.auth.oauth_finish(
                 code, pending.verifier, principal=visit.principal
             )
+        except AccountLinkRefused as exc:
+            assert pending is not None
+            # After the password sign-in, straight back through the provider: now it links.
+            target = visit.url(f"/auth/oauth/{pending.provider}") + "?next=" + quote(pending.next)
+            label = LABELS.get(pending.provider, pending.provider.capitalize())
+            message = LINK_FIRST.format(label=label)
+            self.signin._form(resp, visit, target, email="", error=message, status=exc.status)
+            return
         except ChitramError as exc:
             if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
                 raise

@@ -51,6 +51,7 @@ class PendingOAuth:
     state: str
     verifier: str
     next: str
+    provider: str
 
 
 def _b64(data: bytes) -> str:
@@ -77,7 +78,8 @@ class SessionCodec:
         if session.refresh_token is not None:
             payload["r"] = session.refresh_token
         if session.oauth is not None:
-            payload["o"] = [session.oauth.state, session.oauth.verifier, session.oauth.next]
+            pending = session.oauth
+            payload["o"] = [pending.state, pending.verifier, pending.next, pending.provider]
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{_b64(self._mac(b'cookie', body.encode()))}"
 
@@ -104,10 +106,10 @@ class SessionCodec:
         oauth = None
         if (
             isinstance(pending, list)
-            and len(pending) == 3
+            and len(pending) == 4
             and all(isinstance(p, str) for p in pending)
         ):
-            oauth = PendingOAuth(state=pending[0], verifier=pending[1], next=pending[2])
+            oauth = PendingOAuth(*pending)
         return WebSession(seed=seed, access_token=access, refresh_token=refresh, oauth=oauth)
 
     def csrf_token(self, session: WebSession) -> str:

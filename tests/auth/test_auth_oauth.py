@@ -333,6 +333,12 @@ async def test_the_account_owner_signed_in_links_it_and_loses_local_sessions(
     assert await live_refresh_tokens(database, user_id) == 0
     with pytest.raises(InvalidToken):
         await chain.refresh(signed_in.refresh_token)
+    # both ways in lead to the same account: the password, and GitHub again
+    assert (await chain.login("grace@example.com", PASSWORD)).user.id == user_id
+    again = await chain.oauth_start("github", APP)
+    back = await consent(again.url, "grace@example.com")
+    assert again.verifier is not None
+    assert (await chain.oauth_finish(back["code"], again.verifier)).user.id == user_id
 
 
 async def test_someone_elses_session_is_no_proof(chain: AuthChain, database: Database) -> None:

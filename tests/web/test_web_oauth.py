@@ -302,15 +302,35 @@ async def test_web_supabase_down_at_the_callback_is_503_with_the_password_form(
     assert resp.status_code == 503 and 'name="password"' in resp.text
 
 
-async def test_a_local_account_with_a_password_is_not_taken_over(
+async def test_a_local_account_with_a_password_is_not_taken_over_but_its_owner_links_it(
     web: WebEnv, gotrue: FakeGoTrue
 ) -> None:
     gotrue.mode = "down"  # registered while Supabase is down: a local account with a password
     creds = {"email": "owner@example.com", "password": PASSWORD}
-    assert (await web.client.post("/api/v1/auth/register", json=creds)).status_code == 201
+    registered = await web.client.post("/api/v1/auth/register", json=creds)
+    assert registered.status_code == 201
+    owner_id = registered.json()["user"]["id"]
     gotrue.mode = "up"
-    callback = await browser_dance(web, "owner@example.com")
+    callback = await browser_dance(web, "owner@example.com", "/upload")
     resp = await web.client.get(callback)
     assert resp.status_code == 400
-    assert "sign in with your password first" in resp.text
+    assert "already exists and has a password" in resp.text
     assert "a" not in cookie_of(web)
+    # The owner proves the password; the form sends them back through GitHub, which now links.
+    next_field = re.search(r'name="next" value="([^"]+)"', resp.text)
+    assert next_field is not None
+    target = next_field.group(1).replace("&amp;", "&")
+    assert target == "/auth/oauth/github?next=/upload"
+    signed_in = await web.client.post(
+        "/signin", data={**creds, "next": target, "csrf_token": csrf_of(resp.text)}
+    )
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == target
+    start = await web.client.get(target)
+    assert start.status_code == 303
+    back = await consent(start.headers["location"], "owner@example.com")
+    linked = await web.client.get(back)
+    assert linked.status_code == 303 and linked.headers["location"] == "/upload"
+    me = await web.client.get(
+        "/api/v1/auth/me", headers={"Authorization": f"Bearer {cookie_of(web)['a']}"}
+    )
+    assert me.json()["id"] == owner_id
