@@ -9,6 +9,7 @@ Social sign-in speaks GoTrue's PKCE flow: ``GET /authorize?provider=&redirect_to
 Google) whose "Authorize" form brings it back to ``redirect_to?code=`` (GoTrue keeps the query and
 falls back to the site URL for a redirect_to outside its allow-list); ``POST /token?grant_type=
 pkce`` with ``{auth_code, code_verifier}`` checks the S256 challenge and redeems a code once.
+The provider page is not Supabase: the outage modes leave it up.
 """
 
 from __future__ import annotations
