@@ -110,7 +110,7 @@ async def link_supabase_identity(
             "Supabase confirms the email address"
         )
     if row.password_hash is not None and not proven:
-        raise AccountLinkRefused(refusal) if refusal else AccountLinkRefused()
+        raise AccountLinkRefused(refusal)
     log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
     await update(conn, row.id, supabase_id=supabase_id, provider=owner)
     await conn.execute(
