@@ -214,3 +214,14 @@ ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
         ProviderUnavailable,
     )
 }
+
+
+# wave 2: social sign-in
+class AccountLinkRefused(InvalidRequest):
+    """A Supabase identity whose email belongs to a local account with its own password: the
+    account is linked only once its owner proves the password (CONTRACT §6.5)."""
+
+    default_message = (
+        "An account with this email already exists and has a password: sign in with your "
+        "password first, then connect this sign-in method while signed in"
+    )

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import attrs
 
@@ -111,6 +112,30 @@ class Settings:
     auto_migrate: bool | None = None
     web_ui: bool = True
     cookie_secure: bool | None = None
+    # wave 2: social sign-in (OAuth through Supabase)
+    oauth_providers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    oauth_redirects: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+    @oauth_providers.validator
+    def _check_oauth_providers(
+        self, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+    ) -> None:
+        for name in value:
+            if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,31}", name):
+                raise ValueError(f"oauth_providers: {name!r} is not a provider name like github")
+        if value and "supabase" not in self.auth_providers:
+            raise ValueError(
+                "oauth_providers: social sign-in goes through Supabase; add supabase to the "
+                "auth providers"
+            )
+
+    @oauth_redirects.validator
+    def _check_oauth_redirects(
+        self, attribute: attrs.Attribute[Any], value: tuple[str, ...]
+    ) -> None:
+        for url in value:
+            if not absolute_http_url(url):
+                raise ValueError(f"oauth_redirects: {url!r} is not an absolute http(s) URL")
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -250,6 +275,28 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cookie_secure": _parse_optional_bool,
     "thumbnail_format": _parse_upper,
 }
+
+# wave 2: social sign-in (OAuth through Supabase)
+_PARSERS["oauth_providers"] = lambda raw: tuple(p.lower() for p in _parse_list(raw))
+_PARSERS["oauth_redirects"] = _parse_list
+
+
+def absolute_http_url(url: str) -> bool:
+    """An http(s) URL with a host, no fragment, no credentials and no whitespace or controls."""
+    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url) or "\\" in url:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return (
+        parts.scheme in {"http", "https"}
+        and bool(parts.hostname)
+        and not parts.fragment
+        and parts.username is None
+        and parts.password is None
+    )
 
 
 def _parser_for(type_: Any) -> Callable[[str], Any]:

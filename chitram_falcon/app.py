@@ -31,6 +31,7 @@ from chitram_falcon.resources.images import (
     ThumbnailResource,
     UploadResource,
 )
+from chitram_falcon.resources.oauth import OAuthStartResource, OAuthTokenResource
 
 log = logging.getLogger("chitram_falcon")
 
@@ -125,6 +126,9 @@ def create_app(
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
+    # wave 2: social sign-in (OAuth through Supabase, PKCE)
+    app.add_route(f"{API}/auth/oauth/token", OAuthTokenResource(handle))
+    app.add_route(f"{API}/auth/oauth/{{provider}}", OAuthStartResource(handle))
 
     if web_ui if web_ui is not None else settings.web_ui:
         _mount_web_ui(app)

@@ -227,6 +227,17 @@ def _schemas() -> dict[str, Any]:
                 "expires_in": {"type": "integer"},
             },
         },
+        "OAuthStart": {
+            "type": "object",
+            "required": ["url", "provider", "state", "redirect_to"],
+            "properties": {
+                "url": {"type": "string"},
+                "provider": {"type": "string"},
+                "state": {"type": "string"},
+                "redirect_to": {"type": "string"},
+                "code_verifier": {"type": "string"},
+            },
+        },
         "Token": {
             "type": "object",
             "required": ["access_token", "token_type"],
@@ -614,6 +625,83 @@ def build_spec() -> dict[str, Any]:
                 for key, op in _binary_ops(
                     "thumbnail", THUMBNAIL_TYPES, "The thumbnail (made on demand)"
                 ).items()
+            },
+            # wave 2: social sign-in (OAuth through Supabase, PKCE)
+            f"{api}/auth/oauth/{{provider}}": {
+                "get": {
+                    "tags": auth_tag,
+                    "operationId": "oauthStart",
+                    "summary": "Start social sign-in: 302 to the provider through Supabase",
+                    "description": "`redirect_to` must be in CHITRAM_OAUTH_REDIRECTS. The user "
+                    "comes back to `redirect_to?state=...&code=...`; check `state`, then post "
+                    "`code` and the `code_verifier` to /api/v1/auth/oauth/token. Send your own "
+                    "S256 `code_challenge` to keep the verifier yourself; otherwise the body "
+                    "carries one. 404 when the provider is not configured.",
+                    "parameters": [
+                        {
+                            "name": "provider",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "A configured provider: github, google, ...",
+                        },
+                        {
+                            "name": "redirect_to",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "code_challenge",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                        {
+                            "name": "code_challenge_method",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                    "responses": {
+                        "302": {
+                            "description": "To the provider (Location); the body is for clients "
+                            "that read it",
+                            "headers": {
+                                "Location": {"schema": {"type": "string"}},
+                            },
+                            "content": {JSON: {"schema": _ref("OAuthStart")}},
+                        },
+                        **_errors(400, 404, 422, 503),
+                    },
+                }
+            },
+            f"{api}/auth/oauth/token": {
+                "post": {
+                    "tags": auth_tag,
+                    "operationId": "oauthToken",
+                    "summary": "Finish social sign-in: exchange the code and verifier (PKCE)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            JSON: {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["code", "code_verifier"],
+                                    "properties": {
+                                        "code": {"type": "string"},
+                                        "code_verifier": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_ref("AuthResponse"), "Signed in"),
+                        **_errors(400, 401, 404, 413, 422, 503),
+                    },
+                }
             },
             "/openapi.json": {
                 "get": {

@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import anyio
 
@@ -21,6 +21,7 @@ from chitram_core.auth import rules
 from chitram_core.auth import users as user_repo
 from chitram_core.auth.base import AuthProvider
 from chitram_core.auth.breaker import Breaker, State
+from chitram_core.auth.oauth import OAuthProvider, OAuthStart
 from chitram_core.db import Database
 from chitram_core.errors import ChitramError, InvalidToken, NotFound, ProviderUnavailable
 from chitram_core.models import Check, Principal, Session, User
@@ -195,6 +196,63 @@ class AuthChain:
                 status = "degraded"
             results[key] = Check(status=status, latency_ms=latency, detail=detail)
         return results
+
+    # Social sign-in (OAuth through Supabase, server-side PKCE) -------------------------------
+
+    @property
+    def oauth_providers(self) -> tuple[str, ...]:
+        """The identity providers (``github``, ``google``) a sign-in page may offer."""
+        provider = self._oauth_provider(required=False)
+        return provider.oauth_providers if provider is not None else ()
+
+    async def oauth_start(
+        self,
+        provider: str,
+        redirect_to: str,
+        *,
+        code_challenge: str | None = None,
+        check_redirect: bool = True,
+    ) -> OAuthStart:
+        """Where to send the user to sign in with ``provider``, plus the ``state`` and PKCE
+        ``verifier`` the caller keeps (server-side) until they come back to ``redirect_to``
+        with ``?state=...&code=...``. NotFound for a provider that is not configured;
+        InvalidRequest for a ``redirect_to`` not in ``CHITRAM_OAUTH_REDIRECTS``."""
+        oauth_provider = self._oauth_provider(required=True)
+        assert oauth_provider is not None
+        start = oauth_provider.oauth_start(
+            provider,
+            redirect_to,
+            code_challenge=code_challenge,
+            check_redirect=check_redirect,
+        )
+        breaker = self.breakers[oauth_provider.name]
+        if breaker.state is State.OPEN:
+            raise ProviderUnavailable(
+                f"The {oauth_provider.name} auth provider is unavailable (circuit open)",
+                retry_after=max(1, math.ceil(breaker.retry_after())),
+                provider=oauth_provider.name,
+            )
+        return start
+
+    async def oauth_finish(
+        self, code: str, verifier: str, *, principal: Principal | None = None
+    ) -> Session:
+        """Exchange the ``code`` the user came back with (and the kept ``verifier``) for a
+        session. Only the provider that started the flow can finish it: no failover."""
+        oauth_provider = self._oauth_provider(required=True)
+        assert oauth_provider is not None
+        return await self._call(
+            cast(AuthProvider, oauth_provider),
+            lambda _: oauth_provider.oauth_finish(code, verifier, principal=principal),
+        )
+
+    def _oauth_provider(self, *, required: bool) -> OAuthProvider | None:
+        for provider in self.providers:
+            if isinstance(provider, OAuthProvider) and provider.oauth_providers:
+                return provider
+        if required:
+            raise NotFound("Social sign-in is not configured")
+        return None
 
     # The chain itself -----------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import pydantic
 from supabase_auth import AsyncGoTrueClient
 from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
 
-from chitram_core.auth import rules, tokens
+from chitram_core.auth import oauth, rules, tokens
 from chitram_core.auth import users as user_repo
 from chitram_core.auth.passwords import Passwords
 from chitram_core.db import Database
@@ -35,13 +35,14 @@ from chitram_core.errors import (
     InvalidEmail,
     InvalidRequest,
     InvalidToken,
+    NotFound,
     ProviderUnavailable,
     TokenExpired,
     UserInactive,
     WeakPassword,
 )
 from chitram_core.models import Check, Principal, Session
-from chitram_core.settings import Settings
+from chitram_core.settings import Settings, absolute_http_url
 
 log = logging.getLogger(__name__)
 
@@ -434,6 +435,143 @@ class SupabaseProvider:
             raise ProviderUnavailable(f"Supabase JWKS unavailable ({type(exc).__name__})") from exc
         self._jwks = {k.key_id: k for k in keys if k.key_id}
         self._jwks_fetched_at = self._clock()
+
+    # Social sign-in (server-side PKCE; see chitram_core.auth.oauth) ----------------------------
+
+    @property
+    def oauth_providers(self) -> tuple[str, ...]:
+        return self.settings.oauth_providers
+
+    def oauth_start(
+        self,
+        provider: str,
+        redirect_to: str,
+        *,
+        code_challenge: str | None = None,
+        check_redirect: bool = True,
+    ) -> oauth.OAuthStart:
+        """The GoTrue authorize URL for ``provider``; no network call. ``redirect_to`` must be in
+        ``CHITRAM_OAUTH_REDIRECTS`` unless the caller built it itself (``check_redirect=False``,
+        as the web UI does for its own callback)."""
+        if provider not in self.settings.oauth_providers:
+            raise NotFound("This sign-in provider is not configured")
+        if not absolute_http_url(redirect_to):
+            raise InvalidRequest("redirect_to must be an absolute http(s) URL")
+        if check_redirect and not oauth.redirect_allowed(
+            redirect_to, self.settings.oauth_redirects
+        ):
+            raise InvalidRequest("redirect_to is not an allowed redirect URL")
+        verifier: str | None = None
+        if code_challenge is None:
+            verifier = oauth.new_verifier()
+            code_challenge = oauth.challenge_of(verifier)
+        elif not oauth.CHALLENGE.fullmatch(code_challenge):
+            raise InvalidRequest("code_challenge must be an S256 challenge (43 base64url chars)")
+        state = oauth.new_state()
+        target = oauth.with_query(redirect_to, state=state)
+        return oauth.OAuthStart(
+            url=oauth.authorize_url(self.auth_url, provider, target, code_challenge),
+            provider=provider,
+            state=state,
+            verifier=verifier,
+            redirect_to=target,
+        )
+
+    async def oauth_finish(
+        self, code: str, verifier: str, *, principal: Principal | None = None
+    ) -> Session:
+        """Exchange a PKCE code (``grant_type=pkce``) for a session of the local user linked to
+        the Supabase identity. A signed-in ``principal`` is the proof that lets an identity link
+        onto that principal's own account when it has a local password."""
+        code, verifier = oauth.check_code(code, verifier)
+        body = await self._pkce_exchange(code, verifier)
+        user = body.get("user")
+        access, refresh = body.get("access_token"), body.get("refresh_token")
+        if (
+            not isinstance(user, dict)
+            or not isinstance(access, str)
+            or not isinstance(refresh, str)
+        ):
+            raise ProviderUnavailable("Supabase answered the code exchange without a session")
+        row = await self._oauth_sync(user, principal)
+        if not row.is_active:
+            raise UserInactive()
+        expires_in = body.get("expires_in")
+        return Session(
+            user=user_repo.to_user(row),
+            access_token=access,
+            refresh_token=refresh,
+            expires_in=int(expires_in) if isinstance(expires_in, int | float) else 3600,
+        )
+
+    async def _pkce_exchange(self, code: str, verifier: str) -> dict[str, Any]:
+        url = f"{self.auth_url}/token?grant_type=pkce"
+        try:
+            with anyio.fail_after(self.settings.auth_timeout):
+                response = await self._client_http().post(
+                    url,
+                    json={"auth_code": code, "code_verifier": verifier},
+                    headers={"apikey": self._key, "Authorization": f"Bearer {self._key}"},
+                )
+        except (TimeoutError, httpx.HTTPError) as exc:
+            raise ProviderUnavailable(
+                f"Supabase did not answer the code exchange ({type(exc).__name__})"
+            ) from exc
+        status = response.status_code
+        if status >= 500 or status == 429:
+            raise ProviderUnavailable(f"Supabase is unavailable (HTTP {status})")
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if status != 200:
+            code_name = (
+                (body.get("error_code") or body.get("code")) if isinstance(body, dict) else None
+            )
+            log.info("Supabase refused a PKCE code exchange: HTTP %s %s", status, code_name)
+            if code_name in {"user_banned"}:
+                raise UserInactive()
+            raise InvalidRequest(
+                "This sign-in link is invalid, expired or was already used; start the sign-in again"
+            )
+        if not isinstance(body, dict):
+            raise ProviderUnavailable("Supabase answered the code exchange with no JSON object")
+        return body
+
+    async def _oauth_sync(self, remote: dict[str, Any], principal: Principal | None) -> Any:
+        """Sync-on-auth for an OAuth identity: by Supabase id, else link by email under the one
+        linking rule (``users.link_supabase_identity``), else create."""
+        supabase_id, email = remote.get("id"), remote.get("email")
+        if not isinstance(supabase_id, str) or not supabase_id:
+            raise ProviderUnavailable("Supabase answered the code exchange without a user id")
+        if not isinstance(email, str) or not email:
+            raise InvalidRequest("This account has no email address; Chitram needs one")
+        email = rules.clean_email(email)
+        normalized = email.lower()
+        confirmed = bool(remote.get("email_confirmed_at") or remote.get("confirmed_at"))
+        async with self.database.transaction() as conn:
+            row = await user_repo.by_supabase_id(conn, supabase_id)
+            if row is not None:
+                return row
+            row = await user_repo.by_email(conn, normalized)
+            if row is None:
+                return await user_repo.create(
+                    conn,
+                    email=email,
+                    email_normalized=normalized,
+                    provider=self.name,
+                    supabase_id=supabase_id,
+                )
+            await user_repo.link_supabase_identity(
+                conn,
+                row,
+                supabase_id,
+                email_confirmed=confirmed,
+                proven=principal is not None and principal.user_id == row.id,
+                # A local password stays the local provider's to check: the identity brings none.
+                owner=row.provider if row.password_hash is not None else self.name,
+            )
+            return await user_repo.by_id(conn, row.id)
 
 
 def create_provider(settings: Settings) -> SupabaseProvider:

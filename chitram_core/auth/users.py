@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
@@ -9,9 +10,11 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core.db.tables import users, utcnow
-from chitram_core.errors import EmailExists
+from chitram_core.db.tables import refresh_tokens, users, utcnow
+from chitram_core.errors import AccountLinkRefused, EmailExists
 from chitram_core.models import User
+
+log = logging.getLogger(__name__)
 
 
 def to_user(row: Any) -> User:
@@ -75,3 +78,43 @@ async def create(
 
 async def update(conn: AsyncConnection, user_id: str, **values: Any) -> None:
     await conn.execute(sa.update(users).where(users.c.id == user_id).values(**values))
+
+
+async def link_supabase_identity(
+    conn: AsyncConnection,
+    row: Any,
+    supabase_id: str,
+    *,
+    email_confirmed: bool,
+    proven: bool,
+    refusal: str | None = None,
+    owner: str = "supabase",
+) -> None:
+    """Link the existing local account ``row`` to a Supabase identity (CONTRACT §6.5): the one
+    place that decides it, for every sign-in path that links.
+
+    Refused when the account is already linked to another identity or Supabase has not
+    confirmed the email (EmailExists), and when the account has a local password that the user
+    has not ``proven`` (AccountLinkRefused, with ``refusal`` as its message): whoever controls a
+    Supabase identity with the same email must not take over the account. Linking revokes the
+    account's local refresh tokens (and so, through their families, its local access tokens).
+    ``owner`` is the provider that owns the row afterwards (and answers its password logins).
+    """
+    if row.supabase_id is not None and row.supabase_id != supabase_id:
+        raise EmailExists("An account with this email is already linked to another identity")
+    if row.supabase_id == supabase_id:
+        return
+    if not email_confirmed:
+        raise EmailExists(
+            "An account with this email already exists; it is linked to Supabase only once "
+            "Supabase confirms the email address"
+        )
+    if row.password_hash is not None and not proven:
+        raise AccountLinkRefused(refusal)
+    log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
+    await update(conn, row.id, supabase_id=supabase_id, provider=owner)
+    await conn.execute(
+        sa.update(refresh_tokens)
+        .where(refresh_tokens.c.user_id == row.id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )

@@ -39,6 +39,12 @@ def _text(fields: dict[str, Any], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _social_buttons(ui: WebUI, visit: Visit, target: str) -> Markup:
+    from chitram_falcon.web.oauth import social_buttons  # wave 2: social sign-in
+
+    return social_buttons(ui, visit, target)
+
+
 def _when(image: Image) -> str:
     return image.created_at.strftime("%Y-%m-%d %H:%M UTC")
 
@@ -110,6 +116,7 @@ class SignInPage(_Page):
             notice=notice,
             register=visit.url("/register"),
             reset=visit.url("/password-reset"),
+            social=_social_buttons(self.ui, visit, target),
         )
         self.ui.page(resp, visit, title="Sign in", body=body, status=status, section="signin")
 

@@ -34,6 +34,8 @@ class WebSession:
     seed: str
     access_token: str | None = None
     refresh_token: str | None = None
+    oauth: PendingOAuth | None = None
+    """A social sign-in under way: what the callback checks and needs (never in a URL)."""
 
     @classmethod
     def anonymous(cls) -> WebSession:
@@ -42,6 +44,14 @@ class WebSession:
     @property
     def signed_in(self) -> bool:
         return self.access_token is not None
+
+
+@attrs.frozen
+class PendingOAuth:
+    state: str
+    verifier: str
+    next: str
+    provider: str
 
 
 def _b64(data: bytes) -> str:
@@ -67,6 +77,9 @@ class SessionCodec:
             payload["a"] = session.access_token
         if session.refresh_token is not None:
             payload["r"] = session.refresh_token
+        if session.oauth is not None:
+            pending = session.oauth
+            payload["o"] = [pending.state, pending.verifier, pending.next, pending.provider]
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{_b64(self._mac(b'cookie', body.encode()))}"
 
@@ -89,7 +102,15 @@ class SessionCodec:
             return None
         if not isinstance(access, str | None) or not isinstance(refresh, str | None):
             return None
-        return WebSession(seed=seed, access_token=access, refresh_token=refresh)
+        pending = payload.get("o")
+        oauth = None
+        if (
+            isinstance(pending, list)
+            and len(pending) == 4
+            and all(isinstance(p, str) for p in pending)
+        ):
+            oauth = PendingOAuth(*pending)
+        return WebSession(seed=seed, access_token=access, refresh_token=refresh, oauth=oauth)
 
     def csrf_token(self, session: WebSession) -> str:
         return _b64(self._mac(b"csrf", session.seed.encode()))

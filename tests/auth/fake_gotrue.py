@@ -3,17 +3,28 @@
 It runs on 127.0.0.1 under uvicorn in a thread, so the real SDK makes real HTTP requests. Modes
 simulate an outage: ``down`` (503), ``broken`` (500 with an HTML body), ``rate_limited`` (429)
 and ``slow`` (every answer delayed by ``delay`` seconds).
+
+Social sign-in speaks GoTrue's PKCE flow: ``GET /authorize?provider=&redirect_to=&code_challenge=
+&code_challenge_method=s256`` sends the browser to a fake provider page (standing in for GitHub or
+Google) whose "Authorize" form brings it back to ``redirect_to?code=`` (GoTrue keeps the query and
+falls back to the site URL for a redirect_to outside its allow-list); ``POST /token?grant_type=
+pkce`` with ``{auth_code, code_verifier}`` checks the S256 challenge and redeems a code once.
+The provider page is not Supabase: the outage modes leave it up.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import html
 import secrets
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import jwt
 import uvicorn
@@ -21,7 +32,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from netkit import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 API_VERSION = "2024-01-01"
@@ -52,6 +69,13 @@ class FakeGoTrue:
         self.refresh_tokens: dict[str, dict[str, Any]] = {}
         self.revoked_sessions: set[str] = set()
         self.requests: list[tuple[str, str, str | None]] = []  # method, path, Authorization
+        # social sign-in
+        self.external_providers = {"github", "google"}
+        self.site_url = "http://127.0.0.1:3000"
+        self.redirect_allow_list: list[str] = []  # exact URLs, or prefixes ending in "**"
+        self.flows: dict[str, dict[str, Any]] = {}  # flow id -> provider, redirect, challenge
+        self.auth_codes: dict[str, str] = {}  # auth code -> flow id
+        self.identity_confirmed = True
 
     # Server ---------------------------------------------------------------------------------
 
@@ -64,6 +88,9 @@ class FakeGoTrue:
             Route("/auth/v1/logout", self.logout, methods=["POST"]),
             Route("/auth/v1/health", self.health, methods=["GET"]),
             Route("/auth/v1/.well-known/jwks.json", self.jwks, methods=["GET"]),
+            Route("/auth/v1/authorize", self.authorize, methods=["GET"]),
+            Route("/provider/{provider}/authorize", self.provider_page, methods=["GET"]),
+            Route("/provider/{provider}/authorize", self.provider_consent, methods=["POST"]),
         ]
         app = Starlette(routes=routes)
         app.add_middleware(_Outage, fake=self)  # type: ignore[arg-type]
@@ -154,6 +181,8 @@ class FakeGoTrue:
             return JSONResponse(
                 self._session(user, session_id=record["session_id"]), headers=_versioned()
             )
+        if grant == "pkce":
+            return self._pkce(body)
         return _error(400, "validation_failed", "unsupported grant_type")
 
     async def user(self, request: Request) -> Response:
@@ -184,6 +213,117 @@ class FakeGoTrue:
         public = jwt.algorithms.ECAlgorithm.to_jwk(self.ec_key.public_key(), as_dict=True)
         public.update({"kid": self.kid, "alg": "ES256", "use": "sig"})
         return JSONResponse({"keys": [public]})
+
+    # Social sign-in (PKCE) ---------------------------------------------------------------
+
+    async def authorize(self, request: Request) -> Response:
+        query = request.query_params
+        provider = query.get("provider", "")
+        if provider not in self.external_providers:
+            return _error(
+                400, "validation_failed", f"Unsupported provider: Provider {provider} not found"
+            )
+        challenge = query.get("code_challenge")
+        method = (query.get("code_challenge_method") or "").lower()
+        if challenge and method not in {"s256", "plain"}:
+            return _error(400, "validation_failed", "unsupported code_challenge_method")
+        flow_id = str(uuid.uuid4())
+        self.flows[flow_id] = {
+            "provider": provider,
+            "redirect_to": self._redirect_target(query.get("redirect_to", "")),
+            "challenge": challenge,
+            "method": method,
+        }
+        return RedirectResponse(
+            f"{self.url}/provider/{provider}/authorize?flow={flow_id}", status_code=302
+        )
+
+    async def provider_page(self, request: Request) -> Response:
+        """The stand-in for GitHub's or Google's consent page."""
+        provider = request.path_params["provider"]
+        flow = html.escape(request.query_params.get("flow", ""))
+        name = html.escape(provider.capitalize())
+        page = (
+            f"<!doctype html><title>Fake {name}</title><h1>Fake {name}</h1>"
+            f'<form method="post" action="/provider/{html.escape(provider)}/authorize">'
+            f'<input type="hidden" name="flow" value="{flow}">'
+            '<label>Email <input name="email" type="email"></label>'
+            '<button name="decision" value="allow">Authorize</button>'
+            '<button name="decision" value="deny">Cancel</button></form>'
+        )
+        return HTMLResponse(page)
+
+    async def provider_consent(self, request: Request) -> Response:
+        """The provider approved (or not): GoTrue's callback work, then back to redirect_to."""
+        form = dict(parse_qsl((await request.body()).decode()))
+        flow = self.flows.get(str(form.get("flow", "")))
+        if flow is None:
+            return _error(404, "flow_state_not_found", "invalid flow state")
+        target = flow["redirect_to"]
+        if form.get("decision") != "allow":
+            return RedirectResponse(
+                _with_query(
+                    target, error="access_denied", error_description="The user denied access"
+                ),
+                status_code=302,
+            )
+        email = str(form.get("email", ""))
+        user = self.users.get(email.lower()) or self._new_user(
+            email, confirmed=self.identity_confirmed
+        )
+        if self.identity_confirmed and user["email_confirmed_at"] is None:
+            self.confirm(email)
+        providers = user["app_metadata"]["providers"]
+        if flow["provider"] not in providers:
+            providers.append(flow["provider"])
+        flow["user_id"] = user["id"]
+        code = str(uuid.uuid4())
+        self.auth_codes[code] = next(k for k, v in self.flows.items() if v is flow)
+        return RedirectResponse(_with_query(target, code=code), status_code=302)
+
+    def _pkce(self, body: dict[str, Any]) -> Response:
+        code, verifier = body.get("auth_code"), body.get("code_verifier")
+        if not code or not verifier:
+            return _error(
+                400,
+                "validation_failed",
+                "invalid request: both auth code and code verifier should be non-empty",
+            )
+        flow_id = self.auth_codes.get(str(code))
+        flow = self.flows.get(flow_id or "")
+        if flow is None or not flow.get("challenge"):
+            return _error(
+                404, "flow_state_not_found", "invalid flow state, no valid flow state found"
+            )
+        if flow["method"] == "s256":
+            digest = hashlib.sha256(str(verifier).encode()).digest()
+            computed = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        else:
+            computed = str(verifier)
+        if not secrets.compare_digest(computed, flow["challenge"]):
+            return _error(
+                400,
+                "bad_code_verifier",
+                "code challenge does not match previously saved code verifier",
+            )
+        del self.auth_codes[str(code)], self.flows[str(flow_id)]  # a code is redeemed once
+        user = self._by_id(flow["user_id"])
+        if user.get("banned"):
+            return _error(403, "user_banned", "User is banned")
+        return JSONResponse(self._session(user), headers=_versioned())
+
+    def _redirect_target(self, redirect_to: str) -> str:
+        """GoTrue's rule: the site's host, or an allow-list match; otherwise the site URL."""
+        if redirect_to:
+            site, target = urlsplit(self.site_url), urlsplit(redirect_to)
+            if target.scheme in {"http", "https"} and target.hostname == site.hostname:
+                return redirect_to
+            for pattern in self.redirect_allow_list:
+                if pattern.endswith("**") and redirect_to.startswith(pattern[:-2]):
+                    return redirect_to
+                if redirect_to == pattern:
+                    return redirect_to
+        return self.site_url
 
     # Internals ------------------------------------------------------------------------------
 
@@ -257,6 +397,8 @@ class _Outage:
         auth = headers.get(b"authorization")
         self.fake.requests.append((scope["method"], scope["path"], auth.decode() if auth else None))
         mode = self.fake.mode
+        if scope["path"].startswith("/provider/"):
+            mode = "up"  # the identity provider (GitHub, Google) is not Supabase
         if mode == "slow" or self.fake.delay:
             await asyncio.sleep(self.fake.delay)
         if mode == "down":
@@ -269,6 +411,12 @@ class _Outage:
             await self.app(scope, receive, send)
             return
         await response(scope, receive, send)
+
+
+def _with_query(url: str, **values: str) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in values]
+    return urlunsplit(parts._replace(query=urlencode([*query, *values.items()])))
 
 
 def _now() -> str:

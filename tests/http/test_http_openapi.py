@@ -80,6 +80,8 @@ def test_the_document_is_openapi_3_1_with_every_route() -> None:
         "/api/v1/images/{image_id}": {"get", "delete"},
         "/api/v1/images/{image_id}/file": {"get", "head"},
         "/api/v1/images/{image_id}/thumbnail": {"get", "head"},
+        "/api/v1/auth/oauth/{provider}": {"get"},
+        "/api/v1/auth/oauth/token": {"post"},
     }.items():
         assert methods <= set(paths[path]), path
     for name in ("Image", "User", "AuthResponse", "Page", "Health", "Error"):
