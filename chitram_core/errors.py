@@ -214,3 +214,15 @@ ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
         ProviderUnavailable,
     )
 }
+
+
+# wave 2: hardening
+class RequestTimeout(ChitramError):
+    """The client stopped sending the body, or took too long over it (408)."""
+
+    code = "REQUEST_TIMEOUT"
+    status = 408
+    default_message = "The request body was not received in time"
+
+
+ERRORS_BY_CODE = {**ERRORS_BY_CODE, RequestTimeout.code: RequestTimeout}

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core.db.tables import users, utcnow
+from chitram_core.db.tables import refresh_tokens, users, utcnow
 from chitram_core.errors import EmailExists
 from chitram_core.models import User
 
@@ -71,6 +71,17 @@ async def create(
     row = await by_id(conn, user_id)
     assert row is not None
     return row
+
+
+async def link_identity(conn: AsyncConnection, user_id: str, *, supabase_id: str) -> None:
+    """Hand an existing account to its Supabase identity and end its local sessions: whoever
+    held a local refresh token before the link must sign in again."""
+    await update(conn, user_id, supabase_id=supabase_id, provider="supabase")
+    await conn.execute(
+        sa.update(refresh_tokens)
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
 
 
 async def update(conn: AsyncConnection, user_id: str, **values: Any) -> None:

@@ -75,12 +75,18 @@ def test_any_text_for_a_number_is_accepted_or_named(value: str) -> None:
         assert "CHITRAM_UPLOAD_CONCURRENCY" in exc.message
 
 
-def test_production_refuses_the_default_secret() -> None:
+def test_production_refuses_no_secret_and_the_published_one() -> None:
     settings = Settings.from_env({"CHITRAM_ENV": "production"})
-    assert settings.jwt_secret == DEFAULT_JWT_SECRET
+    assert settings.jwt_secret is None
     with pytest.raises(ConfigurationError) as info:
         settings.check_production()
     assert "CHITRAM_JWT_SECRET" in info.value.message
+    published = Settings.from_env(
+        {"CHITRAM_ENV": "production", "CHITRAM_JWT_SECRET": DEFAULT_JWT_SECRET}
+    )
+    with pytest.raises(ConfigurationError) as info:
+        published.check_production()
+    assert "published" in info.value.message
     Settings.from_env(
         {"CHITRAM_ENV": "production", "CHITRAM_JWT_SECRET": "x" * 40}
     ).check_production()
