@@ -15,9 +15,9 @@ from auth_helpers import PASSWORD, fast_hasher
 from fake_gotrue import FakeGoTrue
 from netkit import free_port
 
+from chitram_core.auth import users as users_repo
 from chitram_core.auth.local import LocalProvider
 from chitram_core.auth.passwords import Passwords
-from chitram_core.auth import users as users_repo
 from chitram_core.auth.supabase import SupabaseProvider
 from chitram_core.db import Database
 from chitram_core.db.tables import users
