@@ -123,7 +123,7 @@ class Settings:
     hash_concurrency: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_positive)
     )
-    hash_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
+    hash_wait_timeout: float = attrs.field(default=5.0, validator=_positive)
     password_common_check: bool = True
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     public_url: str | None = None

@@ -29,7 +29,7 @@ T = TypeVar("T")
 class HashLimiter:
     """At most ``concurrency`` password hashes at once; 503 after ``wait_timeout`` seconds."""
 
-    def __init__(self, concurrency: int | None = None, wait_timeout: float = 10.0) -> None:
+    def __init__(self, concurrency: int | None = None, wait_timeout: float = 5.0) -> None:
         self.concurrency = concurrency or os.cpu_count() or 1
         self.wait_timeout = wait_timeout
         self._admission: anyio.Semaphore | None = None
