@@ -298,8 +298,15 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "thumbnail_format": _parse_upper,
     # wave 2: hardening
     "hash_concurrency": lambda raw: _parse_int(raw) if raw.strip() else None,
-    "public_url": lambda raw: raw.strip().rstrip("/") or None,
+    "public_url": lambda raw: _parse_public_url(raw),
 }
+
+
+def _parse_public_url(raw: str) -> str | None:
+    value = raw.strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        raise ValueError(f"expected an http(s) URL such as https://img.example.org, got {raw!r}")
+    return value or None
 
 
 def _parser_for(type_: Any) -> Callable[[str], Any]:
