@@ -94,8 +94,8 @@ def test_any_control_or_invisible_character_makes_an_email_invalid(
     local: str, bad: str, at: int
 ) -> None:
     address = local[:at] + bad + local[at:] + "@example.com"
-    if unicodedata.normalize("NFKC", address).strip() != address.strip():
-        return  # NFKC or stripping changed it: the character is not there any more
+    if unicodedata.normalize("NFKC", address.strip()) != address:
+        return  # stripping or NFKC removed or replaced it: the character is not there any more
     with pytest.raises(InvalidEmail):
         rules.clean_email(address)
 
