@@ -86,11 +86,12 @@ def measure(label: str, folder: Path, **extra: str) -> dict[str, object]:
                 samples.append(_tree_rss(process))
                 time.sleep(0.02)
 
-        statuses: list[int] = []
+        statuses: list[str] = []
 
         def login() -> None:
             resp = httpx.post(f"{base}/api/v1/auth/login", json=account, timeout=180)
-            statuses.append(resp.status_code)
+            ok = resp.status_code == 200
+            statuses.append("200" if ok else f"{resp.status_code} {resp.json()['detail']['code']}")
 
         sampler = threading.Thread(target=sample)
         sampler.start()
