@@ -263,6 +263,7 @@ def chitram_env(data_dir: Path, **extra: str) -> dict[str, str]:
         CHITRAM_DATA_DIR=str(data_dir),
         CHITRAM_UPLOAD_RATE_LIMIT="off",
         CHITRAM_AUTH_RATE_LIMIT="off",
+        CHITRAM_UPLOADS_PER_USER="64",  # one user on 32 connections: the per-user cap off
         CHITRAM_WEB_UI="false",
         **extra,
     )

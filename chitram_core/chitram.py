@@ -16,6 +16,7 @@ from sqlalchemy import select
 from chitram_core.auth.chain import AuthChain
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
+from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database
 from chitram_core.db.repository import queue_deletions
 from chitram_core.db.tables import blobs, thumbnails
@@ -74,6 +75,7 @@ class Chitram:
     async def __aenter__(self) -> Chitram:
         settings = self.settings
         settings.check_production()
+        settings = self.settings = settings.with_jwt_secret()
         stack = AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -86,7 +88,8 @@ class Chitram:
 
     async def _open(self, stack: AsyncExitStack, settings: Settings) -> None:
         if settings.is_sqlite or settings.resolved_storage_url.startswith("file:"):
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(settings.data_dir)
+        private_sqlite(settings.resolved_database_url)
         self.database = Database(settings.resolved_database_url)
         stack.push_async_callback(self.database.dispose)
         if settings.should_auto_migrate:
@@ -116,7 +119,11 @@ class Chitram:
             stack.push_async_callback(limiter_cache.close)
         self._limiter_cache = limiter_cache
         self.rate_limiter = RateLimiter(limiter_cache)
-        self.upload_slots = UploadSlots(settings.upload_concurrency, settings.upload_wait_timeout)
+        self.upload_slots = UploadSlots(
+            settings.upload_concurrency,
+            settings.upload_wait_timeout,
+            per_identity=settings.uploads_per_user,
+        )
         self.auth = await AuthChain.open(settings, self.database)
         stack.push_async_callback(self.auth.close)
 

@@ -225,3 +225,15 @@ class AccountLinkRefused(InvalidRequest):
         "An account with this email already exists and has a password: sign in with your "
         "password first, then connect this sign-in method while signed in"
     )
+
+
+# wave 2: hardening
+class RequestTimeout(ChitramError):
+    """The client stopped sending the body, or took too long over it (408)."""
+
+    code = "REQUEST_TIMEOUT"
+    status = 408
+    default_message = "The request body was not received in time"
+
+
+ERRORS_BY_CODE = {**ERRORS_BY_CODE, RequestTimeout.code: RequestTimeout}

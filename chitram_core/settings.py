@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -19,7 +20,11 @@ import attrs
 
 from chitram_core.errors import ConfigurationError
 
+_log = logging.getLogger(__name__)
+
 DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"
+"""The development secret once printed in the source: published, so never signed or accepted."""
+PUBLISHED_JWT_SECRETS = frozenset({DEFAULT_JWT_SECRET})
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -74,7 +79,7 @@ class Settings:
     auth_providers: tuple[str, ...] = attrs.field(
         default=("local",), converter=tuple, validator=attrs.validators.min_len(1)
     )
-    jwt_secret: str = DEFAULT_JWT_SECRET
+    jwt_secret: str | None = None
     jwt_issuer: str = "chitram"
     access_token_ttl: int = attrs.field(default=1800, validator=_positive)
     refresh_token_ttl: int = attrs.field(default=30 * 86400, validator=_positive)
@@ -137,6 +142,19 @@ class Settings:
             if not absolute_http_url(url):
                 raise ValueError(f"oauth_redirects: {url!r} is not an absolute http(s) URL")
 
+    # wave 2: hardening
+    upload_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
+    upload_timeout: float = attrs.field(default=120.0, validator=_positive)
+    uploads_per_user: int = attrs.field(default=4, validator=_positive)
+    hash_concurrency: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
+    hash_wait_timeout: float = attrs.field(default=5.0, validator=_positive)
+    password_common_check: bool = True
+    refresh_reuse_interval: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    public_url: str | None = None
+    health_token: str | None = None
+
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
         for item in value:
@@ -175,12 +193,42 @@ class Settings:
         if self.env != "production":
             return
         problems = []
-        if self.jwt_secret == DEFAULT_JWT_SECRET:
-            problems.append("CHITRAM_JWT_SECRET is the development default; set a random secret")
-        if len(self.jwt_secret) < 32:
+        if self.jwt_secret is None:
+            problems.append(
+                "CHITRAM_JWT_SECRET is not set; every process must share one random secret"
+            )
+        elif self.jwt_secret in PUBLISHED_JWT_SECRETS:
+            problems.append("CHITRAM_JWT_SECRET is the published development secret")
+        elif len(self.jwt_secret) < 32:
             problems.append("CHITRAM_JWT_SECRET must be at least 32 characters in production")
         if problems:
             raise ConfigurationError("Refusing to start in production: " + "; ".join(problems))
+
+    def with_jwt_secret(self) -> Settings:
+        """These settings with a usable ``jwt_secret``: the configured one, else the one kept in
+        ``<data dir>/secret`` (made once, mode 0600). The published development secret is never
+        used: production refuses it, elsewhere it is replaced by the kept secret, with a warning.
+        """
+        if self.jwt_secret is not None and self.jwt_secret not in PUBLISHED_JWT_SECRETS:
+            return self
+        if self.jwt_secret is not None:
+            if self.env == "production":
+                self.check_production()
+            _log.warning(
+                "CHITRAM_JWT_SECRET is the published development secret; it is ignored and "
+                "the secret kept in %s is used instead",
+                self.data_dir / "secret",
+            )
+        from chitram_core.datadir import kept_secret
+
+        return attrs.evolve(self, jwt_secret=kept_secret(self.data_dir))
+
+    @property
+    def signing_secret(self) -> str:
+        """The JWT secret, after :meth:`with_jwt_secret` (never the published one)."""
+        if self.jwt_secret is None or self.jwt_secret in PUBLISHED_JWT_SECRETS:
+            raise ConfigurationError("No usable JWT secret: call Settings.with_jwt_secret() first")
+        return self.jwt_secret
 
     # Environment --------------------------------------------------------------------------
 
@@ -274,6 +322,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auto_migrate": _parse_optional_bool,
     "cookie_secure": _parse_optional_bool,
     "thumbnail_format": _parse_upper,
+    # wave 2: hardening
+    "hash_concurrency": lambda raw: _parse_int(raw) if raw.strip() else None,
+    "public_url": lambda raw: _parse_public_url(raw),
 }
 
 # wave 2: social sign-in (OAuth through Supabase)
@@ -297,6 +348,13 @@ def absolute_http_url(url: str) -> bool:
         and parts.username is None
         and parts.password is None
     )
+
+
+def _parse_public_url(raw: str) -> str | None:
+    value = raw.strip().rstrip("/")
+    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        raise ValueError(f"expected an http(s) URL such as https://img.example.org, got {raw!r}")
+    return value or None
 
 
 def _parser_for(type_: Any) -> Callable[[str], Any]:

@@ -11,7 +11,7 @@ import falcon
 import falcon.asgi
 
 from chitram_core import Chitram, Settings
-from chitram_falcon import errors
+from chitram_falcon import errors, redaction
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.openapi import OpenAPIResource
 from chitram_falcon.resources.auth import (
@@ -32,6 +32,7 @@ from chitram_falcon.resources.images import (
     UploadResource,
 )
 from chitram_falcon.resources.oauth import OAuthStartResource, OAuthTokenResource
+from chitram_falcon.security import SecurityHeaders
 
 log = logging.getLogger("chitram_falcon")
 
@@ -102,9 +103,12 @@ def create_app(
     elif settings is None:
         settings = Settings.from_env()
     settings.check_production()
+    if chitram is None:
+        settings = settings.with_jwt_secret()
     handle = ChitramHandle(chitram, settings)
+    redaction.install()
 
-    app = ChitramApp(middleware=[handle])
+    app = ChitramApp(middleware=[handle, SecurityHeaders(settings)])
     app.handle = handle
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = False

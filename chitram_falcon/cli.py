@@ -80,7 +80,10 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         if settings.is_sqlite:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            from chitram_core.datadir import private_dir, private_sqlite
+
+            private_dir(settings.data_dir)
+            private_sqlite(settings.resolved_database_url)
         database = Database(settings.resolved_database_url)
         try:
             await database.upgrade(args.revision)

@@ -21,7 +21,7 @@ from chitram_core.errors import (
     Unauthorized,
     ValidationError,
 )
-from chitram_core.limits import client_address
+from chitram_core.limits import client_address, rate_limit_identity
 from chitram_core.settings import RateLimit
 from chitram_falcon.http import bearer_token
 
@@ -29,6 +29,12 @@ log = logging.getLogger("chitram_falcon")
 
 MAX_FORM_BYTES = 64 * 1024
 """Auth bodies are a few hundred bytes; anything far bigger is refused before it is parsed."""
+
+MAX_JSON_DEPTH = 32
+"""Deeper bodies are refused before parsing: ``json.loads`` recurses once per level."""
+
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
 
 
 class ChitramHandle:
@@ -103,6 +109,11 @@ def client_ip(req: falcon.asgi.Request, settings: Settings) -> str:
     )
 
 
+def client_bucket(req: falcon.asgi.Request, settings: Settings) -> str:
+    """The client's rate-limit identity: its address, or its /64 for IPv6."""
+    return rate_limit_identity(client_ip(req, settings))
+
+
 async def rate_limit(
     resp: falcon.asgi.Response,
     chitram: Chitram,
@@ -142,7 +153,7 @@ async def auth_rate_limit(
         chitram,
         chitram.settings.auth_rate_limit,
         [
-            (f"{action}:client", client_ip(req, chitram.settings)),
+            (f"{action}:client", client_bucket(req, chitram.settings)),
             (f"{action}:email", _email_key(email)),
         ],
     )
@@ -177,13 +188,40 @@ async def read_fields(
         )
     if not body.strip():
         raise ValidationError("The request body is required")
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise ValidationError(
+            f"The JSON body is nested deeper than {MAX_JSON_DEPTH} levels", max_depth=MAX_JSON_DEPTH
+        )
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ValidationError("The request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("The request body must be a JSON object")
     return data
+
+
+def json_depth(body: bytes) -> int:
+    """The deepest array/object nesting in ``body``, brackets inside strings not counted; a
+    linear scan that never recurses, so any input is safe to measure."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in _CLOSERS:
+            depth -= 1
+    return deepest
 
 
 def required_str(fields: dict[str, Any], name: str) -> str:

@@ -607,9 +607,17 @@ def build_spec() -> dict[str, Any]:
                     "parameters": [
                         _IMAGE_ID,
                         {
+                            "name": "X-Delete-Token",
+                            "in": "header",
+                            "required": False,
+                            "schema": {"type": "string"},
+                        },
+                        {
                             "name": "delete_token",
                             "in": "query",
                             "required": False,
+                            "deprecated": True,
+                            "description": "Prefer the X-Delete-Token header (never logged)",
                             "schema": {"type": "string"},
                         },
                     ],

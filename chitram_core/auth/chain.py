@@ -41,11 +41,13 @@ class AuthChain:
         threshold: int = 3,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        password_common_check: bool = True,
     ) -> None:
         if not providers:
             raise ValueError("an auth chain needs at least one provider")
         self.providers = tuple(providers)
         self.database = database
+        self.password_common_check = password_common_check
         self.breakers = {
             p.name: Breaker(p.name, threshold=threshold, cooldown=cooldown, clock=clock)
             for p in self.providers
@@ -81,6 +83,7 @@ class AuthChain:
             threshold=settings.breaker_threshold,
             cooldown=settings.breaker_cooldown,
             clock=clock,
+            password_common_check=settings.password_common_check,
         )
 
     async def close(self) -> None:
@@ -99,8 +102,9 @@ class AuthChain:
     # Flows ----------------------------------------------------------------------------------
 
     async def register(self, email: str, password: str) -> Session:
-        rules.clean_email(email)
-        rules.check_password(password)
+        rules.check_password(
+            password, email=rules.clean_email(email), common_check=self.password_common_check
+        )
         return await self._first(self.providers, lambda p: p.register(email, password))
 
     async def login(self, email: str, password: str) -> Session:

@@ -2,8 +2,12 @@
 
 Refresh tokens are opaque, stored as SHA-256 hashes, and rotated on every use. All tokens issued
 from one login form a family; presenting an already-rotated token (a sign of theft) revokes the
-whole family, and logout revokes it too. Access tokens carry the family as ``sid`` so a revoked
-session's access tokens stop working before they expire.
+whole family, and logout revokes it too. As GoTrue's reuse interval, a token presented again
+within ``refresh_reuse_interval`` seconds of its rotation gets the same successor (parallel
+requests of one browser each renewing the session are not theft). The successor is an HMAC of
+its parent under the server secret, so it can be handed out again without being stored.
+Access tokens carry the family as ``sid`` so a revoked session's access tokens stop working
+before they expire.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
-from chitram_core.auth.passwords import Passwords
+from chitram_core.auth.passwords import HashLimiter, Passwords
 from chitram_core.db import Database
 from chitram_core.db.tables import refresh_tokens
 from chitram_core.errors import (
@@ -50,9 +54,11 @@ class LocalProvider:
         clock: Callable[[], float] = time.time,
         timeout: float | None = None,
     ) -> None:
-        self.settings = settings
+        self.settings = settings = settings.with_jwt_secret()
         self.timeout = timeout if timeout is not None else max(settings.auth_timeout, 10.0)
-        self.passwords = Passwords(hasher)
+        self.passwords = Passwords(
+            hasher, limiter=HashLimiter(settings.hash_concurrency, settings.hash_wait_timeout)
+        )
         self._clock = clock
         self._database: Database | None = None
 
@@ -75,13 +81,15 @@ class LocalProvider:
 
     async def register(self, email: str, password: str) -> Session:
         cleaned = rules.clean_email(email)
-        rules.check_password(password)
+        rules.check_password(
+            password, email=cleaned, common_check=self.settings.password_common_check
+        )
         password_hash = await self.passwords.hash(password)
         async with self.database.transaction() as conn:
             row = await user_repo.create(
                 conn,
                 email=cleaned,
-                email_normalized=cleaned.lower(),
+                email_normalized=rules.normalize_email(cleaned),
                 provider=self.name,
                 password_hash=password_hash,
             )
@@ -109,7 +117,7 @@ class LocalProvider:
 
     async def authenticate(self, token: str) -> Principal:
         claims = tokens.decode_access_token(
-            token, secret=self.settings.jwt_secret, issuer=self.settings.jwt_issuer
+            token, secret=self.settings.signing_secret, issuer=self.settings.jwt_issuer
         )
         session_id = claims.get("sid")
         async with self.database.connect() as conn:
@@ -137,7 +145,7 @@ class LocalProvider:
         # A detected reuse must commit its revocation, so errors are raised after the block.
         outcome: Session | Exception
         async with self.database.transaction() as conn:
-            outcome = await self._rotate(conn, token_hash, now)
+            outcome = await self._rotate(conn, refresh_token, token_hash, now)
         if isinstance(outcome, Exception):
             raise outcome
         return outcome
@@ -185,15 +193,13 @@ class LocalProvider:
         return row.provider == "supabase" and self.settings.supabase_password_fallback
 
     async def _rotate(
-        self, conn: AsyncConnection, token_hash: str, now: datetime
+        self, conn: AsyncConnection, refresh_token: str, token_hash: str, now: datetime
     ) -> Session | Exception:
         row = await _token_row(conn, token_hash, for_update=True)
         if row is None or row.revoked_at is not None:
             return InvalidToken()
         if row.used_at is not None:
-            log.warning("refresh token reuse detected; revoking family %s", row.family_id)
-            await _revoke_family(conn, row.family_id, now)
-            return InvalidToken("This refresh token was already used; the session is revoked")
+            return await self._reused(conn, row, refresh_token, now)
         if row.expires_at <= now:
             return TokenExpired()
         claimed = await conn.execute(
@@ -202,18 +208,47 @@ class LocalProvider:
             .values(used_at=now)
         )
         if claimed.rowcount != 1:  # a concurrent refresh won: this is a reuse
-            await _revoke_family(conn, row.family_id, now)
-            return InvalidToken("This refresh token was already used; the session is revoked")
+            fresh = await _token_row(conn, token_hash)
+            return await self._reused(conn, fresh if fresh is not None else row, refresh_token, now)
         user = await user_repo.by_id(conn, row.user_id)
         if user is None:
             return InvalidToken()
         if not user.is_active:
             return UserInactive()
-        return await self._new_session(conn, user, family_id=row.family_id)
+        successor = tokens.successor_refresh_token(self.settings.signing_secret, refresh_token)
+        return await self._new_session(conn, user, family_id=row.family_id, refresh_token=successor)
 
-    async def _new_session(self, conn: AsyncConnection, row: Any, *, family_id: str) -> Session:
+    async def _reused(
+        self, conn: AsyncConnection, row: Any, refresh_token: str, now: datetime
+    ) -> Session | Exception:
+        """A rotated token again: within the reuse interval the same successor with a fresh
+        access token; later, a sign of theft, and the whole family is revoked."""
+        used_at = row.used_at or now
+        if (now - used_at).total_seconds() <= self.settings.refresh_reuse_interval:
+            successor = tokens.successor_refresh_token(self.settings.signing_secret, refresh_token)
+            child = await _token_row(conn, tokens.hash_refresh_token(successor))
+            if child is None or child.revoked_at is not None or child.expires_at <= now:
+                return InvalidToken()
+            user = await user_repo.by_id(conn, row.user_id)
+            if user is None:
+                return InvalidToken()
+            if not user.is_active:
+                return UserInactive()
+            return self._session(user, family_id=row.family_id, refresh_token=successor)
+        log.warning("refresh token reuse detected; revoking family %s", row.family_id)
+        await _revoke_family(conn, row.family_id, now)
+        return InvalidToken("This refresh token was already used; the session is revoked")
+
+    async def _new_session(
+        self,
+        conn: AsyncConnection,
+        row: Any,
+        *,
+        family_id: str,
+        refresh_token: str | None = None,
+    ) -> Session:
         now = self._clock()
-        refresh_token = tokens.new_refresh_token()
+        refresh_token = refresh_token or tokens.new_refresh_token()
         issued_at = datetime.fromtimestamp(now, UTC)
         await conn.execute(
             sa.insert(refresh_tokens).values(
@@ -225,8 +260,14 @@ class LocalProvider:
                 expires_at=issued_at + timedelta(seconds=self.settings.refresh_token_ttl),
             )
         )
+        return self._session(row, family_id=family_id, refresh_token=refresh_token, now=now)
+
+    def _session(
+        self, row: Any, *, family_id: str, refresh_token: str, now: float | None = None
+    ) -> Session:
+        now = self._clock() if now is None else now
         access_token = tokens.encode_access_token(
-            secret=self.settings.jwt_secret,
+            secret=self.settings.signing_secret,
             issuer=self.settings.jwt_issuer,
             subject=row.id,
             email=row.email,

@@ -25,7 +25,7 @@ from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
 
 from chitram_core.auth import oauth, rules, tokens
 from chitram_core.auth import users as user_repo
-from chitram_core.auth.passwords import Passwords
+from chitram_core.auth.passwords import HashLimiter, Passwords
 from chitram_core.db import Database
 from chitram_core.errors import (
     ChitramError,
@@ -108,7 +108,9 @@ class SupabaseProvider:
         self.timeout: float | None = settings.auth_timeout
         self.auth_url = settings.supabase_url.rstrip("/") + "/auth/v1"
         self.issuer = self.auth_url
-        self.passwords = passwords or Passwords()
+        self.passwords = passwords or Passwords(
+            limiter=HashLimiter(settings.hash_concurrency, settings.hash_wait_timeout)
+        )
         self._key = settings.supabase_key
         self._http = http_client
         self._owns_http = http_client is None
@@ -144,9 +146,11 @@ class SupabaseProvider:
 
     async def register(self, email: str, password: str) -> Session:
         cleaned = rules.clean_email(email)
-        rules.check_password(password)
+        rules.check_password(
+            password, email=cleaned, common_check=self.settings.password_common_check
+        )
         async with self.database.connect() as conn:
-            if await user_repo.by_email(conn, cleaned.lower()) is not None:
+            if await user_repo.by_email(conn, rules.normalize_email(cleaned)) is not None:
                 raise EmailExists()
         answer = await self._gotrue(
             lambda c: c.sign_up({"email": cleaned, "password": password}), InvalidRequest
@@ -314,20 +318,26 @@ class SupabaseProvider:
         )
 
     async def _sync(self, remote: Any, *, password: str | None = None) -> Any:
-        """Sync-on-auth: find the local row by Supabase id, else link by email (only when
-        Supabase says the email is confirmed), else create it. Saves the fallback hash."""
+        """Sync-on-auth: find the local row by Supabase id, else link an existing account of
+        the email (only as :meth:`proves_local_account` allows), else create it. Saves the
+        fallback hash."""
         supabase_id = str(remote.id)
         if not remote.email:
             raise InvalidRequest("This Supabase account has no email address")
         email = rules.clean_email(remote.email)
-        normalized = email.lower()
+        normalized = rules.normalize_email(email)
         confirmed = remote.email_confirmed_at is not None or remote.confirmed_at is not None
+
+        async with self.database.connect() as conn:
+            existing = await user_repo.by_supabase_id(conn, supabase_id)
+            candidate = None if existing is not None else await user_repo.by_email(conn, normalized)
+        proved_hash = None
+        if candidate is not None and await self.proves_local_account(candidate, password):
+            proved_hash = candidate.password_hash
 
         new_hash = None
         if password is not None and self.settings.supabase_password_fallback:
-            async with self.database.connect() as conn:
-                existing = await user_repo.by_supabase_id(conn, supabase_id)
-            old_hash = existing.password_hash if existing is not None else None
+            old_hash = existing.password_hash if existing is not None else proved_hash
             if old_hash is None or not await self.passwords.verify(old_hash, password):
                 new_hash = await self.passwords.hash(password)
 
@@ -345,17 +355,41 @@ class SupabaseProvider:
                         password_hash=new_hash,
                     )
                     return row
-                if row.supabase_id is not None or not confirmed:
-                    raise EmailExists(
+                proved = row.password_hash is None or (
+                    proved_hash is not None and row.password_hash == proved_hash
+                )
+                await user_repo.link_supabase_identity(
+                    conn,
+                    row,
+                    supabase_id,
+                    email_confirmed=confirmed,
+                    proven=proved,
+                    refusal=(
                         "An account with this email already exists; it is linked to Supabase "
-                        "only once Supabase confirms the email address"
-                    )
-                log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
-                await user_repo.update(conn, row.id, supabase_id=supabase_id, provider=self.name)
+                        "only once Supabase confirms the email address and you sign in with "
+                        "the account's password"
+                    ),
+                    refusal_error=EmailExists,
+                )
             if new_hash is not None:
                 await user_repo.update(conn, row.id, password_hash=new_hash)
             fresh = await user_repo.by_id(conn, row.id)
         return fresh
+
+    async def proves_local_account(self, row: Any, password: str | None) -> bool:
+        """The linking rule: a Supabase identity may take over the existing account ``row`` of
+        the same email only when that account has no local password, or the Supabase sign-in
+        carried the password that verifies against the local hash. (A confirmed email alone is
+        not proof: a project that auto-confirms would hand any local account to anyone.)
+        Sign-ins without a password (OAuth, magic links) can link password-less accounts only.
+        """
+        if row.supabase_id is not None:
+            return False
+        if row.password_hash is None:
+            return True
+        if password is None:
+            return False
+        return await self.passwords.verify(row.password_hash, password)
 
     def _principal(self, row: Any, claims: dict[str, Any]) -> Principal:
         if not row.is_active:
@@ -547,7 +581,7 @@ class SupabaseProvider:
         if not isinstance(email, str) or not email:
             raise InvalidRequest("This account has no email address; Chitram needs one")
         email = rules.clean_email(email)
-        normalized = email.lower()
+        normalized = rules.normalize_email(email)
         confirmed = bool(remote.get("email_confirmed_at") or remote.get("confirmed_at"))
         async with self.database.transaction() as conn:
             row = await user_repo.by_supabase_id(conn, supabase_id)

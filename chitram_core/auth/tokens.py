@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import secrets
 import uuid
 from typing import Any
@@ -71,6 +73,14 @@ def decode_access_token(token: str, *, secret: str, issuer: str) -> dict[str, An
 
 def new_refresh_token() -> str:
     return REFRESH_PREFIX + secrets.token_urlsafe(32)
+
+
+def successor_refresh_token(secret: str, parent: str) -> str:
+    """The token that replaces ``parent`` on rotation: derived, so a parallel refresh of the same
+    parent within the reuse interval can be given the same one, and unguessable without the
+    server secret."""
+    mac = hmac.new(secret.encode("utf-8"), b"refresh-successor\0" + parent.encode(), "sha256")
+    return REFRESH_PREFIX + base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
 
 
 def hash_refresh_token(token: str) -> str:

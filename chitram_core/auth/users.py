@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db.tables import refresh_tokens, users, utcnow
-from chitram_core.errors import AccountLinkRefused, EmailExists
+from chitram_core.errors import AccountLinkRefused, ChitramError, EmailExists
 from chitram_core.models import User
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ async def link_supabase_identity(
     email_confirmed: bool,
     proven: bool,
     refusal: str | None = None,
+    refusal_error: type[ChitramError] = AccountLinkRefused,
     owner: str = "supabase",
 ) -> None:
     """Link the existing local account ``row`` to a Supabase identity (CONTRACT §6.5): the one
@@ -110,7 +111,7 @@ async def link_supabase_identity(
             "Supabase confirms the email address"
         )
     if row.password_hash is not None and not proven:
-        raise AccountLinkRefused(refusal)
+        raise refusal_error(refusal)
     log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
     await update(conn, row.id, supabase_id=supabase_id, provider=owner)
     await conn.execute(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from chitram_core.cache.base import RateDecision
-from chitram_core.limits.addresses import client_address
+from chitram_core.limits.addresses import client_address, rate_limit_identity
 from chitram_core.limits.rate import RateLimiter
 from chitram_core.limits.slots import UploadSlots
 
-__all__ = ["RateDecision", "RateLimiter", "UploadSlots", "client_address"]
+__all__ = ["RateDecision", "RateLimiter", "UploadSlots", "client_address", "rate_limit_identity"]

@@ -73,3 +73,17 @@ def client_address(
             return str(address)
         leftmost = address
     return str(leftmost if leftmost is not None else peer_address)
+
+
+IPV6_PREFIX = 64
+
+
+def rate_limit_identity(address: str) -> str:
+    """The bucket a client address counts in: IPv4 addresses alone, IPv6 addresses by their
+    /64 network. One IPv6 subscriber is usually handed a whole /64 (often more), so counting per
+    address would give each client 2**64 buckets to rotate through."""
+    parsed = parse_address(address)
+    if isinstance(parsed, ipaddress.IPv6Address):
+        network = ipaddress.IPv6Network((int(parsed), IPV6_PREFIX), strict=False)
+        return str(network)
+    return str(parsed) if parsed is not None else address

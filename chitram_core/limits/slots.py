@@ -3,6 +3,12 @@
 An upload holds memory, a temporary object and a worker thread for probing; past a point more of
 them only make every one slower. A request that cannot get a slot within ``wait_timeout`` gets
 503 SERVICE_UNAVAILABLE with Retry-After, instead of queueing without bound.
+
+A slot is for the work, not for waiting on the network: the HTTP layer takes it with
+:meth:`UploadSlots.take` only once the body has been received, so clients that stall mid-body
+hold no slot. What they do hold is bounded by :meth:`UploadSlots.per_identity` (at most
+``per_identity`` uploads of one user or anonymous client at once, else 429) and the idle and
+total body timeouts.
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from chitram_core.errors import ServiceUnavailable
+from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
 
 
 class UploadSlots:
-    def __init__(self, capacity: int, wait_timeout: float) -> None:
+    def __init__(
+        self, capacity: int, wait_timeout: float, *, per_identity: int | None = None
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         if wait_timeout < 0:
@@ -26,6 +34,8 @@ class UploadSlots:
         self.wait_timeout = wait_timeout
         self._semaphore = anyio.Semaphore(capacity)
         self.waiting = 0
+        self.per_identity_limit = per_identity
+        self._active: dict[str, int] = {}
 
     @property
     def in_use(self) -> int:
@@ -42,6 +52,44 @@ class UploadSlots:
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[None]:
         """Hold one slot for the block; :class:`ServiceUnavailable` after the wait timeout."""
+        await self.take()
+        try:
+            yield
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Give back a slot got from :meth:`take`."""
+        self._semaphore.release()
+
+    @asynccontextmanager
+    async def per_identity(self, identity: str) -> AsyncIterator[None]:
+        """Count one upload of ``identity`` for the block; 429 when it already has
+        ``per_identity`` in progress in this process."""
+        limit = self.per_identity_limit
+        if limit is None:
+            yield
+            return
+        count = self._active.get(identity, 0)
+        if count >= limit:
+            raise RateLimitExceeded(
+                f"At most {limit} uploads at once per user or client; wait for one to finish",
+                limit=limit,
+                retry_after=1,
+            )
+        self._active[identity] = count + 1
+        try:
+            yield
+        finally:
+            remaining = self._active[identity] - 1
+            if remaining:
+                self._active[identity] = remaining
+            else:
+                del self._active[identity]
+
+    async def take(self) -> None:
+        """Take one slot (give it back with :meth:`release`); :class:`ServiceUnavailable`
+        after the wait timeout."""
         try:
             self._semaphore.acquire_nowait()
         except anyio.WouldBlock:
@@ -57,7 +105,3 @@ class UploadSlots:
                     retry_after=max(1, math.ceil(self.wait_timeout)),
                     capacity=self.capacity,
                 ) from None
-        try:
-            yield
-        finally:
-            self._semaphore.release()

@@ -2,28 +2,51 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 
 import falcon
 import falcon.asgi
 
 from chitram_core import to_json
-from chitram_falcon.context import ChitramHandle
+from chitram_core.limits.addresses import parse_address
+from chitram_falcon.context import ChitramHandle, client_ip
+from chitram_falcon.security import from_trusted_proxy
+
+_PROXY_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 log = logging.getLogger("chitram_falcon")
 
 
 class HealthResource:
-    """200 when healthy or degraded, 503 when the database or storage is down."""
+    """200 when healthy or degraded, 503 when the database or storage is down.
+
+    The full report (versions, latencies, provider and circuit states) is for operators: a
+    client on this machine, or one sending ``Authorization: Bearer <CHITRAM_HEALTH_TOKEN>``.
+    Anyone else gets ``{"status"}`` alone, with the same status code.
+    """
 
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         report = await self.handle.chitram.health()
-        resp.media = to_json(report)
+        full = to_json(report)
+        resp.media = full if self._detailed(req) else {"status": full["status"]}
         resp.status = 503 if report.status == "unhealthy" else 200
         resp.cache_control = ["no-store"]
+
+    def _detailed(self, req: falcon.asgi.Request) -> bool:
+        settings = self.handle.settings
+        authorization = req.get_header("Authorization") or ""
+        scheme, _, token = authorization.strip().partition(" ")
+        if settings.health_token and scheme.lower() == "bearer":
+            return hmac.compare_digest(token.strip().encode(), settings.health_token.encode())
+        relayed = any(req.get_header(name) for name in _PROXY_HEADERS)
+        if relayed and not from_trusted_proxy(req, settings):
+            return False  # relayed by an unknown proxy: the peer says nothing about the client
+        address = parse_address(client_ip(req, settings))
+        return address is not None and address.is_loopback
 
 
 class LiveResource:

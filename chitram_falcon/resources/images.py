@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 
+import anyio
 import attrs
 import falcon
 import falcon.asgi
@@ -16,8 +17,9 @@ from falcon.media.multipart import MultipartParseError, MultipartParseOptions
 from falcon.util.mediatypes import parse_header
 
 from chitram_core import Chitram, Image, Principal, to_json
-from chitram_core.errors import FileTooLarge, InvalidRequest, ValidationError
-from chitram_falcon.context import ChitramHandle, authenticate, client_ip, rate_limit
+from chitram_core.errors import FileTooLarge, InvalidRequest, RequestTimeout, ValidationError
+from chitram_core.limits import UploadSlots
+from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
 from chitram_falcon.http import (
     ByteRange,
     RangeNotSatisfiable,
@@ -54,14 +56,56 @@ def multipart_options() -> MultipartParseOptions:
 _MULTIPART = MultipartFormHandler(multipart_options())
 
 
-async def _capped(stream: AsyncIterator[bytes], cap: int, limit: int) -> AsyncIterator[bytes]:
-    """The request body, cut off with 413 once it passes ``cap`` bytes (no Content-Length)."""
+_END = object()
+"""The end of the body (an empty chunk from the server is not)."""
+
+
+async def _capped(
+    stream: AsyncIterator[bytes], cap: int, limit: int, *, idle: float, total_time: float
+) -> AsyncIterator[bytes]:
+    """The request body, cut off with 413 once it passes ``cap`` bytes (no Content-Length), and
+    with 408 when nothing arrives for ``idle`` seconds or all of it takes over ``total_time``."""
     total = 0
-    async for chunk in stream:
+    deadline = anyio.current_time() + total_time
+    while True:
+        left = deadline - anyio.current_time()
+        wait = min(idle, left)
+        chunk: bytes | object | None = None
+        if wait > 0:
+            with anyio.move_on_after(wait):
+                chunk = await anext(stream, _END)
+        if chunk is None:
+            what = "was idle for" if wait < left else "was not complete within"
+            span = idle if wait < left else total_time
+            raise _RequestTimeout(f"The upload {what} {span:g} seconds", timeout=span)
+        if chunk is _END:
+            return
+        assert isinstance(chunk, bytes)
+        if not chunk:
+            continue
         total += len(chunk)
         if total > cap:
             raise FileTooLarge(f"The file is larger than the {limit} byte limit", max_bytes=limit)
         yield chunk
+
+
+class _RequestTimeout(RequestTimeout):
+    """408, and the connection closes: the rest of the body is never read."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message, **details)
+        self.http_headers = {"Connection": "close"}
+
+
+async def _slot_at_end(
+    chunks: AsyncIterator[bytes], slots: UploadSlots, held: list[bool]
+) -> AsyncIterator[bytes]:
+    """The file's bytes; once the last has arrived, an upload slot is taken (waiting for it
+    here), so the slot is held for the work on the file and never while the client sends."""
+    async for chunk in chunks:
+        yield chunk
+    await slots.take()
+    held.append(True)
 
 
 async def _part_chunks(
@@ -87,9 +131,12 @@ class UploadResource:
     """POST /api/v1/images/upload.
 
     Everything that can refuse the request from its headers does so before a byte of the body
-    is read: the caller (401), Content-Length against the size limit (413), the rate limit
-    (429), an upload slot (503). Only then is the multipart body parsed, as a stream, and the
-    file part fed chunk by chunk to the SDK, which enforces the size limit as it reads.
+    is read: the caller (401), Content-Length against the size limit (413), the rate limit and
+    the per-user count of uploads in progress (429). Only then is the multipart body parsed, as
+    a stream, and the file part fed chunk by chunk to the SDK, which enforces the size limit as
+    it reads; a body idle or slow past its timeouts is cut with 408. The process-wide upload
+    slot (503 when none frees up in time) is taken once the file has arrived, for the work on
+    it: a client stalling mid-body never holds one (docs/decisions.md).
     """
 
     def __init__(self, handle: ChitramHandle) -> None:
@@ -115,10 +162,17 @@ class UploadResource:
             raise ValidationError(
                 "The body must be multipart/form-data with a 'file' field", field="file"
             )
-        identity = f"user:{principal.user_id}" if principal else f"ip:{client_ip(req, settings)}"
+        identity = (
+            f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
+        )
         await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
-        async with chitram.upload_slots.acquire():
-            image = await self._receive(req, chitram, principal, cap, limit)
+        held: list[bool] = []
+        async with chitram.upload_slots.per_identity(identity):
+            try:
+                image = await self._receive(req, chitram, principal, cap, limit, held)
+            finally:
+                if held:
+                    chitram.upload_slots.release()
         resp.status = 201
         resp.media = to_json(image)
         resp.location = image.url.removesuffix("/file")
@@ -131,9 +185,18 @@ class UploadResource:
         principal: Principal | None,
         cap: int,
         limit: int,
+        held: list[bool],
     ) -> Image:
+        settings = chitram.settings
         try:
-            body = BufferedReader(_capped(req.stream.__aiter__(), cap, limit))
+            stream = _capped(
+                req.stream.__aiter__(),
+                cap,
+                limit,
+                idle=settings.upload_idle_timeout,
+                total_time=settings.upload_timeout,
+            )
+            body = BufferedReader(stream)
             form = await _MULTIPART.deserialize_async(body, req.content_type, req.content_length)
             assert isinstance(form, MultipartForm)
             _, params = parse_header(req.content_type or "")
@@ -142,7 +205,7 @@ class UploadResource:
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _part_chunks(part, body, delimiter),
+                    _slot_at_end(_part_chunks(part, body, delimiter), chitram.upload_slots, held),
                     filename=part.filename,
                     owner=principal,
                     max_bytes=limit,
@@ -202,7 +265,7 @@ class ImageResource:
     ) -> None:
         chitram = self.handle.chitram
         principal = await authenticate(req, chitram, required=False)
-        token = req.get_param("delete_token") or None
+        token = req.get_header("X-Delete-Token") or req.get_param("delete_token") or None
         await chitram.images.delete(image_id, principal=principal, delete_token=token)
         resp.status = 204
 

@@ -12,6 +12,7 @@ from chitram_core.auth import rules
 from chitram_core.errors import ChitramError, Forbidden, ServiceUnavailable
 from chitram_falcon.context import auth_rate_limit, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
+from chitram_falcon.security import public_base
 from chitram_falcon.web.templates import Markup, human_size, join, render
 from chitram_falcon.web.ui import Visit, WebUI, html_errors
 
@@ -311,8 +312,9 @@ class ImagePage(_Page):
         visit = await self.ui.visit(req, resp)
         image = await self.ui.chitram.images.get(image_id)
         owner = visit.principal is not None and visit.principal.user_id == image.owner_id
-        page_link = req.prefix + visit.url(f"/images/{image.id}")
-        direct_link = req.prefix + visit.root + image.url
+        base = public_base(req, self.ui.chitram.settings)
+        page_link = base + visit.url(f"/images/{image.id}")
+        direct_link = base + visit.root + image.url
         delete = Markup("")
         if owner:
             delete = render(

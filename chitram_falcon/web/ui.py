@@ -68,7 +68,7 @@ class WebUI:
         self.static = static
         self.prefix = prefix
         self.page_size = page_size
-        self.codec = SessionCodec(handle.settings.jwt_secret)
+        self.codec = SessionCodec(handle.settings.with_jwt_secret().signing_secret)
 
     @property
     def chitram(self) -> Chitram:

@@ -251,17 +251,17 @@ async def test_the_whole_flow_on_postgresql(
                 with pytest.raises(EmailExists):
                     await chain.register(f"pg-{tag}@example.com", PASSWORD)
                 gotrue.mode = "down"
-                local = await chain.register(f"pg-local-{tag}@example.com", "é" * 1000)
-                assert (await chain.login(f"PG-LOCAL-{tag}@example.com", "é" * 1000)).user.id == (
-                    local.user.id
-                )
+                local = await chain.register(f"pg-local-{tag}@example.com", "é" * 999 + "z")
+                assert (
+                    await chain.login(f"PG-LOCAL-{tag}@example.com", "é" * 999 + "z")
+                ).user.id == (local.user.id)
                 assert (await chain.authenticate(remote.access_token)).user_id == remote.user.id
                 fallback = await chain.login(f"pg-{tag}@example.com", PASSWORD)
                 rotated = await chain.refresh(fallback.refresh_token)
-                with pytest.raises(InvalidToken):
-                    await chain.refresh(fallback.refresh_token)
-                with pytest.raises(InvalidToken):
-                    await chain.refresh(rotated.refresh_token)
+                # Within the reuse interval: the same successor, on PostgreSQL's row locks too.
+                again = await chain.refresh(fallback.refresh_token)
+                assert again.refresh_token == rotated.refresh_token
+                await chain.refresh(rotated.refresh_token)
                 principal = await chain.authenticate(local.access_token)
                 await chain.logout(principal, local.refresh_token)
                 with pytest.raises(InvalidToken):

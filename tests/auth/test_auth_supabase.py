@@ -15,6 +15,7 @@ from auth_helpers import PASSWORD, fast_hasher
 from fake_gotrue import FakeGoTrue
 from netkit import free_port
 
+from chitram_core.auth import users as users_repo
 from chitram_core.auth.local import LocalProvider
 from chitram_core.auth.passwords import Passwords
 from chitram_core.auth.supabase import SupabaseProvider
@@ -92,15 +93,48 @@ async def test_login_syncs_a_user_created_in_supabase(
     assert session.user.id == row.id and row.supabase_id == remote["id"]
 
 
-async def test_a_confirmed_supabase_email_links_the_existing_local_account(
+async def test_a_confirmed_email_alone_never_takes_over_a_local_account(
     supabase: SupabaseProvider, local: LocalProvider, gotrue: FakeGoTrue, database: Database
 ) -> None:
-    mine = await local.register("linked@example.com", "local password 1")
+    """A project that auto-confirms emails would otherwise hand any local account to whoever
+    signs up at Supabase with its address."""
+    mine = await local.register("taken@example.com", "local password 1")
+    gotrue.add_user("taken@example.com", PASSWORD, confirmed=True)
+    with pytest.raises(EmailExists):
+        await supabase.login("taken@example.com", PASSWORD)
+    row = await user_row(database, "taken@example.com")
+    assert row.supabase_id is None and row.provider == "local"
+    await local.refresh(mine.refresh_token)  # the owner's session is untouched
+
+
+async def test_the_local_password_proves_the_account_links_it_and_ends_local_sessions(
+    supabase: SupabaseProvider, local: LocalProvider, gotrue: FakeGoTrue, database: Database
+) -> None:
+    mine = await local.register("linked@example.com", PASSWORD)
     gotrue.add_user("linked@example.com", PASSWORD, confirmed=True)
     session = await supabase.login("linked@example.com", PASSWORD)
     assert session.user.id == mine.user.id
     row = await user_row(database, "linked@example.com")
     assert row.supabase_id == gotrue.users["linked@example.com"]["id"]
+    with pytest.raises(InvalidToken):
+        await local.refresh(mine.refresh_token)
+    with pytest.raises(InvalidToken):
+        await local.authenticate(mine.access_token)
+
+
+async def test_a_local_account_without_a_password_is_linked_on_a_confirmed_sign_in(
+    supabase: SupabaseProvider, gotrue: FakeGoTrue, database: Database
+) -> None:
+    async with database.transaction() as conn:
+        row = await users_repo.create(
+            conn,
+            email="nopass@example.com",
+            email_normalized="nopass@example.com",
+            provider="local",
+        )
+    gotrue.add_user("nopass@example.com", PASSWORD, confirmed=True)
+    session = await supabase.login("nopass@example.com", PASSWORD)
+    assert session.user.id == row.id
 
 
 async def test_an_unconfirmed_supabase_email_never_takes_over_a_local_account(

@@ -113,7 +113,9 @@ async def test_list_shows_only_the_owners_images_newest_first(
 async def test_cursor_pagination_never_skips_or_repeats(
     chitram: Chitram, initial: int, limit: int, inserts: list[int]
 ) -> None:
-    session = await chitram.auth.register(f"p-{uuid.uuid4().hex[:10]}@example.com", "password123")
+    session = await chitram.auth.register(
+        f"p-{uuid.uuid4().hex[:10]}@example.com", "pass word 4 tests"
+    )
     owner = await chitram.auth.authenticate(session.access_token)
     seed = uuid.uuid4().int % 60000
     existing = [

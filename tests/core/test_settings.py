@@ -75,12 +75,60 @@ def test_any_text_for_a_number_is_accepted_or_named(value: str) -> None:
         assert "CHITRAM_UPLOAD_CONCURRENCY" in exc.message
 
 
-def test_production_refuses_the_default_secret() -> None:
+def test_production_refuses_no_secret_and_the_published_one() -> None:
     settings = Settings.from_env({"CHITRAM_ENV": "production"})
-    assert settings.jwt_secret == DEFAULT_JWT_SECRET
+    assert settings.jwt_secret is None
     with pytest.raises(ConfigurationError) as info:
         settings.check_production()
     assert "CHITRAM_JWT_SECRET" in info.value.message
+    published = Settings.from_env(
+        {"CHITRAM_ENV": "production", "CHITRAM_JWT_SECRET": DEFAULT_JWT_SECRET}
+    )
+    with pytest.raises(ConfigurationError) as info:
+        published.check_production()
+    assert "published" in info.value.message
     Settings.from_env(
         {"CHITRAM_ENV": "production", "CHITRAM_JWT_SECRET": "x" * 40}
     ).check_production()
+
+
+def test_hardening_settings_from_the_environment() -> None:
+    settings = Settings.from_env(
+        {
+            "CHITRAM_UPLOAD_IDLE_TIMEOUT": "5",
+            "CHITRAM_UPLOAD_TIMEOUT": "60",
+            "CHITRAM_UPLOADS_PER_USER": "2",
+            "CHITRAM_HASH_CONCURRENCY": "3",
+            "CHITRAM_HASH_WAIT_TIMEOUT": "2.5",
+            "CHITRAM_PASSWORD_COMMON_CHECK": "false",
+            "CHITRAM_REFRESH_REUSE_INTERVAL": "0",
+            "CHITRAM_PUBLIC_URL": "https://img.example.org/",
+            "CHITRAM_HEALTH_TOKEN": "t" * 32,
+        }
+    )
+    assert (settings.upload_idle_timeout, settings.upload_timeout) == (5.0, 60.0)
+    assert (settings.uploads_per_user, settings.hash_concurrency) == (2, 3)
+    assert settings.hash_wait_timeout == 2.5 and settings.password_common_check is False
+    assert settings.refresh_reuse_interval == 0
+    assert settings.public_url == "https://img.example.org"
+    assert settings.health_token == "t" * 32
+    defaults = Settings()
+    assert (defaults.upload_idle_timeout, defaults.upload_timeout) == (15.0, 120.0)
+    assert defaults.uploads_per_user == 4 and defaults.refresh_reuse_interval == 10.0
+    assert defaults.hash_concurrency is None and defaults.public_url is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("CHITRAM_PUBLIC_URL", "javascript:alert(1)"),
+        ("CHITRAM_PUBLIC_URL", "img.example.org"),
+        ("CHITRAM_UPLOADS_PER_USER", "0"),
+        ("CHITRAM_UPLOAD_IDLE_TIMEOUT", "-1"),
+        ("CHITRAM_REFRESH_REUSE_INTERVAL", "-1"),
+    ],
+)
+def test_bad_hardening_values_name_their_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        Settings.from_env({variable: value})
+    assert variable in info.value.message

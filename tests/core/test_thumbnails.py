@@ -32,7 +32,7 @@ async def statuses(chitram: Chitram) -> dict[str, str]:
 async def test_pending_thumbnails_are_made_after_a_restart(settings_factory) -> None:  # type: ignore[no-untyped-def]
     settings = settings_factory()
     async with Chitram(settings, background=False) as first:
-        session = await first.auth.register("restart@example.com", "password123")
+        session = await first.auth.register("restart@example.com", "pass word 4 tests")
         owner = await first.auth.authenticate(session.access_token)
         uploaded = [
             await first.images.upload(jpeg((i * 40, 0, 0)), filename=f"{i}.jpg", owner=owner)
@@ -138,7 +138,7 @@ async def test_closing_with_jobs_in_flight_neither_hangs_nor_loses_them(settings
     settings = settings_factory()
     with anyio.fail_after(60):
         async with Chitram(settings) as chitram:
-            session = await chitram.auth.register("close@example.com", "password123")
+            session = await chitram.auth.register("close@example.com", "pass word 4 tests")
             owner = await chitram.auth.authenticate(session.access_token)
             for i in range(4):
                 await chitram.images.upload(

@@ -120,3 +120,26 @@ def test_whatever_the_client_writes_it_is_seen_as_itself(
 @pytest.mark.parametrize("bad", ["[::1", "1.2.3.4.5", "::ffff:zz", "%eth0"])
 def test_broken_entries_never_raise(bad: str) -> None:
     assert client_address("10.0.0.5", bad, PROXIES) == "10.0.0.5"
+
+
+@given(network=st.integers(0, 2**64 - 1), a=st.integers(0, 2**64 - 1), b=st.integers(0, 2**64 - 1))
+def test_ipv6_addresses_of_one_64_share_a_rate_limit_bucket(network: int, a: int, b: int) -> None:
+    from chitram_core.limits import rate_limit_identity
+
+    first = str(ipaddress.IPv6Address((network << 64) | a))
+    second = str(ipaddress.IPv6Address((network << 64) | b))
+    assume(ipaddress.IPv6Address(first).ipv4_mapped is None)
+    assume(ipaddress.IPv6Address(second).ipv4_mapped is None)
+    assert rate_limit_identity(first) == rate_limit_identity(second)
+    assert rate_limit_identity(first).endswith("/64")
+    neighbour = str(ipaddress.IPv6Address((((network + 1) % 2**64) << 64) | a))
+    assume(ipaddress.IPv6Address(neighbour).ipv4_mapped is None)
+    assert rate_limit_identity(neighbour) != rate_limit_identity(first)
+
+
+@given(address=st.ip_addresses(v=4))
+def test_ipv4_addresses_are_their_own_bucket(address: ipaddress.IPv4Address) -> None:
+    from chitram_core.limits import rate_limit_identity
+
+    assert rate_limit_identity(str(address)) == str(address)
+    assert rate_limit_identity(f"::ffff:{address}") == str(address)

@@ -94,3 +94,29 @@ async def test_never_more_than_capacity_at_once() -> None:
 def test_capacity_must_be_positive() -> None:
     with pytest.raises(ValueError):
         UploadSlots(capacity=0, wait_timeout=1)
+
+
+async def test_one_identity_has_at_most_its_cap_of_uploads_at_once() -> None:
+    from chitram_core.errors import RateLimitExceeded
+
+    slots = UploadSlots(capacity=10, wait_timeout=1, per_identity=2)
+    async with slots.per_identity("user:a"), slots.per_identity("user:a"):
+        with pytest.raises(RateLimitExceeded) as caught:
+            async with slots.per_identity("user:a"):
+                pass
+        assert caught.value.limit == 2
+        async with slots.per_identity("user:b"):
+            pass
+    async with slots.per_identity("user:a"):  # counted down again
+        pass
+
+
+async def test_take_and_release_are_the_slot_without_a_block() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=0.05)
+    await slots.take()
+    with pytest.raises(ServiceUnavailable):
+        await slots.take()
+    slots.release()
+    await slots.take()
+    slots.release()
+    assert slots.in_use == 0

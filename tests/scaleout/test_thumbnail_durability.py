@@ -59,7 +59,9 @@ async def test_thumbnails_pending_when_the_process_is_killed_are_made_after_a_re
     cluster: Cluster,
 ) -> None:
     files = [slow_png(i) for i in range(UPLOADS)]
-    (first,) = cluster.ready("first", CHITRAM_THUMBNAIL_WORKERS="1")
+    (first,) = cluster.ready(
+        "first", CHITRAM_THUMBNAIL_WORKERS="1", CHITRAM_UPLOADS_PER_USER=str(UPLOADS)
+    )
     token = register(first.url, "kim@example.com")
 
     images = await upload_all(first.url, token, files)
