@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import anyio
 import attrs
-from anyio.abc import TaskGroup
 from sqlalchemy import select
 
 from chitram_core.auth.chain import AuthChain
+from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
 from chitram_core.db import Database
@@ -60,7 +59,7 @@ class Chitram:
         self._storage_override = storage
         self.background = background
         self._stack: AsyncExitStack | None = None
-        self._task_group: TaskGroup | None = None
+        self._background: Background | None = None
         self.database: Database
         self.storage: Storage
         self.cache: Cache | None = None
@@ -139,12 +138,15 @@ class Chitram:
         self.images.thumbnailer = self.thumbnails
         self._image_cache = image_cache
         if self.background:
-            task_group = anyio.create_task_group()
-            await stack.enter_async_context(task_group)
+            # Its own task, not a task group held open until __aexit__: the host may close
+            # Chitram from another task; closing drains jobs instead of cancelling them.
+            runner = Background("chitram-thumbnails")
+            await runner.start()
+            stack.push_async_callback(runner.aclose)
             stack.push_async_callback(self.thumbnails.stop)
-            self._task_group = task_group
-            self.thumbnails.attach(task_group)
-            task_group.start_soon(self.thumbnails.run_forever)
+            self._background = runner
+            self.thumbnails.attach(runner)
+            runner.start_soon(self.thumbnails.run_forever)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if self._image_cache is None:
