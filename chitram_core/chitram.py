@@ -100,14 +100,14 @@ class Chitram:
             except StorageError as exc:
                 raise ConfigurationError(f"CHITRAM_STORAGE_URL: {exc}") from exc
             stack.push_async_callback(self.storage.close)
-        self.cache = open_cache(settings.cache_url, **_cache_options(settings, settings.cache_url))
+        self.cache = open_cache(settings.cache_url, offered=_cache_options(settings))
         if self.cache is not None:
             stack.push_async_callback(self.cache.close)
         limiter_url = settings.resolved_rate_limit_url
         if self.cache is not None and limiter_url == settings.cache_url:
             limiter_cache = self.cache
         else:
-            opened = open_cache(limiter_url, **_cache_options(settings, limiter_url))
+            opened = open_cache(limiter_url, offered=_cache_options(settings))
             if opened is None:
                 opened = open_cache("memory://")
             assert opened is not None
@@ -224,11 +224,10 @@ class Chitram:
         return (datetime.now(UTC) - when).total_seconds() >= older_than
 
 
-def _cache_options(settings: Settings, url: str) -> dict[str, Any]:
-    """Options every networked cache plugin takes: whether an outage fails open."""
-    if url.split("://", 1)[0] in {"redis", "rediss", "unix"}:
-        return {"fail_open": settings.cache_fail_open}
-    return {}
+def _cache_options(settings: Settings) -> dict[str, Any]:
+    """What Chitram offers every cache plugin: whether an outage fails open. ``open_cache``
+    leaves it out when the URL sets ``fail_open`` itself (the URL wins)."""
+    return {"fail_open": settings.cache_fail_open}
 
 
 async def open_chitram(settings: Settings | None = None, **kwargs: Any) -> Chitram:
