@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
-from chitram_core.auth.passwords import Passwords
+from chitram_core.auth.passwords import Passwords, hasher_for
 from chitram_core.db import Database
 from chitram_core.db.tables import refresh_tokens
 from chitram_core.errors import (
@@ -52,7 +52,7 @@ class LocalProvider:
     ) -> None:
         self.settings = settings
         self.timeout = timeout if timeout is not None else max(settings.auth_timeout, 10.0)
-        self.passwords = Passwords(hasher)
+        self.passwords = Passwords(hasher or hasher_for(settings.password_hash_profile))
         self._clock = clock
         self._database: Database | None = None
 

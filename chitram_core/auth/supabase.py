@@ -25,7 +25,7 @@ from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
 
 from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
-from chitram_core.auth.passwords import Passwords
+from chitram_core.auth.passwords import Passwords, hasher_for
 from chitram_core.db import Database
 from chitram_core.errors import (
     ChitramError,
@@ -107,7 +107,7 @@ class SupabaseProvider:
         self.timeout: float | None = settings.auth_timeout
         self.auth_url = settings.supabase_url.rstrip("/") + "/auth/v1"
         self.issuer = self.auth_url
-        self.passwords = passwords or Passwords()
+        self.passwords = passwords or Passwords(hasher_for(settings.password_hash_profile))
         self._key = settings.supabase_key
         self._http = http_client
         self._owns_http = http_client is None
