@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
-import anyio
 import attrs
-from anyio.abc import TaskGroup
 from sqlalchemy import select
 
 from chitram_core.auth.chain import AuthChain
+from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
 from chitram_core.datadir import private_dir, private_sqlite
@@ -61,7 +60,7 @@ class Chitram:
         self._storage_override = storage
         self.background = background
         self._stack: AsyncExitStack | None = None
-        self._task_group: TaskGroup | None = None
+        self._background: Background | None = None
         self.database: Database
         self.storage: Storage
         self.cache: Cache | None = None
@@ -104,14 +103,14 @@ class Chitram:
             except StorageError as exc:
                 raise ConfigurationError(f"CHITRAM_STORAGE_URL: {exc}") from exc
             stack.push_async_callback(self.storage.close)
-        self.cache = open_cache(settings.cache_url, **_cache_options(settings, settings.cache_url))
+        self.cache = open_cache(settings.cache_url, offered=_cache_options(settings))
         if self.cache is not None:
             stack.push_async_callback(self.cache.close)
         limiter_url = settings.resolved_rate_limit_url
         if self.cache is not None and limiter_url == settings.cache_url:
             limiter_cache = self.cache
         else:
-            opened = open_cache(limiter_url, **_cache_options(settings, limiter_url))
+            opened = open_cache(limiter_url, offered=_cache_options(settings))
             if opened is None:
                 opened = open_cache("memory://")
             assert opened is not None
@@ -146,12 +145,15 @@ class Chitram:
         self.images.thumbnailer = self.thumbnails
         self._image_cache = image_cache
         if self.background:
-            task_group = anyio.create_task_group()
-            await stack.enter_async_context(task_group)
+            # Its own task, not a task group held open until __aexit__: the host may close
+            # Chitram from another task; closing drains jobs instead of cancelling them.
+            runner = Background("chitram-thumbnails")
+            await runner.start()
+            stack.push_async_callback(runner.aclose)
             stack.push_async_callback(self.thumbnails.stop)
-            self._task_group = task_group
-            self.thumbnails.attach(task_group)
-            task_group.start_soon(self.thumbnails.run_forever)
+            self._background = runner
+            self.thumbnails.attach(runner)
+            runner.start_soon(self.thumbnails.run_forever)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if self._image_cache is None:
@@ -229,11 +231,10 @@ class Chitram:
         return (datetime.now(UTC) - when).total_seconds() >= older_than
 
 
-def _cache_options(settings: Settings, url: str) -> dict[str, Any]:
-    """Options every networked cache plugin takes: whether an outage fails open."""
-    if url.split("://", 1)[0] in {"redis", "rediss", "unix"}:
-        return {"fail_open": settings.cache_fail_open}
-    return {}
+def _cache_options(settings: Settings) -> dict[str, Any]:
+    """What Chitram offers every cache plugin: whether an outage fails open. ``open_cache``
+    leaves it out when the URL sets ``fail_open`` itself (the URL wins)."""
+    return {"fail_open": settings.cache_fail_open}
 
 
 async def open_chitram(settings: Settings | None = None, **kwargs: Any) -> Chitram:

@@ -27,6 +27,8 @@ DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"
 PUBLISHED_JWT_SECRETS = frozenset({DEFAULT_JWT_SECRET})
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# wave 2: testing kit. "fast": argon2id at minimal cost, for test suites only.
+PASSWORD_HASH_PROFILES = ("default", "fast")
 
 
 @attrs.frozen
@@ -154,6 +156,18 @@ class Settings:
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     public_url: str | None = None
     health_token: str | None = None
+    # wave 2: testing kit
+    password_hash_profile: str = attrs.field(default="default")
+
+    @password_hash_profile.validator
+    def _check_hash_profile(self, attribute: attrs.Attribute[Any], value: str) -> None:
+        if value not in PASSWORD_HASH_PROFILES:
+            raise ValueError(
+                f"password_hash_profile must be one of {', '.join(PASSWORD_HASH_PROFILES)},"
+                f" got {value!r}"
+            )
+        if value == "fast" and self.env == "production":
+            raise ValueError("password_hash_profile 'fast' is for tests; refused in production")
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:

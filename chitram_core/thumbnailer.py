@@ -15,10 +15,10 @@ from datetime import timedelta
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chitram_core.background import Background
 from chitram_core.db import Database
 from chitram_core.db.tables import blobs, thumbnails, utcnow
 from chitram_core.errors import ChitramError, InvalidImage, ServiceUnavailable
@@ -55,10 +55,9 @@ class Thumbnailer:
         self.on_ready = on_ready
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
-        self._task_group: TaskGroup | None = None
+        self._background: Background | None = None
         self._stopping = False
         self._wake = anyio.Event()
-        self._active = 0
 
     def key_for(self, sha256: str) -> str:
         return thumbnail_key(sha256, self.params_key)
@@ -85,49 +84,41 @@ class Thumbnailer:
                 )
             )
 
-    def attach(self, task_group: TaskGroup) -> None:
-        self._task_group = task_group
+    def attach(self, background: Background) -> None:
+        self._background = background
 
     def schedule(self, image: Image) -> None:
-        """Render in the background when a task group is attached; else the sweep will."""
-        if self._task_group is not None and not self._stopping and not image.thumbnail_ready:
-            self._task_group.start_soon(self._render_quietly, image.sha256)
+        """Render in the background when a runner is attached; else the sweep will."""
+        if self._background is not None and not self._stopping and not image.thumbnail_ready:
+            self._background.start_soon(self._render_quietly, image.sha256)
 
     async def _render_quietly(self, sha256: str) -> None:
-        self._active += 1
+        if self._stopping:
+            return  # the pending row stays; the next start-up pass renders it
         try:
             await self.render(sha256)
         except ChitramError as exc:
             log.info("thumbnail for %s not made yet: %s", sha256, exc.message)
         except Exception:
             log.exception("thumbnail job for %s crashed", sha256)
-        finally:
-            self._active -= 1
 
     async def run_forever(self, interval: float = 30.0) -> None:
         """The periodic sweep: render due pending jobs, then sleep, until :meth:`stop`."""
         while not self._stopping:
-            self._active += 1
             try:
                 await self.run_pending()
             except Exception:
                 log.exception("thumbnail sweep failed; retrying in %.0f s", interval)
-            finally:
-                self._active -= 1
             with anyio.move_on_after(interval):
                 await self._wake.wait()
 
-    async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking work and let running jobs finish (a cancelled database call can leave
-        a driver task behind that hangs the event loop's close); cancel after ``grace``."""
+    async def stop(self) -> None:
+        """Stop taking work and wake the sweep so it ends. The runner (``Background.aclose``)
+        then lets running jobs finish: a database call cancelled mid-way leaves a driver task
+        behind that hangs the event loop's close."""
         self._stopping = True
         self._wake.set()
-        task_group, self._task_group = self._task_group, None
-        with anyio.move_on_after(grace):
-            while self._active:  # noqa: ASYNC110 - a counter, not an event
-                await anyio.sleep(0.02)
-        if task_group is not None:
-            task_group.cancel_scope.cancel()
+        self._background = None
 
     async def run_pending(self, limit: int = 100) -> int:
         """Render every pending job that is due; how many became ready."""

@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
-from chitram_core.auth.passwords import HashLimiter, Passwords
 from chitram_core.db import Database
 from chitram_core.db.tables import refresh_tokens
 from chitram_core.errors import (
@@ -57,7 +56,8 @@ class LocalProvider:
         self.settings = settings = settings.with_jwt_secret()
         self.timeout = timeout if timeout is not None else max(settings.auth_timeout, 10.0)
         self.passwords = Passwords(
-            hasher, limiter=HashLimiter(settings.hash_concurrency, settings.hash_wait_timeout)
+            hasher or hasher_for(settings.password_hash_profile),
+            limiter=HashLimiter(settings.hash_concurrency, settings.hash_wait_timeout),
         )
         self._clock = clock
         self._database: Database | None = None

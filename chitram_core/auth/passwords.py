@@ -99,3 +99,11 @@ class Passwords:
 
         result: bool = await self.limiter.run(verify)
         return result
+
+
+def hasher_for(profile: str) -> PasswordHasher:
+    """The hasher for ``CHITRAM_PASSWORD_HASH_PROFILE``: argon2-cffi's defaults, or (``fast``,
+    refused in production) minimal costs so a test suite does not spend its time hashing."""
+    if profile == "fast":
+        return PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    return PasswordHasher()

@@ -25,7 +25,6 @@ from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
 
 from chitram_core.auth import oauth, rules, tokens
 from chitram_core.auth import users as user_repo
-from chitram_core.auth.passwords import HashLimiter, Passwords
 from chitram_core.db import Database
 from chitram_core.errors import (
     ChitramError,
@@ -109,7 +108,8 @@ class SupabaseProvider:
         self.auth_url = settings.supabase_url.rstrip("/") + "/auth/v1"
         self.issuer = self.auth_url
         self.passwords = passwords or Passwords(
-            limiter=HashLimiter(settings.hash_concurrency, settings.hash_wait_timeout)
+            hasher_for(settings.password_hash_profile),
+            limiter=HashLimiter(settings.hash_concurrency, settings.hash_wait_timeout),
         )
         self._key = settings.supabase_key
         self._http = http_client

@@ -6,10 +6,12 @@ other scheme → the plugin of that name, ``off`` → no cache (``X-Cache: DISAB
 
 from __future__ import annotations
 
+import inspect
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
@@ -57,17 +59,39 @@ def plugin_name(url: str) -> str | None:
     return _SCHEMES.get(scheme, scheme)
 
 
-def open_cache(url: str, **options: Any) -> Cache | None:
+def open_cache(
+    url: str, *, offered: Mapping[str, Any] | None = None, **options: Any
+) -> Cache | None:
     """Create the cache ``url`` names through its plugin; None for ``off``.
 
-    A plugin that cannot load raises :class:`~chitram_core.errors.PluginError` naming it.
+    ``options`` always go to the factory. ``offered`` options (Chitram's ``fail_open``) go to
+    it unless the URL's query sets the same name (the URL wins) or the factory cannot take them
+    (a factory written as ``(url)`` keeps working). A plugin that cannot load raises
+    :class:`~chitram_core.errors.PluginError` naming it.
     """
     name = plugin_name(url)
     if name is None:
         return None
     factory = plugins.load(plugins.CACHE, name)
+    if offered:
+        in_url = {key for key, _ in parse_qsl(urlsplit(url.strip()).query, keep_blank_values=True)}
+        for key, value in offered.items():
+            if key not in in_url and key not in options and _takes(factory, key):
+                options[key] = value
     cache: Cache = factory(url.strip(), **options)
     return cache
+
+
+def _takes(factory: Callable[..., Any], keyword: str) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (some builtins): offer nothing
+        return False
+    return any(
+        p.kind is p.VAR_KEYWORD
+        or (p.name == keyword and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+        for p in parameters
+    )
 
 
 async def cache_check(cache: Cache | None) -> tuple[str, Check]:
