@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
+from chitram_core.auth.passwords import HashLimiter, Passwords, hasher_for
 from chitram_core.db import Database
 from chitram_core.db.tables import refresh_tokens
 from chitram_core.errors import (

@@ -25,6 +25,7 @@ from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
 
 from chitram_core.auth import oauth, rules, tokens
 from chitram_core.auth import users as user_repo
+from chitram_core.auth.passwords import HashLimiter, Passwords, hasher_for
 from chitram_core.db import Database
 from chitram_core.errors import (
     ChitramError,
