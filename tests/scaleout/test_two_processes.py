@@ -7,6 +7,8 @@ upload rate limit counts the hits on both processes together.
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from serverkit import Cluster, bearer, jpeg_bytes, register, upload_files
@@ -64,7 +66,14 @@ def test_a_delete_through_one_process_invalidates_the_other_ones_cached_row(
     image_id = up.json()["id"]
     url = f"/api/v1/images/{image_id}"
 
-    # Warm the cache through B until it answers from it (the first read may fill it).
+    # A finished thumbnail rewrites the row (thumbnail_ready) and drops it from the cache, so
+    # wait for it first; then warm the cache through B until it answers from it.
+    for _ in range(300):
+        if httpx.get(a.url + url).json()["thumbnail_ready"]:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("the thumbnail was never made")
     headers = [httpx.get(b.url + url).headers["X-Cache"] for _ in range(3)]
     assert headers[-1] == "HIT", headers
     assert httpx.get(a.url + url).headers["X-Cache"] == "HIT"  # one cache, shared
