@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -21,11 +21,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import Database
 from chitram_core.db.tables import blobs, thumbnails, utcnow
-from chitram_core.errors import ChitramError, InvalidImage, ServiceUnavailable
+from chitram_core.errors import (
+    ChitramError,
+    ImageTooLarge,
+    ImageWorkerCrashed,
+    InvalidImage,
+    ServiceUnavailable,
+)
 from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail_async
 from chitram_core.models import Image, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
+
+if TYPE_CHECKING:
+    from chitram_core.engine import ImageEngine
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +51,7 @@ class Thumbnailer:
         storage: Storage,
         *,
         on_ready: Callable[[str], Awaitable[None]] | None = None,
+        engine: ImageEngine | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -53,6 +63,7 @@ class Thumbnailer:
         )
         self.params_key = self.params.key_suffix
         self.on_ready = on_ready
+        self.engine = engine
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
         self._task_group: TaskGroup | None = None
@@ -233,13 +244,19 @@ class Thumbnailer:
                 max_pixels=self.settings.max_pixels,
                 timeout=self.settings.decode_timeout,
                 limiter=self._limiter,
+                engine=self.engine,
+                max_scans=self.settings.jpeg_max_scans,
             )
 
             async def body() -> AsyncIterator[bytes]:
                 yield rendered.data
 
             await self.storage.write(key, body())
-        except InvalidImage as exc:
+        except ImageWorkerCrashed as exc:
+            # Maybe the file, maybe the host (the OOM killer): a few tries, then "failed".
+            await self._fail(sha256, key, exc.message, definite=False, final="failed")
+            raise
+        except (InvalidImage, ImageTooLarge) as exc:
             await self._fail(sha256, key, exc.message, definite=True)
             raise
         except (StorageError, OSError) as exc:
@@ -269,7 +286,9 @@ class Thumbnailer:
         if self.on_ready is not None:
             await self.on_ready(sha256)
 
-    async def _fail(self, sha256: str, key: str, reason: str, *, definite: bool) -> None:
+    async def _fail(
+        self, sha256: str, key: str, reason: str, *, definite: bool, final: str = "stalled"
+    ) -> None:
         async with self.db.transaction() as conn:
             row = (
                 await conn.execute(select(thumbnails.c.attempts).where(thumbnails.c.key == key))
@@ -280,7 +299,7 @@ class Thumbnailer:
             give_up = definite or attempts >= MAX_ATTEMPTS
             # "failed": the bytes cannot be thumbnailed. "stalled": storage kept failing; the
             # sweep retries after a long back-off and a request retries at once.
-            status = "failed" if definite else ("stalled" if give_up else "pending")
+            status = "failed" if definite else (final if give_up else "pending")
             delay = min(BASE_BACKOFF**attempts, MAX_BACKOFF)
             await conn.execute(
                 update(thumbnails)
