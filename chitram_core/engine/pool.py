@@ -251,7 +251,7 @@ class ImageEngine:
                     )
                 outcome = worker.conn.recv()
             except (EOFError, OSError) as exc:
-                raise self._crashed(worker, exc) from None
+                raise await self._crashed(worker, exc) from None
             worker.jobs += 1
             kind = outcome[0]
             if kind == "ok":
@@ -280,13 +280,15 @@ class ImageEngine:
                     self._idle.append(worker)
             else:
                 worker.kill()
-                self._gone.append(worker.process)
+                with anyio.CancelScope(shield=True):  # reap it now: no zombie, no leak
+                    await anyio.to_thread.run_sync(worker.process.wait)
+                self._processes.discard(worker.process)
 
-    def _crashed(self, worker: _Worker, exc: BaseException) -> ImageWorkerCrashed:
-        try:
-            code: int | None = worker.process.wait(0.5)
-        except subprocess.TimeoutExpired:
-            code = None
+    async def _crashed(self, worker: _Worker, exc: BaseException) -> ImageWorkerCrashed:
+        code = worker.process.poll()
+        if code is None:  # its pipe closed first: the exit status follows at once
+            with anyio.CancelScope(shield=True), anyio.move_on_after(1):
+                code = await anyio.to_thread.run_sync(worker.process.wait, abandon_on_cancel=True)
         if code is not None and code < 0:
             how = f"killed by signal {-code}"
         elif code is not None:
