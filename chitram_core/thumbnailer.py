@@ -20,6 +20,7 @@ from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import Database
+from chitram_core.db.repository import insert_or_ignore
 from chitram_core.db.tables import blobs, thumbnails, utcnow
 from chitram_core.errors import (
     ChitramError,
@@ -79,22 +80,24 @@ class Thumbnailer:
     async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
         """Record the pending job in the caller's transaction (the upload's)."""
         key = self.key_for(sha256)
+        now = utcnow()
+        values = dict(
+            key=key,
+            sha256=sha256,
+            params=self.params_key,
+            status="pending",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        if conn.dialect.name in ("sqlite", "postgresql"):
+            await insert_or_ignore(conn, thumbnails, values, ("key",))  # one statement
+            return
         exists = (
             await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))
         ).first()
         if exists is None:
-            now = utcnow()
-            await conn.execute(
-                insert(thumbnails).values(
-                    key=key,
-                    sha256=sha256,
-                    params=self.params_key,
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            await conn.execute(insert(thumbnails).values(**values))
 
     def attach(self, task_group: TaskGroup) -> None:
         self._task_group = task_group
@@ -246,6 +249,7 @@ class Thumbnailer:
                 limiter=self._limiter,
                 engine=self.engine,
                 max_scans=self.settings.jpeg_max_scans,
+                background=not force,  # a request waiting for it (force) goes first
             )
 
             async def body() -> AsyncIterator[bytes]:

@@ -1,4 +1,4 @@
-"""A memory budget in bytes, handed out first come, first served."""
+"""What a job waits for before it runs: bytes of the memory budget, and a worker slot."""
 
 from __future__ import annotations
 
@@ -59,3 +59,41 @@ class MemoryBudget:
             self.used += waiter.amount
             waiter.granted = True
             waiter.event.set()
+
+
+class Slots:
+    """``capacity`` slots; waiting foreground callers are served before background ones.
+
+    Uploads wait on image work while they hold a connection open; background jobs
+    (thumbnails after an upload) only fill the capacity the foreground leaves.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.free = capacity
+        self._waiters: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+
+    async def acquire(self, *, background: bool = False) -> None:
+        queue = self._waiters[background]
+        if self.free and not self._waiters[0] and not queue:
+            self.free -= 1
+            return
+        waiter = _Waiter(1)
+        queue.append(waiter)
+        try:
+            await waiter.event.wait()
+        except BaseException:
+            if waiter.granted:
+                self.release()
+            else:
+                queue.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.free += 1
+        for queue in self._waiters:
+            while self.free and queue:
+                waiter = queue.popleft()
+                self.free -= 1
+                waiter.granted = True
+                waiter.event.set()

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from chitram_core.engine.budget import MemoryBudget
+from chitram_core.engine.budget import MemoryBudget, Slots
 from chitram_core.errors import (
     ChitramError,
     DecodeTimeout,
@@ -100,7 +100,7 @@ class ImageEngine:
         )
         self.max_jobs_per_worker = max_jobs_per_worker
         self.retire_above = retire_above
-        self._slots = anyio.Semaphore(workers)
+        self._slots = Slots(workers)
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._gone: list[subprocess.Popen[bytes]] = []
@@ -171,6 +171,7 @@ class ImageEngine:
         memory: int,
         timeout: float | None = None,  # noqa: ASYNC109 - enforced by killing the worker
         op: str = "job",
+        background: bool = False,
         **kwargs: Any,
     ) -> T:
         """Run ``function(*args, **kwargs)`` in a worker, reserving ``memory`` bytes first.
@@ -179,6 +180,7 @@ class ImageEngine:
         ``timeout`` (default: the engine's decode timeout), :class:`ImageWorkerCrashed` when
         the worker died, :class:`ImageTooLarge` when ``memory`` exceeds the whole budget and
         :class:`ServiceUnavailable` when no room was free within the wait timeout.
+        ``background`` jobs get a worker only when no foreground job is waiting for one.
         """
         if self._closed:
             raise ServiceUnavailable("Image work is shutting down", retry_after=5)
@@ -189,7 +191,7 @@ class ImageEngine:
                 memory=memory,
                 budget=self.budget.total,
             )
-        await self._admit(memory)
+        await self._admit(memory, background)
         started = time.perf_counter()
         self.jobs_started += 1
         try:
@@ -206,14 +208,14 @@ class ImageEngine:
             self.seconds_by_op[op] = self.seconds_by_op.get(op, 0.0) + elapsed
             self.jobs_by_op[op] = self.jobs_by_op.get(op, 0) + 1
 
-    async def _admit(self, memory: int) -> None:
+    async def _admit(self, memory: int, background: bool) -> None:
         admitted = False
         self.waiting += 1
         try:
             with anyio.move_on_after(self.wait_timeout):
                 await self.budget.acquire(memory)
                 try:
-                    await self._slots.acquire()
+                    await self._slots.acquire(background=background)
                 except BaseException:
                     self.budget.release(memory)
                     raise

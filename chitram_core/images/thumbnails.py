@@ -206,6 +206,7 @@ async def render_thumbnail_async(
     limiter: anyio.CapacityLimiter | None = None,
     engine: ImageEngine | None = None,
     max_scans: int = 100,
+    background: bool = False,
 ) -> RenderedThumbnail:
     """:func:`render_thumbnail` in the image engine's worker processes when ``engine`` is
     given (bounded memory, killed after ``timeout``), else in a worker thread.
@@ -215,7 +216,9 @@ async def render_thumbnail_async(
     caller gets ``InvalidImage("decoding took longer than N s")`` at once.
     """
     if engine is not None:
-        return await _render_in_engine(engine, data, params, max_pixels, timeout, max_scans)
+        return await _render_in_engine(
+            engine, data, params, max_pixels, timeout, max_scans, background
+        )
     call = functools.partial(render_thumbnail, data, params, max_pixels=max_pixels)
     try:
         with anyio.fail_after(timeout):
@@ -231,6 +234,7 @@ async def _render_in_engine(
     max_pixels: int,
     timeout: float,  # noqa: ASYNC109
     max_scans: int,
+    background: bool,
 ) -> RenderedThumbnail:
     from chitram_core.engine.jobs import decode_cost, thumbnail_image
     from chitram_core.images.formats import HEAD_BYTES, count_jpeg_scans, probe
@@ -253,6 +257,7 @@ async def _render_in_engine(
         memory=cost,
         timeout=timeout,
         op="thumbnail",
+        background=background,
     )
 
 

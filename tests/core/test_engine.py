@@ -289,3 +289,31 @@ async def test_a_cancelled_waiter_reserves_nothing_and_unblocks_the_next() -> No
         tg.start_soon(small)
         await got_small.wait()
     assert budget.used == 90 and budget.waiting == 0
+
+
+async def test_foreground_jobs_get_a_worker_before_waiting_background_jobs() -> None:
+    engine = make_engine(workers=1)
+    order: list[str] = []
+    try:
+        async with anyio.create_task_group() as tg:
+            started = anyio.Event()
+
+            async def occupy() -> None:
+                started.set()
+                await engine.run(time.sleep, 0.3, memory=MiB)
+
+            async def job(name: str, background: bool) -> None:
+                await engine.run(os.getpid, memory=MiB, background=background)
+                order.append(name)
+
+            tg.start_soon(occupy)
+            await started.wait()
+            tg.start_soon(job, "background", True)
+            while engine.waiting < 1:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+            tg.start_soon(job, "foreground", False)
+            while engine.waiting < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        assert order == ["foreground", "background"]
+    finally:
+        await engine.aclose()
