@@ -238,11 +238,19 @@ class ImageEngine:
         timeout: float,  # noqa: ASYNC109
     ) -> T:
         worker = await self._take_worker()
+        try:
+            worker.conn.send((function, args, kwargs))
+        except OSError:  # it died while idle: not this job's doing, so one fresh worker
+            worker.kill()
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(worker.process.wait)
+            self._processes.discard(worker.process)
+            worker = await self._take_worker()
+            worker.conn.send((function, args, kwargs))
         self._busy.add(worker)
         keep = False
         try:
             try:
-                worker.conn.send((function, args, kwargs))
                 with anyio.move_on_after(timeout) as scope:
                     await anyio.wait_readable(worker.conn.fileno())
                 if scope.cancelled_caught:

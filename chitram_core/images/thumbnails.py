@@ -216,6 +216,11 @@ async def render_thumbnail_async(
     caller gets ``InvalidImage("decoding took longer than N s")`` at once.
     """
     if engine is not None:
+        if background and limiter is not None:  # background renders: at most the limiter's
+            async with limiter:
+                return await _render_in_engine(
+                    engine, data, params, max_pixels, timeout, max_scans, background
+                )
         return await _render_in_engine(
             engine, data, params, max_pixels, timeout, max_scans, background
         )

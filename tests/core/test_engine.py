@@ -71,6 +71,15 @@ def gone(pid: int) -> bool:
     return False
 
 
+def dead(pid: int) -> bool:
+    """Gone, or a zombie its parent has not reaped yet."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 async def test_a_job_runs_in_another_process_and_returns_its_value(engine: ImageEngine) -> None:
     pid = await engine.run(os.getpid, memory=MiB)
     assert pid != os.getpid()
@@ -317,3 +326,15 @@ async def test_foreground_jobs_get_a_worker_before_waiting_background_jobs() -> 
         assert order == ["foreground", "background"]
     finally:
         await engine.aclose()
+
+
+async def test_a_worker_that_died_while_idle_is_replaced_without_failing_the_job(
+    engine: ImageEngine,
+) -> None:
+    first = await engine.run(os.getpid, memory=MiB)
+    os.kill(first, 9)
+    with anyio.fail_after(10):
+        while not dead(first):  # noqa: ASYNC110 - waiting for the signal to land
+            await anyio.sleep(0.01)
+    second = await engine.run(os.getpid, memory=MiB)
+    assert second != first and engine.crashes == 0
