@@ -281,7 +281,8 @@ PILLOW_ERRORS: tuple[type[BaseException], ...] = (
 def verify(
     fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int, structure_checked: bool = False
 ) -> None:
-    """Prove that the bytes really decode as ``info.format``; SYNC, run it in a worker thread.
+    """Prove that the bytes really decode as ``info.format``; SYNC (the upload runs it in the
+    image engine's worker processes, see ``chitram_core.engine.jobs.verify_image``).
 
     Pillow opens the file with only that format's plugin, the size must equal the probed size,
     ``Image.verify()`` checks the structure (and PNG checksums) and then a real decode runs:

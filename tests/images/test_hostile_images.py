@@ -103,3 +103,16 @@ async def test_a_webp_within_the_pixel_limit_but_over_the_memory_budget_is_refus
         with pytest.raises(ImageTooLarge, match="budget"):
             await chitram.images.upload(webp_canvas_bomb(), filename="bomb.webp")
         assert chitram.engine.jobs_started == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(max_size=400), cut=st.integers(0, 400))
+def test_the_scan_counter_never_fails_on_arbitrary_bytes(data: bytes, cut: int) -> None:
+    counter = JpegScans(max_scans=5)
+    try:
+        counter.feed(b"\xff\xd8" + data[:cut])
+        counter.feed(data[cut:])
+    except InvalidImage:
+        assert counter.scans == 6
+    else:
+        assert counter.scans <= 5
