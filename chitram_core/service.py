@@ -257,16 +257,18 @@ class ImageService:
                 size=size,
                 progressive=progressive,
             )
-            image = await self._record(
+            image, is_new = await self._record(
                 stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
             )
+            moved = stored_key if is_new else None
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for key in written:
                     await self._discard(key)
             raise
         for key in written:
-            await self._discard(key)
+            if key != moved:  # a moved object has nothing left to remove
+                await self._discard(key)
         if self.on_uploaded is not None:
             self.on_uploaded(image)
         return image
@@ -342,7 +344,7 @@ class ImageService:
         info: Any,
         filename: str | None,
         owner: Principal | None,
-    ) -> Image:
+    ) -> tuple[Image, bool]:
         image_id = str(uuid.uuid4())
         delete_token = None if owner else secrets.token_urlsafe(32)
         created = utcnow()
@@ -374,7 +376,7 @@ class ImageService:
                 # Inside the transaction: if the move fails nothing is recorded, and a
                 # concurrent remover of the same key is held off by claim_blob's lock.
                 await self.storage.move(stored_key, final_key)
-        return Image(
+        image = Image(
             id=image_id,
             filename=name,
             content_type=info.format.mime,
@@ -386,6 +388,7 @@ class ImageService:
             owner_id=owner.user_id if owner else None,
             delete_token=delete_token,
         )
+        return image, is_new
 
     async def _discard(self, key: str) -> None:
         try:
