@@ -144,6 +144,10 @@ class ImageEngine:
     def memory_reserved(self) -> int:
         return self.budget.used
 
+    def busy_pids(self) -> list[int]:
+        """Process ids of the workers running a job now (to inspect or signal them)."""
+        return [worker.process.pid for worker in self._busy]
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "workers": self.workers,

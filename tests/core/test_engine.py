@@ -338,3 +338,40 @@ async def test_a_worker_that_died_while_idle_is_replaced_without_failing_the_job
             await anyio.sleep(0.01)
     second = await engine.run(os.getpid, memory=MiB)
     assert second != first and engine.crashes == 0
+
+
+async def test_a_thumbnail_whose_worker_is_killed_is_retried_not_failed(tmp_path: Path) -> None:
+    import signal
+
+    from sqlalchemy import select
+
+    from chitram_core import Settings
+    from chitram_core.db.tables import thumbnails
+
+    settings = Settings(
+        env="test", data_dir=tmp_path / "data", upload_rate_limit=None, auth_rate_limit=None
+    )
+    async with Chitram(settings, background=False) as chitram:
+        image = await chitram.images.upload(png(4000, 4000), filename="big.png")
+        engine = chitram.engine
+        failures: list[BaseException] = []
+
+        async def ask() -> None:
+            try:
+                await chitram.images.thumbnail(image.id)
+            except ImageWorkerCrashed as exc:
+                failures.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            with anyio.fail_after(30):
+                while not engine.busy_pids():  # noqa: ASYNC110
+                    await anyio.sleep(0.001)
+            os.kill(engine.busy_pids()[0], signal.SIGKILL)  # as the OOM killer would
+        assert len(failures) == 1 and failures[0].code == "INVALID_IMAGE"
+        async with chitram.database.connect() as conn:
+            row = (await conn.execute(select(thumbnails))).mappings().one()
+        assert row["status"] == "pending" and row["attempts"] == 1
+        assert "signal 9" in row["error"]
+        thumb = await chitram.images.thumbnail(image.id)  # a later request makes it
+        assert (thumb.width, thumb.height) == (300, 300)
