@@ -19,6 +19,7 @@ from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database
 from chitram_core.db.repository import queue_deletions
 from chitram_core.db.tables import blobs, thumbnails
+from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
 from chitram_core.limits import RateLimiter, UploadSlots
@@ -67,6 +68,7 @@ class Chitram:
         self.auth: AuthChain
         self.images: ImageService
         self.thumbnails: Thumbnailer
+        self.engine: ImageEngine
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
         self._limiter_cache: Cache | None = None
@@ -130,8 +132,15 @@ class Chitram:
         image_cache = (
             ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache is not None else None
         )
+        # Closed after the thumbnailer and the task group (the stack unwinds in reverse).
+        self.engine = ImageEngine.from_settings(settings)
+        stack.push_async_callback(self.engine.aclose)
         self.thumbnails = Thumbnailer(
-            settings, self.database, self.storage, on_ready=self._thumbnail_ready
+            settings,
+            self.database,
+            self.storage,
+            on_ready=self._thumbnail_ready,
+            engine=self.engine,
         )
         self.images = ImageService(
             settings,
@@ -141,6 +150,7 @@ class Chitram:
             on_recorded=self.thumbnails.enqueue,
             on_uploaded=self.thumbnails.schedule,
             thumbnail_params=self.thumbnails.params_key,
+            engine=self.engine,
         )
         self.images.thumbnailer = self.thumbnails
         self._image_cache = image_cache

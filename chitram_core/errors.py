@@ -237,3 +237,20 @@ class RequestTimeout(ChitramError):
 
 
 ERRORS_BY_CODE = {**ERRORS_BY_CODE, RequestTimeout.code: RequestTimeout}
+
+
+# wave 2: image-work engine
+class DecodeTimeout(InvalidImage):
+    """A decode ran past ``CHITRAM_DECODE_TIMEOUT``; its worker was killed."""
+
+    default_message = "Decoding the image took too long"
+
+
+class ImageWorkerCrashed(InvalidImage):
+    """The worker process died during a job (a signal, the OOM killer, a decoder crash).
+
+    It is the file's most likely cause, so it is a 400; background jobs retry it a bounded
+    number of times before giving up.
+    """
+
+    default_message = "The image could not be decoded: the decoder stopped"

@@ -33,19 +33,30 @@ from chitram_core.errors import (
     FileTooLarge,
     Forbidden,
     ImageNotFound,
+    ImageTooLarge,
     InternalError,
     InvalidDeleteToken,
     InvalidRequest,
     ServiceUnavailable,
     ValidationError,
 )
-from chitram_core.images.formats import HEAD_BYTES, ImageFormat, check_limits, probe, sniff, verify
+from chitram_core.images.formats import (
+    HEAD_BYTES,
+    ImageFormat,
+    ImageInfo,
+    JpegScans,
+    check_limits,
+    probe,
+    sniff,
+    verify,
+)
 from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
 from chitram_core.models import Image, Page, Principal, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
 
 if TYPE_CHECKING:
+    from chitram_core.engine import ImageEngine
     from chitram_core.thumbnailer import Thumbnailer
 
 log = logging.getLogger(__name__)
@@ -76,12 +87,14 @@ class _Intake:
 
     max_bytes: int
     strip: bool
+    max_scans: int = 100
     size: int = 0
     head: bytearray = attrs.field(factory=bytearray)
     hasher: Any = attrs.field(factory=hashlib.sha256)
     early: bytearray = attrs.field(factory=bytearray)
     format: ImageFormat | None = None
     scanner: MetadataScanner | None = None
+    scans: JpegScans | None = None
 
     def take(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -101,6 +114,8 @@ class _Intake:
             return
         if self.scanner is not None:
             self.scanner.feed(chunk)
+        if self.scans is not None:
+            self.scans.feed(chunk)
 
     def finish(self) -> ImageFormat:
         if self.size == 0:
@@ -115,6 +130,9 @@ class _Intake:
         if self.strip:
             self.scanner = MetadataScanner(self.format)
             self.scanner.feed(bytes(self.early))
+        if self.format is ImageFormat.JPEG:
+            self.scans = JpegScans(self.max_scans)
+            self.scans.feed(bytes(self.early))
         self.early = bytearray()
 
 
@@ -202,6 +220,7 @@ class ImageService:
         on_recorded: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
         on_uploaded: Callable[[Image], None] | None = None,
         thumbnail_params: str = "",
+        engine: ImageEngine | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -213,6 +232,7 @@ class ImageService:
         self.remover = ByteRemover(database, storage)
         self.thumbnailer: Thumbnailer | None = None
         self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
+        self.engine = engine
 
     # upload -------------------------------------------------------------------------------
 
@@ -226,7 +246,11 @@ class ImageService:
     ) -> Image:
         """Validate, store and record an image; see the module docstring for the flow."""
         limit = max_bytes or self.settings.max_upload_bytes
-        intake = _Intake(max_bytes=limit, strip=self.settings.strip_metadata)
+        intake = _Intake(
+            max_bytes=limit,
+            strip=self.settings.strip_metadata,
+            max_scans=self.settings.jpeg_max_scans,
+        )
         tmp_key = f"tmp/{uuid.uuid4().hex}"
         written: list[str] = [tmp_key]
 
@@ -247,48 +271,102 @@ class ImageService:
             check_limits(
                 info, max_pixels=self.settings.max_pixels, max_dimension=self.settings.max_dimension
             )
+            check_unstreamed(info, self.settings.max_pixels_unstreamed)
             sha256, size = intake.hasher.hexdigest(), intake.size
             stored_key = tmp_key
             edits: list[Edit] = intake.scanner.finish() if intake.scanner is not None else []
+            # The whole file is usually in the head buffer already: no read back for verify.
+            content: bytes | None = bytes(intake.head) if size <= len(intake.head) else None
             if edits:
                 stored_key = f"tmp/{uuid.uuid4().hex}"
                 written.append(stored_key)
-                sha256, size = await self._rewrite(tmp_key, stored_key, edits)
-            await self._verify(stored_key, info, scanned=intake.scanner is not None)
-            image = await self._record(
+                sha256, size, content = await self._rewrite(tmp_key, stored_key, edits)
+            progressive = intake.scans.progressive if intake.scans is not None else False
+            await self._verify(
+                stored_key,
+                info,
+                scanned=intake.scanner is not None,
+                content=content,
+                size=size,
+                progressive=progressive,
+            )
+            image, is_new = await self._record(
                 stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
             )
+            moved = stored_key if is_new else None
         except BaseException:
             with anyio.CancelScope(shield=True):
                 for key in written:
                     await self._discard(key)
             raise
         for key in written:
-            await self._discard(key)
+            if key != moved:  # a moved object has nothing left to remove
+                await self._discard(key)
         if self.on_uploaded is not None:
             self.on_uploaded(image)
         return image
 
-    async def _rewrite(self, src: str, dst: str, edits: list[Edit]) -> tuple[str, int]:
+    async def _rewrite(
+        self, src: str, dst: str, edits: list[Edit]
+    ) -> tuple[str, int, bytes | None]:
+        """Write the stripped copy; its hash, size and (when small) its bytes."""
         hasher = hashlib.sha256()
         size = 0
+        kept: bytearray | None = bytearray()
 
         async def hashed() -> AsyncIterator[bytes]:
-            nonlocal size
+            nonlocal size, kept
             async for chunk in apply_edits(self.storage.read(src, chunk_size=READ_CHUNK), edits):
                 hasher.update(chunk)
                 size += len(chunk)
+                if kept is not None:
+                    kept += chunk
+                    if len(kept) > HEAD_BYTES:
+                        kept = None
                 yield chunk
 
         await self.storage.write(dst, hashed())
-        return hasher.hexdigest(), size
+        return hasher.hexdigest(), size, bytes(kept) if kept is not None else None
 
-    async def _verify(self, key: str, info: Any, *, scanned: bool) -> None:
-        def _run() -> None:
-            with self.storage.open_sync(key) as handle:
-                verify(handle, info, max_pixels=self.settings.max_pixels, structure_checked=scanned)
+    async def _verify(
+        self,
+        key: str,
+        info: Any,
+        *,
+        scanned: bool,
+        content: bytes | None,
+        size: int,
+        progressive: bool,
+    ) -> None:
+        """Decode the stored bytes in the image engine (a worker thread without one)."""
+        engine = self.engine
+        if engine is None:
 
-        await anyio.to_thread.run_sync(_run)
+            def _run() -> None:
+                with self.storage.open_sync(key) as handle:
+                    verify(
+                        handle,
+                        info,
+                        max_pixels=self.settings.max_pixels,
+                        structure_checked=scanned,
+                    )
+
+            await anyio.to_thread.run_sync(_run)
+            return
+        from chitram_core.engine import decode_cost, verify_image
+
+        if content is None:
+            content = b"".join([c async for c in self.storage.read(key, chunk_size=READ_CHUNK)])
+        await engine.run(
+            verify_image,
+            content,
+            info,
+            max_pixels=self.settings.max_pixels,
+            max_scans=self.settings.jpeg_max_scans,
+            structure_checked=scanned,
+            memory=decode_cost(info, file_size=size, progressive=progressive),
+            op="verify",
+        )
 
     async def _record(
         self,
@@ -299,7 +377,7 @@ class ImageService:
         info: Any,
         filename: str | None,
         owner: Principal | None,
-    ) -> Image:
+    ) -> tuple[Image, bool]:
         image_id = str(uuid.uuid4())
         delete_token = None if owner else secrets.token_urlsafe(32)
         created = utcnow()
@@ -331,7 +409,7 @@ class ImageService:
                 # Inside the transaction: if the move fails nothing is recorded, and a
                 # concurrent remover of the same key is held off by claim_blob's lock.
                 await self.storage.move(stored_key, final_key)
-        return Image(
+        image = Image(
             id=image_id,
             filename=name,
             content_type=info.format.mime,
@@ -343,6 +421,7 @@ class ImageService:
             owner_id=owner.user_id if owner else None,
             delete_token=delete_token,
         )
+        return image, is_new
 
     async def _discard(self, key: str) -> None:
         try:
@@ -475,6 +554,18 @@ class ImageService:
             await self.cache.invalidate_image(image_id)
         for key in keys:
             await self.remover.remove(key)
+
+
+def check_unstreamed(info: ImageInfo, max_pixels: int) -> None:
+    """A lower pixel limit for WebP, whose decoder needs the whole file and two canvases."""
+    if info.format is ImageFormat.WEBP and info.pixels > max_pixels:
+        raise ImageTooLarge(
+            f"The WebP image is {info.width}x{info.height} pixels; WebP is decoded whole, so "
+            f"its limit is {max_pixels} pixels",
+            width=info.width,
+            height=info.height,
+            max_pixels=max_pixels,
+        )
 
 
 def _authorize_delete(row: Any, principal: Principal | None, delete_token: str | None) -> None:

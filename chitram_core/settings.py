@@ -169,6 +169,15 @@ class Settings:
         if value == "fast" and self.env == "production":
             raise ValueError("password_hash_profile 'fast' is for tests; refused in production")
 
+    # wave 2: image-work engine
+    image_workers: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
+    image_memory_budget: int = attrs.field(default=512 * 1024 * 1024, validator=_positive)
+    image_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
+    jpeg_max_scans: int = attrs.field(default=100, validator=_positive)
+    max_pixels_unstreamed: int = attrs.field(default=16_000_000, validator=_positive)
+
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
         for item in value:
@@ -389,3 +398,15 @@ def _field_in_message(message: str) -> str | None:
         if re.search(rf"\b{field.name}\b", message) or f"'{field.name}'" in message:
             return field.name
     return None
+
+
+# wave 2: image-work engine
+def _parse_bytes(raw: str) -> int:
+    """``536870912``, ``512MiB``, ``512M``, ``1GiB``, ``1G`` (binary multiples)."""
+    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b?)\s*", raw.lower())
+    if not m:
+        raise ValueError(f"expected a byte count such as 536870912 or 512MiB, got {raw!r}")
+    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)]
+
+
+_PARSERS["image_memory_budget"] = _parse_bytes

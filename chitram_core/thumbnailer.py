@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy import and_, insert, or_, select, update
@@ -20,12 +20,22 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.background import Background
 from chitram_core.db import Database
+from chitram_core.db.repository import insert_or_ignore
 from chitram_core.db.tables import blobs, thumbnails, utcnow
-from chitram_core.errors import ChitramError, InvalidImage, ServiceUnavailable
+from chitram_core.errors import (
+    ChitramError,
+    ImageTooLarge,
+    ImageWorkerCrashed,
+    InvalidImage,
+    ServiceUnavailable,
+)
 from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail_async
 from chitram_core.models import Image, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
+
+if TYPE_CHECKING:
+    from chitram_core.engine import ImageEngine
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,7 @@ class Thumbnailer:
         storage: Storage,
         *,
         on_ready: Callable[[str], Awaitable[None]] | None = None,
+        engine: ImageEngine | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -53,6 +64,7 @@ class Thumbnailer:
         )
         self.params_key = self.params.key_suffix
         self.on_ready = on_ready
+        self.engine = engine
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
         self._background: Background | None = None
@@ -67,22 +79,24 @@ class Thumbnailer:
     async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
         """Record the pending job in the caller's transaction (the upload's)."""
         key = self.key_for(sha256)
+        now = utcnow()
+        values = dict(
+            key=key,
+            sha256=sha256,
+            params=self.params_key,
+            status="pending",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        if conn.dialect.name in ("sqlite", "postgresql"):
+            await insert_or_ignore(conn, thumbnails, values, ("key",))  # one statement
+            return
         exists = (
             await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))
         ).first()
         if exists is None:
-            now = utcnow()
-            await conn.execute(
-                insert(thumbnails).values(
-                    key=key,
-                    sha256=sha256,
-                    params=self.params_key,
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
+            await conn.execute(insert(thumbnails).values(**values))
 
     def attach(self, background: Background) -> None:
         self._background = background
@@ -224,13 +238,20 @@ class Thumbnailer:
                 max_pixels=self.settings.max_pixels,
                 timeout=self.settings.decode_timeout,
                 limiter=self._limiter,
+                engine=self.engine,
+                max_scans=self.settings.jpeg_max_scans,
+                background=not force,  # a request waiting for it (force) goes first
             )
 
             async def body() -> AsyncIterator[bytes]:
                 yield rendered.data
 
             await self.storage.write(key, body())
-        except InvalidImage as exc:
+        except ImageWorkerCrashed as exc:
+            # Maybe the file, maybe the host (the OOM killer): a few tries, then "failed".
+            await self._fail(sha256, key, exc.message, definite=False, final="failed")
+            raise
+        except (InvalidImage, ImageTooLarge) as exc:
             await self._fail(sha256, key, exc.message, definite=True)
             raise
         except (StorageError, OSError) as exc:
@@ -260,7 +281,9 @@ class Thumbnailer:
         if self.on_ready is not None:
             await self.on_ready(sha256)
 
-    async def _fail(self, sha256: str, key: str, reason: str, *, definite: bool) -> None:
+    async def _fail(
+        self, sha256: str, key: str, reason: str, *, definite: bool, final: str = "stalled"
+    ) -> None:
         async with self.db.transaction() as conn:
             row = (
                 await conn.execute(select(thumbnails.c.attempts).where(thumbnails.c.key == key))
@@ -271,7 +294,7 @@ class Thumbnailer:
             give_up = definite or attempts >= MAX_ATTEMPTS
             # "failed": the bytes cannot be thumbnailed. "stalled": storage kept failing; the
             # sweep retries after a long back-off and a request retries at once.
-            status = "failed" if definite else ("stalled" if give_up else "pending")
+            status = "failed" if definite else (final if give_up else "pending")
             delay = min(BASE_BACKOFF**attempts, MAX_BACKOFF)
             await conn.execute(
                 update(thumbnails)

@@ -121,6 +121,28 @@ async def claim_blob(
     height: int,
 ) -> bool:
     """Take a reference on the blob; True when the row is new (its bytes must be moved in)."""
+    values = dict(
+        sha256=sha256,
+        storage_key=storage_key,
+        size=size,
+        content_type=content_type,
+        width=width,
+        height=height,
+        refcount=1,
+        created_at=utcnow(),
+    )
+    if conn.dialect.name in _UPSERT_DIALECTS:
+        # One statement in the usual case (new bytes): the write lock is held for less.
+        inserted = await insert_or_ignore(conn, blobs, values, ("sha256",))
+        if not inserted:
+            await conn.execute(
+                update(blobs).where(blobs.c.sha256 == sha256).values(refcount=blobs.c.refcount + 1)
+            )
+            return False
+        await conn.execute(
+            delete(pending_deletions).where(pending_deletions.c.storage_key == storage_key)
+        )
+        return True
     bumped = await conn.execute(
         update(blobs).where(blobs.c.sha256 == sha256).values(refcount=blobs.c.refcount + 1)
     )
@@ -151,6 +173,24 @@ async def claim_blob(
         delete(pending_deletions).where(pending_deletions.c.storage_key == storage_key)
     )
     return True
+
+
+_UPSERT_DIALECTS = frozenset({"sqlite", "postgresql"})
+
+
+async def insert_or_ignore(
+    conn: AsyncConnection, table: Any, values: dict[str, Any], keys: Sequence[str]
+) -> bool:
+    """``INSERT ... ON CONFLICT DO NOTHING`` (SQLite, PostgreSQL); True when a row went in."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    statement: Any
+    if conn.dialect.name == "postgresql":
+        statement = postgresql.insert(table).values(**values)
+    else:
+        statement = sqlite.insert(table).values(**values)
+    result = await conn.execute(statement.on_conflict_do_nothing(index_elements=list(keys)))
+    return bool(result.rowcount)
 
 
 async def release_blob(conn: AsyncConnection, sha256: str) -> list[str]:

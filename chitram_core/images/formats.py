@@ -281,7 +281,8 @@ PILLOW_ERRORS: tuple[type[BaseException], ...] = (
 def verify(
     fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int, structure_checked: bool = False
 ) -> None:
-    """Prove that the bytes really decode as ``info.format``; SYNC, run it in a worker thread.
+    """Prove that the bytes really decode as ``info.format``; SYNC (the upload runs it in the
+    image engine's worker processes, see ``chitram_core.engine.jobs.verify_image``).
 
     Pillow opens the file with only that format's plugin, the size must equal the probed size,
     ``Image.verify()`` checks the structure (and PNG checksums) and then a real decode runs:
@@ -472,3 +473,99 @@ def _reason(exc: BaseException) -> str:
         return "the decoder does not recognise the data"
     text = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# wave 2: image-work engine ----------------------------------------------------------------
+
+_JPEG_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+
+
+class JpegScans:
+    """Count a JPEG's scans (SOS markers) while its bytes stream past, in O(1) memory.
+
+    A progressive JPEG can repeat a full-size scan thousands of times, and every repeat costs
+    a pass over the whole image when it is decoded (the Cure53 "scan bomb"); Pillow cannot
+    limit that, so a file with more than ``max_scans`` scans is refused here, before any
+    decoder sees it. Entropy-coded data is skipped with ``bytes.find``, so this is cheap.
+
+    The walk is lenient: it only counts. Anything malformed stops the counting and is left
+    for the structure check and the decoder to refuse.
+    """
+
+    __slots__ = ("_buf", "_entropy", "_skip", "done", "max_scans", "progressive", "scans")
+
+    def __init__(self, max_scans: int) -> None:
+        self.max_scans = max_scans
+        self.scans = 0
+        self.progressive = False
+        self.done = False
+        self._buf = b""
+        self._skip = 2  # the SOI marker
+        self._entropy = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.done:
+            return
+        data = self._buf + chunk if self._buf else chunk
+        n = len(data)
+        i = 0
+        while True:
+            if self._skip:
+                step = min(self._skip, n - i)
+                i += step
+                self._skip -= step
+                if self._skip:
+                    break
+            if self._entropy:
+                j = data.find(b"\xff", i)
+                if j < 0 or j + 1 >= n:
+                    i = n if j < 0 else j
+                    break
+                code = data[j + 1]
+                if code == 0x00 or 0xD0 <= code <= 0xD7 or code == 0xFF:
+                    i = j + (1 if code == 0xFF else 2)
+                    continue
+                self._entropy = False
+                i = j
+            # A marker: fill bytes, a code, then (for most) a 2-byte length.
+            while i < n and data[i] == 0xFF and i + 1 < n and data[i + 1] == 0xFF:
+                i += 1
+            if n - i < 2:
+                break
+            if data[i] != 0xFF:
+                self.done = True
+                break
+            code = data[i + 1]
+            if code == 0xD9:  # end of image
+                self.done = True
+                break
+            if code in _JPEG_STANDALONE:
+                i += 2
+                continue
+            if n - i < 4:
+                break
+            length = (data[i + 2] << 8) | data[i + 3]
+            if length < 2:
+                self.done = True
+                break
+            if code in _JPEG_PROGRESSIVE_SOF:
+                self.progressive = True
+            elif code == 0xDA:
+                self.scans += 1
+                if self.scans > self.max_scans:
+                    raise InvalidImage(
+                        f"The JPEG has more than {self.max_scans} scans; files like this take "
+                        "minutes of CPU to decode and are refused",
+                        max_scans=self.max_scans,
+                    )
+                self._entropy = True
+            i += 2
+            self._skip = length
+        self._buf = data[i:] if i < n else b""
+
+
+def count_jpeg_scans(data: bytes, max_scans: int) -> JpegScans:
+    """:class:`JpegScans` over a whole file in memory; raises InvalidImage past ``max_scans``."""
+    counter = JpegScans(max_scans)
+    counter.feed(data)
+    return counter

@@ -1,0 +1,231 @@
+"""Upload throughput against the one-core image-work ceiling, measured in one run.
+
+Method
+------
+* The picture: a 1024x768 JPEG of about 160 KB (a smooth gradient with noise, quality chosen
+  to land near 160 KB). wrk's Lua script (the suite's) changes two bytes of its quantisation
+  table per request, so every upload is a different, valid file: new bytes, a new blob row and
+  a new thumbnail each time, no deduplication.
+* (a) The ceiling: in this process, on one core, the image work an upload needs, done N times
+  in a row: ``verify`` (structure walk + draft decode at 1/8) and a 300 px JPEG thumbnail, the
+  same functions the engine runs, timed by the wall clock (so under the same machine load as
+  the server). ``1 / (seconds per image)`` is the one-core ceiling; it is measured right before
+  and right after each load run, and the run's ratio uses the mean of the two.
+* (b) ``chitram serve --workers 1 --quiet`` on the embedded default (SQLite + local files) in a
+  fresh data directory, upload rate limit off, every other setting at its default, one
+  registered user. For each connection count (16, then 64): ``wrk -t1 -cN -dD --latency`` with
+  the upload script. wrk's requests/s and p99 are reported as they are; then the run waits
+  until no thumbnail is pending (polling the SQLite file read-only), and the **effective
+  rate** is 201 answers / (wrk's duration + the time until the last thumbnail is ready).
+  Non-2xx answers (503 with Retry-After is back-pressure) and socket errors are counted.
+* Targets: effective rate >= 0.8 x (a); p99 < 500 ms at 16 connections with no error; no
+  socket error at 64 connections.
+* Figures from a shared 2-core machine are noisy: run it when it is quiet, or note the load
+  (the script prints the 1-minute load average before and after).
+
+Run:  python benchmarks/uploads.py [--duration 10] [--connections 16 64] [--json out.json]
+      [--source DIR]   (serve the chitram from another source tree, for a before/after run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import ensure_wrk, free_port, wait_for
+from suite import (
+    UPLOAD_LUA,
+    check_variants,
+    chitram_env,
+    prepare,
+    quantisation_offset,
+    run_wrk,
+    start,
+)
+
+TARGET_BYTES = 160 * 1024
+
+
+def picture(width: int = 1024, height: int = 768) -> bytes:
+    """A photo-like JPEG of about :data:`TARGET_BYTES` (gradient + noise)."""
+    import random
+
+    from PIL import Image, ImageFilter
+
+    rng = random.Random(7)
+    noise = Image.frombytes("RGB", (width, height), rng.randbytes(width * height * 3))
+    noise = noise.filter(ImageFilter.GaussianBlur(1.2))
+    gradient = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    image = Image.blend(gradient, noise, 0.5)
+    best = b""
+    for quality in range(95, 20, -1):
+        buffer = io.BytesIO()
+        image.save(buffer, "JPEG", quality=quality)
+        best = buffer.getvalue()
+        if len(best) <= TARGET_BYTES * 1.05:
+            break
+    return best
+
+
+def ceiling(data: bytes, count: int) -> float:
+    """Seconds of one-core image work per upload (verify + 300 px thumbnail)."""
+    from chitram_core.images.formats import probe, verify
+    from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail
+
+    info = probe(data)
+    params = ThumbnailParams()
+    for _ in range(3):  # warm-up
+        verify(io.BytesIO(data), info, max_pixels=40_000_000)
+        render_thumbnail(data, params, max_pixels=40_000_000)
+    started = time.perf_counter()  # wall clock: the same machine load as the server sees
+    for _ in range(count):
+        verify(io.BytesIO(data), info, max_pixels=40_000_000)
+        render_thumbnail(data, params, max_pixels=40_000_000)
+    return (time.perf_counter() - started) / count
+
+
+def pending_thumbnails(db: Path) -> int:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute(
+            "SELECT count(*) FROM thumbnails WHERE status IN ('pending', 'stalled')"
+        ).fetchone()
+        return int(row[0])
+    finally:
+        conn.close()
+
+
+def wait_for_thumbnails(db: Path, limit: float = 300.0) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if pending_thumbnails(db) == 0:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, nargs="+", default=[16, 64])
+    parser.add_argument("--ceiling-count", type=int, default=100)
+    parser.add_argument("--source", type=Path, default=None, help="serve from this source tree")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    wrk = ensure_wrk()
+    data = picture()
+    offset = quantisation_offset(data)
+    check_variants(data, offset)
+    load_before = os.getloadavg()[0]
+    per_image = ceiling(data, args.ceiling_count)
+    results: dict[str, Any] = {
+        "picture_bytes": len(data),
+        "ceiling_ms": per_image * 1000,
+        "ceiling_rps": 1 / per_image,
+        "runs": {},
+    }
+    print(
+        f"picture {len(data)} bytes; one-core image work {per_image * 1000:.1f} ms "
+        f"-> ceiling {1 / per_image:.1f} uploads/s (load {load_before:.2f})",
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix="chitram-uploads-") as tmp_name:
+        tmp = Path(tmp_name)
+        (tmp / "big.jpg").write_bytes(data)
+        (tmp / "upload.lua").write_text(UPLOAD_LUA)
+        for connections in args.connections:
+            data_dir = tmp / f"c{connections}"
+            env = chitram_env(data_dir)
+            if args.source is not None:
+                env["PYTHONPATH"] = str(args.source)
+            port = free_port()
+            server = start(
+                [
+                    sys.executable,
+                    "-m",
+                    "chitram_falcon",
+                    "serve",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--quiet",
+                ],
+                tmp,
+                env,
+                tmp / f"server-{connections}.log",
+            )
+            try:
+                base = f"http://127.0.0.1:{port}"
+                wait_for(f"{base}/health", server)
+                token, _ = prepare(base, data)
+                wait_for_thumbnails(data_dir / "chitram.db")
+                script = [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token]
+                url = f"{base}/api/v1/images/upload"
+                figures = run_wrk(
+                    wrk,
+                    url,
+                    duration=args.duration,
+                    threads=1,
+                    connections=connections,
+                    script=script,
+                )
+                tail = wait_for_thumbnails(data_dir / "chitram.db")
+                # The ceiling again, right after: the run's ratio uses the mean of the two.
+                after = ceiling(data, args.ceiling_count)
+                run_ceiling = (per_image + after) / 2
+                db = sqlite3.connect(f"file:{data_dir / 'chitram.db'}?mode=ro", uri=True)
+                stored = db.execute("SELECT count(*) FROM images").fetchone()[0] - 1
+                failed = db.execute(
+                    "SELECT count(*) FROM thumbnails WHERE status = 'failed'"
+                ).fetchone()[0]
+                db.close()
+                effective = stored / (args.duration + tail)
+                figures.update(
+                    stored=stored,
+                    thumbnail_tail_s=tail,
+                    thumbnails_failed=failed,
+                    effective_rps=effective,
+                    ceiling_rps=1 / run_ceiling,
+                    ratio_to_ceiling=effective * run_ceiling,
+                )
+                results["runs"][str(connections)] = figures
+                print(
+                    f"-c{connections}: wrk {figures['rps']:.1f} req/s, p50 {figures['p50']:.0f} "
+                    f"ms, p99 {figures['p99']:.0f} ms, non-2xx {figures['non2xx']}, socket "
+                    f"errors {figures['errors']}; {stored} stored, thumbnails done "
+                    f"{tail:.1f} s after wrk; effective {effective:.1f}/s = "
+                    f"{effective * run_ceiling:.2f} x ceiling ({1 / run_ceiling:.1f}/s, mean of "
+                    f"{1 / per_image:.1f} before and {1 / after:.1f} after)",
+                    flush=True,
+                )
+                per_image = after
+            finally:
+                server.terminate()
+                try:
+                    server.wait(30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+                    server.wait()
+    results["load_before"] = load_before
+    results["load_after"] = os.getloadavg()[0]
+    print(f"load average before {load_before:.2f}, after {results['load_after']:.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,72 @@
+"""The image jobs run by the engine, and what each may cost in memory.
+
+Jobs are plain module-level functions of picklable arguments (bytes in, small values out), so
+they run the same in a worker process, a thread or a test. Their costs are deliberately
+pessimistic: the budget is a promise that decoding never takes the server past it.
+"""
+
+from __future__ import annotations
+
+import io
+
+from chitram_core.images.formats import (
+    JPEG_DRAFT_SCALE,
+    ImageFormat,
+    ImageInfo,
+    count_jpeg_scans,
+    verify,
+)
+from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams, render_thumbnail
+
+MiB = 1024 * 1024
+BASE_COST = 8 * MiB
+"""Decoder state, tables and Python objects every job needs whatever the image."""
+
+
+def decode_cost(
+    info: ImageInfo,
+    *,
+    file_size: int,
+    progressive: bool = False,
+    thumbnail_size: int | None = None,
+) -> int:
+    """Worst-case bytes a job decoding ``info`` needs: verification, or a thumbnail when
+    ``thumbnail_size`` is given. Pillow keeps 4 bytes a pixel for RGB(A), 1 for L/P."""
+    pixels = info.pixels
+    cost = BASE_COST + 2 * file_size  # the bytes received, and Pillow's view of them
+    fmt = info.format
+    if fmt is ImageFormat.JPEG:
+        if progressive:
+            # libjpeg keeps every DCT coefficient of a progressive image (2 bytes a sample,
+            # up to 3 samples a pixel), whatever the draft scale.
+            cost += pixels * 6
+        if thumbnail_size is None:
+            cost += pixels * 4 // (JPEG_DRAFT_SCALE * JPEG_DRAFT_SCALE)
+        else:
+            # draft() decodes at the smallest 1/1..1/8 scale still covering the box; at
+            # worst a little over 4x the box in each dimension, then resampling copies.
+            covered = min(pixels, max(pixels // 64, 64 * thumbnail_size * thumbnail_size))
+            cost += covered * 4 * 3
+        return cost
+    if fmt is ImageFormat.WEBP:
+        # libwebp's animation decoder, which Pillow builds in ``open``, keeps two RGBA
+        # canvases; the decoded frame is a third, the thumbnail's copies a fourth.
+        return cost + pixels * 4 * (4 if thumbnail_size is not None else 3)
+    if fmt is ImageFormat.PNG and thumbnail_size is None:
+        return cost  # verification inflates the pixel data row by row (check_png_pixels)
+    # PNG or GIF decoded whole (up to 8 bytes a pixel for 16-bit RGBA), then resampled.
+    return cost + pixels * 8 + pixels * 4
+
+
+def verify_image(
+    data: bytes, info: ImageInfo, *, max_pixels: int, max_scans: int, structure_checked: bool
+) -> None:
+    """Prove ``data`` decodes as ``info`` says (see :func:`~chitram_core.images.formats.verify`)."""
+    if info.format is ImageFormat.JPEG and not structure_checked:
+        count_jpeg_scans(data, max_scans)
+    verify(io.BytesIO(data), info, max_pixels=max_pixels, structure_checked=structure_checked)
+
+
+def thumbnail_image(data: bytes, params: ThumbnailParams, *, max_pixels: int) -> RenderedThumbnail:
+    """Render a thumbnail (see :func:`~chitram_core.images.thumbnails.render_thumbnail`)."""
+    return render_thumbnail(data, params, max_pixels=max_pixels)
