@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
@@ -11,8 +12,9 @@ from typing import Any
 import anyio
 import attrs
 from anyio.abc import TaskGroup
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from chitram_core import observe
 from chitram_core.auth.chain import AuthChain
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
@@ -36,6 +38,10 @@ try:
     VERSION = _version("chitram")
 except Exception:  # not installed as a distribution (e.g. run from a source tree)
     VERSION = "0.0.0"
+
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(phase, done, total)``: how far a long operation is (``total`` None if unknown)."""
 
 
 @attrs.frozen
@@ -119,6 +125,9 @@ class Chitram:
         self.upload_slots = UploadSlots(settings.upload_concurrency, settings.upload_wait_timeout)
         self.auth = await AuthChain.open(settings, self.database)
         stack.push_async_callback(self.auth.close)
+        for name, breaker in self.auth.breakers.items():
+            observe.observer.auth_provider(name, breaker.state.value)
+        observe.observer.upload_slots(0, 0, settings.upload_concurrency)
 
         # ``is not None``: an empty MemoryCache has ``__len__`` 0 and so is falsy.
         image_cache = (
@@ -145,6 +154,8 @@ class Chitram:
             self._task_group = task_group
             self.thumbnails.attach(task_group)
             task_group.start_soon(self.thumbnails.run_forever)
+            if observe.observer.enabled:
+                task_group.start_soon(self._report_jobs)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if self._image_cache is None:
@@ -174,18 +185,40 @@ class Chitram:
             return "disabled"
         return "connected" if getattr(cache, "connected", True) else "degraded"
 
+    async def job_counts(self) -> dict[tuple[str, str], int]:
+        """Background jobs by ``(kind, state)``, as the database has them (every process's)."""
+        async with self.database.connect() as conn:
+            rows = await conn.execute(
+                select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
+            )
+            return {("thumbnail", str(status)): int(count) for status, count in rows}
+
+    async def _report_jobs(self) -> None:
+        """Tell the observer the job counts every ``metrics_interval`` seconds while open."""
+        while True:
+            # Shielded: a query cancelled mid-flight at shutdown can leave a driver task behind.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                try:
+                    observe.observer.jobs(await self.job_counts())
+                except Exception as exc:  # a database outage shows in health; keep going
+                    log.debug("could not count jobs for metrics: %s", exc)
+            await anyio.sleep(self.settings.metrics_interval)
+
     async def health(self) -> HealthReport:
         return await check_health(self, VERSION)
 
-    async def sweep(self, *, older_than: float = 3600.0) -> SweepReport:
+    async def sweep(
+        self, *, older_than: float = 3600.0, progress: Progress | None = None
+    ) -> SweepReport:
         """Remove bytes that no row references, retry queued removals, make missing thumbnails.
 
         Objects younger than ``older_than`` seconds are left alone: an upload in flight has
-        written its bytes but not yet committed its row.
+        written its bytes but not yet committed its row. ``progress(phase, done, total)`` is
+        called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
-        orphans = await self._queue_orphans(older_than)
-        removed, left = await self.images.remover.drain()
-        made = await self.thumbnails.run_pending()
+        orphans = await self._queue_orphans(older_than, progress)
+        removed, left = await self.images.remover.drain(progress=progress)
+        made = await self.thumbnails.run_pending(progress=progress)
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
@@ -193,13 +226,17 @@ class Chitram:
             thumbnails_made=made,
         )
 
-    async def _queue_orphans(self, older_than: float) -> int:
+    async def _queue_orphans(self, older_than: float, progress: Progress | None = None) -> int:
         async with self.database.connect() as conn:
             live = {row[0] for row in await conn.execute(select(blobs.c.storage_key))}
             live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
         candidates: list[str] = []
+        listed = 0
         for prefix in ("blobs", "thumbnails", "tmp"):
             async for key in self.storage.keys(prefix):
+                listed += 1
+                if progress is not None:
+                    progress("scan", listed, None)
                 if key not in live and await self._old_enough(key, older_than):
                     candidates.append(key)
         if candidates:

@@ -111,6 +111,14 @@ class Settings:
     auto_migrate: bool | None = None
     web_ui: bool = True
     cookie_secure: bool | None = None
+    # wave 2: operations (logs, metrics)
+    log_format: str = attrs.field(default="text", validator=attrs.validators.in_({"text", "json"}))
+    log_level: str = attrs.field(
+        default="INFO",
+        validator=attrs.validators.in_({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
+    )
+    metrics_address: str | None = None
+    metrics_interval: float = attrs.field(default=15.0, validator=_positive)
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -249,6 +257,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auto_migrate": _parse_optional_bool,
     "cookie_secure": _parse_optional_bool,
     "thumbnail_format": _parse_upper,
+    # wave 2: operations (logs, metrics)
+    "log_format": lambda raw: raw.strip().lower(),
+    "log_level": _parse_upper,
+    "metrics_address": lambda raw: _parse_address(raw) if raw.strip() else None,
 }
 
 
@@ -270,3 +282,12 @@ def _field_in_message(message: str) -> str | None:
         if re.search(rf"\b{field.name}\b", message) or f"'{field.name}'" in message:
             return field.name
     return None
+
+
+# wave 2: operations (logs, metrics)
+def _parse_address(raw: str) -> str:
+    """``host:port`` for a listener (``[::1]:9464`` for IPv6), checked, kept as given."""
+    m = re.fullmatch(r"\[[0-9A-Fa-f:.]+\]:(\d{1,5})|[^:\[\]\s]+:(\d{1,5})", raw.strip())
+    if not m or not 0 < int(m.group(1) or m.group(2)) < 65536:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464), got {raw!r}")
+    return raw.strip()
