@@ -40,6 +40,8 @@ except Exception:  # not installed as a distribution (e.g. run from a source tre
     VERSION = "0.0.0"
 
 
+THUMBNAIL_STATES = ("pending", "ready", "stalled", "failed")
+
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: how far a long operation is (``total`` None if unknown)."""
 
@@ -191,7 +193,9 @@ class Chitram:
             rows = await conn.execute(
                 select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
             )
-            return {("thumbnail", str(status)): int(count) for status, count in rows}
+            counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
+            counts.update({("thumbnail", str(status)): int(count) for status, count in rows})
+            return counts
 
     async def _report_jobs(self) -> None:
         """Tell the observer the job counts every ``metrics_interval`` seconds while open."""

@@ -127,6 +127,10 @@ class PrometheusObserver(observe.Observer):
             registry=r,
             multiprocess_mode="livesum",
         )
+        for result in ("stored", "deduplicated"):
+            self.uploads.labels(result)  # present at 0 before the first upload
+        for result in ("hit", "miss"):
+            self.cache_requests.labels(result)
         # Labelled children, cached: ``labels()`` takes a lock and builds a tuple each time.
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._seen_jobs: set[tuple[str, str]] = set()

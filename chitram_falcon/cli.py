@@ -53,6 +53,10 @@ def _serve(args: argparse.Namespace) -> int:
             "and rate limits count per worker; set CHITRAM_CACHE_URL=redis://... to share them"
         )
         os.environ["CHITRAM_CACHE_URL"] = "off"
+    if args.workers > 1 and settings.should_auto_migrate:
+        # Here, once: workers migrating a new SQLite file at the same time race to create the
+        # same tables, and the loser fails to start. Each then finds the schema at its head.
+        asyncio.run(_upgrade(settings, "head"))
     common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -151,17 +155,17 @@ def _database(settings: Settings) -> Any:
     return Database(settings.resolved_database_url)
 
 
+async def _upgrade(settings: Settings, revision: str) -> None:
+    database = _database(settings)
+    try:
+        await database.upgrade(revision)
+    finally:
+        await database.dispose()
+
+
 def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
-
-    async def run() -> None:
-        database = _database(settings)
-        try:
-            await database.upgrade(args.revision)
-        finally:
-            await database.dispose()
-
-    asyncio.run(run())
+    asyncio.run(_upgrade(settings, args.revision))
     print(f"database upgraded to {args.revision}")
     return 0
 
