@@ -32,6 +32,20 @@ EXIT_FAILED = 1
 log = logging.getLogger("chitram")
 
 
+class UsageError(Exception):
+    """A command given something it cannot act on (an unknown revision...): one line, exit 2."""
+
+
+@contextlib.contextmanager
+def _alembic_errors() -> Iterator[None]:
+    from alembic.util.exc import CommandError
+
+    try:
+        yield
+    except CommandError as exc:
+        raise UsageError(str(exc)) from exc
+
+
 def _settings() -> Settings:
     settings = Settings.from_env()
     settings.check_production()
@@ -165,7 +179,8 @@ async def _upgrade(settings: Settings, revision: str) -> None:
 
 def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings()
-    asyncio.run(_upgrade(settings, args.revision))
+    with _alembic_errors():
+        asyncio.run(_upgrade(settings, args.revision))
     print(f"database upgraded to {args.revision}")
     return 0
 
@@ -177,7 +192,8 @@ def _db_downgrade(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _database(settings)  # makes the SQLite folder, as upgrade does
-    command.downgrade(alembic_config(settings.resolved_database_url), args.revision)
+    with _alembic_errors():
+        command.downgrade(alembic_config(settings.resolved_database_url), args.revision)
     print(f"database downgraded to {args.revision}")
     return 0
 
@@ -365,11 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(fmt, "INFO")
     try:
         code: int = args.func(args)
-    except ConfigurationError as exc:
+    except (ConfigurationError, UsageError) as exc:
+        text = (
+            f"configuration error: {exc.message}"
+            if isinstance(exc, ConfigurationError)
+            else str(exc)
+        )
         if fmt == "json":
-            log.error("configuration error: %s", exc.message)
+            log.error("%s", text)
         else:
-            print(f"chitram: configuration error: {exc.message}", file=sys.stderr)
+            print(f"chitram: {text}", file=sys.stderr)
         return EXIT_CONFIG
     return code
 
