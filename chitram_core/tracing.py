@@ -99,7 +99,9 @@ def _instrument(provider: Any) -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
     from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
-    SQLAlchemyInstrumentor().instrument(tracer_provider=provider)
+    # The instrumentation declares SQLAlchemy < 2.1 but hooks only its stable engine events;
+    # without skipping the check it silently instruments nothing on 2.1 (tested).
+    SQLAlchemyInstrumentor().instrument(tracer_provider=provider, skip_dep_check=True)
     HTTPXClientInstrumentor().instrument(tracer_provider=provider)
     try:
         import redis  # noqa: F401 - only instrumented where the redis extra is installed
