@@ -58,9 +58,15 @@ def job_context(kind: str, key: str) -> Iterator[str]:
         job_id.reset(token)
 
 
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _timestamp(record: logging.LogRecord) -> str:
+    """ISO 8601 in UTC with milliseconds (the seconds part is formatted once per second)."""
     seconds = int(record.created)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(record.msecs):03d}Z"
+    if _second[0] != seconds:
+        _second[0], _second[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_second[1]}.{int(record.msecs):03d}Z"
 
 
 class JsonFormatter(logging.Formatter):
@@ -139,6 +145,12 @@ def configure(fmt: str = "text", level: str | int = "INFO") -> None:
     """Install the setup in this process; warnings and uncaught exceptions go through it too."""
     logging.config.dictConfig(logging_config(fmt, level))
     logging.captureWarnings(True)
+    # Neither format shows the caller's file and line, the thread or the process: do not
+    # collect them for every record (the caller lookup walks the stack; a cost per access line).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     sys.excepthook = _log_uncaught
 
 
