@@ -109,7 +109,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def logging_config(fmt: str = "text", level: str | int = "INFO") -> dict[str, Any]:
+def logging_config(
+    fmt: str = "text", level: str | int = "INFO", *, access_log: bool = True
+) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` dict: our format on stderr for the root logger, uvicorn's
     loggers and Alembic (quietened to warnings: its start-up chatter says nothing useful)."""
     if fmt not in FORMATS:
@@ -137,13 +139,18 @@ def logging_config(fmt: str = "text", level: str | int = "INFO") -> dict[str, An
             # Our access line replaces uvicorn's (``access_log=False``); silence it regardless.
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": True},
             "alembic": {"handlers": [], "level": "WARNING", "propagate": True},
+            "chitram_falcon.access": {
+                "handlers": [],
+                "level": "NOTSET" if access_log else "WARNING",
+                "propagate": True,
+            },
         },
     }
 
 
-def configure(fmt: str = "text", level: str | int = "INFO") -> None:
+def configure(fmt: str = "text", level: str | int = "INFO", *, access_log: bool = True) -> None:
     """Install the setup in this process; warnings and uncaught exceptions go through it too."""
-    logging.config.dictConfig(logging_config(fmt, level))
+    logging.config.dictConfig(logging_config(fmt, level, access_log=access_log))
     logging.captureWarnings(True)
     # Neither format shows the caller's file and line, the thread or the process: do not
     # collect them for every record (the caller lookup walks the stack; a cost per access line).

@@ -119,6 +119,7 @@ class Settings:
     )
     metrics_address: str | None = None
     metrics_interval: float = attrs.field(default=15.0, validator=_positive)
+    access_log: bool = True
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:

@@ -75,7 +75,9 @@ def _serve(args: argparse.Namespace) -> int:
         "host": args.host,
         "port": args.port,
         "log_level": level.lower(),
-        "log_config": logs.logging_config(settings.log_format, level),
+        "log_config": logs.logging_config(
+            settings.log_format, level, access_log=settings.access_log
+        ),
         "access_log": False,  # ours (chitram_falcon.access) replaces uvicorn's
         "lifespan": "on",
         "proxy_headers": False,
