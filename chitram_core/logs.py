@@ -83,9 +83,10 @@ class JsonFormatter(logging.Formatter):
         job = job_id.get()
         if job is not None:
             entry["job_id"] = job
-        for key, value in record.__dict__.items():
-            if key not in _RESERVED and key not in entry:
-                entry[key] = value
+        fields = record.__dict__
+        for key in fields.keys() - _RESERVED:  # what ``extra=`` added (a set difference, in C)
+            if key not in entry:
+                entry[key] = fields[key]
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         elif record.exc_text:
