@@ -77,7 +77,7 @@ async def token(client: httpx.AsyncClient, email: str = "ops@example.com") -> st
 
 def _live_app() -> Any:
     # /health/live needs no open instance: the app over unopened settings answers it.
-    return create_app(settings=make_settings(Path(tempfile.mkdtemp())))
+    return create_app(settings=make_settings(Path(tempfile.gettempdir()) / "chitram-never-opened"))
 
 
 LIVE_APP = _live_app()
