@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+import anyio
 import attrs
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from chitram_core import observe
 from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
@@ -37,6 +40,12 @@ try:
     VERSION = _version("chitram")
 except Exception:  # not installed as a distribution (e.g. run from a source tree)
     VERSION = "0.0.0"
+
+
+THUMBNAIL_STATES = ("pending", "ready", "stalled", "failed")
+
+Progress = Callable[[str, int, int | None], None]
+"""``progress(phase, done, total)``: how far a long operation is (``total`` None if unknown)."""
 
 
 @attrs.frozen
@@ -127,6 +136,9 @@ class Chitram:
         )
         self.auth = await AuthChain.open(settings, self.database)
         stack.push_async_callback(self.auth.close)
+        for name, breaker in self.auth.breakers.items():
+            observe.observer.auth_provider(name, breaker.state.value)
+        observe.observer.upload_slots(0, 0, settings.upload_concurrency)
 
         # ``is not None``: an empty MemoryCache has ``__len__`` 0 and so is falsy.
         image_cache = (
@@ -164,6 +176,10 @@ class Chitram:
             self._background = runner
             self.thumbnails.attach(runner)
             runner.start_soon(self.thumbnails.run_forever)
+            if observe.observer.enabled:
+                reporting = anyio.Event()
+                stack.push_async_callback(_set_event, reporting)
+                runner.start_soon(self._report_jobs, reporting)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if self._image_cache is None:
@@ -193,18 +209,43 @@ class Chitram:
             return "disabled"
         return "connected" if getattr(cache, "connected", True) else "degraded"
 
+    async def job_counts(self) -> dict[tuple[str, str], int]:
+        """Background jobs by ``(kind, state)``, as the database has them (every process's)."""
+        async with self.database.connect() as conn:
+            rows = await conn.execute(
+                select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
+            )
+            counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
+            counts.update({("thumbnail", str(status)): int(count) for status, count in rows})
+            return counts
+
+    async def _report_jobs(self, closing: anyio.Event) -> None:
+        """Tell the observer the job counts every ``metrics_interval`` seconds while open."""
+        while not closing.is_set():
+            # Shielded: a query cancelled mid-flight at shutdown can leave a driver task behind.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                try:
+                    observe.observer.jobs(await self.job_counts())
+                except Exception as exc:  # a database outage shows in health; keep going
+                    log.debug("could not count jobs for metrics: %s", exc)
+            with anyio.move_on_after(self.settings.metrics_interval):
+                await closing.wait()
+
     async def health(self) -> HealthReport:
         return await check_health(self, VERSION)
 
-    async def sweep(self, *, older_than: float = 3600.0) -> SweepReport:
+    async def sweep(
+        self, *, older_than: float = 3600.0, progress: Progress | None = None
+    ) -> SweepReport:
         """Remove bytes that no row references, retry queued removals, make missing thumbnails.
 
         Objects younger than ``older_than`` seconds are left alone: an upload in flight has
-        written its bytes but not yet committed its row.
+        written its bytes but not yet committed its row. ``progress(phase, done, total)`` is
+        called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
-        orphans = await self._queue_orphans(older_than)
-        removed, left = await self.images.remover.drain()
-        made = await self.thumbnails.run_pending()
+        orphans = await self._queue_orphans(older_than, progress)
+        removed, left = await self.images.remover.drain(progress=progress)
+        made = await self.thumbnails.run_pending(progress=progress)
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
@@ -212,13 +253,17 @@ class Chitram:
             thumbnails_made=made,
         )
 
-    async def _queue_orphans(self, older_than: float) -> int:
+    async def _queue_orphans(self, older_than: float, progress: Progress | None = None) -> int:
         async with self.database.connect() as conn:
             live = {row[0] for row in await conn.execute(select(blobs.c.storage_key))}
             live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
         candidates: list[str] = []
+        listed = 0
         for prefix in ("blobs", "thumbnails", "tmp"):
             async for key in self.storage.keys(prefix):
+                listed += 1
+                if progress is not None:
+                    progress("scan", listed, None)
                 if key not in live and await self._old_enough(key, older_than):
                     candidates.append(key)
         if candidates:
@@ -250,3 +295,7 @@ def _cache_options(settings: Settings) -> dict[str, Any]:
 async def open_chitram(settings: Settings | None = None, **kwargs: Any) -> Chitram:
     """Open without a context manager (remember ``await chitram.__aexit__(None, None, None)``)."""
     return await Chitram(settings, **kwargs).__aenter__()
+
+
+async def _set_event(event: anyio.Event) -> None:
+    event.set()

@@ -24,6 +24,7 @@ import attrs
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chitram_core import observe
 from chitram_core.db import Database
 from chitram_core.db import repository as repo
 from chitram_core.db.tables import images, pending_deletions, utcnow
@@ -294,7 +295,8 @@ class ImageService:
                 stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
             )
             moved = stored_key if is_new else None
-        except BaseException:
+        except BaseException as exc:
+            observe.observer.upload(_upload_result(exc))
             with anyio.CancelScope(shield=True):
                 for key in written:
                     await self._discard(key)
@@ -325,7 +327,8 @@ class ImageService:
                         kept = None
                 yield chunk
 
-        await self.storage.write(dst, hashed())
+        with observe.observer.image_work("strip"):
+            await self.storage.write(dst, hashed())
         return hasher.hexdigest(), size, bytes(kept) if kept is not None else None
 
     async def _verify(
@@ -351,22 +354,24 @@ class ImageService:
                         structure_checked=scanned,
                     )
 
-            await anyio.to_thread.run_sync(_run)
+            with observe.observer.image_work("verify"):
+                await anyio.to_thread.run_sync(_run)
             return
         from chitram_core.engine import decode_cost, verify_image
 
         if content is None:
             content = b"".join([c async for c in self.storage.read(key, chunk_size=READ_CHUNK)])
-        await engine.run(
-            verify_image,
-            content,
-            info,
-            max_pixels=self.settings.max_pixels,
-            max_scans=self.settings.jpeg_max_scans,
-            structure_checked=scanned,
-            memory=decode_cost(info, file_size=size, progressive=progressive),
-            op="verify",
-        )
+        with observe.observer.image_work("verify"):
+            await engine.run(
+                verify_image,
+                content,
+                info,
+                max_pixels=self.settings.max_pixels,
+                max_scans=self.settings.jpeg_max_scans,
+                structure_checked=scanned,
+                memory=decode_cost(info, file_size=size, progressive=progressive),
+                op="verify",
+            )
 
     async def _record(
         self,
@@ -409,6 +414,7 @@ class ImageService:
                 # Inside the transaction: if the move fails nothing is recorded, and a
                 # concurrent remover of the same key is held off by claim_blob's lock.
                 await self.storage.move(stored_key, final_key)
+        observe.observer.upload("stored" if is_new else "deduplicated")
         image = Image(
             id=image_id,
             filename=name,
@@ -443,7 +449,9 @@ class ImageService:
             return await self._load(image_id), "DISABLED"
         cached = await self.cache.get_image(image_id)
         if cached is not None:
+            observe.observer.cache("hit")
             return cached, "HIT"
+        observe.observer.cache("miss")
         token = await self.cache.begin_fill(image_id)
         image = await self._load(image_id)
         await self.cache.fill_image(image, token)
@@ -582,6 +590,15 @@ def _authorize_delete(row: Any, principal: Principal | None, delete_token: str |
     raise Forbidden("Only the owner can delete this image")
 
 
+def _upload_result(exc: BaseException) -> str:
+    """The ``chitram_uploads_total`` label for a failed upload: a small closed set."""
+    if isinstance(exc, ChitramError):
+        return exc.code.lower()
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "cancelled"
+    return "error"
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
@@ -663,7 +680,9 @@ class ByteRemover:
         except Exception:  # the note is best effort; the key is still queued
             log.exception("could not record the failed removal of %s", key)
 
-    async def drain(self, limit: int = 1000) -> tuple[int, int]:
+    async def drain(
+        self, limit: int = 1000, progress: Callable[[str, int, int | None], None] | None = None
+    ) -> tuple[int, int]:
         """Retry queued removals; (removed, still queued)."""
         async with self.db.connect() as conn:
             rows = await conn.execute(
@@ -673,6 +692,8 @@ class ByteRemover:
             )
             keys = [r[0] for r in rows]
         removed = 0
-        for key in keys:
+        for done, key in enumerate(keys, 1):
             removed += await self.remove(key)
+            if progress is not None:
+                progress("remove", done, len(keys))
         return removed, len(keys) - removed

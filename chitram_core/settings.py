@@ -177,6 +177,15 @@ class Settings:
     image_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
     jpeg_max_scans: int = attrs.field(default=100, validator=_positive)
     max_pixels_unstreamed: int = attrs.field(default=16_000_000, validator=_positive)
+    # wave 2: operations (logs, metrics)
+    log_format: str = attrs.field(default="text", validator=attrs.validators.in_({"text", "json"}))
+    log_level: str = attrs.field(
+        default="INFO",
+        validator=attrs.validators.in_({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
+    )
+    metrics_address: str | None = None
+    metrics_interval: float = attrs.field(default=15.0, validator=_positive)
+    access_log: bool = True
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -348,6 +357,10 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     # wave 2: hardening
     "hash_concurrency": lambda raw: _parse_int(raw) if raw.strip() else None,
     "public_url": lambda raw: _parse_public_url(raw),
+    # wave 2: operations (logs, metrics)
+    "log_format": lambda raw: raw.strip().lower(),
+    "log_level": _parse_upper,
+    "metrics_address": lambda raw: _parse_address(raw) if raw.strip() else None,
 }
 
 # wave 2: social sign-in (OAuth through Supabase)
@@ -410,3 +423,12 @@ def _parse_bytes(raw: str) -> int:
 
 
 _PARSERS["image_memory_budget"] = _parse_bytes
+
+
+# wave 2: operations (logs, metrics)
+def _parse_address(raw: str) -> str:
+    """``host:port`` for a listener (``[::1]:9464`` for IPv6), checked, kept as given."""
+    m = re.fullmatch(r"\[[0-9A-Fa-f:.]+\]:(\d{1,5})|[^:\[\]\s]+:(\d{1,5})", raw.strip())
+    if not m or not 0 < int(m.group(1) or m.group(2)) < 65536:
+        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464), got {raw!r}")
+    return raw.strip()

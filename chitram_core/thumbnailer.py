@@ -18,6 +18,7 @@ import anyio
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chitram_core import observe
 from chitram_core.background import Background
 from chitram_core.db import Database
 from chitram_core.db.repository import insert_or_ignore
@@ -30,6 +31,7 @@ from chitram_core.errors import (
     ServiceUnavailable,
 )
 from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail_async
+from chitram_core.logs import job_context
 from chitram_core.models import Image, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
@@ -134,7 +136,9 @@ class Thumbnailer:
         self._wake.set()
         self._background = None
 
-    async def run_pending(self, limit: int = 100) -> int:
+    async def run_pending(
+        self, limit: int = 100, progress: Callable[[str, int, int | None], None] | None = None
+    ) -> int:
         """Render every pending job that is due; how many became ready."""
         now = utcnow()
         async with self.db.connect() as conn:
@@ -154,7 +158,7 @@ class Thumbnailer:
             )
             due = [row[0] for row in rows]
         made = 0
-        for sha256 in due:
+        for done, sha256 in enumerate(due, 1):
             if self._stopping:
                 break
             try:
@@ -162,6 +166,8 @@ class Thumbnailer:
                 made += (await self._row(sha256) or {}).get("status") == "ready"
             except ChitramError as exc:
                 log.info("thumbnail for %s: %s", sha256, exc.message)
+            if progress is not None:
+                progress("thumbnails", done, len(due))
         return made
 
     # rendering ----------------------------------------------------------------------------
@@ -208,7 +214,8 @@ class Thumbnailer:
             return
         done = self._jobs[key] = anyio.Event()
         try:
-            await self._render(sha256, key, force=force)
+            with job_context("thumbnail", key):
+                await self._render(sha256, key, force=force)
         finally:
             del self._jobs[key]
             done.set()
@@ -232,16 +239,17 @@ class Thumbnailer:
             return
         try:
             data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])
-            rendered = await render_thumbnail_async(
-                data,
-                self.params,
-                max_pixels=self.settings.max_pixels,
-                timeout=self.settings.decode_timeout,
-                limiter=self._limiter,
-                engine=self.engine,
-                max_scans=self.settings.jpeg_max_scans,
-                background=not force,  # a request waiting for it (force) goes first
-            )
+            with observe.observer.image_work("thumbnail"):
+                rendered = await render_thumbnail_async(
+                    data,
+                    self.params,
+                    max_pixels=self.settings.max_pixels,
+                    timeout=self.settings.decode_timeout,
+                    limiter=self._limiter,
+                    engine=self.engine,
+                    max_scans=self.settings.jpeg_max_scans,
+                    background=not force,  # a request waiting for it (force) goes first
+                )
 
             async def body() -> AsyncIterator[bytes]:
                 yield rendered.data

@@ -11,7 +11,7 @@ import falcon
 import falcon.asgi
 
 from chitram_core import Chitram, Settings
-from chitram_falcon import errors, redaction
+from chitram_falcon import errors, observed, redaction
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.openapi import OpenAPIResource
 from chitram_falcon.resources.auth import (
@@ -61,8 +61,16 @@ class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
         self, scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:
         if scope["type"] == "http":
-            receive = _defer_first_event(receive)
+            # Request id, access line, metrics and span: see chitram_falcon/observed.py.
+            await observed.serve(super().__call__, scope, _defer_first_event(receive), send)
+            return
         await super().__call__(scope, receive, send)
+
+    def _get_responder(self, req: Any) -> Any:
+        """Falcon's routing, leaving the matched route template where the access log finds it."""
+        found = super()._get_responder(req)
+        req.scope[observed.ROUTE_KEY] = found[3]
+        return found
 
     @property
     def chitram(self) -> Chitram:

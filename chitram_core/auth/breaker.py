@@ -13,6 +13,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from chitram_core import observe
+
 log = logging.getLogger(__name__)
 
 
@@ -97,3 +99,4 @@ class Breaker:
             self._failures,
         )
         self._state = state
+        observe.observer.auth_provider(self.name, state.value)

@@ -11,7 +11,8 @@ from typing import Any
 import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -32,7 +33,8 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
             kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
-        self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
+        self.engine: AsyncEngine = sa_asyncio.create_async_engine(url, **kwargs)
         # SQLite has one writer. Writers of this process queue here, in order, instead of in
         # SQLite's busy handler, which polls with sleeps of up to 100 ms (the lock sits idle
         # while they sleep). Other processes still meet at SQLite's lock and busy_timeout.

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 
+from chitram_core import observe
 from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
 
 
@@ -49,6 +50,9 @@ class UploadSlots:
         """The health report's ``upload_concurrency``."""
         return {"limit": self.capacity, "in_use": self.in_use, "waiting": self.waiting}
 
+    def _report(self) -> None:
+        observe.observer.upload_slots(self.in_use, self.waiting, self.capacity)
+
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[None]:
         """Hold one slot for the block; :class:`ServiceUnavailable` after the wait timeout."""
@@ -61,6 +65,7 @@ class UploadSlots:
     def release(self) -> None:
         """Give back a slot got from :meth:`take`."""
         self._semaphore.release()
+        self._report()
 
     @asynccontextmanager
     async def per_identity(self, identity: str) -> AsyncIterator[None]:
@@ -94,14 +99,17 @@ class UploadSlots:
             self._semaphore.acquire_nowait()
         except anyio.WouldBlock:
             self.waiting += 1
+            self._report()
             try:
                 with anyio.move_on_after(self.wait_timeout) as scope:
                     await self._semaphore.acquire()
             finally:
                 self.waiting -= 1
+                self._report()
             if scope.cancelled_caught:
                 raise ServiceUnavailable(
                     f"Too many uploads in progress ({self.capacity}); try again shortly",
                     retry_after=max(1, math.ceil(self.wait_timeout)),
                     capacity=self.capacity,
                 ) from None
+        self._report()
