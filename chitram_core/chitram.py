@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime
 from types import TracebackType
@@ -21,11 +22,14 @@ from chitram_core.db.repository import queue_deletions
 from chitram_core.db.tables import blobs, thumbnails
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
+from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
-from chitram_core.models import HealthReport
+from chitram_core.models import HealthReport, Image
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
+from chitram_core.taggers import close_tagger, load_taggers
+from chitram_core.tags.service import TagService
 from chitram_core.thumbnailer import Thumbnailer
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,8 @@ class Chitram:
         self.auth: AuthChain
         self.images: ImageService
         self.thumbnails: Thumbnailer
+        self.jobs: JobRunner
+        self.tags: TagService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
         self._limiter_cache: Cache | None = None
@@ -138,6 +144,20 @@ class Chitram:
         )
         self.images.thumbnailer = self.thumbnails
         self._image_cache = image_cache
+        # wave 2: durable jobs and tags
+        self.jobs = JobRunner(
+            self.database,
+            poll_interval=settings.jobs_poll_interval,
+            max_backoff=settings.jobs_max_backoff,
+        )
+        taggers = load_taggers(settings)
+        for tagger in taggers:
+            stack.push_async_callback(close_tagger, tagger)
+        self.tags = TagService(
+            settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
+        )
+        self.images.record_hooks.append(self.tags.enqueue)
+        self.images.on_uploaded = _then(self.images.on_uploaded, self.jobs.wake)
         if self.background:
             task_group = anyio.create_task_group()
             await stack.enter_async_context(task_group)
@@ -145,6 +165,8 @@ class Chitram:
             self._task_group = task_group
             self.thumbnails.attach(task_group)
             task_group.start_soon(self.thumbnails.run_forever)
+            stack.push_async_callback(self.jobs.stop)
+            await task_group.start(self.jobs.run_forever)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if self._image_cache is None:
@@ -186,6 +208,7 @@ class Chitram:
         orphans = await self._queue_orphans(older_than)
         removed, left = await self.images.remover.drain()
         made = await self.thumbnails.run_pending()
+        await self.jobs.run_due()
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
@@ -220,6 +243,19 @@ class Chitram:
         if when is None:
             return False  # unknown age: it could be an upload in flight
         return (datetime.now(UTC) - when).total_seconds() >= older_than
+
+
+def _then(
+    first: Callable[[Image], None] | None, wake: Callable[[], None]
+) -> Callable[[Image], None]:
+    """``first(image)``, then wake the job runner: the upload's jobs are committed by now."""
+
+    def both(image: Image) -> None:
+        if first is not None:
+            first(image)
+        wake()
+
+    return both
 
 
 def _cache_options(settings: Settings, url: str) -> dict[str, Any]:

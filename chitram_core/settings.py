@@ -111,6 +111,19 @@ class Settings:
     auto_migrate: bool | None = None
     web_ui: bool = True
     cookie_secure: bool | None = None
+    # wave 2: tags and auto-tagging
+    taggers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = attrs.field(default=30.0, validator=_positive)
+    tags_max_ai: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    tags_min_confidence: int = attrs.field(
+        default=70,
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(100)),
+    )
+    jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
+    jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -250,6 +263,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cookie_secure": _parse_optional_bool,
     "thumbnail_format": _parse_upper,
 }
+# wave 2: tags and auto-tagging
+_PARSERS["taggers"] = _parse_list
 
 
 def _parser_for(type_: Any) -> Callable[[str], Any]:

@@ -31,6 +31,14 @@ from chitram_falcon.resources.images import (
     ThumbnailResource,
     UploadResource,
 )
+from chitram_falcon.resources.tags import (
+    AutoTagResource,
+    ImageTagResource,
+    ImageTagsResource,
+    PopularTagsResource,
+    TagSearchResource,
+    TagsResource,
+)
 
 log = logging.getLogger("chitram_falcon")
 
@@ -125,6 +133,13 @@ def create_app(
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
+    # wave 2: tags
+    app.add_route(f"{API}/images/{{image_id}}/tags", ImageTagsResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/tags/{{name}}", ImageTagResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/ai-tag", AutoTagResource(handle))
+    app.add_route(f"{API}/tags", TagsResource(handle))
+    app.add_route(f"{API}/tags/popular", PopularTagsResource(handle))
+    app.add_route(f"{API}/tags/search", TagSearchResource(handle))
 
     if web_ui if web_ui is not None else settings.web_ui:
         _mount_web_ui(app)
