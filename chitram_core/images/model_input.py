@@ -42,8 +42,8 @@ def model_jpeg(data: bytes, *, max_pixels: int, max_side: int = MODEL_MAX_SIDE) 
             out = _orient(_normalise(img, keep_alpha=False), orientation)
             if out.mode not in ("RGB", "L"):
                 out = out.convert("RGB")
+            out.info = {}  # Pillow carries a source's comment (and more) over from ``info``
             buf = io.BytesIO()
-            # No exif=, icc_profile= or comment: Pillow writes none of them unless asked.
             out.save(buf, format="JPEG", quality=MODEL_QUALITY, optimize=True)
             return buf.getvalue()
     except ChitramError as exc:

@@ -66,7 +66,7 @@ class JobRunner:
         self.lease = lease
         self.max_attempts = max_attempts
         self._handlers: dict[str, Handler] = {}
-        self._limiter = anyio.CapacityLimiter(concurrency)
+        self._slots = anyio.Semaphore(concurrency)
         self._wake = anyio.Event()
         self._stopping = False
         self._running: set[tuple[str, str]] = set()
@@ -122,9 +122,9 @@ class JobRunner:
                 return
             if (kind, key) in self._running:
                 continue
-            await self._limiter.acquire()
+            await self._slots.acquire()
             if self._stopping:
-                self._limiter.release()
+                self._slots.release()
                 return
             tg.start_soon(self._run_held, kind, key)
 
@@ -132,7 +132,7 @@ class JobRunner:
         try:
             await self.run_one(kind, key)
         finally:
-            self._limiter.release()
+            self._slots.release()
 
     async def run_due(self, limit: int = 100) -> int:
         """Run every due job now, one after another (the sweep and tests); how many finished."""

@@ -59,10 +59,12 @@ def palette_tags(data: bytes) -> list[SuggestedTag]:
     else:
         orientation = "landscape" if ratio > 1 else "portrait"
     tags = [SuggestedTag(orientation, 95, "orientation")]
-    pixels: list[tuple[int, int, int]] = list(small.getdata())
-    counts = Counter(_nearest(p) for p in pixels)
+    counts: Counter[str] = Counter()
+    for count, rgb in small.getcolors(SAMPLE * SAMPLE) or []:
+        counts[_nearest(rgb)] += count  # type: ignore[arg-type]
+    total = SAMPLE * SAMPLE
     for name, count in counts.most_common(3):
-        share = count / len(pixels)
+        share = count / total
         if share >= MIN_SHARE:
             tags.append(SuggestedTag(name, min(100, 70 + round(30 * share)), "color"))
     return tags
