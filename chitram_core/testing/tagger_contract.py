@@ -31,8 +31,8 @@ from PIL import Image
 from chitram_core.errors import TaggerUnavailable
 from chitram_core.images.model_input import model_jpeg
 from chitram_core.models import Check, SuggestedTag
-from chitram_core.tags import names
 from chitram_core.taggers import Tagger
+from chitram_core.tags import names
 
 
 def sample_image(size: tuple[int, int], color: tuple[int, int, int]) -> bytes:
@@ -106,9 +106,7 @@ class TaggerContract:
         assert isinstance(check, Check)
         assert check.status in ("healthy", "degraded", "unhealthy")
 
-    async def test_an_outage_is_tagger_unavailable(
-        self, unavailable_tagger: Tagger | None
-    ) -> None:
+    async def test_an_outage_is_tagger_unavailable(self, unavailable_tagger: Tagger | None) -> None:
         if unavailable_tagger is None:
             pytest.skip("no unavailable_tagger fixture: the outage behaviour is not checked")
         with pytest.raises(TaggerUnavailable):
