@@ -153,8 +153,9 @@ class TagService:
     ) -> list[ImageTag]:
         """Run every tagger on the image now and store the result; the AI tags applied.
 
-        With ``principal``, only the owner may ask. 503 ``PROVIDER_UNAVAILABLE`` when no tagger
-        is configured or one of them cannot answer (nothing is changed then).
+        With ``principal``, only the owner may ask. 503 ``PROVIDER_UNAVAILABLE`` when a tagger
+        cannot answer (nothing is changed then). With no tagger configured there is nothing to
+        run: ``[]``, and the image's tags stay as they are.
         """
         if not _is_uuid(image_id):
             raise ImageNotFound(image_id=image_id)
@@ -162,7 +163,7 @@ class TagService:
             async with self.db.connect() as conn:
                 await self._authorize(conn, image_id, principal)
         if not self.taggers:
-            raise TaggerUnavailable("No tagger is configured (CHITRAM_TAGGERS)")
+            return []
         image = await self._model_image(image_id)
         suggestions: list[SuggestedTag] = []
         for tagger in self.taggers:

@@ -85,7 +85,7 @@
       more.textContent = "Loading…";
       try {
         const url = list.dataset.api + "?limit=" + encodeURIComponent(list.dataset.limit) +
-          "&cursor=" + encodeURIComponent(cursor);
+          "&cursor=" + encodeURIComponent(cursor) + (list.dataset.filter || "");
         const resp = await fetch(url, { headers: { Accept: "application/json" },
           credentials: "same-origin" });
         const text = await resp.text();
@@ -104,7 +104,7 @@
           more.parentElement.remove();
           if (observer) observer.disconnect();
         } else {
-          more.href = "?cursor=" + encodeURIComponent(cursor);
+          more.href = "?cursor=" + encodeURIComponent(cursor) + (list.dataset.filter || "");
           more.textContent = "Load more images";
         }
       } catch (err) {
