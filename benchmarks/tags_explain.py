@@ -24,6 +24,7 @@ import statistics
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from chitram_core.models import Principal
 
 PG_ADMIN = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 SHA = "0" * 64
+EPOCH = datetime(2026, 1, 1)  # naive UTC, as the UTCDateTime columns store it
 WORDS = [
     *("beach", "sun", "cat", "dog", "tree", "city", "night", "snow", "lake", "road", "car"),
     *("bird", "flower", "food", "party", "mountain", "river", "sky", "cloud", "street"),
@@ -60,14 +62,14 @@ async def generate(chitram: Chitram, images: int, owners: int, tags: list[str]) 
                     "INSERT INTO users (id, email, email_normalized, provider, is_active,"
                     " created_at) VALUES (:id, :e, :e, 'local', true, :t)"
                 ),
-                {"id": f"user-{o}", "e": f"user{o}@example.com", "t": "2026-01-01 00:00:00"},
+                {"id": f"user-{o}", "e": f"user{o}@example.com", "t": EPOCH},
             )
         await conn.execute(
             text(
                 "INSERT INTO blobs (sha256, storage_key, size, content_type, width, height,"
                 " refcount, created_at) VALUES (:s, 'blobs/x', 1, 'image/jpeg', 1, 1, :n, :t)"
             ),
-            {"s": SHA, "n": images, "t": "2026-01-01 00:00:00"},
+            {"s": SHA, "n": images, "t": EPOCH},
         )
         for start in range(0, len(tags), 1000):
             await conn.execute(
@@ -76,7 +78,7 @@ async def generate(chitram: Chitram, images: int, owners: int, tags: list[str]) 
                     " VALUES (:id, :name, NULL, 0, :t)"
                 ),
                 [
-                    {"id": f"t{i:08d}", "name": name, "t": "2026-01-01 00:00:00"}
+                    {"id": f"t{i:08d}", "name": name, "t": EPOCH}
                     for i, name in enumerate(tags[start : start + 1000], start)
                 ],
             )

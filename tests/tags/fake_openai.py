@@ -67,6 +67,17 @@ class FakeOpenAI:
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/v1/models":
                     self._send(200, {"object": "list", "data": [{"id": "gpt-4o-mini"}]})
+                elif self.path.rstrip("/") == "/_seen":  # for checks by hand: what came in
+                    with fake._lock:
+                        seen = [
+                            {
+                                "authorization": r.authorization,
+                                "model": r.body.get("model"),
+                                "image": attrs.asdict(r.image) if r.image else None,
+                            }
+                            for r in fake.requests
+                        ]
+                    self._send(200, {"requests": seen})
                 else:
                     self._send(404, {"error": {"message": "not found"}})
 
