@@ -118,9 +118,11 @@
       if (cursor && isVisible(more)) loadMore();
     }
 
+    // Within the observer's 200px margin counts as visible: the observer only fires on a
+    // change, so a button that stays inside the margin after a load must be followed here.
     const isVisible = (node) => {
       const box = node.getBoundingClientRect();
-      return box.top < window.innerHeight && box.bottom > 0;
+      return box.top < window.innerHeight + 200 && box.bottom > -200;
     };
 
     more.addEventListener("click", (event) => { event.preventDefault(); loadMore(); });
