@@ -9,6 +9,7 @@ AI tags and never touches (or duplicates) a tag a user put there.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Sequence
 
 import anyio
@@ -47,8 +48,6 @@ def _limit(limit: int, *, default_max: int = 100) -> int:
 
 
 def _is_uuid(value: str) -> bool:
-    import uuid
-
     try:
         uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
@@ -72,7 +71,8 @@ class TagService:
         self.taggers = list(taggers)
         self.jobs = jobs
         self._decode_limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
-        if jobs is not None:
+        if jobs is not None and self.taggers:
+            # Without taggers there is no tagging work: the runner then has no kind to poll.
             jobs.register(TAG_JOB, self._run_job)
 
     # owner's tags -------------------------------------------------------------------------
