@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import shutil
 import statistics
 import tempfile
 import time
@@ -289,6 +290,7 @@ async def main() -> None:
             for label, call in cases:
                 await measure(chitram, label, call, captured)
     finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # the SQLite file is about 1 GB
         if drop is not None:
             import asyncpg
 
