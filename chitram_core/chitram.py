@@ -25,11 +25,14 @@ from chitram_core.db.tables import blobs, thumbnails
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
+from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
-from chitram_core.models import HealthReport
+from chitram_core.models import HealthReport, Image
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
+from chitram_core.taggers import close_tagger, load_taggers
+from chitram_core.tags.service import TagService
 from chitram_core.thumbnailer import Thumbnailer
 
 log = logging.getLogger(__name__)
@@ -78,6 +81,8 @@ class Chitram:
         self.images: ImageService
         self.thumbnails: Thumbnailer
         self.engine: ImageEngine
+        self.jobs: JobRunner
+        self.tags: TagService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
         self._limiter_cache: Cache | None = None
@@ -166,6 +171,20 @@ class Chitram:
         )
         self.images.thumbnailer = self.thumbnails
         self._image_cache = image_cache
+        # wave 2: durable jobs and tags
+        self.jobs = JobRunner(
+            self.database,
+            poll_interval=settings.jobs_poll_interval,
+            max_backoff=settings.jobs_max_backoff,
+        )
+        taggers = load_taggers(settings)
+        for tagger in taggers:
+            stack.push_async_callback(close_tagger, tagger)
+        self.tags = TagService(
+            settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
+        )
+        self.images.record_hooks.append(self.tags.enqueue)
+        self.images.on_uploaded = _then(self.images.on_uploaded, self.jobs.wake)
         if self.background:
             # Its own task, not a task group held open until __aexit__: the host may close
             # Chitram from another task; closing drains jobs instead of cancelling them.
@@ -180,6 +199,8 @@ class Chitram:
                 reporting = anyio.Event()
                 stack.push_async_callback(_set_event, reporting)
                 runner.start_soon(self._report_jobs, reporting)
+            stack.push_async_callback(self.jobs.stop)
+            runner.start_soon(self.jobs.run_forever)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if self._image_cache is None:
@@ -246,6 +267,7 @@ class Chitram:
         orphans = await self._queue_orphans(older_than, progress)
         removed, left = await self.images.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
+        await self.jobs.run_due()
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
@@ -284,6 +306,19 @@ class Chitram:
         if when is None:
             return False  # unknown age: it could be an upload in flight
         return (datetime.now(UTC) - when).total_seconds() >= older_than
+
+
+def _then(
+    first: Callable[[Image], None] | None, wake: Callable[[], None]
+) -> Callable[[Image], None]:
+    """``first(image)``, then wake the job runner: the upload's jobs are committed by now."""
+
+    def both(image: Image) -> None:
+        if first is not None:
+            first(image)
+        wake()
+
+    return both
 
 
 def _cache_options(settings: Settings) -> dict[str, Any]:

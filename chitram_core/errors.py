@@ -254,3 +254,21 @@ class ImageWorkerCrashed(InvalidImage):
     """
 
     default_message = "The image could not be decoded: the decoder stopped"
+
+
+# wave 2: tags
+
+
+class TagNotFound(ChitramError):
+    code = "TAG_NOT_FOUND"
+    status = 404
+    default_message = "The tag is not on this image"
+
+
+class TaggerUnavailable(ProviderUnavailable):
+    """A tagger could not answer now (down, timed out, overloaded); the job retries later."""
+
+    default_message = "The image tagger is unavailable"
+
+
+ERRORS_BY_CODE = {**ERRORS_BY_CODE, TagNotFound.code: TagNotFound}

@@ -105,3 +105,42 @@ class HealthReport:
     rate_limiter: str
     upload_concurrency: dict[str, int]
     checks: dict[str, Check]
+
+
+# wave 2: tags --------------------------------------------------------------------------------
+
+TagSource = Literal["user", "ai"]
+
+
+@attrs.frozen(kw_only=True)
+class Tag:
+    id: str
+    name: str
+    category: str | None
+    created_at: datetime
+
+
+@attrs.frozen(kw_only=True)
+class ImageTag:
+    """A tag on one image: who put it there, and how sure a tagger was (None for users)."""
+
+    name: str
+    category: str | None
+    source: TagSource
+    confidence: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class PopularTag:
+    name: str
+    category: str | None
+    count: int
+
+
+@attrs.frozen
+class SuggestedTag:
+    """What a tagger proposes: a name, a confidence 0..100, an optional category."""
+
+    name: str
+    confidence: int = attrs.field(validator=[attrs.validators.ge(0), attrs.validators.le(100)])
+    category: str | None = None

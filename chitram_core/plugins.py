@@ -20,11 +20,13 @@ log = logging.getLogger(__name__)
 STORAGE = "chitram.storage"
 AUTH = "chitram.auth"
 CACHE = "chitram.cache"
-GROUPS = (STORAGE, AUTH, CACHE)
+TAGGERS = "chitram.taggers"  # wave 2: tags
+GROUPS = (STORAGE, AUTH, CACHE, TAGGERS)
 
 _INSTALL_HINTS = {
     (AUTH, "supabase"): "pip install 'chitram[supabase]'",
     (CACHE, "redis"): "pip install 'chitram[redis]'",
+    (TAGGERS, "openai"): "pip install 'chitram[openai]'",
 }
 
 _lock = threading.Lock()

@@ -16,7 +16,7 @@ import secrets
 import unicodedata
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import anyio
@@ -55,6 +55,7 @@ from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
 from chitram_core.models import Image, Page, Principal, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
+from chitram_core.tags.search import image_filters
 
 if TYPE_CHECKING:
     from chitram_core.engine import ImageEngine
@@ -234,6 +235,7 @@ class ImageService:
         self.thumbnailer: Thumbnailer | None = None
         self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
         self.engine = engine
+        self.record_hooks: list[Callable[[AsyncConnection, str], Awaitable[None]]] = []
 
     # upload -------------------------------------------------------------------------------
 
@@ -410,6 +412,8 @@ class ImageService:
             )
             if self.on_recorded is not None:
                 await self.on_recorded(conn, sha256)
+            for hook in self.record_hooks:  # durable jobs for the new image (e.g. tagging)
+                await hook(conn, image_id)
             if is_new:
                 # Inside the transaction: if the move fails nothing is recorded, and a
                 # concurrent remover of the same key is held off by claim_blob's lock.
@@ -527,13 +531,31 @@ class ImageService:
         except StorageKeyNotFound as exc:
             raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
 
-    async def list(self, owner: Principal, *, limit: int = 20, cursor: str | None = None) -> Page:
-        """The owner's images, newest first, by keyset cursor (stable under inserts)."""
+    async def list(
+        self,
+        owner: Principal,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        tags: Sequence[str] | None = None,
+        query: str | None = None,
+    ) -> Page:
+        """The owner's images, newest first, by keyset cursor (stable under inserts); only
+        those with every tag in ``tags`` and, with ``query``, a filename containing it or a
+        tag starting with it."""
         if not 1 <= limit <= 100:
             raise ValidationError("limit must be between 1 and 100", field="limit")
         async with self.db.connect() as conn:
+            filters = await image_filters(conn, tags, query)
+            if filters is None:
+                return Page(items=(), next_cursor=None)
             items, next_cursor = await repo.list_images(
-                conn, owner.user_id, limit=limit, cursor=cursor, params=self.thumbnail_params
+                conn,
+                owner.user_id,
+                limit=limit,
+                cursor=cursor,
+                params=self.thumbnail_params,
+                filters=filters,
             )
         return Page(items=tuple(items), next_cursor=next_cursor)
 

@@ -186,6 +186,19 @@ class Settings:
     metrics_address: str | None = None
     metrics_interval: float = attrs.field(default=15.0, validator=_positive)
     access_log: bool = True
+    # wave 2: tags and auto-tagging
+    taggers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_timeout: float = attrs.field(default=30.0, validator=_positive)
+    tags_max_ai: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    tags_min_confidence: int = attrs.field(
+        default=70,
+        validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(100)),
+    )
+    jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
+    jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -362,6 +375,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": _parse_upper,
     "metrics_address": lambda raw: _parse_address(raw) if raw.strip() else None,
 }
+# wave 2: tags and auto-tagging
+_PARSERS["taggers"] = _parse_list
 
 # wave 2: social sign-in (OAuth through Supabase)
 _PARSERS["oauth_providers"] = lambda raw: tuple(p.lower() for p in _parse_list(raw))

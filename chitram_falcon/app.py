@@ -32,6 +32,14 @@ from chitram_falcon.resources.images import (
     UploadResource,
 )
 from chitram_falcon.resources.oauth import OAuthStartResource, OAuthTokenResource
+from chitram_falcon.resources.tags import (
+    AutoTagResource,
+    ImageTagResource,
+    ImageTagsResource,
+    PopularTagsResource,
+    TagSearchResource,
+    TagsResource,
+)
 from chitram_falcon.security import SecurityHeaders
 
 log = logging.getLogger("chitram_falcon")
@@ -141,6 +149,13 @@ def create_app(
     # wave 2: social sign-in (OAuth through Supabase, PKCE)
     app.add_route(f"{API}/auth/oauth/token", OAuthTokenResource(handle))
     app.add_route(f"{API}/auth/oauth/{{provider}}", OAuthStartResource(handle))
+    # wave 2: tags
+    app.add_route(f"{API}/images/{{image_id}}/tags", ImageTagsResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/tags/{{name}}", ImageTagResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/ai-tag", AutoTagResource(handle))
+    app.add_route(f"{API}/tags", TagsResource(handle))
+    app.add_route(f"{API}/tags/popular", PopularTagsResource(handle))
+    app.add_route(f"{API}/tags/search", TagSearchResource(handle))
 
     if web_ui if web_ui is not None else settings.web_ui:
         _mount_web_ui(app)

@@ -44,6 +44,7 @@ ERROR_CODES = [
     "INTERNAL_ERROR",
     "SERVICE_UNAVAILABLE",
     "PROVIDER_UNAVAILABLE",
+    "TAG_NOT_FOUND",
 ]
 
 
@@ -357,7 +358,7 @@ def build_spec() -> dict[str, Any]:
     """The whole document, as a dict."""
     api = "/api/v1"
     auth_tag, image_tag, health_tag = ["auth"], ["images"], ["health"]
-    return {
+    spec: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Chitram",
@@ -576,6 +577,7 @@ def build_spec() -> dict[str, Any]:
                             "required": False,
                             "schema": {"type": "string"},
                         },
+                        *_LIST_FILTERS,
                     ],
                     "responses": {
                         "200": _json(_ref("Page"), "A page"),
@@ -725,6 +727,191 @@ def build_spec() -> dict[str, Any]:
             "securitySchemes": {
                 "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
             },
+        },
+    }
+    # wave 2: tags
+    spec["paths"].update(_tag_paths(api))
+    spec["components"]["schemas"].update(_tag_schemas())
+    return spec
+
+
+# wave 2: tags ----------------------------------------------------------------------------------
+
+_LIST_FILTERS: list[dict[str, Any]] = [
+    {
+        "name": "tag",
+        "in": "query",
+        "required": False,
+        "description": "Only images with every one of these tags (repeat the parameter)",
+        "schema": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+        "style": "form",
+        "explode": True,
+    },
+    {
+        "name": "q",
+        "in": "query",
+        "required": False,
+        "description": "A filename substring or a tag-name prefix (case-insensitive)",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+]
+
+
+def _limit_param(default: int) -> dict[str, Any]:
+    return {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": default},
+    }
+
+
+def _tag_schemas() -> dict[str, Any]:
+    nullable_str = {"type": ["string", "null"]}
+    return {
+        "Tag": {
+            "type": "object",
+            "required": ["id", "name", "category", "created_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "name": {"type": "string"},
+                "category": nullable_str,
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "ImageTag": {
+            "type": "object",
+            "required": ["name", "category", "source", "confidence"],
+            "properties": {
+                "name": {"type": "string"},
+                "category": nullable_str,
+                "source": {"enum": ["user", "ai"]},
+                "confidence": {"type": ["integer", "null"], "minimum": 0, "maximum": 100},
+            },
+        },
+        "PopularTag": {
+            "type": "object",
+            "required": ["name", "category", "count"],
+            "properties": {
+                "name": {"type": "string"},
+                "category": nullable_str,
+                "count": {"type": "integer", "minimum": 1},
+            },
+        },
+    }
+
+
+def _tag_paths(api: str) -> dict[str, Any]:
+    tags_tag = ["tags"]
+
+    def listing(schema: str, description: str) -> dict[str, Any]:
+        return _json({"type": "array", "items": _ref(schema)}, description)
+
+    name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+    add_body = {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["tag"],
+                    "properties": {
+                        "tag": {"type": "string", "minLength": 2, "maxLength": 50},
+                        "category": {"type": ["string", "null"], "maxLength": 20},
+                    },
+                }
+            }
+        },
+    }
+    return {
+        f"{api}/images/{{image_id}}/tags": {
+            "get": {
+                "tags": tags_tag,
+                "operationId": "image_tags",
+                "security": _OPTIONAL_BEARER,
+                "summary": "The image's tags (an unknown image has none: 200 [])",
+                "parameters": [_IMAGE_ID],
+                "responses": {"200": listing("ImageTag", "Tags"), **_errors(401, 503)},
+            },
+            "post": {
+                "tags": tags_tag,
+                "operationId": "add_image_tag",
+                "security": _BEARER,
+                "summary": "Tag the caller's image",
+                "parameters": [_IMAGE_ID],
+                "requestBody": add_body,
+                "responses": {
+                    "201": _json(_ref("ImageTag"), "Added"),
+                    **_errors(400, 401, 403, 404, 413, 422, 503),
+                },
+            },
+        },
+        f"{api}/images/{{image_id}}/tags/{{name}}": {
+            "delete": {
+                "tags": tags_tag,
+                "operationId": "remove_image_tag",
+                "security": _BEARER,
+                "summary": "Remove a tag from the caller's image (name in any case)",
+                "parameters": [_IMAGE_ID, name_param],
+                "responses": {
+                    "204": {"description": "Removed"},
+                    **_errors(401, 403, 404, 503),
+                },
+            }
+        },
+        f"{api}/images/{{image_id}}/ai-tag": {
+            "post": {
+                "tags": tags_tag,
+                "operationId": "ai_tag_image",
+                "security": _BEARER,
+                "summary": "Run the configured taggers on the caller's image now",
+                "parameters": [_IMAGE_ID],
+                "responses": {
+                    "200": listing("ImageTag", "The AI tags now on the image"),
+                    **_errors(400, 401, 403, 404, 503),
+                },
+            }
+        },
+        f"{api}/tags": {
+            "get": {
+                "tags": tags_tag,
+                "operationId": "list_tags",
+                "security": _OPTIONAL_BEARER,
+                "summary": "Tags, alphabetical",
+                "parameters": [_limit_param(20)],
+                "responses": {"200": listing("Tag", "Tags"), **_errors(401, 422, 503)},
+            }
+        },
+        f"{api}/tags/popular": {
+            "get": {
+                "tags": tags_tag,
+                "operationId": "popular_tags",
+                "security": _OPTIONAL_BEARER,
+                "summary": "Most used tags first (live images only)",
+                "parameters": [_limit_param(20)],
+                "responses": {
+                    "200": listing("PopularTag", "Tags with counts"),
+                    **_errors(401, 422, 503),
+                },
+            }
+        },
+        f"{api}/tags/search": {
+            "get": {
+                "tags": tags_tag,
+                "operationId": "search_tags",
+                "security": _OPTIONAL_BEARER,
+                "summary": "Tags whose name starts with q (case-insensitive)",
+                "parameters": [
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 50},
+                    },
+                    _limit_param(10),
+                ],
+                "responses": {"200": listing("Tag", "Tags"), **_errors(401, 422, 503)},
+            }
         },
     }
 

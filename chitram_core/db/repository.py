@@ -85,9 +85,15 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_images(
-    conn: AsyncConnection, owner_id: str, *, limit: int, cursor: str | None, params: str
+    conn: AsyncConnection,
+    owner_id: str,
+    *,
+    limit: int,
+    cursor: str | None,
+    params: str,
+    filters: Sequence[Any] = (),
 ) -> tuple[list[Image], str | None]:
-    query = _image_query(params).where(images.c.owner_id == owner_id)
+    query = _image_query(params).where(images.c.owner_id == owner_id, *filters)
     if cursor:
         created, last_id = decode_cursor(cursor)
         query = query.where(

@@ -138,3 +138,50 @@ pending_deletions = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
 )
+
+# wave 2: tags. ``tags.image_count`` is kept by triggers on ``image_tags`` (see migration
+# 0002_tags), so popular tags are an index walk and a cascade delete of an image keeps counts.
+tags = Table(
+    "tags",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(50), nullable=False, unique=True),
+    Column("category", String(20), nullable=True),
+    Column("image_count", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+)
+# Most used first, ties by name: the popular query reads this index in order and stops.
+Index("ix_tags_popular", tags.c.image_count.desc(), tags.c.name)
+
+image_tags = Table(
+    "image_tags",
+    metadata,
+    Column(
+        "image_id",
+        String(36),
+        ForeignKey("images.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("tag_id", String(36), ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True),
+    Column("source", String(8), nullable=False, default="user"),  # user|ai
+    Column("confidence", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_image_tags_tag", "tag_id", "image_id"),
+)
+
+# wave 2: durable jobs (chitram_core/jobs). One row per (kind, key) still to do; a finished job's
+# row is deleted. "running" rows carry a lease: a crashed worker's job is claimed again after it.
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("state", String(16), nullable=False, default="pending"),  # pending|running|failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+    Index("ix_jobs_due", "state", "next_attempt_at"),
+)

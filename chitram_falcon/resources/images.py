@@ -237,7 +237,13 @@ class ImageListResource:
         if not 1 <= limit <= 100:
             raise ValidationError("limit must be between 1 and 100", field="limit")
         cursor = req.get_param("cursor") or None
-        page = await chitram.images.list(principal, limit=limit, cursor=cursor)
+        page = await chitram.images.list(
+            principal,
+            limit=limit,
+            cursor=cursor,
+            tags=req.get_param_as_list("tag") or None,
+            query=req.get_param("q") or None,
+        )
         resp.media = {
             "items": [to_json(image) for image in page.items],
             "next_cursor": page.next_cursor,

@@ -19,6 +19,8 @@ from chitram_falcon.web.pages import (
     RegisterPage,
     SignInPage,
     SignOutPage,
+    TagAddPage,
+    TagRemovePage,
     UploadPage,
 )
 from chitram_falcon.web.static import StaticFiles, StaticResource
@@ -47,6 +49,8 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     app.add_route(f"{prefix}/upload", UploadPage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}", ImagePage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}/delete", DeletePage(ui))
+    app.add_route(f"{prefix}/images/{{image_id}}/tags", TagAddPage(ui))  # wave 2: tags
+    app.add_route(f"{prefix}/images/{{image_id}}/tags/{{name}}/delete", TagRemovePage(ui))
     app.add_route(f"{prefix}/ui/static/{{name}}", StaticResource(static))
     app.add_route(f"{prefix}/ui/api/images", ImageListApi(ui))
     app.add_route(f"{prefix}/ui/api/images/upload", UploadApi(ui))

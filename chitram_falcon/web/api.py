@@ -36,7 +36,11 @@ class ImageListApi:
         if not 1 <= limit <= 100:
             raise ValidationError("limit must be between 1 and 100", field="limit")
         page = await self.ui.chitram.images.list(
-            principal, limit=limit, cursor=req.get_param("cursor") or None
+            principal,
+            limit=limit,
+            cursor=req.get_param("cursor") or None,
+            tags=[t for t in req.get_param_as_list("tag") or [] if t.strip()] or None,
+            query=req.get_param("q") or None,
         )
         resp.media = {
             "items": [to_json(image) for image in page.items],

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import falcon.asgi
 
 from chitram_core import Image
 from chitram_core.auth import rules
-from chitram_core.errors import ChitramError, Forbidden, ServiceUnavailable
+from chitram_core.errors import (
+    ChitramError,
+    Forbidden,
+    InvalidRequest,
+    ServiceUnavailable,
+    ValidationError,
+)
 from chitram_falcon.context import auth_rate_limit, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
 from chitram_falcon.security import public_base
-from chitram_falcon.web.templates import Markup, human_size, join, render
+from chitram_falcon.web.templates import Markup, escape, human_size, join, render
 from chitram_falcon.web.ui import Visit, WebUI, html_errors
 
 NO_MARKUP = Markup("")
@@ -256,19 +262,26 @@ class GalleryPage(_Page):
             self.ui.redirect(resp, self.ui.signin_url(visit, visit.url("/")))
             return
         cursor = req.get_param("cursor") or None
+        tags, q = gallery_filters(req)
         page = await self.ui.chitram.images.list(
-            visit.principal, limit=self.ui.page_size, cursor=cursor
+            visit.principal, limit=self.ui.page_size, cursor=cursor, tags=tags, query=q
         )
+        filter_query = "".join(f"&tag={quote(t, safe='')}" for t in tags)
+        filter_query += f"&q={quote(q, safe='')}" if q else ""
         more = Markup("")
         if page.next_cursor is not None:
             more = render(
                 "more.html",
-                href=visit.url("/") + "?cursor=" + quote(page.next_cursor, safe=""),
+                href=visit.url("/") + "?cursor=" + quote(page.next_cursor, safe="") + filter_query,
                 cursor=page.next_cursor,
             )
         empty = Markup("")
         if not page.items and cursor is None:
-            empty = render("empty.html", upload=visit.url("/upload"))
+            empty = (
+                render("no_matches.html")
+                if tags or q
+                else render("empty.html", upload=visit.url("/upload"))
+            )
         body = render(
             "gallery.html",
             notice=_notice(req),
@@ -279,6 +292,8 @@ class GalleryPage(_Page):
             page_size=str(self.ui.page_size),
             upload=visit.url("/upload"),
             newest=render("newest.html", href=visit.url("/")) if cursor else Markup(""),
+            filter=filter_form(visit, tags, q),
+            filter_query=filter_query,
         )
         self.ui.page(resp, visit, title="My images", body=body, section="gallery")
 
@@ -311,6 +326,19 @@ class ImagePage(_Page):
     ) -> None:
         visit = await self.ui.visit(req, resp)
         image = await self.ui.chitram.images.get(image_id)
+        await self.show(req, resp, visit, image)
+
+    async def show(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        visit: Visit,
+        image: Image,
+        *,
+        tag_error: str | None = None,
+        tag_value: str = "",
+        status: int = 200,
+    ) -> None:
         owner = visit.principal is not None and visit.principal.user_id == image.owner_id
         base = public_base(req, self.ui.chitram.settings)
         page_link = base + visit.url(f"/images/{image.id}")
@@ -339,8 +367,9 @@ class ImagePage(_Page):
             direct_link=direct_link,
             delete=delete,
             back=render("back.html", href=visit.url("/")) if owner else Markup(""),
+            tags=await tags_section(self.ui, visit, image, owner, tag_error, tag_value),
         )
-        self.ui.page(resp, visit, title=image.filename, body=body)
+        self.ui.page(resp, visit, title=image.filename, body=body, status=status)
 
 
 class DeletePage(_Page):
@@ -379,3 +408,111 @@ class DeletePage(_Page):
             return
         await self.ui.chitram.images.delete(image_id, principal=visit.principal)
         self.ui.redirect(resp, visit.url("/") + "?notice=deleted")
+
+
+# wave 2: tags ----------------------------------------------------------------------------------
+
+
+def gallery_filters(req: falcon.asgi.Request) -> tuple[list[str], str]:
+    """``?tag=`` (repeatable, blanks ignored) and ``?q=`` from the gallery's search form."""
+    tags = [t.strip() for t in req.get_param_as_list("tag") or [] if t.strip()]
+    return list(dict.fromkeys(tags)), (req.get_param("q") or "").strip()
+
+
+def filter_form(visit: Visit, tags: list[str], q: str) -> Markup:
+    hidden = join(Markup(f'<input type="hidden" name="tag" value="{escape(t)}">') for t in tags)
+    active = Markup("")
+    if tags or q:
+        parts = []
+        if tags:
+            parts.append("tagged " + " and ".join(f"“{t.lower()}”" for t in tags))
+        if q:
+            parts.append(f"matching “{q}”")
+        active = render("filter_active.html", what=" ".join(parts), clear=visit.url("/"))
+    return render("gallery_filter.html", action=visit.url("/"), q=q, hidden=hidden, active=active)
+
+
+async def tags_section(
+    ui: WebUI, visit: Visit, image: Image, owner: bool, error: str | None, value: str
+) -> Markup:
+    found = await ui.chitram.tags.for_image(image.id)
+    chips = []
+    for tag in found:
+        badge = Markup("")
+        if tag.source == "ai":
+            badge = render("tag_ai_badge.html", confidence=str(tag.confidence or 0))
+        remove = Markup("")
+        if owner:
+            remove = render(
+                "tag_remove.html",
+                action=visit.url(f"/images/{image.id}/tags/{quote(tag.name, safe='')}/delete"),
+                csrf=visit.csrf,
+                tag=tag.name,
+            )
+        href = visit.url("/") + "?tag=" + quote(tag.name, safe="") if owner else "#tags-title"
+        chips.append(
+            render(
+                "tag_chip.html",
+                kind="tag-ai" if tag.source == "ai" else "tag-user",
+                tag=tag.name,
+                source=tag.source,
+                href=href,
+                badge=badge,
+                remove=remove,
+            )
+        )
+    form = Markup("")
+    if owner:
+        form = render(
+            "tag_form.html",
+            action=visit.url(f"/images/{image.id}/tags"),
+            csrf=visit.csrf,
+            value=value,
+            error=_form_error(error),
+        )
+    if not found and not owner:
+        return Markup("")
+    return render(
+        "tags.html",
+        chips=join(chips),
+        empty=render("no_tags.html") if not found else Markup(""),
+        form=form,
+    )
+
+
+class TagAddPage(_Page):
+    """POST a tag from the image page's form; back to the page, or the page with the error."""
+
+    @html_errors
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
+    ) -> None:
+        visit, fields = await self._posted(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url(f"/images/{image_id}")))
+            return
+        value = _text(fields, "tag")
+        try:
+            await self.ui.chitram.tags.add(image_id, value, principal=visit.principal)
+        except (ValidationError, InvalidRequest) as exc:
+            image = await self.ui.chitram.images.get(image_id)
+            await ImagePage(self.ui).show(
+                req, resp, visit, image, tag_error=exc.message, tag_value=value, status=exc.status
+            )
+            return
+        self.ui.redirect(resp, visit.url(f"/images/{image_id}") + "#tags-title")
+
+
+class TagRemovePage(_Page):
+    """POST from a tag's remove button (the owner)."""
+
+    @html_errors
+    async def on_post(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, name: str
+    ) -> None:
+        visit, _ = await self._posted(req, resp)
+        if visit.principal is None:
+            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url(f"/images/{image_id}")))
+            return
+        await self.ui.chitram.tags.remove(image_id, unquote(name), principal=visit.principal)
+        self.ui.redirect(resp, visit.url(f"/images/{image_id}") + "#tags-title")

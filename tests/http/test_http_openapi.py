@@ -82,9 +82,15 @@ def test_the_document_is_openapi_3_1_with_every_route() -> None:
         "/api/v1/images/{image_id}/thumbnail": {"get", "head"},
         "/api/v1/auth/oauth/{provider}": {"get"},
         "/api/v1/auth/oauth/token": {"post"},
+        "/api/v1/images/{image_id}/tags": {"get", "post"},
+        "/api/v1/images/{image_id}/tags/{name}": {"delete"},
+        "/api/v1/images/{image_id}/ai-tag": {"post"},
+        "/api/v1/tags": {"get"},
+        "/api/v1/tags/popular": {"get"},
+        "/api/v1/tags/search": {"get"},
     }.items():
         assert methods <= set(paths[path]), path
-    for name in ("Image", "User", "AuthResponse", "Page", "Health", "Error"):
+    for name in ("Image", "User", "AuthResponse", "Page", "Health", "Error", "Tag", "ImageTag"):
         assert name in spec["components"]["schemas"]
 
 

@@ -85,7 +85,7 @@
       more.textContent = "Loading…";
       try {
         const url = list.dataset.api + "?limit=" + encodeURIComponent(list.dataset.limit) +
-          "&cursor=" + encodeURIComponent(cursor);
+          "&cursor=" + encodeURIComponent(cursor) + (list.dataset.filter || "");
         const resp = await fetch(url, { headers: { Accept: "application/json" },
           credentials: "same-origin" });
         const text = await resp.text();
@@ -104,7 +104,7 @@
           more.parentElement.remove();
           if (observer) observer.disconnect();
         } else {
-          more.href = "?cursor=" + encodeURIComponent(cursor);
+          more.href = "?cursor=" + encodeURIComponent(cursor) + (list.dataset.filter || "");
           more.textContent = "Load more images";
         }
       } catch (err) {
@@ -118,9 +118,11 @@
       if (cursor && isVisible(more)) loadMore();
     }
 
+    // Within the observer's 200px margin counts as visible: the observer only fires on a
+    // change, so a button that stays inside the margin after a load must be followed here.
     const isVisible = (node) => {
       const box = node.getBoundingClientRect();
-      return box.top < window.innerHeight && box.bottom > 0;
+      return box.top < window.innerHeight + 200 && box.bottom > -200;
     };
 
     more.addEventListener("click", (event) => { event.preventDefault(); loadMore(); });

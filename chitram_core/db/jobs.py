@@ -1,0 +1,132 @@
+"""SQL for the durable job table (``chitram_core.jobs``): enqueue, find due, claim, settle."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from chitram_core.db.tables import jobs, utcnow
+
+
+async def enqueue(conn: AsyncConnection, kind: str, key: str, when: datetime) -> None:
+    """A pending job, due at ``when``; an existing pending or failed one is made due again,
+    a running one is left to finish."""
+    now = utcnow()
+    reset = await conn.execute(
+        update(jobs)
+        .where(and_(jobs.c.kind == kind, jobs.c.key == key, jobs.c.state != "running"))
+        .values(state="pending", attempts=0, next_attempt_at=when, error=None, updated_at=now)
+    )
+    if reset.rowcount:
+        return
+    present = (
+        await conn.execute(select(jobs.c.state).where(and_(jobs.c.kind == kind, jobs.c.key == key)))
+    ).first()
+    if present is None:
+        await conn.execute(
+            insert(jobs).values(
+                kind=kind,
+                key=key,
+                state="pending",
+                attempts=0,
+                next_attempt_at=when,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(jobs.c.state == "pending", jobs.c.next_attempt_at <= now),
+        and_(jobs.c.state == "running", jobs.c.lease_until < now),
+    )
+
+
+async def due(
+    conn: AsyncConnection, kinds: Sequence[str], now: datetime, limit: int
+) -> list[tuple[str, str]]:
+    """Jobs that may be claimed now: pending and due, or running with an expired lease
+    (their worker died). Oldest due first."""
+    rows = await conn.execute(
+        select(jobs.c.kind, jobs.c.key)
+        .where(and_(jobs.c.kind.in_(kinds), _claimable(now)))
+        .order_by(jobs.c.next_attempt_at)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+async def claim(
+    conn: AsyncConnection, kind: str, key: str, now: datetime, lease_until: datetime
+) -> int | None:
+    """Take the job if it is still claimable (a conditional UPDATE: exactly one of several
+    racing workers wins); its attempt number, or None."""
+    taken = await conn.execute(
+        update(jobs)
+        .where(and_(jobs.c.kind == kind, jobs.c.key == key, _claimable(now)))
+        .values(
+            state="running",
+            attempts=jobs.c.attempts + 1,
+            lease_until=lease_until,
+            updated_at=now,
+        )
+    )
+    if not taken.rowcount:
+        return None
+    row = (
+        await conn.execute(
+            select(jobs.c.attempts).where(and_(jobs.c.kind == kind, jobs.c.key == key))
+        )
+    ).first()
+    return int(row[0]) if row is not None else None
+
+
+async def finish(conn: AsyncConnection, kind: str, key: str) -> None:
+    await conn.execute(delete(jobs).where(and_(jobs.c.kind == kind, jobs.c.key == key)))
+
+
+async def settle(
+    conn: AsyncConnection,
+    kind: str,
+    key: str,
+    *,
+    state: str,
+    next_attempt_at: datetime,
+    error: str | None,
+    attempts_delta: int = 0,
+) -> None:
+    """Back to ``pending`` (retry at ``next_attempt_at``) or ``failed``; the lease is dropped."""
+    await conn.execute(
+        update(jobs)
+        .where(and_(jobs.c.kind == kind, jobs.c.key == key, jobs.c.state == "running"))
+        .values(
+            state=state,
+            next_attempt_at=next_attempt_at,
+            lease_until=None,
+            error=error,
+            attempts=jobs.c.attempts + attempts_delta,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def counts(conn: AsyncConnection) -> dict[tuple[str, str], int]:
+    """Jobs by (kind, state), for health and metrics."""
+    rows = await conn.execute(
+        select(jobs.c.kind, jobs.c.state, func.count()).group_by(jobs.c.kind, jobs.c.state)
+    )
+    return {(r[0], r[1]): int(r[2]) for r in rows}
+
+
+async def get(conn: AsyncConnection, kind: str, key: str) -> dict[str, object] | None:
+    row = (
+        (await conn.execute(select(jobs).where(and_(jobs.c.kind == kind, jobs.c.key == key))))
+        .mappings()
+        .first()
+    )
+    return dict(row) if row is not None else None

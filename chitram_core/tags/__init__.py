@@ -1,0 +1,1 @@
+"""Tags and search: names (``names``) and the service (``service.TagService``)."""
