@@ -46,6 +46,7 @@ except Exception:  # not installed as a distribution (e.g. run from a source tre
 
 
 THUMBNAIL_STATES = ("pending", "ready", "stalled", "failed")
+JOB_STATES = ("pending", "running", "failed")
 
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: how far a long operation is (``total`` None if unknown)."""
@@ -238,7 +239,11 @@ class Chitram:
             )
             counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
             counts.update({("thumbnail", str(status)): int(count) for status, count in rows})
-            return counts
+        for kind in self.jobs.kinds:
+            for state in JOB_STATES:
+                counts[(kind, state)] = 0
+        counts.update(await self.jobs.counts())
+        return counts
 
     async def _report_jobs(self, closing: anyio.Event) -> None:
         """Tell the observer the job counts every ``metrics_interval`` seconds while open."""

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chitram_core.db import Database
 from chitram_core.db import jobs as sql
 from chitram_core.db.tables import utcnow
+from chitram_core.logs import job_context
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +158,8 @@ class JobRunner:
             return False  # another worker has it, or it is not due
         self._running.add((kind, key))
         try:
-            await handler(key)
+            with job_context(kind, key):
+                await handler(key)
         except RetryLater as exc:
             delay = exc.delay if exc.delay is not None else self.backoff(attempt)
             log.info("job %s/%s: %s; retrying in %.1f s", kind, key, exc.reason, delay)

@@ -306,3 +306,27 @@ async def test_a_deleted_image_s_job_just_ends(
         assert await chitram.jobs.run_due() == 1
         assert await chitram.jobs.job(TAG_JOB, image.id) is None
         assert openai.requests == []
+
+
+async def test_job_counts_report_tag_jobs_beside_thumbnails(
+    tmp_path: Path, database_url: str, openai: FakeOpenAI
+) -> None:
+    """What ``chitram_jobs{kind,state}`` is fed: every job kind, with zeros for empty states."""
+    async with opened(
+        tmp_path, database_url, taggers=("openai",), openai_base_url=openai.base_url
+    ) as chitram:
+        counts = await chitram.job_counts()
+        assert counts[(TAG_JOB, "pending")] == 0 and counts[(TAG_JOB, "failed")] == 0
+        owner = await new_user(chitram)
+        openai.down()
+        image = await chitram.images.upload(picture(2), owner=owner)
+        with anyio.fail_after(60):
+            while True:  # the runner tried, failed, and scheduled a retry
+                job = await chitram.jobs.job(TAG_JOB, image.id)
+                if job is not None and job["error"]:
+                    break
+                await anyio.sleep(0.05)
+        counts = await chitram.job_counts()
+        assert counts[(TAG_JOB, "pending")] + counts[(TAG_JOB, "running")] == 1
+        assert ("thumbnail", "ready") in counts
+        openai.up()
