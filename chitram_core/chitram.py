@@ -18,7 +18,7 @@ from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
 from chitram_core.db import Database
 from chitram_core.db.repository import queue_deletions
-from chitram_core.db.tables import blobs, thumbnails
+from chitram_core.db.tables import blobs, thumbnails, variants
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
@@ -28,6 +28,7 @@ from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
 from chitram_core.thumbnailer import Thumbnailer
+from chitram_core.variants import VariantService
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class SweepReport:
     pending_removed: int
     pending_left: int
     thumbnails_made: int
+    placeholders_made: int = 0
 
 
 class Chitram:
@@ -69,6 +71,7 @@ class Chitram:
         self.images: ImageService
         self.thumbnails: Thumbnailer
         self.engine: ImageEngine
+        self.variants: VariantService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
         self._limiter_cache: Cache | None = None
@@ -147,6 +150,9 @@ class Chitram:
             engine=self.engine,
         )
         self.images.thumbnailer = self.thumbnails
+        # wave 2: variants and placeholders
+        self.variants = VariantService(settings, self.database, self.storage, self.engine)
+        self.images.variants = self.variants
         self._image_cache = image_cache
         if self.background:
             task_group = anyio.create_task_group()
@@ -196,19 +202,24 @@ class Chitram:
         orphans = await self._queue_orphans(older_than)
         removed, left = await self.images.remover.drain()
         made = await self.thumbnails.run_pending()
+        filled = await self.variants.backfill_placeholders()
+        for sha256 in filled:
+            await self._thumbnail_ready(sha256)  # cached image rows must show them
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
             pending_left=left,
             thumbnails_made=made,
+            placeholders_made=len(filled),
         )
 
     async def _queue_orphans(self, older_than: float) -> int:
         async with self.database.connect() as conn:
             live = {row[0] for row in await conn.execute(select(blobs.c.storage_key))}
             live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
+            live |= {row[0] for row in await conn.execute(select(variants.c.key))}
         candidates: list[str] = []
-        for prefix in ("blobs", "thumbnails", "tmp"):
+        for prefix in ("blobs", "thumbnails", "tmp", "variants"):
             async for key in self.storage.keys(prefix):
                 if key not in live and await self._old_enough(key, older_than):
                     candidates.append(key)

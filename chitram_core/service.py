@@ -51,13 +51,14 @@ from chitram_core.images.formats import (
     verify,
 )
 from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
-from chitram_core.models import Image, Page, Principal, Thumbnail
+from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
 
 if TYPE_CHECKING:
     from chitram_core.engine import ImageEngine
     from chitram_core.thumbnailer import Thumbnailer
+    from chitram_core.variants import VariantService
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ class ImageService:
         self.thumbnailer: Thumbnailer | None = None
         self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
         self.engine = engine
+        self.variants: VariantService | None = None  # wave 2: set by Chitram
 
     # upload -------------------------------------------------------------------------------
 
@@ -249,7 +251,7 @@ class ImageService:
                 written.append(stored_key)
                 sha256, size, content = await self._rewrite(tmp_key, stored_key, edits)
             progressive = intake.scans.progressive if intake.scans is not None else False
-            await self._verify(
+            content = await self._verify(
                 stored_key,
                 info,
                 scanned=intake.scanner is not None,
@@ -257,8 +259,17 @@ class ImageService:
                 size=size,
                 progressive=progressive,
             )
+            placeholders: tuple[str | None, str | None] = (None, None)
+            if self.variants is not None and content is not None:
+                placeholders = await self.variants.placeholders(content, size)
             image = await self._record(
-                stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
+                stored_key,
+                sha256=sha256,
+                size=size,
+                info=info,
+                filename=filename,
+                owner=owner,
+                placeholders=placeholders,
             )
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -302,8 +313,9 @@ class ImageService:
         content: bytes | None,
         size: int,
         progressive: bool,
-    ) -> None:
-        """Decode the stored bytes in the image engine (a worker thread without one)."""
+    ) -> bytes | None:
+        """Decode the stored bytes in the image engine (a worker thread without one); the
+        bytes when they were read (for the placeholders job)."""
         engine = self.engine
         if engine is None:
 
@@ -317,7 +329,7 @@ class ImageService:
                     )
 
             await anyio.to_thread.run_sync(_run)
-            return
+            return content
         from chitram_core.engine import decode_cost, verify_image
 
         if content is None:
@@ -332,6 +344,7 @@ class ImageService:
             memory=decode_cost(info, file_size=size, progressive=progressive),
             op="verify",
         )
+        return content
 
     async def _record(
         self,
@@ -342,6 +355,7 @@ class ImageService:
         info: Any,
         filename: str | None,
         owner: Principal | None,
+        placeholders: tuple[str | None, str | None] = (None, None),
     ) -> Image:
         image_id = str(uuid.uuid4())
         delete_token = None if owner else secrets.token_urlsafe(32)
@@ -357,7 +371,11 @@ class ImageService:
                 content_type=info.format.mime,
                 width=info.width,
                 height=info.height,
+                blurhash=placeholders[0],
+                dominant_color=placeholders[1],
             )
+            if not is_new and placeholders[0] is not None:
+                await repo.fill_placeholders(conn, sha256, *placeholders)
             await conn.execute(
                 images.insert().values(
                     id=image_id,
@@ -385,6 +403,8 @@ class ImageService:
             created_at=created,
             owner_id=owner.user_id if owner else None,
             delete_token=delete_token,
+            blurhash=placeholders[0],
+            dominant_color=placeholders[1],
         )
 
     async def _discard(self, key: str) -> None:
@@ -482,6 +502,47 @@ class ImageService:
                 yield chunk
         except StorageKeyNotFound as exc:
             raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
+
+    # variants (wave 2, CONTRACT §6.3) ----------------------------------------------------
+
+    def variant_url(
+        self,
+        image_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "contain",
+        format: str | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """A signed relative URL of a variant, for host templates (``<img srcset>``)."""
+        return self._variants().url(
+            image_id, width=width, height=height, fit=fit, format=format, quality=quality
+        )
+
+    async def variant_info(
+        self, image_id: str, spec: str, *, accept: str | None = None
+    ) -> tuple[Image, Variant]:
+        """The image and its rendered variant (made now if missing); no signature is needed
+        from the SDK, which is trusted."""
+        from chitram_core.images.variants import parse_spec
+
+        parsed = parse_spec(spec)
+        image = await self.get(image_id)
+        return image, await self._variants().get(image, parsed, accept=accept)
+
+    async def variant(
+        self, image_id: str, spec: str, *, accept: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """The variant's bytes as an async stream (rendered first if needed)."""
+        _, found = await self.variant_info(image_id, spec, accept=accept)
+        async for chunk in self._variants().stream(found):
+            yield chunk
+
+    def _variants(self) -> VariantService:
+        if self.variants is None:
+            raise ServiceUnavailable("Variants are not available in this instance")
+        return self.variants
 
     async def list(self, owner: Principal, *, limit: int = 20, cursor: str | None = None) -> Page:
         """The owner's images, newest first, by keyset cursor (stable under inserts)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from chitram_core.errors import ConfigurationError
+from chitram_core.errors import ChitramError, ConfigurationError
 
 DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"
 
@@ -119,6 +119,21 @@ class Settings:
     image_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
     jpeg_max_scans: int = attrs.field(default=100, validator=_positive)
     max_pixels_unstreamed: int = attrs.field(default=16_000_000, validator=_positive)
+    # wave 2: variants and placeholders
+    variant_presets: tuple[str, ...] = attrs.field(default=("w320", "w640", "w1280", "w1920"))
+    variant_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    variant_max_renders: int = attrs.field(default=8, validator=_positive)
+    placeholders: bool = True
+
+    @variant_presets.validator
+    def _check_presets(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+        from chitram_core.images.variants import parse_spec
+
+        for item in value:
+            try:
+                parse_spec(item)
+            except ChitramError as exc:
+                raise ValueError(f"variant_presets: {item!r}: {exc.message}") from None
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -290,3 +305,8 @@ def _parse_bytes(raw: str) -> int:
 
 
 _PARSERS["image_memory_budget"] = _parse_bytes
+
+
+# wave 2: variants and placeholders
+_PARSERS["variant_presets"] = _parse_list
+_PARSERS["variant_keys"] = _parse_list

@@ -30,6 +30,7 @@ from chitram_falcon.resources.images import (
     ImageResource,
     ThumbnailResource,
     UploadResource,
+    VariantResource,
 )
 
 log = logging.getLogger("chitram_falcon")
@@ -124,6 +125,7 @@ def create_app(
     app.add_route(f"{API}/images/{{image_id}}", ImageResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/variants/{{spec}}", VariantResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
 
     if web_ui if web_ui is not None else settings.web_ui:
