@@ -291,3 +291,14 @@ async def test_capacity_is_503_with_retry_after(tmp_path) -> None:  # type: igno
         assert int(resp.headers["retry-after"]) >= 1
         ok = await env.client.get(f"/api/v1/images/{image['id']}/variants/w320")
         assert ok.status_code == 200  # the failed attempt left no claim behind
+
+
+async def test_upload_response_has_blurhash_and_dominant_color(env: Env) -> None:
+    buf = io.BytesIO()
+    PILImage.new("RGB", (120, 80), (250, 200, 10)).save(buf, "PNG")
+    image = await _upload(env, buf.getvalue(), name="y.png", ctype="image/png")
+    assert isinstance(image["blurhash"], str) and len(image["blurhash"]) == 28
+    assert image["dominant_color"] == "#fac80a"
+    fetched = (await env.client.get(f"/api/v1/images/{image['id']}")).json()
+    assert fetched["blurhash"] == image["blurhash"]
+    assert fetched["dominant_color"] == "#fac80a"
