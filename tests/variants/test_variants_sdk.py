@@ -158,3 +158,21 @@ async def test_another_process_render_claim_is_waited_for_then_taken_over(
         with PILImage.open(io.BytesIO(data)) as img:
             assert img.size == (320, 213)
         assert chitram.engine.jobs_by_op["variant"] == 1
+
+
+async def test_sweep_removes_variant_bytes_without_a_row_and_keeps_live_ones(
+    chitram: Chitram,
+) -> None:
+    image = await chitram.images.upload(_photo(), filename="p.jpg")
+    await _bytes(chitram.images.variant(image.id, "w320"))
+    live = [k async for k in chitram.storage.keys("variants")]
+    assert len(live) == 1
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"left behind by a crash"
+
+    orphan = f"variants/ab/{'ab' * 32}/v1-w320.jpg"
+    await chitram.storage.write(orphan, body())
+    report = await chitram.sweep(older_than=0)
+    assert report.orphans_removed == 1
+    assert [k async for k in chitram.storage.keys("variants")] == live
