@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "http"))  # for httpkit
 
 from httpkit import Env, open_env
-
-KEYS = ("current-variant-key-0123456789", "older-variant-key-9876543210")
+from variantkit import KEYS
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import uuid
 
 import httpx
 import pytest
-from conftest import KEYS
 from httpkit import Env, assert_error, jpeg_bytes, open_env
 from PIL import Image as PILImage
+from variantkit import KEYS
 
 from chitram_core.images.variants import VariantSigner, avif_available
 

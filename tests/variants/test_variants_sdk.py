@@ -10,9 +10,9 @@ from pathlib import Path
 import blurhash
 import httpx
 import pytest
-from conftest import KEYS
 from PIL import Image as PILImage
 from sqlalchemy import insert, update
+from variantkit import KEYS
 
 from chitram_core import Chitram, Settings
 from chitram_core.db.tables import blobs, utcnow, variants
