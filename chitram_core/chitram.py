@@ -21,7 +21,7 @@ from chitram_core.cache.base import Cache
 from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database
 from chitram_core.db.repository import queue_deletions
-from chitram_core.db.tables import blobs, thumbnails
+from chitram_core.db.tables import blobs, thumbnails, variants
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
@@ -34,6 +34,7 @@ from chitram_core.storage import Storage, StorageError, open_storage
 from chitram_core.taggers import close_tagger, load_taggers
 from chitram_core.tags.service import TagService
 from chitram_core.thumbnailer import Thumbnailer
+from chitram_core.variants import VariantService
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class SweepReport:
     pending_removed: int
     pending_left: int
     thumbnails_made: int
+    placeholders_made: int = 0
 
 
 class Chitram:
@@ -84,6 +86,7 @@ class Chitram:
         self.engine: ImageEngine
         self.jobs: JobRunner
         self.tags: TagService
+        self.variants: VariantService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
         self._limiter_cache: Cache | None = None
@@ -171,6 +174,9 @@ class Chitram:
             engine=self.engine,
         )
         self.images.thumbnailer = self.thumbnails
+        # wave 2: variants and placeholders
+        self.variants = VariantService(settings, self.database, self.storage, self.engine)
+        self.images.variants = self.variants
         self._image_cache = image_cache
         # wave 2: durable jobs and tags
         self.jobs = JobRunner(
@@ -273,20 +279,25 @@ class Chitram:
         removed, left = await self.images.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
         await self.jobs.run_due()
+        filled = await self.variants.backfill_placeholders()
+        for sha256 in filled:
+            await self._thumbnail_ready(sha256)  # cached image rows must show them
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
             pending_left=left,
             thumbnails_made=made,
+            placeholders_made=len(filled),
         )
 
     async def _queue_orphans(self, older_than: float, progress: Progress | None = None) -> int:
         async with self.database.connect() as conn:
             live = {row[0] for row in await conn.execute(select(blobs.c.storage_key))}
             live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
+            live |= {row[0] for row in await conn.execute(select(variants.c.key))}
         candidates: list[str] = []
         listed = 0
-        for prefix in ("blobs", "thumbnails", "tmp"):
+        for prefix in ("blobs", "thumbnails", "tmp", "variants"):
             async for key in self.storage.keys(prefix):
                 listed += 1
                 if progress is not None:

@@ -55,6 +55,8 @@ class Image:
     thumbnail_ready: bool = False
     thumbnail_error: str | None = None
     delete_token: str | None = None
+    blurhash: str | None = None
+    dominant_color: str | None = None
 
     @property
     def url(self) -> str:
@@ -67,6 +69,9 @@ class Image:
     @property
     def etag(self) -> str:
         return f'"{self.sha256}"'
+
+    def variant_path(self, spec: str) -> str:
+        return f"/api/v1/images/{self.id}/variants/{spec}"
 
 
 @attrs.frozen(kw_only=True)
@@ -144,3 +149,24 @@ class SuggestedTag:
     name: str
     confidence: int = attrs.field(validator=[attrs.validators.ge(0), attrs.validators.le(100)])
     category: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Variant:
+    """A rendered variant of an image (CONTRACT §6.3): its bytes live in storage under ``key``."""
+
+    image_id: str
+    spec: str
+    key: str
+    content_type: str
+    size: int
+    width: int
+    height: int
+    negotiated: bool = False
+    """True when the format came from the request's ``Accept`` (``auto``): ``Vary: Accept``."""
+
+    @property
+    def etag(self) -> str:
+        import hashlib
+
+        return '"' + hashlib.sha256(f"{self.key}:{self.size}".encode()).hexdigest() + '"'

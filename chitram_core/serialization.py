@@ -52,6 +52,8 @@ def _unstructure_image(image: Image) -> dict[str, Any]:
         "thumbnail_ready": image.thumbnail_ready,
         "thumbnail_url": image.thumbnail_url,
         "delete_token": image.delete_token,
+        "blurhash": image.blurhash,
+        "dominant_color": image.dominant_color,
     }
 
 

@@ -52,7 +52,7 @@ from chitram_core.images.formats import (
     verify,
 )
 from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
-from chitram_core.models import Image, Page, Principal, Thumbnail
+from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
 from chitram_core.tags.search import image_filters
@@ -60,6 +60,7 @@ from chitram_core.tags.search import image_filters
 if TYPE_CHECKING:
     from chitram_core.engine import ImageEngine
     from chitram_core.thumbnailer import Thumbnailer
+    from chitram_core.variants import VariantService
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class ImageService:
         self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
         self.engine = engine
         self.record_hooks: list[Callable[[AsyncConnection, str], Awaitable[None]]] = []
+        self.variants: VariantService | None = None  # wave 2: set by Chitram
 
     # upload -------------------------------------------------------------------------------
 
@@ -285,7 +287,7 @@ class ImageService:
                 written.append(stored_key)
                 sha256, size, content = await self._rewrite(tmp_key, stored_key, edits)
             progressive = intake.scans.progressive if intake.scans is not None else False
-            await self._verify(
+            content = await self._verify(
                 stored_key,
                 info,
                 scanned=intake.scanner is not None,
@@ -293,8 +295,17 @@ class ImageService:
                 size=size,
                 progressive=progressive,
             )
+            placeholders: tuple[str | None, str | None] = (None, None)
+            if self.variants is not None and content is not None:
+                placeholders = await self.variants.placeholders(content, size)
             image, is_new = await self._record(
-                stored_key, sha256=sha256, size=size, info=info, filename=filename, owner=owner
+                stored_key,
+                sha256=sha256,
+                size=size,
+                info=info,
+                filename=filename,
+                owner=owner,
+                placeholders=placeholders,
             )
             moved = stored_key if is_new else None
         except BaseException as exc:
@@ -342,8 +353,9 @@ class ImageService:
         content: bytes | None,
         size: int,
         progressive: bool,
-    ) -> None:
-        """Decode the stored bytes in the image engine (a worker thread without one)."""
+    ) -> bytes | None:
+        """Decode the stored bytes in the image engine (a worker thread without one); the
+        bytes when they were read (for the placeholders job)."""
         engine = self.engine
         if engine is None:
 
@@ -358,7 +370,7 @@ class ImageService:
 
             with observe.observer.image_work("verify"):
                 await anyio.to_thread.run_sync(_run)
-            return
+            return content
         from chitram_core.engine import decode_cost, verify_image
 
         if content is None:
@@ -374,6 +386,7 @@ class ImageService:
                 memory=decode_cost(info, file_size=size, progressive=progressive),
                 op="verify",
             )
+        return content
 
     async def _record(
         self,
@@ -384,6 +397,7 @@ class ImageService:
         info: Any,
         filename: str | None,
         owner: Principal | None,
+        placeholders: tuple[str | None, str | None] = (None, None),
     ) -> tuple[Image, bool]:
         image_id = str(uuid.uuid4())
         delete_token = None if owner else secrets.token_urlsafe(32)
@@ -399,7 +413,11 @@ class ImageService:
                 content_type=info.format.mime,
                 width=info.width,
                 height=info.height,
+                blurhash=placeholders[0],
+                dominant_color=placeholders[1],
             )
+            if not is_new and placeholders[0] is not None:
+                await repo.fill_placeholders(conn, sha256, *placeholders)
             await conn.execute(
                 images.insert().values(
                     id=image_id,
@@ -430,6 +448,8 @@ class ImageService:
             created_at=created,
             owner_id=owner.user_id if owner else None,
             delete_token=delete_token,
+            blurhash=placeholders[0],
+            dominant_color=placeholders[1],
         )
         return image, is_new
 
@@ -530,6 +550,47 @@ class ImageService:
                 yield chunk
         except StorageKeyNotFound as exc:
             raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
+
+    # variants (wave 2, CONTRACT §6.3) ----------------------------------------------------
+
+    def variant_url(
+        self,
+        image_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "contain",
+        format: str | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """A signed relative URL of a variant, for host templates (``<img srcset>``)."""
+        return self._variants().url(
+            image_id, width=width, height=height, fit=fit, format=format, quality=quality
+        )
+
+    async def variant_info(
+        self, image_id: str, spec: str, *, accept: str | None = None
+    ) -> tuple[Image, Variant]:
+        """The image and its rendered variant (made now if missing); no signature is needed
+        from the SDK, which is trusted."""
+        from chitram_core.images.variants import parse_spec
+
+        parsed = parse_spec(spec)
+        image = await self.get(image_id)
+        return image, await self._variants().get(image, parsed, accept=accept)
+
+    async def variant(
+        self, image_id: str, spec: str, *, accept: str | None = None
+    ) -> AsyncIterator[bytes]:
+        """The variant's bytes as an async stream (rendered first if needed)."""
+        _, found = await self.variant_info(image_id, spec, accept=accept)
+        async for chunk in self._variants().stream(found):
+            yield chunk
+
+    def _variants(self) -> VariantService:
+        if self.variants is None:
+            raise ServiceUnavailable("Variants are not available in this instance")
+        return self.variants
 
     async def list(
         self,

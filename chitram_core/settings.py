@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import attrs
 
-from chitram_core.errors import ConfigurationError
+from chitram_core.errors import ChitramError, ConfigurationError
 
 _log = logging.getLogger(__name__)
 
@@ -199,6 +199,21 @@ class Settings:
     )
     jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
     jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)
+    # wave 2: variants and placeholders
+    variant_presets: tuple[str, ...] = attrs.field(default=("w320", "w640", "w1280", "w1920"))
+    variant_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    variant_max_renders: int = attrs.field(default=8, validator=_positive)
+    placeholders: bool = True
+
+    @variant_presets.validator
+    def _check_presets(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+        from chitram_core.images.variants import parse_spec
+
+        for item in value:
+            try:
+                parse_spec(item)
+            except ChitramError as exc:
+                raise ValueError(f"variant_presets: {item!r}: {exc.message}") from None
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -447,3 +462,8 @@ def _parse_address(raw: str) -> str:
     if not m or not 0 < int(m.group(1) or m.group(2)) < 65536:
         raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464), got {raw!r}")
     return raw.strip()
+
+
+# wave 2: variants and placeholders
+_PARSERS["variant_presets"] = _parse_list
+_PARSERS["variant_keys"] = _parse_list

@@ -30,6 +30,7 @@ from chitram_falcon.resources.images import (
     ImageResource,
     ThumbnailResource,
     UploadResource,
+    VariantResource,
 )
 from chitram_falcon.resources.oauth import OAuthStartResource, OAuthTokenResource
 from chitram_falcon.resources.tags import (
@@ -145,6 +146,7 @@ def create_app(
     app.add_route(f"{API}/images/{{image_id}}", ImageResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
+    app.add_route(f"{API}/images/{{image_id}}/variants/{{spec}}", VariantResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
     # wave 2: social sign-in (OAuth through Supabase, PKCE)
     app.add_route(f"{API}/auth/oauth/token", OAuthTokenResource(handle))

@@ -240,7 +240,8 @@ def _sweep(args: argparse.Namespace) -> int:
                 report = await chitram.sweep(older_than=args.older_than, progress=progress)
         print(
             f"orphans queued: {report.orphans_removed}, removed: {report.pending_removed}, "
-            f"still queued: {report.pending_left}, thumbnails made: {report.thumbnails_made}"
+            f"still queued: {report.pending_left}, thumbnails made: {report.thumbnails_made}, "
+            f"placeholders made: {report.placeholders_made}"
         )
 
     asyncio.run(run())

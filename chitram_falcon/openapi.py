@@ -180,6 +180,48 @@ def _binary_ops(kind: str, types: list[str], summary: str) -> dict[str, Any]:
     return {"get": {**op, "operationId": f"get_{kind}"}, "head": head}
 
 
+# wave 2: variants (CONTRACT §6.3)
+VARIANT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/avif"]
+
+
+def _variant_ops(tags: Any) -> dict[str, Any]:
+    params = [
+        {
+            "name": "spec",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "string", "maxLength": 64},
+            "description": "`-`-joined, in this order: `w<N>`, `h<N>`, `cover` (default "
+            "contain), `jpeg|png|webp|avif|auto`, `q<N>`; e.g. `w640-h480-cover-webp-q80`",
+        },
+        {
+            "name": "sig",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "base64url (no padding) HMAC-SHA256 of `{id}/{spec}`; not needed "
+            "for a preset (CHITRAM_VARIANT_PRESETS)",
+        },
+        {"name": "Accept", "in": "header", "required": False, "schema": {"type": "string"}},
+    ]
+    ops = _binary_ops("variant", VARIANT_TYPES, "A resized/re-encoded variant (made on demand)")
+    out = {}
+    for key, op in ops.items():
+        responses = {**op["responses"], **_errors(400, 403)}
+        if key == "head":
+            responses = {
+                code: {k: v for k, v in r.items() if k != "content"}
+                for code, r in responses.items()
+            }
+        out[key] = {
+            **op,
+            "tags": tags,
+            "parameters": [*op["parameters"], *params],
+            "responses": responses,
+        }
+    return out
+
+
 def _schemas() -> dict[str, Any]:
     timestamp = {"type": "string", "format": "date-time"}
     check: dict[str, Any] = {
@@ -264,6 +306,8 @@ def _schemas() -> dict[str, Any]:
                 "thumbnail_ready",
                 "thumbnail_url",
                 "delete_token",
+                "blurhash",
+                "dominant_color",
             ],
             "properties": {
                 "id": {"type": "string", "format": "uuid"},
@@ -280,6 +324,15 @@ def _schemas() -> dict[str, Any]:
                 "delete_token": {
                     "type": ["string", "null"],
                     "description": "Only in the upload response of an anonymous upload",
+                },
+                "blurhash": {
+                    "type": ["string", "null"],
+                    "description": "BlurHash placeholder (4x3 components); null until computed",
+                },
+                "dominant_color": {
+                    "type": ["string", "null"],
+                    "pattern": "^#[0-9a-f]{6}$",
+                    "description": "Placeholder colour; null until computed",
                 },
             },
         },
@@ -713,6 +766,8 @@ def build_spec() -> dict[str, Any]:
                     },
                 }
             },
+            # wave 2: variants (CONTRACT §6.3)
+            f"{api}/images/{{image_id}}/variants/{{spec}}": _variant_ops(image_tag),
             "/openapi.json": {
                 "get": {
                     "operationId": "openapi",

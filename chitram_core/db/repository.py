@@ -13,7 +13,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core.db.tables import blobs, images, pending_deletions, thumbnails, utcnow
+from chitram_core.db.tables import blobs, images, pending_deletions, thumbnails, utcnow, variants
 from chitram_core.errors import ValidationError
 from chitram_core.models import Image
 
@@ -29,6 +29,8 @@ _IMAGE_COLUMNS = (
     blobs.c.width,
     blobs.c.height,
     blobs.c.storage_key,
+    blobs.c.blurhash,
+    blobs.c.dominant_color,
 )
 
 
@@ -52,6 +54,8 @@ def row_to_image(row: RowMapping) -> Image:
         owner_id=row["owner_id"],
         thumbnail_ready=row["status"] == "ready",
         thumbnail_error=row["error"] if row["status"] in ("failed", "stalled") else None,
+        blurhash=row["blurhash"],
+        dominant_color=row["dominant_color"],
     )
 
 
@@ -125,6 +129,8 @@ async def claim_blob(
     content_type: str,
     width: int,
     height: int,
+    blurhash: str | None = None,
+    dominant_color: str | None = None,
 ) -> bool:
     """Take a reference on the blob; True when the row is new (its bytes must be moved in)."""
     values = dict(
@@ -136,6 +142,8 @@ async def claim_blob(
         height=height,
         refcount=1,
         created_at=utcnow(),
+        blurhash=blurhash,
+        dominant_color=dominant_color,
     )
     if conn.dialect.name in _UPSERT_DIALECTS:
         # One statement in the usual case (new bytes): the write lock is held for less.
@@ -166,6 +174,8 @@ async def claim_blob(
                     height=height,
                     refcount=1,
                     created_at=utcnow(),
+                    blurhash=blurhash,
+                    dominant_color=dominant_color,
                 )
             )
     except IntegrityError:
@@ -216,8 +226,12 @@ async def release_blob(conn: AsyncConnection, sha256: str) -> list[str]:
         for r in await conn.execute(select(thumbnails.c.key).where(thumbnails.c.sha256 == sha256))
     ]
     await conn.execute(delete(thumbnails).where(thumbnails.c.sha256 == sha256))
+    variant_keys = [
+        r[0] for r in await conn.execute(select(variants.c.key).where(variants.c.sha256 == sha256))
+    ]
+    await conn.execute(delete(variants).where(variants.c.sha256 == sha256))
     await conn.execute(delete(blobs).where(blobs.c.sha256 == sha256))
-    keys = [row[1], *thumb_keys]
+    keys = [row[1], *thumb_keys, *variant_keys]
     await queue_deletions(conn, keys)
     return keys
 
@@ -242,7 +256,10 @@ async def key_is_live(conn: AsyncConnection, key: str) -> bool:
     if blob.first() is not None:
         return True
     thumb = await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key).limit(1))
-    return thumb.first() is not None
+    if thumb.first() is not None:
+        return True
+    variant = await conn.execute(select(variants.c.key).where(variants.c.key == key).limit(1))
+    return variant.first() is not None
 
 
 async def lock_pending(conn: AsyncConnection, key: str) -> bool:
@@ -250,3 +267,14 @@ async def lock_pending(conn: AsyncConnection, key: str) -> bool:
     if conn.dialect.name != "sqlite":
         query = query.with_for_update()
     return (await conn.execute(query)).first() is not None
+
+
+async def fill_placeholders(
+    conn: AsyncConnection, sha256: str, blurhash: str | None, dominant_color: str | None
+) -> None:
+    """Set the blob's placeholders where they are still missing (an older upload)."""
+    await conn.execute(
+        update(blobs)
+        .where(blobs.c.sha256 == sha256, blobs.c.blurhash.is_(None))
+        .values(blurhash=blurhash, dominant_color=dominant_color)
+    )

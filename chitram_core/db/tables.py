@@ -95,6 +95,9 @@ blobs = Table(
     Column("height", Integer, nullable=False),
     Column("refcount", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    # wave 2: placeholders (0002_variants); NULL until computed (upload, or the sweep)
+    Column("blurhash", String(64), nullable=True),
+    Column("dominant_color", String(7), nullable=True),
 )
 
 images = Table(
@@ -184,4 +187,23 @@ jobs = Table(
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
     Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
     Index("ix_jobs_due", "state", "next_attempt_at"),
+)
+
+# wave 2: variants (0002_variants). One row per (content, resolved spec): identical images
+# share their variants. ``status`` is "rendering" while one process renders it (``claimed_at``
+# says since when, so a crashed renderer's claim goes stale), then "ready" or "failed".
+variants = Table(
+    "variants",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("sha256", String(64), ForeignKey("blobs.sha256"), nullable=False, index=True),
+    Column("spec", String(64), nullable=False),
+    Column("status", String(16), nullable=False, default="rendering"),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("content_type", String(64), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("width", Integer, nullable=True),
+    Column("height", Integer, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
 )

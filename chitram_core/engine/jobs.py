@@ -17,6 +17,13 @@ from chitram_core.images.formats import (
     verify,
 )
 from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams, render_thumbnail
+from chitram_core.images.variants import (
+    Placeholders,
+    RenderedVariant,
+    VariantSpec,
+    compute_placeholders,
+    render_variant,
+)
 
 MiB = 1024 * 1024
 BASE_COST = 8 * MiB
@@ -70,3 +77,25 @@ def verify_image(
 def thumbnail_image(data: bytes, params: ThumbnailParams, *, max_pixels: int) -> RenderedThumbnail:
     """Render a thumbnail (see :func:`~chitram_core.images.thumbnails.render_thumbnail`)."""
     return render_thumbnail(data, params, max_pixels=max_pixels)
+
+
+# wave 2: variants and placeholders
+
+
+def variant_cost(info: ImageInfo, *, file_size: int, progressive: bool, side: int) -> int:
+    """Decode cost towards a ``side``-pixel box, plus the resized copies and the encoder's
+    buffers (AVIF/WebP encoders keep a few frame-sized planes)."""
+    out = min(info.pixels, side * side)
+    return decode_cost(info, file_size=file_size, progressive=progressive, thumbnail_size=side) + (
+        out * 4 * 4
+    )
+
+
+def variant_image(data: bytes, spec: VariantSpec, *, max_pixels: int) -> RenderedVariant:
+    """Render a variant (see :func:`~chitram_core.images.variants.render_variant`)."""
+    return render_variant(data, spec, max_pixels=max_pixels)
+
+
+def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:
+    """BlurHash and dominant colour from a tiny draft decode."""
+    return compute_placeholders(data, max_pixels=max_pixels)

@@ -338,6 +338,12 @@ class _BinaryResource:
         if req.auth is not None:
             await authenticate(req, chitram, required=False)
         served = await self._target(chitram, image_id)
+        await self._respond(req, resp, served, body=body)
+
+    async def _respond(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, served: _Served, *, body: bool
+    ) -> None:
+        """Validators, 304, ranges, HEAD and the body for any ``_Served`` (shared by all)."""
         self._headers(resp, etag=served.etag, filename=served.filename, fallback=served.fallback)
         if none_match(req.get_header("If-None-Match"), served.etag):
             resp.status = 304
@@ -427,3 +433,53 @@ class ThumbnailResource(_BinaryResource):
             content_type=thumb.content_type,
             stream=lambda start, end: chitram.images.stream_thumbnail(thumb, start, end),
         )
+
+
+# wave 2: variants (CONTRACT §6.3)
+_VARIANT_EXTENSIONS = {**_EXTENSIONS, "image/avif": "avif"}
+
+
+class VariantResource(_BinaryResource):
+    """GET/HEAD /api/v1/images/{id}/variants/{spec}: presets unsigned, anything else signed.
+
+    The spec and signature are checked before any lookup (400 malformed, 403 unsigned), so an
+    unsigned request costs no database or storage work; then it is served exactly as /file.
+    """
+
+    async def on_get(  # type: ignore[override]
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, spec: str
+    ) -> None:
+        await self._variant(req, resp, image_id, spec, body=True)
+
+    async def on_head(  # type: ignore[override]
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, spec: str
+    ) -> None:
+        await self._variant(req, resp, image_id, spec, body=False)
+
+    async def _variant(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        image_id: str,
+        spec: str,
+        *,
+        body: bool,
+    ) -> None:
+        chitram = self.handle.chitram
+        if req.auth is not None:
+            await authenticate(req, chitram, required=False)
+        parsed = chitram.variants.authorize(image_id, spec, req.get_param("sig"))
+        if parsed.format == "auto":
+            resp.set_header("Vary", "Accept")  # on errors and 304s too
+        image = await chitram.images.get(image_id)
+        variant = await chitram.variants.get(image, parsed, accept=req.get_header("Accept"))
+        ext = _VARIANT_EXTENSIONS.get(variant.content_type, "bin")
+        served = _Served(
+            etag=variant.etag,
+            filename=f"{_stem(image.filename)}.{variant.spec}.{ext}",
+            fallback=f"variant.{ext}",
+            size=variant.size,
+            content_type=variant.content_type,
+            stream=lambda start, end: chitram.variants.stream(variant, start, end),
+        )
+        await self._respond(req, resp, served, body=body)

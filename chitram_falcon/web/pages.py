@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -238,12 +240,33 @@ class PasswordResetPage(_Page):
         self.ui.page(resp, visit, title="Reset your password", body=body, status=status)
 
 
-def card(visit: Visit, image: Image) -> Markup:
+def srcset(root: str, image: Image, presets: Sequence[str]) -> str:
+    """``srcset`` from the width-only presets (``w<N>``): each preset at the width it really
+    has (variants are never upscaled, so one at or past the image's width is the last)."""
+    widths: dict[int, str] = {}
+    for preset in presets:
+        if not re.fullmatch(r"w[1-9][0-9]*", preset):
+            continue
+        real = min(int(preset[1:]), image.width)
+        if real not in widths or int(preset[1:]) < int(widths[real][1:]):
+            widths[real] = preset
+    return ", ".join(
+        f"{root}{image.variant_path(spec)} {width}w" for width, spec in sorted(widths.items())
+    )
+
+
+CARD_SIZES = "(max-width: 40rem) 50vw, 20rem"
+
+
+def card(visit: Visit, image: Image, presets: Sequence[str] = ()) -> Markup:
     return render(
         "card.html",
         id=image.id,
         href=visit.url(f"/images/{image.id}"),
         thumb=visit.root + image.thumbnail_url,
+        srcset=srcset(visit.root, image, presets),
+        sizes=CARD_SIZES,
+        placeholder=image.dominant_color or "",
         filename=image.filename,
         meta=f"{image.width} {TIMES} {image.height} · {human_size(image.file_size)}",
         when=_when(image),
@@ -285,7 +308,10 @@ class GalleryPage(_Page):
         body = render(
             "gallery.html",
             notice=_notice(req),
-            cards=join(card(visit, image) for image in page.items),
+            cards=join(
+                card(visit, image, self.ui.handle.settings.variant_presets) for image in page.items
+            ),
+            presets=",".join(self.ui.handle.settings.variant_presets),
             more=more,
             empty=empty,
             api=visit.url("/ui/api/images"),

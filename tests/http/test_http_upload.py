@@ -35,6 +35,8 @@ async def test_upload_returns_201_and_the_image(env: Env) -> None:
         "thumbnail_ready",
         "thumbnail_url",
         "delete_token",
+        "blurhash",
+        "dominant_color",
     }
     assert image["filename"] == "cat.png"
     assert image["content_type"] == "image/png"

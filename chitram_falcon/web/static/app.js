@@ -55,8 +55,16 @@
   }
 
   // Gallery: more pages by the API's cursor, appended in order, never twice.
+  // The placeholder colour behind a card's image while it loads (set through the CSSOM: the
+  // page's CSP allows no inline style attributes).
+  function placeholder(link) {
+    const color = link.dataset.placeholder;
+    if (color && /^#[0-9a-f]{6}$/.test(color)) link.style.backgroundColor = color;
+  }
+
   function gallery() {
     const list = document.getElementById("gallery");
+    if (list) list.querySelectorAll("a[data-placeholder]").forEach(placeholder);
     const more = document.getElementById("load-more");
     if (!list || !more) return;
     const status = document.getElementById("gallery-status");
@@ -65,12 +73,29 @@
     let cursor = more.dataset.cursor;
     let busy = false;
 
+    const presets = (list.dataset.presets || "").split(",").filter((p) => /^w[1-9][0-9]*$/.test(p));
+    // The same srcset as the server renders (chitram_falcon.web.pages.srcset).
+    const srcset = (image) => {
+      const widths = new Map();
+      for (const preset of presets) {
+        const real = Math.min(Number(preset.slice(1)), image.width);
+        if (!widths.has(real)) widths.set(real, preset);
+      }
+      const base = image.url.replace(/\/file$/, "/variants/");
+      return [...widths.entries()].sort((a, b) => a[0] - b[0])
+        .map(([w, spec]) => base + spec + " " + w + "w").join(", ");
+    };
+
     const card = (image) => {
       const href = imageBase + encodeURIComponent(image.id);
-      const img = el("img", { src: image.thumbnail_url, alt: image.filename, loading: "lazy",
+      const img = el("img", { src: image.thumbnail_url, srcset: srcset(image),
+        sizes: "(max-width: 40rem) 50vw, 20rem", alt: image.filename, loading: "lazy",
         decoding: "async" });
+      const link = el("a", { href, tabindex: "-1", "aria-hidden": "true",
+        "data-placeholder": image.dominant_color || "" }, img);
+      placeholder(link);
       return el("li", { class: "card", "data-id": image.id },
-        el("a", { href, tabindex: "-1", "aria-hidden": "true" }, img),
+        link,
         el("div", { class: "caption" },
           el("a", { class: "name", href, text: image.filename }),
           el("span", { class: "meta",

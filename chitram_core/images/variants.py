@@ -1,0 +1,481 @@
+"""Responsive variants: the spec grammar, URL signing, format negotiation and the renderer.
+
+Everything here is pure (no I/O, no event loop): :func:`render_variant` and
+:func:`compute_placeholders` are run by the image engine in a worker process, the rest by the
+server. See CONTRACT §6.3 and docs/architecture.md ("Variants").
+
+A spec is ``-``-joined tokens in one canonical order: ``w<N>``, ``h<N>``, ``cover`` (``contain``
+is the default and is not written), a format (``jpeg|png|webp|avif|auto``), ``q<N>``. A spec in
+any other order or spelling is refused with the canonical form in the message, so one variant has
+exactly one name (one signature, one cache entry, one stored object).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import io
+import re
+from collections.abc import Iterable, Sequence
+from typing import IO, Any
+
+import attrs
+from PIL import Image
+
+from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
+from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
+from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
+
+MAX_SIDE = 16384
+"""The largest ``w``/``h`` a spec may ask for (never upscaled, so in practice the original's)."""
+FITS = ("contain", "cover")
+OUTPUT_FORMATS = ("jpeg", "png", "webp", "avif")
+FORMATS = (*OUTPUT_FORMATS, "auto")
+ALGORITHM_VERSION = 1
+"""Bump when rendering changes visibly: it is part of every stored variant's key."""
+
+_MIME = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "avif": "image/avif",
+}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
+_PILLOW = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
+DEFAULT_QUALITY = {"jpeg": 85, "webp": 80, "avif": 60, "png": 100}
+_INPUT_FORMATS = [fmt.pillow_name for fmt in ImageFormat]
+_TOKEN = re.compile(r"([wqh])([0-9]{1,6})")
+
+
+def mime_of(fmt: str) -> str:
+    return _MIME[fmt]
+
+
+def avif_available() -> bool:
+    """Whether this Pillow can write AVIF (built in since 11.2 with libavif, or the plugin)."""
+    try:
+        from PIL import features
+
+        if features.check("avif"):
+            return True
+    except Exception:  # an old Pillow that does not know the feature name
+        pass
+    try:
+        import pillow_avif  # type: ignore[import-not-found]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@attrs.frozen
+class VariantSpec:
+    """A parsed spec. ``format`` None means the original's; ``quality`` None the default."""
+
+    width: int | None = None
+    height: int | None = None
+    fit: str = "contain"
+    format: str | None = None
+    quality: int | None = None
+
+    def __attrs_post_init__(self) -> None:
+        for name, value, top in (
+            ("w", self.width, MAX_SIDE),
+            ("h", self.height, MAX_SIDE),
+            ("q", self.quality, 100),
+        ):
+            if value is not None and not 1 <= value <= top:
+                raise InvalidRequest(
+                    f"'{name}' must be between 1 and {top}, got {value}", field="spec"
+                )
+        if self.fit not in FITS:
+            raise InvalidRequest(f"fit must be contain or cover, got {self.fit!r}", field="spec")
+        if self.format is not None and self.format not in FORMATS:
+            raise InvalidRequest(
+                f"format must be one of {', '.join(FORMATS)}, got {self.format!r}", field="spec"
+            )
+        if self.fit == "cover" and (self.width is None or self.height is None):
+            raise InvalidRequest("'cover' needs both a width and a height", field="spec")
+
+    def __str__(self) -> str:
+        tokens: list[str] = []
+        if self.width is not None:
+            tokens.append(f"w{self.width}")
+        if self.height is not None:
+            tokens.append(f"h{self.height}")
+        if self.fit != "contain":
+            tokens.append(self.fit)
+        if self.format is not None:
+            tokens.append(self.format)
+        if self.quality is not None:
+            tokens.append(f"q{self.quality}")
+        return "-".join(tokens) or "original"
+
+    def with_format(self, fmt: str) -> VariantSpec:
+        return attrs.evolve(self, format=fmt)
+
+
+def parse_spec(text: str) -> VariantSpec:
+    """Parse a spec; anything malformed or non-canonical is 400 ``INVALID_REQUEST``."""
+    if not isinstance(text, str) or not text or len(text) > 64:
+        raise InvalidRequest("The variant spec is empty or too long", field="spec")
+    if text == "original":
+        return VariantSpec()
+    values: dict[str, Any] = {}
+    for token in text.split("-"):
+        m = _TOKEN.fullmatch(token)
+        if m:
+            name = {"w": "width", "h": "height", "q": "quality"}[m.group(1)]
+            if m.group(2).startswith("0"):
+                raise InvalidRequest(f"Bad number in spec token {token!r}", field="spec")
+            value: Any = int(m.group(2))
+        elif token in FITS:
+            name, value = "fit", token
+        elif token in FORMATS:
+            name, value = "format", token
+        else:
+            raise InvalidRequest(
+                f"Unknown spec token {token!r}: use w<N>, h<N>, contain|cover, "
+                f"{'|'.join(FORMATS)}, q<N>, joined by '-'",
+                field="spec",
+            )
+        if name in values:
+            raise InvalidRequest(f"The spec sets {name} twice", field="spec")
+        values[name] = value
+    spec = VariantSpec(**values)
+    if str(spec) != text:
+        raise InvalidRequest(
+            f"Write this spec as {str(spec)!r} (tokens in the order w, h, fit, format, q; "
+            "'contain' is the default and is left out)",
+            field="spec",
+            canonical=str(spec),
+        )
+    return spec
+
+
+def spec_for(
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    fit: str = "contain",
+    format: str | None = None,
+    quality: int | None = None,
+) -> VariantSpec:
+    return VariantSpec(
+        width=width,
+        height=height,
+        fit=fit,
+        format=format.lower() if format is not None else None,
+        quality=quality,
+    )
+
+
+# signing ----------------------------------------------------------------------------------
+
+_DERIVE_SALT = b"chitram variant-url keys"
+_DERIVE_INFO = b"chitram/variants/hmac-sha256/v1"
+
+
+def derive_key(secret: str) -> bytes:
+    """A per-installation signing key from the JWT secret (HKDF-SHA256, RFC 5869, one block):
+    domain-separated, so a variant signature never doubles as anything signed with the JWT key."""
+    prk = hmac.new(_DERIVE_SALT, secret.encode(), hashlib.sha256).digest()
+    return hmac.new(prk, _DERIVE_INFO + b"\x01", hashlib.sha256).digest()
+
+
+class VariantSigner:
+    """HMAC-SHA256 over ``"{id}/{spec}"``; the first key signs, every key verifies."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise ValueError("a signer needs at least one key")
+        self.keys = tuple(keys)
+
+    @classmethod
+    def from_settings(cls, variant_keys: Iterable[str], jwt_secret: str) -> VariantSigner:
+        keys = [k.encode() for k in variant_keys if k]
+        return cls(keys or [derive_key(jwt_secret)])
+
+    @staticmethod
+    def _mac(key: bytes, image_id: str, spec: str) -> str:
+        digest = hmac.new(key, f"{image_id}/{spec}".encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+    def sign(self, image_id: str, spec: str) -> str:
+        return self._mac(self.keys[0], image_id, spec)
+
+    def verify(self, image_id: str, spec: str, signature: str | None) -> bool:
+        if not signature:
+            return False
+        given = signature.encode("ascii", "replace")
+        ok = False
+        for key in self.keys:  # every key is tried: the time does not say which one matched
+            ok |= hmac.compare_digest(self._mac(key, image_id, spec).encode(), given)
+        return ok
+
+
+# format negotiation -----------------------------------------------------------------------
+
+
+def accepts(accept: str | None, mime: str) -> bool:
+    """Whether an ``Accept`` header names ``mime`` (exactly) with a non-zero q."""
+    if not accept:
+        return False
+    for part in accept.split(","):
+        pieces = [p.strip() for p in part.split(";")]
+        if pieces[0].lower() != mime:
+            continue
+        q = 1.0
+        for param in pieces[1:]:
+            if param.lower().startswith("q="):
+                try:
+                    q = float(param[2:])
+                except ValueError:
+                    q = 0.0
+        if q > 0:
+            return True
+    return False
+
+
+def resolve_format(
+    spec: VariantSpec,
+    original: ImageFormat,
+    *,
+    accept: str | None,
+    has_alpha: bool,
+    avif: bool,
+) -> str:
+    """The output format: the spec's, the original's (GIF becomes PNG), or for ``auto`` AVIF,
+    then WebP by ``Accept``, else JPEG (PNG when the image has transparency)."""
+    fmt = spec.format
+    if fmt == "avif" and not avif:
+        raise InvalidRequest(
+            "AVIF output is not available on this server (Pillow has no AVIF support; "
+            "install Pillow >= 11.2 built with libavif, or the chitram[avif] extra)",
+            field="spec",
+        )
+    if fmt is None:
+        return {ImageFormat.JPEG: "jpeg", ImageFormat.WEBP: "webp"}.get(original, "png")
+    if fmt != "auto":
+        return fmt
+    if avif and accepts(accept, "image/avif"):
+        return "avif"
+    if accepts(accept, "image/webp"):
+        return "webp"
+    return "png" if has_alpha else "jpeg"
+
+
+def may_have_alpha(head: bytes, fmt: ImageFormat) -> bool:
+    """From the header alone: could the image have transparent pixels? (errs towards yes)"""
+    if fmt is ImageFormat.JPEG:
+        return False
+    if fmt is ImageFormat.PNG:
+        if len(head) > 25 and head[25] in (4, 6):  # grey+alpha, RGBA
+            return True
+        idat = head.find(b"IDAT")
+        trns = head.find(b"tRNS")
+        return trns != -1 and (idat == -1 or trns < idat)
+    if fmt is ImageFormat.WEBP:
+        chunk = head[12:16]
+        if chunk == b"VP8X":
+            return len(head) > 20 and bool(head[20] & 0x10)
+        if chunk == b"VP8L":
+            return len(head) > 24 and bool(head[24] & 0x10)  # alpha_is_used bit
+        return False
+    return True  # GIF: transparency is per frame; assume it
+
+
+# rendering --------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class RenderedVariant:
+    data: bytes = attrs.field(repr=lambda d: f"<{len(d)} bytes>")
+    width: int
+    height: int
+    content_type: str
+
+
+def output_size(spec: VariantSpec, width: int, height: int) -> tuple[int, int, int, int]:
+    """``(resize_w, resize_h, out_w, out_h)`` for an upright ``width`` x ``height`` image:
+    resize to the first pair, then (cover) centre-crop to the second. Never upscales."""
+    # contain: fit inside the box. cover: fill the box, then crop the overflow.
+    if spec.fit == "cover":
+        assert spec.width is not None and spec.height is not None
+        scale = min(max(spec.width / width, spec.height / height), 1.0)
+    else:
+        scale = min(
+            spec.width / width if spec.width else 1.0,
+            spec.height / height if spec.height else 1.0,
+            1.0,
+        )
+    rw, rh = max(1, round(width * scale)), max(1, round(height * scale))
+    if spec.fit == "cover":
+        assert spec.width is not None and spec.height is not None
+        # The box's shape is kept: when the image is smaller than the box, the largest box of
+        # that shape inside it (so ``cover`` never upscales and never changes aspect).
+        shrink = min(rw / spec.width, rh / spec.height, 1.0)
+        ow = min(rw, max(1, round(spec.width * shrink)))
+        oh = min(rh, max(1, round(spec.height * shrink)))
+        return rw, rh, ow, oh
+    return rw, rh, rw, rh
+
+
+def render_variant(
+    source: bytes | IO[bytes], spec: VariantSpec, *, max_pixels: int, draft: bool = True
+) -> RenderedVariant:
+    """Render ``spec`` (whose format is resolved, not ``auto``); SYNC, for the engine.
+
+    JPEG is decoded with ``draft()`` at the smallest 1/1..1/8 scale still covering the target
+    (shrink on load), the rest with ``reduce()`` then Lanczos; EXIF orientation is applied;
+    animated images give their first frame. ``draft=False`` is the naive path (benchmark only).
+    """
+    assert spec.format in OUTPUT_FORMATS, spec
+    fileobj: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
+    try:
+        return _render(fileobj, spec, max_pixels, draft)
+    except ChitramError as exc:
+        if isinstance(exc, InvalidImage):
+            raise
+        raise InvalidImage(exc.message, **exc.details) from None
+    except PILLOW_ERRORS as exc:
+        reason = _reason(exc)
+        raise InvalidImage(f"Cannot render this variant: {reason}", reason=reason) from None
+
+
+def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool) -> RenderedVariant:
+    fmt = spec.format
+    assert fmt is not None
+    with Image.open(fileobj, formats=_INPUT_FORMATS) as img:
+        width, height = img.size
+        if width * height > max_pixels:
+            raise InvalidImage(
+                f"The image has {width * height} pixels, more than the limit of {max_pixels}",
+                max_pixels=max_pixels,
+            )
+        orientation = img.getexif().get(0x0112, 1)
+        icc = img.info.get("icc_profile")
+        turned = orientation in (5, 6, 7, 8)
+        upright = (height, width) if turned else (width, height)
+        rw, rh, ow, oh = output_size(spec, *upright)
+        target = (rh, rw) if turned else (rw, rh)  # in the stored orientation
+        if draft and img.format in ("JPEG", "MPO"):
+            img.draft(img.mode if img.mode in ("RGB", "L") else None, target)
+        else:
+            img.load()
+        keep_alpha = fmt != "jpeg"
+        frame = _normalise(img, keep_alpha=keep_alpha)
+        if frame.size != target:
+            frame = frame.resize(
+                target,
+                Image.Resampling.LANCZOS,
+                reducing_gap=2.0 if draft else None,
+            )
+        frame = _orient(frame, orientation)
+        if (ow, oh) != frame.size:
+            left, top = (frame.width - ow) // 2, (frame.height - oh) // 2
+            frame = frame.crop((left, top, left + ow, top + oh))
+        return _encode(frame, fmt, spec.quality, icc)
+
+
+def _encode(img: Image.Image, fmt: str, quality: int | None, icc: object) -> RenderedVariant:
+    options: dict[str, Any] = {}
+    if isinstance(icc, bytes) and _icc_matches(icc, img.mode):
+        options["icc_profile"] = icc
+    q = quality if quality is not None else DEFAULT_QUALITY[fmt]
+    if fmt == "jpeg":
+        if img.mode not in ("RGB", "L"):
+            img = img.convert("RGB")
+        options.update(quality=q, optimize=True, progressive=img.width * img.height > 10_000)
+    elif fmt == "webp":
+        options.update(quality=q, method=4)
+    elif fmt == "avif":
+        options.update(quality=q, speed=8)
+    else:
+        options.update(compress_level=6)
+    buf = io.BytesIO()
+    img.save(buf, format=_PILLOW[fmt], **options)
+    return RenderedVariant(buf.getvalue(), img.width, img.height, _MIME[fmt])
+
+
+def variant_cost_side(spec: VariantSpec, width: int, height: int) -> int:
+    """The longest side the renderer decodes towards (for the engine's memory reservation)."""
+    rw, rh, _, _ = output_size(spec, max(width, height), max(width, height))
+    return max(rw, rh, 1)
+
+
+# placeholders -----------------------------------------------------------------------------
+
+PLACEHOLDER_SIDE = 32
+BLURHASH_COMPONENTS = (4, 3)
+
+
+@attrs.frozen
+class Placeholders:
+    blurhash: str
+    dominant_color: str
+
+
+def compute_placeholders(source: bytes, *, max_pixels: int) -> Placeholders:
+    """BlurHash (4x3 components) and the dominant colour from a tiny draft decode; SYNC."""
+    try:
+        with Image.open(io.BytesIO(source), formats=_INPUT_FORMATS) as img:
+            if img.width * img.height > max_pixels:
+                raise InvalidImage("The image has too many pixels", max_pixels=max_pixels)
+            orientation = img.getexif().get(0x0112, 1)
+            box = (PLACEHOLDER_SIDE * 2, PLACEHOLDER_SIDE * 2)
+            if img.format in ("JPEG", "MPO"):
+                img.draft("RGB", box)
+            small = _normalise(img, keep_alpha=False)
+            small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
+            small = _orient(small.convert("RGB"), orientation)
+    except ChitramError:
+        raise
+    except PILLOW_ERRORS as exc:
+        raise InvalidImage(f"Cannot compute placeholders: {_reason(exc)}") from None
+    return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
+
+
+def _blurhash(img: Image.Image) -> str:
+    import blurhash  # type: ignore[import-untyped]
+
+    pixels = list(img.getdata())
+    rows = [[list(pixels[y * img.width + x]) for x in range(img.width)] for y in range(img.height)]
+    result: str = blurhash.encode(rows, *BLURHASH_COMPONENTS)
+    return result
+
+
+def dominant_color(img: Image.Image) -> str:
+    """The most common colour after quantising to 16 colours (ties: the first), ``#rrggbb``."""
+    quantised = img.convert("RGB").quantize(colors=16, method=Image.Quantize.MEDIANCUT)
+    palette = quantised.getpalette() or [0, 0, 0]
+    counts = quantised.getcolors() or [(1, 0)]
+    _, index = max(counts, key=lambda item: item[0])
+    assert isinstance(index, int)
+    r, g, b = palette[index * 3 : index * 3 + 3]
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def variant_key(sha256: str, spec: VariantSpec) -> str:
+    """Where a rendered variant lives; ``spec`` has its format resolved."""
+    assert spec.format in OUTPUT_FORMATS
+    return f"variants/{sha256[:2]}/{sha256}/v{ALGORITHM_VERSION}-{spec}.{EXTENSIONS[spec.format]}"
+
+
+__all__ = [
+    "Placeholders",
+    "RenderedVariant",
+    "VariantSigner",
+    "VariantSpec",
+    "accepts",
+    "avif_available",
+    "compute_placeholders",
+    "derive_key",
+    "may_have_alpha",
+    "output_size",
+    "parse_spec",
+    "render_variant",
+    "resolve_format",
+    "spec_for",
+    "variant_key",
+]

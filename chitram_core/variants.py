@@ -1,0 +1,403 @@
+"""Variants (CONTRACT §6.3): authorised, negotiated, rendered once in the engine, kept in storage.
+
+A variant is keyed by (content hash, spec with its format resolved): identical images share it,
+and ``auto`` shares the object of the format it resolved to. The ``variants`` row is both the
+record and the cross-process lock: ``rendering`` with ``claimed_at`` while one process renders
+(others poll it; a claim older than the decode timeout + grace is taken over), then ``ready``
+or ``failed``. In one process, concurrent requests for one key share one job (an event map).
+Renders in flight per process are capped (``variant_max_renders``): beyond it, 503 with
+``Retry-After`` at once, and the engine's own admission bounds the wait for memory and a worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+import anyio
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from chitram_core.db import Database
+from chitram_core.db.tables import blobs, utcnow, variants
+from chitram_core.errors import (
+    DecodeTimeout,
+    Forbidden,
+    ImageNotFound,
+    InvalidImage,
+    ServiceUnavailable,
+)
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, count_jpeg_scans, probe
+from chitram_core.images.variants import (
+    VariantSigner,
+    VariantSpec,
+    avif_available,
+    may_have_alpha,
+    parse_spec,
+    resolve_format,
+    spec_for,
+    variant_key,
+)
+from chitram_core.models import Image, Variant
+from chitram_core.settings import Settings
+from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
+
+if TYPE_CHECKING:
+    from chitram_core.engine import ImageEngine
+
+log = logging.getLogger(__name__)
+
+CLAIM_GRACE = 30.0
+"""Seconds past the decode timeout after which another process's render claim is stale."""
+POLL_INTERVAL = 0.05
+ALPHA_CACHE = 4096
+
+
+class VariantService:
+    def __init__(
+        self,
+        settings: Settings,
+        database: Database,
+        storage: Storage,
+        engine: ImageEngine,
+    ) -> None:
+        self.settings = settings
+        self.db = database
+        self.storage = storage
+        self.engine = engine
+        self.signer = VariantSigner.from_settings(settings.variant_keys, settings.jwt_secret)
+        self.presets = frozenset(settings.variant_presets)
+        self.avif = avif_available()
+        self._jobs: dict[str, anyio.Event] = {}
+        self._rendering = 0
+        self._alpha: OrderedDict[str, bool] = OrderedDict()
+        # Counters for monitoring.
+        self.renders = 0
+        self.hits = 0
+        self.shed = 0
+
+    # naming and authorising ---------------------------------------------------------------
+
+    def url(
+        self,
+        image_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "contain",
+        format: str | None = None,
+        quality: int | None = None,
+    ) -> str:
+        """A signed relative URL for the variant (for host templates)."""
+        spec = str(spec_for(width=width, height=height, fit=fit, format=format, quality=quality))
+        sig = self.signer.sign(image_id, spec)
+        return f"/api/v1/images/{quote(image_id)}/variants/{spec}?sig={sig}"
+
+    def authorize(self, image_id: str, spec_text: str, signature: str | None) -> VariantSpec:
+        """The parsed spec when it is a preset or correctly signed; 400 malformed, 403 else."""
+        spec = parse_spec(spec_text)
+        if spec_text in self.presets or self.signer.verify(image_id, spec_text, signature):
+            return spec
+        raise Forbidden(
+            "This variant is not a preset and its URL is not signed (or the signature is wrong)"
+        )
+
+    # getting ------------------------------------------------------------------------------
+
+    async def get(self, image: Image, spec: VariantSpec, *, accept: str | None = None) -> Variant:
+        """The rendered variant of ``image``, rendered now if needed (shared with others)."""
+        original = ImageFormat.from_mime(image.content_type)
+        has_alpha = False
+        if spec.format == "auto" and original is not ImageFormat.JPEG:
+            has_alpha = await self._has_alpha(image.sha256, original)
+        fmt = resolve_format(spec, original, accept=accept, has_alpha=has_alpha, avif=self.avif)
+        resolved = spec.with_format(fmt)
+        key = variant_key(image.sha256, resolved)
+        row = await self._row(key)
+        if row is None or row["status"] != "ready":
+            if row is not None and row["status"] == "failed":
+                raise InvalidImage(f"This variant cannot be made: {row['error']}")
+            await self._render_shared(image.sha256, resolved, key)
+            row = await self._row(key)
+            if row is None or row["status"] != "ready":
+                if row is not None and row["status"] == "failed":
+                    raise InvalidImage(f"This variant cannot be made: {row['error']}")
+                raise ServiceUnavailable("The variant is not ready yet", retry_after=2)
+        else:
+            self.hits += 1
+        return Variant(
+            image_id=image.id,
+            spec=str(resolved),
+            key=key,
+            content_type=row["content_type"],
+            size=row["size"],
+            width=row["width"],
+            height=row["height"],
+            negotiated=spec.format == "auto",
+        )
+
+    async def stream(
+        self, variant: Variant, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        stop = variant.size if end is None else min(end, variant.size)
+        try:
+            async for chunk in self.storage.read(variant.key, start, stop):
+                yield chunk
+        except StorageKeyNotFound as exc:
+            # The row said ready but the bytes are gone: forget the row so it is made again.
+            async with self.db.transaction() as conn:
+                await conn.execute(variants.delete().where(variants.c.key == variant.key))
+            raise ServiceUnavailable("The variant is being remade", retry_after=2) from exc
+
+    async def _row(self, key: str) -> dict[str, Any] | None:
+        async with self.db.connect() as conn:
+            row = (
+                (await conn.execute(select(variants).where(variants.c.key == key)))
+                .mappings()
+                .first()
+            )
+        return dict(row) if row is not None else None
+
+    async def _has_alpha(self, sha256: str, fmt: ImageFormat) -> bool:
+        known = self._alpha.get(sha256)
+        if known is not None:
+            return known
+        head = b"".join([c async for c in self.storage.read(blob_key(sha256), 0, 64 * 1024)])
+        result = may_have_alpha(head, fmt)
+        self._alpha[sha256] = result
+        if len(self._alpha) > ALPHA_CACHE:
+            self._alpha.popitem(last=False)
+        return result
+
+    # rendering ----------------------------------------------------------------------------
+
+    async def _render_shared(self, sha256: str, spec: VariantSpec, key: str) -> None:
+        running = self._jobs.get(key)
+        if running is not None:
+            await running.wait()
+            return
+        if self._rendering >= self.settings.variant_max_renders:
+            self.shed += 1
+            raise ServiceUnavailable("Too many variants are being made; try again", retry_after=1)
+        done = self._jobs[key] = anyio.Event()
+        self._rendering += 1
+        try:
+            if await self._claim(sha256, spec, key):
+                await self._render(sha256, spec, key)
+        finally:
+            self._rendering -= 1
+            del self._jobs[key]
+            done.set()
+
+    async def _claim(self, sha256: str, spec: VariantSpec, key: str) -> bool:
+        """True when this process must render; False when the row became ready or failed
+        meanwhile (another process rendered it). 503 when another process is still at it."""
+        stale_after = timedelta(seconds=self.settings.decode_timeout + CLAIM_GRACE)
+        waited = 0.0
+        while True:
+            now = utcnow()
+            async with self.db.transaction() as conn:
+                exists = (
+                    await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+                ).first()
+                if exists is None:
+                    raise ImageNotFound("The image was deleted")
+                row = (
+                    (
+                        await conn.execute(
+                            select(variants.c.status, variants.c.claimed_at).where(
+                                variants.c.key == key
+                            )
+                        )
+                    )
+                    .mappings()
+                    .first()
+                )
+                if row is None:
+                    try:
+                        async with conn.begin_nested():
+                            await conn.execute(
+                                insert(variants).values(
+                                    key=key,
+                                    sha256=sha256,
+                                    spec=str(spec),
+                                    status="rendering",
+                                    claimed_at=now,
+                                    created_at=now,
+                                )
+                            )
+                        return True
+                    except IntegrityError:
+                        pass  # another process claimed it first: look again
+                elif row["status"] != "rendering":
+                    return False
+                elif row["claimed_at"] is None or now - row["claimed_at"] > stale_after:
+                    taken = await conn.execute(
+                        update(variants)
+                        .where(variants.c.key == key, variants.c.claimed_at == row["claimed_at"])
+                        .values(claimed_at=now)
+                    )
+                    if taken.rowcount:
+                        return True
+            if waited > self.settings.image_wait_timeout:
+                raise ServiceUnavailable("The variant is still being made", retry_after=2)
+            await anyio.sleep(POLL_INTERVAL)
+            waited += POLL_INTERVAL
+
+    async def _release(self, key: str) -> None:
+        with anyio.CancelScope(shield=True):
+            try:
+                async with self.db.transaction() as conn:
+                    await conn.execute(
+                        variants.delete().where(
+                            variants.c.key == key, variants.c.status == "rendering"
+                        )
+                    )
+            except Exception:
+                log.exception("could not release the render claim on %s", key)
+
+    async def _render(self, sha256: str, spec: VariantSpec, key: str) -> None:
+        from chitram_core.engine.jobs import variant_cost, variant_image
+        from chitram_core.images.variants import variant_cost_side
+
+        try:
+            try:
+                data = b"".join([c async for c in self.storage.read(blob_key(sha256))])
+            except StorageKeyNotFound as exc:
+                raise ImageNotFound("The image's bytes are missing") from exc
+            info = probe(data[:HEAD_BYTES])
+            progressive = False
+            if info.format is ImageFormat.JPEG:
+                progressive = count_jpeg_scans(data, self.settings.jpeg_max_scans).progressive
+            memory = variant_cost(
+                info,
+                file_size=len(data),
+                progressive=progressive,
+                side=variant_cost_side(spec, info.width, info.height),
+            )
+            rendered = await self.engine.run(
+                variant_image,
+                data,
+                spec,
+                max_pixels=self.settings.max_pixels,
+                memory=memory,
+                op="variant",
+            )
+            del data
+            self.renders += 1
+
+            async def body() -> AsyncIterator[bytes]:
+                yield rendered.data
+
+            await self.storage.write(key, body())
+        except (InvalidImage, DecodeTimeout) as exc:
+            await self._fail(key, exc.message)
+            raise
+        except (StorageError, OSError) as exc:
+            await self._release(key)
+            raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
+        except BaseException:
+            await self._release(key)  # capacity, a crashed worker, cancellation: try again later
+            raise
+        async with self.db.transaction() as conn:
+            still = (
+                await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+            ).first()
+            if still is None:
+                await self.storage.delete(key)  # deleted while rendering: no row, no bytes
+                return
+            values = dict(
+                status="ready",
+                error=None,
+                content_type=rendered.content_type,
+                size=len(rendered.data),
+                width=rendered.width,
+                height=rendered.height,
+            )
+            done = await conn.execute(
+                update(variants).where(variants.c.key == key).values(**values)
+            )
+            if not done.rowcount:  # the image was deleted and uploaded again meanwhile
+                now = utcnow()
+                await conn.execute(
+                    insert(variants).values(
+                        key=key,
+                        sha256=sha256,
+                        spec=str(spec),
+                        claimed_at=now,
+                        created_at=now,
+                        **values,
+                    )
+                )
+
+    async def _fail(self, key: str, reason: str) -> None:
+        with anyio.CancelScope(shield=True):
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(variants)
+                    .where(variants.c.key == key)
+                    .values(status="failed", error=reason[:1000])
+                )
+        log.warning("variant %s cannot be made: %s", key, reason)
+
+    # placeholders -------------------------------------------------------------------------
+
+    async def placeholders(self, data: bytes, size: int) -> tuple[str | None, str | None]:
+        """(blurhash, dominant colour) of verified image bytes; (None, None) when the engine
+        could not do it now (the sweep fills them in later)."""
+        if not self.settings.placeholders:
+            return None, None
+        from chitram_core.engine.jobs import placeholders_image, variant_cost
+        from chitram_core.errors import ChitramError
+        from chitram_core.images.variants import PLACEHOLDER_SIDE
+
+        try:
+            info = probe(data[:HEAD_BYTES])
+            progressive = False
+            if info.format is ImageFormat.JPEG:
+                progressive = count_jpeg_scans(data, self.settings.jpeg_max_scans).progressive
+            result = await self.engine.run(
+                placeholders_image,
+                data,
+                max_pixels=self.settings.max_pixels,
+                memory=variant_cost(
+                    info, file_size=size, progressive=progressive, side=PLACEHOLDER_SIDE * 2
+                ),
+                op="placeholders",
+            )
+        except ChitramError as exc:
+            log.info("placeholders not computed now (%s); the sweep will", exc.message)
+            return None, None
+        return result.blurhash, result.dominant_color
+
+    async def backfill_placeholders(self, limit: int = 1000) -> list[str]:
+        """Compute missing placeholders (images uploaded before them); the SHA-256s filled."""
+        if not self.settings.placeholders:
+            return []
+        async with self.db.connect() as conn:
+            rows = await conn.execute(
+                select(blobs.c.sha256, blobs.c.size).where(blobs.c.blurhash.is_(None)).limit(limit)
+            )
+            todo = [(r[0], r[1]) for r in rows]
+        filled = []
+        for sha256, size in todo:
+            try:
+                data = b"".join([c async for c in self.storage.read(blob_key(sha256))])
+            except (StorageError, OSError) as exc:
+                log.warning("placeholders for %s: cannot read the blob: %s", sha256, exc)
+                continue
+            blurhash, color = await self.placeholders(data, size)
+            if blurhash is None:
+                continue
+            async with self.db.transaction() as conn:
+                await conn.execute(
+                    update(blobs)
+                    .where(blobs.c.sha256 == sha256)
+                    .values(blurhash=blurhash, dominant_color=color)
+                )
+            filled.append(sha256)
+        return filled
