@@ -69,7 +69,11 @@ class VariantService:
         self.db = database
         self.storage = storage
         self.engine = engine
-        self.signer = VariantSigner.from_settings(settings.variant_keys, settings.jwt_secret)
+        # The derived default key needs the real secret (the kept per-installation one when
+        # CHITRAM_JWT_SECRET is unset), never the unset setting itself.
+        secret = settings.with_jwt_secret().jwt_secret
+        assert secret is not None
+        self.signer = VariantSigner.from_settings(settings.variant_keys, secret)
         self.presets = frozenset(settings.variant_presets)
         self.avif = avif_available()
         self._jobs: dict[str, anyio.Event] = {}
