@@ -252,3 +252,36 @@ async def test_an_upload_while_the_model_is_down_answers_201_and_is_tagged_later
                 await anyio.sleep(0.05)
         found = await client.http.get("/api/v1/images", params={"q": "sunny"}, headers=auth(token))
         assert [i["id"] for i in found.json()["items"]] == [image_id]
+
+
+async def test_identical_uploads_are_separate_images_with_their_own_tags(client: Client) -> None:
+    # v1's clients upload the same bytes several times and tag each copy; the shared blob
+    # (content-hash dedup) must not merge the images' tags or their popular counts.
+    token = await client.token()
+    copies = [await client.upload(token, seed=3, filename=f"copy{i}.png") for i in range(3)]
+    assert len(set(copies)) == 3
+    for count, name in ((3, "sunset"), (2, "nature"), (1, "mountain")):
+        for image_id in copies[:count]:
+            assert (await client.tag(token, image_id, name)).status_code == 201
+    popular = (await client.http.get("/api/v1/tags/popular")).json()
+    assert [(p["name"], p["count"]) for p in popular] == [
+        ("sunset", 3),
+        ("nature", 2),
+        ("mountain", 1),
+    ]
+    last = (await client.http.get(f"/api/v1/images/{copies[2]}/tags")).json()
+    assert [t["name"] for t in last] == ["sunset"]
+
+
+async def test_http_ids_that_are_not_uuids_and_names_measured_after_trimming(
+    client: Client,
+) -> None:
+    token = await client.token()
+    assert error_code(await client.tag(token, "nonexistent-id", "dog"), 404) == "IMAGE_NOT_FOUND"
+    gone = await client.http.delete("/api/v1/images/nonexistent-id/tags/dog", headers=auth(token))
+    assert error_code(gone, 404) == "IMAGE_NOT_FOUND"
+    image_id = await client.upload(token)
+    # v1 measured 2..50 before trimming, so "  a  " became the 1-character tag "a"; we trim first.
+    assert error_code(await client.tag(token, image_id, "  a  "), 422) == "VALIDATION_ERROR"
+    padded = await client.tag(token, image_id, "  " + "x" * 50 + "  ")
+    assert padded.status_code == 201 and padded.json()["name"] == "x" * 50
