@@ -42,6 +42,8 @@ import io
 import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,7 +54,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import ensure_wrk, free_port, parse_ms, raw_server, wait_for
+from _common import (
+    ensure_wrk,
+    falcon_server,
+    free_port,
+    parse_ms,
+    pinned,
+    raw_server,
+    wait_for,
+)
 
 READ_BYTES = 20 * 1024
 UPLOAD_BYTES = 200 * 1024
@@ -221,7 +231,7 @@ def drop_redis_prefix(prefix: str) -> None:
 
 
 def run_wrk(
-    wrk: str,
+    wrk: list[str],
     url: str,
     *,
     duration: int,
@@ -229,7 +239,7 @@ def run_wrk(
     connections: int,
     script: list[str] | None = None,
 ) -> dict[str, float]:
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    command = [*wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         command += ["-s", script[0], url, "--", *script[1:]]
     else:
@@ -247,6 +257,13 @@ def run_wrk(
         "errors": sum(int(n) for n in errors.groups()) if errors else 0,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
     }
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 # the suite ----------------------------------------------------------------------------------
@@ -269,30 +286,78 @@ def chitram_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def server_stack(python: str) -> str:
+    """What uvicorn will run ``chitram serve`` on with this interpreter."""
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            "from chitram_falcon.cli import server_stack; print(*server_stack())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    if probe.returncode == 0:
+        return probe.stdout.strip().replace(" ", " + ")
+    found = subprocess.run(
+        [python, "-c", "import uvloop, httptools"], capture_output=True, cwd=tempfile.gettempdir()
+    )
+    return "uvloop + httptools (auto)" if found.returncode == 0 else "asyncio + h11 (auto)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--only", choices=["embedded", "postgres"], default=None)
+    parser.add_argument("--no-upload", action="store_true", help="skip the upload target (d)")
+    parser.add_argument(
+        "--chitram-python",
+        default=sys.executable,
+        help="the interpreter of the venv whose `chitram serve` is measured (default: this one)",
+    )
+    parser.add_argument("--server-cpu", type=int, default=1, help="taskset CPU of the servers")
+    parser.add_argument("--wrk-cpu", type=int, default=0, help="taskset CPU of wrk")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="after measuring, record py-spy profiles of each chitram read target into DIR",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--raw-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--falcon-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.raw_server:
-        raw_server(int(args.raw_server[0]), args.raw_server[1])
+        raw_server(int(args.raw_server[0]), args.raw_server[1], loop="uvloop", http="httptools")
+        return 0
+    if args.falcon_server:
+        falcon_server(int(args.falcon_server[0]), args.falcon_server[1])
         return 0
 
-    wrk = ensure_wrk()
+    few_cpus = (os.cpu_count() or 1) < 2
+    server_pin = pinned(None if args.no_pin or few_cpus else args.server_cpu)
+    wrk = [*pinned(None if args.no_pin or few_cpus else args.wrk_cpu), ensure_wrk()]
+    chitram_python = args.chitram_python
+    stack_name = server_stack(chitram_python)
     small = jpeg_of_about(READ_BYTES, seed=1)
     big = jpeg_of_about(UPLOAD_BYTES, seed=2)
     offset = quantisation_offset(big)
     check_variants(big, offset)
     configs = [c for c in ("embedded", "postgres") if args.only in (None, c)]
     procs: list[subprocess.Popen[bytes]] = []
+    servers: dict[str, subprocess.Popen[bytes]] = {}
     targets: dict[str, tuple[str, list[str] | None]] = {}
     redis_prefix = f"chitram-bench-{uuid.uuid4().hex[:10]}:"
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="chitram-suite-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         (tmp / "small.jpg").write_bytes(small)
@@ -301,7 +366,11 @@ def main() -> int:
         try:
             raw_port = free_port()
             raw = start(
-                [sys.executable, __file__, "--raw-server", str(raw_port), str(tmp / "small.jpg")],
+                [
+                    *server_pin,
+                    *(sys.executable, __file__, "--raw-server", str(raw_port)),
+                    str(tmp / "small.jpg"),
+                ],
                 tmp,
                 dict(os.environ),
                 tmp / "raw.log",
@@ -309,6 +378,20 @@ def main() -> int:
             procs.append(raw)
             wait_for(f"http://127.0.0.1:{raw_port}/", raw)
             targets["a raw"] = (f"http://127.0.0.1:{raw_port}/", None)
+            falcon_port = free_port()
+            bare = start(
+                [
+                    *server_pin,
+                    *(sys.executable, __file__, "--falcon-server", str(falcon_port)),
+                    str(tmp / "small.jpg"),
+                ],
+                tmp,
+                dict(os.environ),
+                tmp / "falcon.log",
+            )
+            procs.append(bare)
+            wait_for(f"http://127.0.0.1:{falcon_port}/", bare)
+            targets["f falcon"] = (f"http://127.0.0.1:{falcon_port}/x/file", None)
             for config in configs:
                 data_dir = tmp / config
                 if config == "embedded":
@@ -322,7 +405,7 @@ def main() -> int:
                         CHITRAM_STORAGE_URL=(data_dir / "images").as_uri(),
                     )
                     subprocess.run(
-                        [sys.executable, "-m", "chitram_falcon", "db", "upgrade"],
+                        [chitram_python, "-m", "chitram_falcon", "db", "upgrade"],
                         cwd=tmp,
                         env=env,
                         check=True,
@@ -331,7 +414,8 @@ def main() -> int:
                 port = free_port()
                 proc = start(
                     [
-                        *(sys.executable, "-m", "chitram_falcon", "serve"),
+                        *server_pin,
+                        *(chitram_python, "-m", "chitram_falcon", "serve"),
                         *("--port", str(port), "--workers", "1", "--quiet"),
                     ],
                     tmp,
@@ -339,28 +423,35 @@ def main() -> int:
                     tmp / f"{config}.log",
                 )
                 procs.append(proc)
+                servers[config] = proc
                 base = f"http://127.0.0.1:{port}"
                 wait_for(f"{base}/health/ready", proc)
                 token, image_id = prepare(base, small)
                 with urllib.request.urlopen(f"{base}/api/v1/images/{image_id}/file") as resp:
                     assert resp.read() == small, "chitram served different bytes"
+                with urllib.request.urlopen(f"{base}/api/v1/images/{image_id}/thumbnail") as resp:
+                    assert resp.status == 200 and resp.read(), "no thumbnail"
                 targets[f"b {config}"] = (f"{base}/api/v1/images/{image_id}/file", None)
                 targets[f"c {config}"] = (f"{base}/api/v1/images/{image_id}", None)
-                targets[f"d {config}"] = (
-                    f"{base}/api/v1/images/upload",
-                    [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token],
-                )
+                targets[f"e {config}"] = (f"{base}/api/v1/images/{image_id}/thumbnail", None)
+                if not args.no_upload:
+                    targets[f"d {config}"] = (
+                        f"{base}/api/v1/images/upload",
+                        [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token],
+                    )
 
             common = {"threads": args.threads, "connections": args.connections}
             for url, script in targets.values():
                 run_wrk(wrk, url, duration=args.warmup, script=script, **common)
             results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-            for _ in range(args.rounds):
+            for number in range(args.rounds):
                 for name, (url, script) in targets.items():
-                    print(f"measuring {name} ...", file=sys.stderr, flush=True)
+                    print(f"round {number + 1}: {name} ...", file=sys.stderr, flush=True)
                     results[name].append(
                         run_wrk(wrk, url, duration=args.duration, script=script, **common)
                     )
+            if args.profile is not None:
+                profile(args, wrk, targets, servers)
         except BaseException:
             for log in sorted(tmp.glob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
@@ -376,8 +467,49 @@ def main() -> int:
             if "postgres" in configs:
                 drop_redis_prefix(redis_prefix)
 
-    report(args, results, len(small), len(big))
+    report(args, results, len(small), len(big), stack_name, load_before, load_average())
     return 0
+
+
+def profile(
+    args: argparse.Namespace,
+    wrk: list[str],
+    targets: dict[str, tuple[str, list[str] | None]],
+    servers: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    """py-spy on the chitram server while wrk loads one read target: raw folded stacks."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out: Path = args.profile
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (url, _script) in targets.items():
+        kind, config = name.split(" ", 1)
+        if kind not in {"b", "c", "e"}:
+            continue
+        pid = child_pid(servers[config].pid)
+        path = out / f"{config}-{kind}.txt"
+        recorder = subprocess.Popen(
+            [
+                *(spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "--nonblocking"),
+                *("-d", str(args.duration), "-o", str(path)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        run_wrk(
+            wrk, url, duration=args.duration, threads=args.threads, connections=args.connections
+        )
+        recorder.wait(timeout=args.duration + 30)
+        print(f"profile of {name}: {path}", file=sys.stderr)
+
+
+def child_pid(pid: int) -> int:
+    """The server process itself (taskset execs, so usually ``pid``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        kids = children.read_text().split()
+    except OSError:
+        return pid
+    return int(kids[0]) if kids else pid
 
 
 LABELS = {
@@ -385,52 +517,82 @@ LABELS = {
     "b": "(b) GET /images/{id}/file, 20 KB",
     "c": "(c) GET /images/{id}",
     "d": "(d) POST /images/upload, 200 KB",
+    "e": "(e) GET /images/{id}/thumbnail",
+    "f": "(f) bare Falcon app, 20 KB from memory",
 }
-TARGETS = {"b": 0.50, "c": 0.40}
+TARGETS = {"b": 0.60, "c": 0.50}
+BACKENDS = {
+    "raw": "-",
+    "falcon": "-",
+    "embedded": "SQLite+memory",
+    "postgres": "PostgreSQL+Redis",
+}
 
 
 def report(
-    args: argparse.Namespace, results: dict[str, list[dict[str, float]]], small: int, big: int
+    args: argparse.Namespace,
+    results: dict[str, list[dict[str, float]]],
+    small: int,
+    big: int,
+    stack_name: str,
+    load_before: str,
+    load_after: str,
 ) -> None:
-    def mean(name: str, key: str) -> float:
-        return sum(r[key] for r in results[name]) / len(results[name])
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
 
-    raw = mean("a raw", "rps")
+    raw = median("a raw", "rps")
     print(
-        f"\nwrk -t{args.threads} -c{args.connections}, {args.rounds} x {args.duration} s per "
-        f"target; {os.cpu_count()} CPUs; read image {small} B, upload image {big} B"
+        f"\nwrk -t{args.threads} -c{args.connections}, median of {args.rounds} x {args.duration} s"
+        f" per target; {os.cpu_count()} CPUs; read image {small} B, upload image {big} B;"
+        f"\nraw ASGI on uvloop + httptools, chitram serve on {stack_name}"
+        f" ({args.chitram_python}); load average before {load_before}, after {load_after}"
     )
     print(
         f"{'target':<36} {'backend':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'vs (a)':>7} {'errors':>7}"
+        f"{'vs (a)':>7} {'errors':>7}  rounds (req/s)"
     )
     rows = []
     for name in results:
         kind, config = name.split(" ", 1)
-        rps = mean(name, "rps")
+        rps = median(name, "rps")
         errors = sum(r["errors"] + r["non2xx"] for r in results[name])
         ratio = rps / raw
         goal = TARGETS.get(kind)
         verdict = "" if goal is None else (" ok" if ratio >= goal else f" < {goal:.0%}")
-        backend = {"raw": "-", "embedded": "SQLite+memory", "postgres": "PostgreSQL+Redis"}[config]
+        backend = BACKENDS[config]
         flag = "!" if any(r["non2xx"] for r in results[name]) else ""
+        each = " ".join(f"{r['rps']:.0f}" for r in results[name])
         print(
-            f"{LABELS[kind]:<36} {backend:<18} {rps:>9.0f} {mean(name, 'p50'):>8.2f} "
-            f"{mean(name, 'p99'):>8.2f} {ratio:>6.0%}{flag} {errors:>7.0f}{verdict}"
+            f"{LABELS[kind]:<36} {backend:<18} {rps:>9.0f} {median(name, 'p50'):>8.2f} "
+            f"{median(name, 'p99'):>8.2f} {ratio:>6.0%}{flag} {errors:>7.0f}{verdict:<7} {each}"
         )
         rows.append(
             {
                 "target": kind,
                 "backend": config,
                 "rps": round(rps, 1),
-                "p50_ms": round(mean(name, "p50"), 3),
-                "p99_ms": round(mean(name, "p99"), 3),
+                "rounds_rps": [round(r["rps"], 1) for r in results[name]],
+                "p50_ms": round(median(name, "p50"), 3),
+                "p99_ms": round(median(name, "p99"), 3),
                 "ratio_to_raw": round(ratio, 4),
                 "errors": errors,
             }
         )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "stack": stack_name,
+                    "chitram_python": args.chitram_python,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import logging
 import os
 import sys
@@ -29,11 +30,32 @@ def _settings() -> Settings:
     return settings
 
 
+def server_stack() -> tuple[str, str]:
+    """The event loop and HTTP parser ``chitram serve`` runs on.
+
+    uvloop and httptools (what the ``server`` extra installs, through ``uvicorn[standard]``)
+    when they import; otherwise, e.g. where uvloop has no wheel, asyncio and h11.
+    """
+    return (
+        "uvloop" if _importable("uvloop") else "asyncio",
+        "httptools" if _importable("httptools") else "h11",
+    )
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = _settings()  # fail here, in the parent, with one line, not in each worker
     log_level = "warning" if args.quiet else "info"
+    loop, http = server_stack()
     if args.workers > 1 and settings.cache_url.startswith("memory"):
         # Per-process caches cannot see each other's invalidations: a deleted image could be
         # served from another worker's cache. Without a shared cache, cache nothing.
@@ -53,6 +75,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=log_level,
             lifespan="on",
             proxy_headers=False,
+            loop=loop,
+            http=http,
         )
     else:
         uvicorn.run(
@@ -62,6 +86,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_level=log_level,
             lifespan="on",
             proxy_headers=False,
+            loop=loop,
+            http=http,
         )
     return 0
 
