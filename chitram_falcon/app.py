@@ -42,6 +42,7 @@ Extension = Callable[["ChitramApp"], None]
 """Mounts extra routes (a web UI, host endpoints) on the app; reads ``app.handle.chitram``."""
 
 _DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": True}
+_BODYLESS = frozenset({"GET", "HEAD"})
 
 
 class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
@@ -50,7 +51,8 @@ class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
     Falcon awaits the first ``http.request`` event before routing, which makes the server
     read (and, for ``Expect: 100-continue``, invite) the first body chunk of every request.
     Handing Falcon an empty first event instead means an upload refused from its headers
-    (401, 413, 429) costs no body bytes at all.
+    (401, 413, 429) costs no body bytes at all. GET and HEAD carry no body we read, so the
+    read path skips the wrapper.
     """
 
     handle: ChitramHandle
@@ -58,7 +60,7 @@ class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
     async def __call__(  # type: ignore[override]
         self, scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["method"] not in _BODYLESS:
             receive = _defer_first_event(receive)
         await super().__call__(scope, receive, send)
 
