@@ -1,8 +1,9 @@
 """Summarise py-spy folded stacks (``py-spy record -f raw``): where the serving thread spends time.
 
 Prints, for each profile, the share of the samples (py-spy leaves out idle threads, so these are
-the busy ones of every thread) spent inside each layer (inclusive: a frame of it anywhere on the
-stack) and the functions with the most samples of their own.
+the busy ones of every thread) in each layer, inclusive (a frame of it anywhere on the stack,
+start-up frames aside) and innermost (the layer of the innermost Python frame, which also
+carries the native code it calls), and the functions with the most samples of their own.
 
 Run:  python benchmarks/profile_summary.py PROFILE.txt [...] [--top 25]
 """
@@ -24,8 +25,10 @@ LAYERS = [
     ("redis-py", "redis/"),
     ("sqlalchemy", "sqlalchemy/"),
     ("anyio", "anyio/"),
-    ("asyncio", "asyncio/"),
+    ("asyncio loop", "asyncio/"),
 ]
+ENTRY = ("chitram_falcon/cli.py", "chitram_falcon/__main__.py", "asyncio/runners.py", "<frozen")
+"""Frames under every sample (the command, ``asyncio.run``): not counted inclusively."""
 
 
 def frames(stack: str) -> list[str]:
@@ -36,7 +39,14 @@ def where(frame: str) -> tuple[str, str]:
     match = _FRAME.match(frame)
     if match is None:
         return frame, ""
-    return match["func"], match["file"]
+    return match["func"], match["file"].rsplit("site-packages/", 1)[-1]
+
+
+def layer_of(file: str) -> str:
+    for layer, prefix in LAYERS:
+        if file.startswith(prefix):
+            return layer
+    return "other Python"
 
 
 def summarise(path: Path, top: int) -> None:
@@ -45,29 +55,33 @@ def summarise(path: Path, top: int) -> None:
         stack, _, count = line.rpartition(" ")
         if stack and count.isdigit():
             samples[stack] += int(count)
-    busy = sum(samples.values())
+    busy = sum(samples.values()) or 1
     print(f"== {path.name}: {busy} busy samples")
     inclusive: Counter[str] = Counter()
+    exclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     for stack, n in samples.items():
         fs = frames(stack)
         if not fs:
             continue
-        seen = set()
+        layers = set()
         for frame in fs:
             _, file = where(frame)
-            for layer, marker in LAYERS:
-                if marker in file and layer not in seen:
-                    seen.add(layer)
-                    inclusive[layer] += n
+            if not file.startswith(ENTRY):
+                layers.add(layer_of(file))
+        for layer in layers:
+            inclusive[layer] += n
         func, file = where(fs[-1])
-        own[f"{func} ({file.rsplit('site-packages/', 1)[-1]})"] += n
-    print("  inclusive share of busy samples by layer:")
-    for layer, _ in LAYERS:
-        print(f"    {layer:<16} {inclusive[layer] / (busy or 1):>6.1%}")
-    print(f"  top {top} functions by own samples (share of busy):")
+        # The innermost Python frame; time in C below it (socket writes, the uvloop loop
+        # itself) counts there: asyncio/runners.py's own samples are the native event loop.
+        exclusive[layer_of(file)] += n
+        own[f"{func} ({file})"] += n
+    print(f"  {'layer':<16} {'inclusive':>9} {'innermost':>9}")
+    for layer in [name for name, _ in LAYERS] + ["other Python"]:
+        print(f"  {layer:<16} {inclusive[layer] / busy:>9.1%} {exclusive[layer] / busy:>9.1%}")
+    print(f"  top {top} functions by own samples:")
     for name, n in own.most_common(top):
-        print(f"    {n / (busy or 1):>6.1%}  {name}")
+        print(f"    {n / busy:>6.1%}  {name}")
 
 
 def main() -> None:
