@@ -14,7 +14,18 @@ from typing import Any
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
-def raw_server(port: int, path: str, content_type: bytes = b"image/jpeg") -> None:
+def raw_server(
+    port: int,
+    path: str,
+    content_type: bytes = b"image/jpeg",
+    *,
+    loop: str = "auto",
+    http: str = "auto",
+) -> None:
+    """A bare ASGI app answering every request with the file's bytes: the stack's ceiling.
+
+    ``loop`` / ``http`` as uvicorn takes them (``"uvloop"`` / ``"httptools"`` to pin the fastest
+    stock stack; ``"auto"`` picks them when installed)."""
     import uvicorn
 
     body = Path(path).read_bytes()
@@ -26,7 +37,43 @@ def raw_server(port: int, path: str, content_type: bytes = b"image/jpeg") -> Non
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", loop=loop, http=http
+    )
+
+
+def falcon_server(port: int, path: str, content_type: str = "image/jpeg") -> None:
+    """A bare Falcon ASGI app serving the file's bytes on any path: Falcon's own floor, on
+    uvloop + httptools (no middleware, one resource, ``resp.data``)."""
+    import falcon.asgi
+    import uvicorn
+
+    body = Path(path).read_bytes()
+
+    class Resource:
+        async def on_get(self, req: Any, resp: Any, rest: str) -> None:
+            resp.content_type = content_type
+            resp.data = body
+
+    app = falcon.asgi.App()
+    app.add_sink(Resource().on_get, "/(?P<rest>.*)")
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        loop="uvloop",
+        http="httptools",
+    )
+
+
+def pinned(cpu: int | None) -> list[str]:
+    """A ``taskset -c CPU`` prefix, or nothing when ``cpu`` is None or taskset is missing."""
+    if cpu is None:
+        return []
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", str(cpu)] if taskset else []
 
 
 def ensure_wrk() -> str:

@@ -3,35 +3,46 @@
 Method
 ------
 * Every server is uvicorn with one worker on 127.0.0.1, logging at warning level, in its own
-  subprocess, all started before the first measurement and left idle while another is measured:
+  subprocess pinned with ``taskset`` to one CPU (``--server-cpu``, default 1) while wrk is
+  pinned to another (``--wrk-cpu``, default 0); all are started before the first measurement
+  and left idle while another is measured:
   - (a) ``raw``: a bare ASGI callable answering every request with 20 KB held in memory
-    (Content-Type and Content-Length only): the ceiling of this server stack on this machine;
-  - ``chitram serve --workers 1 --quiet`` on the **embedded** default: SQLite + local files +
-    the in-process cache and rate limiter, in a fresh temporary data directory;
-  - ``chitram serve --workers 1 --quiet`` on **PostgreSQL + Redis**: a fresh database on the
-    PostgreSQL at 127.0.0.1:5432 (``chitram db upgrade`` first, dropped at the end), Redis at
-    127.0.0.1:6379 for the cache and rate limiter under a unique key prefix (deleted at the
+    (Content-Type and Content-Length only), run on uvloop + httptools (the fastest stock
+    uvicorn): the ceiling of this server stack on this machine;
+  - (f) ``falcon``: a bare Falcon app serving the same bytes on the same stack: Falcon's floor;
+  - ``chitram serve --workers 1 --quiet``, from the venv of ``--chitram-python`` (default: this
+    interpreter; a fresh ``pip install 'chitram[server]'`` venv is what a user runs), on the
+    **embedded** default: SQLite + local files + the in-process cache and rate limiter, in a
+    fresh temporary data directory;
+  - the same on **PostgreSQL + Redis**: a fresh database on the PostgreSQL at 127.0.0.1:5432
+    (``chitram db upgrade`` first, dropped at the end), Redis at 127.0.0.1:6379 for the cache
+    (near cache on, the default) and rate limiter under a unique key prefix (deleted at the
     end), local files for storage.
 * Each chitram server gets one registered user, who uploads the 20 KB JPEG; then
-  (b) ``GET /api/v1/images/{id}/file`` and (c) ``GET /api/v1/images/{id}`` are requested with
-  no Authorization header (the public read path; the cache is warm after the first request),
-  and (d) ``POST /api/v1/images/upload`` of a 200 KB JPEG with the user's bearer token, built by
-  a wrk Lua script as multipart/form-data. Each upload differs in two bytes of the JPEG's
+  (b) ``GET /api/v1/images/{id}/file``, (c) ``GET /api/v1/images/{id}`` and
+  (e) ``GET /api/v1/images/{id}/thumbnail`` are requested with no Authorization header (the
+  public read path; caches are warm after the first request), and (d)
+  ``POST /api/v1/images/upload`` of a 200 KB JPEG with the user's bearer token, built by a wrk
+  Lua script as multipart/form-data. Each upload differs in two bytes of the JPEG's
   quantisation table (still a valid, different image), so every upload stores new bytes and
   makes a new thumbnail, as real uploads do; no deduplication flatters the figure. The upload
   rate limit is off (``CHITRAM_UPLOAD_RATE_LIMIT=off``); the concurrency limit is the default.
 * Load: ``wrk`` (installed from Debian with apt-get when missing), ``--latency``, keep-alive,
-  ``-t1 -c32`` by default: one wrk thread, so the server under test keeps the other core of a
-  2-core machine. Each target has a short warm-up, then a measured run (``--duration``, 10 s);
-  with ``--rounds N`` the targets are measured in N interleaved rounds and averaged.
-  Requests/s is wrk's; p50 / p99 are wrk's latency percentiles. Every ratio is to (a).
+  ``-t1 -c32`` by default. Each target has a short warm-up, then ``--rounds`` (default 3)
+  interleaved measured runs of ``--duration`` seconds; reads come first in each round and
+  uploads last, and every run waits until the servers are idle (an upload run leaves
+  thumbnails rendering). Requests/s, p50 and p99 are medians over rounds; every ratio is the
+  median over rounds of the ratio within one round, so drift in a shared machine's load hits
+  both sides of a ratio alike.
 * Any non-2xx answer or socket error during a measured run is counted and printed; a target
   with non-2xx answers is marked ``!``.
 
-Targets (2 cores, one uvicorn worker): (b) >= 50 % of (a), (c) >= 40 % of (a).
+Targets (2 cores, one uvicorn worker): (b) >= 60 % of (a), (c) >= 50 % of (a), on the embedded
+default and on PostgreSQL + Redis.
 
-Run:  python benchmarks/suite.py [--duration 10] [--rounds 1] [--connections 32]
-      [--only embedded|postgres] [--json results.json]
+Run:  python benchmarks/suite.py [--duration 10] [--rounds 3] [--connections 32]
+      [--only embedded|postgres] [--no-upload] [--chitram-python PATH] [--profile DIR]
+      [--json results.json]
 """
 
 from __future__ import annotations
@@ -42,9 +53,12 @@ import io
 import json
 import os
 import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -52,7 +66,15 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from _common import ensure_wrk, free_port, parse_ms, raw_server, wait_for
+from _common import (
+    ensure_wrk,
+    falcon_server,
+    free_port,
+    parse_ms,
+    pinned,
+    raw_server,
+    wait_for,
+)
 
 READ_BYTES = 20 * 1024
 UPLOAD_BYTES = 200 * 1024
@@ -221,7 +243,7 @@ def drop_redis_prefix(prefix: str) -> None:
 
 
 def run_wrk(
-    wrk: str,
+    wrk: list[str],
     url: str,
     *,
     duration: int,
@@ -229,7 +251,7 @@ def run_wrk(
     connections: int,
     script: list[str] | None = None,
 ) -> dict[str, float]:
-    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
+    command = [*wrk, f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency"]
     if script:
         command += ["-s", script[0], url, "--", *script[1:]]
     else:
@@ -247,6 +269,32 @@ def run_wrk(
         "errors": sum(int(n) for n in errors.groups()) if errors else 0,
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(procs: list[subprocess.Popen[bytes]], timeout: float = 60.0) -> None:
+    """Until the servers use under 5 % of a CPU (background thumbnails of an upload run done)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(p.pid) for p in procs)
+        time.sleep(0.5)
+        if sum(cpu_seconds(p.pid) for p in procs) - before < 0.025:
+            return
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "?"
 
 
 # the suite ----------------------------------------------------------------------------------
@@ -270,30 +318,78 @@ def chitram_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def server_stack(python: str) -> str:
+    """What uvicorn will run ``chitram serve`` on with this interpreter."""
+    probe = subprocess.run(
+        [
+            python,
+            "-c",
+            "from chitram_falcon.cli import server_stack; print(*server_stack())",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+    )
+    if probe.returncode == 0:
+        return probe.stdout.strip().replace(" ", " + ")
+    found = subprocess.run(
+        [python, "-c", "import uvloop, httptools"], capture_output=True, cwd=tempfile.gettempdir()
+    )
+    return "uvloop + httptools (auto)" if found.returncode == 0 else "asyncio + h11 (auto)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per target")
-    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--only", choices=["embedded", "postgres"], default=None)
+    parser.add_argument("--no-upload", action="store_true", help="skip the upload target (d)")
+    parser.add_argument(
+        "--chitram-python",
+        default=sys.executable,
+        help="the interpreter of the venv whose `chitram serve` is measured (default: this one)",
+    )
+    parser.add_argument("--server-cpu", type=int, default=1, help="taskset CPU of the servers")
+    parser.add_argument("--wrk-cpu", type=int, default=0, help="taskset CPU of wrk")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="after measuring, record py-spy profiles of each chitram read target into DIR",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     parser.add_argument("--raw-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--falcon-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.raw_server:
-        raw_server(int(args.raw_server[0]), args.raw_server[1])
+        raw_server(int(args.raw_server[0]), args.raw_server[1], loop="uvloop", http="httptools")
+        return 0
+    if args.falcon_server:
+        falcon_server(int(args.falcon_server[0]), args.falcon_server[1])
         return 0
 
-    wrk = ensure_wrk()
+    few_cpus = (os.cpu_count() or 1) < 2
+    server_pin = pinned(None if args.no_pin or few_cpus else args.server_cpu)
+    wrk = [*pinned(None if args.no_pin or few_cpus else args.wrk_cpu), ensure_wrk()]
+    chitram_python = args.chitram_python
+    stack_name = server_stack(chitram_python)
     small = jpeg_of_about(READ_BYTES, seed=1)
     big = jpeg_of_about(UPLOAD_BYTES, seed=2)
     offset = quantisation_offset(big)
     check_variants(big, offset)
     configs = [c for c in ("embedded", "postgres") if args.only in (None, c)]
     procs: list[subprocess.Popen[bytes]] = []
+    servers: dict[str, subprocess.Popen[bytes]] = {}
     targets: dict[str, tuple[str, list[str] | None]] = {}
     redis_prefix = f"chitram-bench-{uuid.uuid4().hex[:10]}:"
+    load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="chitram-suite-") as tmp_name, ExitStack() as stack:
         tmp = Path(tmp_name)
         (tmp / "small.jpg").write_bytes(small)
@@ -302,7 +398,11 @@ def main() -> int:
         try:
             raw_port = free_port()
             raw = start(
-                [sys.executable, __file__, "--raw-server", str(raw_port), str(tmp / "small.jpg")],
+                [
+                    *server_pin,
+                    *(sys.executable, __file__, "--raw-server", str(raw_port)),
+                    str(tmp / "small.jpg"),
+                ],
                 tmp,
                 dict(os.environ),
                 tmp / "raw.log",
@@ -310,6 +410,20 @@ def main() -> int:
             procs.append(raw)
             wait_for(f"http://127.0.0.1:{raw_port}/", raw)
             targets["a raw"] = (f"http://127.0.0.1:{raw_port}/", None)
+            falcon_port = free_port()
+            bare = start(
+                [
+                    *server_pin,
+                    *(sys.executable, __file__, "--falcon-server", str(falcon_port)),
+                    str(tmp / "small.jpg"),
+                ],
+                tmp,
+                dict(os.environ),
+                tmp / "falcon.log",
+            )
+            procs.append(bare)
+            wait_for(f"http://127.0.0.1:{falcon_port}/", bare)
+            targets["f falcon"] = (f"http://127.0.0.1:{falcon_port}/x/file", None)
             for config in configs:
                 data_dir = tmp / config
                 if config == "embedded":
@@ -323,7 +437,7 @@ def main() -> int:
                         CHITRAM_STORAGE_URL=(data_dir / "images").as_uri(),
                     )
                     subprocess.run(
-                        [sys.executable, "-m", "chitram_falcon", "db", "upgrade"],
+                        [chitram_python, "-m", "chitram_falcon", "db", "upgrade"],
                         cwd=tmp,
                         env=env,
                         check=True,
@@ -332,7 +446,8 @@ def main() -> int:
                 port = free_port()
                 proc = start(
                     [
-                        *(sys.executable, "-m", "chitram_falcon", "serve"),
+                        *server_pin,
+                        *(chitram_python, "-m", "chitram_falcon", "serve"),
                         *("--port", str(port), "--workers", "1", "--quiet"),
                     ],
                     tmp,
@@ -340,28 +455,39 @@ def main() -> int:
                     tmp / f"{config}.log",
                 )
                 procs.append(proc)
+                servers[config] = proc
                 base = f"http://127.0.0.1:{port}"
                 wait_for(f"{base}/health/ready", proc)
                 token, image_id = prepare(base, small)
                 with urllib.request.urlopen(f"{base}/api/v1/images/{image_id}/file") as resp:
                     assert resp.read() == small, "chitram served different bytes"
+                with urllib.request.urlopen(f"{base}/api/v1/images/{image_id}/thumbnail") as resp:
+                    assert resp.status == 200 and resp.read(), "no thumbnail"
                 targets[f"b {config}"] = (f"{base}/api/v1/images/{image_id}/file", None)
                 targets[f"c {config}"] = (f"{base}/api/v1/images/{image_id}", None)
-                targets[f"d {config}"] = (
-                    f"{base}/api/v1/images/upload",
-                    [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token],
-                )
+                targets[f"e {config}"] = (f"{base}/api/v1/images/{image_id}/thumbnail", None)
+                if not args.no_upload:
+                    targets[f"d {config}"] = (
+                        f"{base}/api/v1/images/upload",
+                        [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token],
+                    )
 
+            # Reads first, uploads last: an upload run leaves thumbnails rendering behind it.
+            targets = dict(sorted(targets.items(), key=lambda item: item[0].startswith("d ")))
             common = {"threads": args.threads, "connections": args.connections}
             for url, script in targets.values():
+                wait_idle(procs)
                 run_wrk(wrk, url, duration=args.warmup, script=script, **common)
             results: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-            for _ in range(args.rounds):
+            for number in range(args.rounds):
                 for name, (url, script) in targets.items():
-                    print(f"measuring {name} ...", file=sys.stderr, flush=True)
+                    print(f"round {number + 1}: {name} ...", file=sys.stderr, flush=True)
+                    wait_idle(procs)
                     results[name].append(
                         run_wrk(wrk, url, duration=args.duration, script=script, **common)
                     )
+            if args.profile is not None:
+                profile(args, wrk, targets, servers)
         except BaseException:
             for log in sorted(tmp.glob("*.log")):
                 print(f"--- {log.name}\n{log.read_text(errors='replace')[-4000:]}", file=sys.stderr)
@@ -377,8 +503,49 @@ def main() -> int:
             if "postgres" in configs:
                 drop_redis_prefix(redis_prefix)
 
-    report(args, results, len(small), len(big))
+    report(args, results, len(small), len(big), stack_name, load_before, load_average())
     return 0
+
+
+def profile(
+    args: argparse.Namespace,
+    wrk: list[str],
+    targets: dict[str, tuple[str, list[str] | None]],
+    servers: dict[str, subprocess.Popen[bytes]],
+) -> None:
+    """py-spy on the chitram server while wrk loads one read target: raw folded stacks."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    out: Path = args.profile
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (url, _script) in targets.items():
+        kind, config = name.split(" ", 1)
+        if kind not in {"b", "c", "e"}:
+            continue
+        pid = child_pid(servers[config].pid)
+        path = out / f"{config}-{kind}.txt"
+        recorder = subprocess.Popen(
+            [
+                *(spy, "record", "-p", str(pid), "-r", "200", "-f", "raw", "--nonblocking"),
+                *("-d", str(args.duration), "-o", str(path)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        run_wrk(
+            wrk, url, duration=args.duration, threads=args.threads, connections=args.connections
+        )
+        recorder.wait(timeout=args.duration + 30)
+        print(f"profile of {name}: {path}", file=sys.stderr)
+
+
+def child_pid(pid: int) -> int:
+    """The server process itself (taskset execs, so usually ``pid``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    try:
+        kids = children.read_text().split()
+    except OSError:
+        return pid
+    return int(kids[0]) if kids else pid
 
 
 LABELS = {
@@ -386,52 +553,93 @@ LABELS = {
     "b": "(b) GET /images/{id}/file, 20 KB",
     "c": "(c) GET /images/{id}",
     "d": "(d) POST /images/upload, 200 KB",
+    "e": "(e) GET /images/{id}/thumbnail",
+    "f": "(f) bare Falcon app, 20 KB from memory",
 }
-TARGETS = {"b": 0.50, "c": 0.40}
+TARGETS = {"b": 0.60, "c": 0.50}
+BACKENDS = {
+    "raw": "-",
+    "falcon": "-",
+    "embedded": "SQLite+memory",
+    "postgres": "PostgreSQL+Redis",
+}
 
 
 def report(
-    args: argparse.Namespace, results: dict[str, list[dict[str, float]]], small: int, big: int
+    args: argparse.Namespace,
+    results: dict[str, list[dict[str, float]]],
+    small: int,
+    big: int,
+    stack_name: str,
+    load_before: str,
+    load_after: str,
 ) -> None:
-    def mean(name: str, key: str) -> float:
-        return sum(r[key] for r in results[name]) / len(results[name])
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
 
-    raw = mean("a raw", "rps")
+    def ratio_to(name: str, base: str) -> float:
+        """Median over rounds of the ratio within each round (drift hits both alike)."""
+        pairs = zip(results[name], results[base], strict=True)
+        return statistics.median(r["rps"] / b["rps"] for r, b in pairs)
+
     print(
-        f"\nwrk -t{args.threads} -c{args.connections}, {args.rounds} x {args.duration} s per "
-        f"target; {os.cpu_count()} CPUs; read image {small} B, upload image {big} B"
+        f"\nwrk -t{args.threads} -c{args.connections}, median of {args.rounds} x {args.duration} s"
+        f" per target; {os.cpu_count()} CPUs; read image {small} B, upload image {big} B;"
+        f"\nraw ASGI on uvloop + httptools, chitram serve on {stack_name}"
+        f" ({args.chitram_python}); load average before {load_before}, after {load_after}"
     )
     print(
         f"{'target':<36} {'backend':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'vs (a)':>7} {'errors':>7}"
+        f"{'vs (a)':>7} {'vs emb.':>7} {'errors':>7}  rounds (req/s)"
     )
     rows = []
     for name in results:
         kind, config = name.split(" ", 1)
-        rps = mean(name, "rps")
+        rps = median(name, "rps")
         errors = sum(r["errors"] + r["non2xx"] for r in results[name])
-        ratio = rps / raw
+        ratio = ratio_to(name, "a raw")
+        embedded = f"{kind} embedded"
+        vs_embedded = (
+            ratio_to(name, embedded) if config == "postgres" and embedded in results else None
+        )
+        shown = "" if vs_embedded is None else f"{vs_embedded:.0%}"
         goal = TARGETS.get(kind)
         verdict = "" if goal is None else (" ok" if ratio >= goal else f" < {goal:.0%}")
-        backend = {"raw": "-", "embedded": "SQLite+memory", "postgres": "PostgreSQL+Redis"}[config]
+        backend = BACKENDS[config]
         flag = "!" if any(r["non2xx"] for r in results[name]) else ""
+        each = " ".join(f"{r['rps']:.0f}" for r in results[name])
         print(
-            f"{LABELS[kind]:<36} {backend:<18} {rps:>9.0f} {mean(name, 'p50'):>8.2f} "
-            f"{mean(name, 'p99'):>8.2f} {ratio:>6.0%}{flag} {errors:>7.0f}{verdict}"
+            f"{LABELS[kind]:<36} {backend:<18} {rps:>9.0f} {median(name, 'p50'):>8.2f} "
+            f"{median(name, 'p99'):>8.2f} {ratio:>6.0%}{flag} {shown:>7} {errors:>7.0f}"
+            f"{verdict:<7} {each}"
         )
         rows.append(
             {
                 "target": kind,
                 "backend": config,
                 "rps": round(rps, 1),
-                "p50_ms": round(mean(name, "p50"), 3),
-                "p99_ms": round(mean(name, "p99"), 3),
+                "rounds_rps": [round(r["rps"], 1) for r in results[name]],
+                "p50_ms": round(median(name, "p50"), 3),
+                "p99_ms": round(median(name, "p99"), 3),
                 "ratio_to_raw": round(ratio, 4),
+                "ratio_to_embedded": None if vs_embedded is None else round(vs_embedded, 4),
                 "errors": errors,
             }
         )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "stack": stack_name,
+                    "chitram_python": args.chitram_python,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

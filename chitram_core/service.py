@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import unicodedata
 import uuid
@@ -70,6 +71,8 @@ SNIFF_BYTES = 16
 MAX_FILENAME = 255
 SMALL_OBJECT_BYTES = 64 * 1024
 SMALL_OBJECTS_BUDGET = 16 * 1024 * 1024
+READY_THUMBNAILS = 4096
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 class ImageCacheLike(Protocol):
@@ -238,6 +241,8 @@ class ImageService:
         self.engine = engine
         self.record_hooks: list[Callable[[AsyncConnection, str], Awaitable[None]]] = []
         self.variants: VariantService | None = None  # wave 2: set by Chitram
+        # Ready thumbnails by image id: see ``thumbnail_of``.
+        self._ready_thumbnails: OrderedDict[str, Thumbnail] = OrderedDict()
 
     # upload -------------------------------------------------------------------------------
 
@@ -535,20 +540,63 @@ class ImageService:
             log.error("image %s has a row but no bytes at %s", image.id, blob_key(image.sha256))
             raise ImageNotFound("The image's bytes are missing", image_id=image.id) from exc
 
+    def small_object(self, image: Image) -> bytes | None:
+        """The image's bytes when this process holds them in memory (no I/O), else None.
+
+        Only for an image just looked up: the lookup is what refuses a deleted image.
+        """
+        if image.file_size > SMALL_OBJECT_BYTES:
+            return None
+        return self.small_objects.get(image.sha256)
+
     async def thumbnail(self, image_id: str) -> Thumbnail:
         """The image's thumbnail, made now if it is missing (concurrent callers share the job)."""
+        return await self.thumbnail_of(await self.get(image_id))
+
+    async def thumbnail_of(self, image: Image) -> Thumbnail:
+        """:meth:`thumbnail` for an image just looked up (no second lookup).
+
+        A ready thumbnail is remembered by image id: while the image lives its blob does (ids
+        never come back), and a blob's ready thumbnail row never changes, so only the image's
+        lookup, done by the caller on every request, decides whether it may be served.
+        """
         if self.thumbnailer is None:
             raise ServiceUnavailable("Thumbnails are not available in this instance")
-        return await self.thumbnailer.get(await self.get(image_id))
+        ready = self._ready_thumbnails.get(image.id)
+        if ready is not None and ready.key == self.thumbnailer.key_for(image.sha256):
+            return ready
+        thumb = await self.thumbnailer.get(image)
+        self._ready_thumbnails[image.id] = thumb
+        if len(self._ready_thumbnails) > READY_THUMBNAILS:
+            self._ready_thumbnails.popitem(last=False)
+        return thumb
+
+    def small_thumbnail(self, thumb: Thumbnail) -> bytes | None:
+        """The thumbnail's bytes when this process holds them in memory (no I/O), else None."""
+        if thumb.size > SMALL_OBJECT_BYTES:
+            return None
+        data = self.small_objects.get(thumb.key)
+        return data if data is not None and len(data) == thumb.size else None
 
     async def stream_thumbnail(
         self, thumb: Thumbnail, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         stop = thumb.size if end is None else min(end, thumb.size)
+        if start >= stop:
+            return
         try:
+            if thumb.size <= SMALL_OBJECT_BYTES:
+                data = self.small_thumbnail(thumb)
+                if data is None:
+                    data = b"".join([c async for c in self.storage.read(thumb.key, 0, thumb.size)])
+                    if len(data) == thumb.size:
+                        self.small_objects.put(thumb.key, data)
+                yield data[start:stop]
+                return
             async for chunk in self.storage.read(thumb.key, start, stop):
                 yield chunk
         except StorageKeyNotFound as exc:
+            self._ready_thumbnails.pop(thumb.image_id, None)
             raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
 
     # variants (wave 2, CONTRACT §6.3) ----------------------------------------------------
@@ -641,6 +689,9 @@ class ImageService:
             keys = await repo.release_blob(conn, row["sha256"])
         if keys:
             self.small_objects.discard(row["sha256"])
+            for key in keys:
+                self.small_objects.discard(key)
+        self._ready_thumbnails.pop(image_id, None)
         if self.cache is not None:
             await self.cache.invalidate_image(image_id)
         for key in keys:
@@ -683,6 +734,8 @@ def _upload_result(exc: BaseException) -> str:
 
 
 def _is_uuid(value: str) -> bool:
+    if isinstance(value, str) and _CANONICAL_UUID.fullmatch(value):  # the ids we hand out
+        return True
     try:
         uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
@@ -691,10 +744,12 @@ def _is_uuid(value: str) -> bool:
 
 
 class SmallObjects:
-    """An LRU of small stored objects by SHA-256, bounded by their total size in bytes.
+    """An LRU of small stored objects by SHA-256 (or thumbnail key), bounded by total size.
 
     Safe without invalidation because the key is the content hash: the bytes for a hash never
     change, and a deleted image is refused by its metadata lookup before its bytes are asked for.
+    A thumbnail key names its source's hash and the rendering parameters, and is served only
+    from a ready row of a live image, with its recorded size checked.
     """
 
     def __init__(self, budget: int) -> None:

@@ -53,6 +53,7 @@ Extension = Callable[["ChitramApp"], None]
 """Mounts extra routes (a web UI, host endpoints) on the app; reads ``app.handle.chitram``."""
 
 _DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": True}
+_BODYLESS = frozenset({"GET", "HEAD"})
 
 
 class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
@@ -61,7 +62,8 @@ class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
     Falcon awaits the first ``http.request`` event before routing, which makes the server
     read (and, for ``Expect: 100-continue``, invite) the first body chunk of every request.
     Handing Falcon an empty first event instead means an upload refused from its headers
-    (401, 413, 429) costs no body bytes at all.
+    (401, 413, 429) costs no body bytes at all. GET and HEAD carry no body we read, so the
+    read path skips the wrapper.
     """
 
     handle: ChitramHandle
@@ -70,8 +72,10 @@ class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
         self, scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:
         if scope["type"] == "http":
+            if scope["method"] not in _BODYLESS:
+                receive = _defer_first_event(receive)
             # Request id, access line, metrics and span: see chitram_falcon/observed.py.
-            await observed.serve(super().__call__, scope, _defer_first_event(receive), send)
+            await observed.serve(super().__call__, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -52,6 +53,26 @@ def _settings() -> Settings:
     return settings
 
 
+def server_stack() -> tuple[str, str]:
+    """The event loop and HTTP parser ``chitram serve`` runs on.
+
+    uvloop and httptools (what the ``server`` extra installs, through ``uvicorn[standard]``)
+    when they import; otherwise, e.g. where uvloop has no wheel, asyncio and h11.
+    """
+    return (
+        "uvloop" if _importable("uvloop") else "asyncio",
+        "httptools" if _importable("httptools") else "h11",
+    )
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -59,6 +80,7 @@ def _serve(args: argparse.Namespace) -> int:
     level = "WARNING" if args.quiet else settings.log_level
     if args.quiet:
         os.environ["CHITRAM_LOG_LEVEL"] = level  # the workers read it too
+    loop, http = server_stack()
     if args.workers > 1 and settings.cache_url.startswith("memory"):
         # Per-process caches cannot see each other's invalidations: a deleted image could be
         # served from another worker's cache. Without a shared cache, cache nothing.
@@ -81,6 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,  # ours (chitram_falcon.access) replaces uvicorn's
         "lifespan": "on",
         "proxy_headers": False,
+        "loop": loop,
+        "http": http,
     }
     with _metrics_listener(settings):
         if args.workers > 1:

@@ -123,6 +123,7 @@ class CacheLookup:
 
 
 _FORMAT = 1
+_DECODED_MAX = 4096
 
 
 def _encode(image: Image) -> bytes:
@@ -168,6 +169,9 @@ class ImageCache:
         self.cache = cache
         self.ttl = ttl
         self.prefix = prefix
+        # The last value decoded for each key and its Image: decoding is a pure function of
+        # the bytes, so equal bytes give the same (frozen) Image without parsing them again.
+        self._decoded: dict[str, tuple[bytes, Image]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -181,7 +185,17 @@ class ImageCache:
         if self.cache is None:
             return None
         raw = await self.cache.get(self.key(image_id))
-        return None if raw is None else _decode(raw)
+        if raw is None:
+            return None
+        seen = self._decoded.get(image_id)
+        if seen is not None and (seen[0] is raw or seen[0] == raw):
+            return seen[1]
+        image = _decode(raw)
+        if image is not None:
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            self._decoded[image_id] = (raw, image)
+        return image
 
     async def begin_fill(self, image_id: str) -> FillToken | None:
         """Take the token for a later :meth:`fill_image`; call it before reading the database."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from typing import Generic, TypeVar
 
 import anyio
 import attrs
@@ -19,6 +20,7 @@ from falcon.util.mediatypes import parse_header
 from chitram_core import Chitram, Image, Principal, to_json
 from chitram_core.errors import FileTooLarge, InvalidRequest, RequestTimeout, ValidationError
 from chitram_core.limits import UploadSlots
+from chitram_core.models import Thumbnail
 from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
 from chitram_falcon.http import (
     ByteRange,
@@ -39,6 +41,10 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "default-src 'none'; sandbox",
 }
+PREPARED_LIMIT = 4096
+"""Images whose response headers (or JSON) each resource keeps ready; past it, start over."""
+T = TypeVar("T")
+S = TypeVar("S")
 _EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
 
 
@@ -251,20 +257,58 @@ class ImageListResource:
         resp.cache_control = ["private, no-store"]
 
 
+class _Prepared(Generic[T]):
+    """What a response needs that depends only on one image: computed once per process.
+
+    Entries are keyed by image id and hold the value they were computed from; a lookup hits
+    only while the caller's freshly looked-up value is that same (or an equal) one, so nothing
+    here decides whether an image may be served: the lookup on every request does.
+    """
+
+    def __init__(self, limit: int = PREPARED_LIMIT) -> None:
+        self.limit = limit
+        self._entries: dict[str, tuple[object, T]] = {}
+
+    def get(self, key: str, source: object) -> T | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] is not source:
+            if entry[0] != source:
+                return None
+            self._entries[key] = (source, entry[1])  # the next lookup is an identity check
+        return entry[1]
+
+    def put(self, key: str, source: object, value: T) -> T:
+        if len(self._entries) >= self.limit:
+            self._entries.clear()
+        self._entries[key] = (source, value)
+        return value
+
+
 class ImageResource:
     """GET /api/v1/images/{id} (metadata, with X-Cache) and DELETE."""
 
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
+        self._bodies = _Prepared[bytes]()
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False)
+        if req.auth is not None:
+            await authenticate(req, chitram, required=False)
         image, cache_status = await chitram.images.get_with_cache_status(image_id)
+        body = self._bodies.get(image.id, image)
+        if body is None:
+            # Serialised once per image by the app's own JSON handler, as resp.media would.
+            handler = resp.options.media_handlers[falcon.MEDIA_JSON]
+            rendered = handler.serialize(to_json(image), falcon.MEDIA_JSON)
+            body = self._bodies.put(image.id, image, rendered)
         resp.set_header("X-Cache", cache_status)
-        resp.media = to_json(image)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.data = body
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
@@ -312,11 +356,47 @@ async def _send_body(resp: falcon.asgi.Response, body: AsyncIterator[bytes], len
     resp.content_length = length
 
 
-class _BinaryResource:
-    """What /file and /thumbnail share: validators, ranges, HEAD and the security headers."""
+@attrs.frozen
+class _Served:
+    """What /file and /thumbnail answer for one image, apart from the body: prepared once per
+    image (see :class:`_Prepared`) so a request only copies the headers."""
+
+    etag: str
+    size: int
+    content_type: str
+    headers: tuple[tuple[str, str], ...]
+    """ETag, Cache-Control, Accept-Ranges, Content-Disposition and the security headers."""
+
+    @classmethod
+    def build(
+        cls, *, etag: str, size: int, content_type: str, filename: str, fallback: str
+    ) -> _Served:
+        headers = {
+            "ETag": etag,
+            "Cache-Control": IMMUTABLE,
+            "Accept-Ranges": "bytes",
+            "Content-Disposition": content_disposition(filename, fallback),
+            **SECURITY_HEADERS,
+        }
+        return cls(
+            etag=etag,
+            size=size,
+            content_type=content_type,
+            headers=tuple((name.lower(), value) for name, value in headers.items()),
+        )
+
+
+class _BinaryResource(Generic[S]):
+    """What /file and /thumbnail share: validators, ranges, HEAD and the security headers.
+
+    The hot path (a public GET of a small, cached image) costs one metadata lookup, which is
+    what refuses a deleted image, a dict lookup for the prepared headers and, for the body,
+    one for the bytes held in memory; no thread hop, no header built per request.
+    """
 
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
+        self._served = _Prepared[_Served]()
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
@@ -328,7 +408,17 @@ class _BinaryResource:
     ) -> None:
         await self._serve(req, resp, image_id, body=False)
 
-    async def _target(self, chitram: Chitram, image_id: str) -> _Served:
+    async def _source(self, chitram: Chitram, image_id: str) -> S:
+        """What is served, looked up afresh (404 for an image that is gone)."""
+        raise NotImplementedError
+
+    def _prepare(self, source: S) -> _Served:
+        raise NotImplementedError
+
+    def _in_memory(self, chitram: Chitram, source: S) -> bytes | None:
+        raise NotImplementedError
+
+    def _stream(self, chitram: Chitram, source: S, start: int, end: int) -> AsyncIterator[bytes]:
         raise NotImplementedError
 
     async def _serve(
@@ -337,45 +427,60 @@ class _BinaryResource:
         chitram = self.handle.chitram
         if req.auth is not None:
             await authenticate(req, chitram, required=False)
-        served = await self._target(chitram, image_id)
-        await self._respond(req, resp, served, body=body)
+        source = await self._source(chitram, image_id)
+        served = self._served.get(image_id, source)
+        if served is None:
+            served = self._served.put(image_id, source, self._prepare(source))
+        await self._respond(
+            req,
+            resp,
+            served,
+            body=body,
+            in_memory=lambda: self._in_memory(chitram, source),
+            stream=lambda start, end: self._stream(chitram, source, start, end),
+        )
 
     async def _respond(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, served: _Served, *, body: bool
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        served: _Served,
+        *,
+        body: bool,
+        in_memory: Callable[[], bytes | None],
+        stream: Callable[[int, int], AsyncIterator[bytes]],
     ) -> None:
         """Validators, 304, ranges, HEAD and the body for any ``_Served`` (shared by all)."""
-        self._headers(resp, etag=served.etag, filename=served.filename, fallback=served.fallback)
-        if none_match(req.get_header("If-None-Match"), served.etag):
+        resp.set_headers(served.headers)
+        if_none_match = req.get_header("If-None-Match")
+        if if_none_match is not None and none_match(if_none_match, served.etag):
             resp.status = 304
             return
-        selected = self._range(req, served.etag, served.size)
+        size = served.size
+        selected = self._range(req, served.etag, size)
         resp.content_type = served.content_type
-        start, end = 0, served.size
+        start, end = 0, size
         if selected is not None:
             start, end = selected.start, selected.end
             resp.status = 206
-            resp.set_header("Content-Range", selected.content_range(served.size))
+            resp.set_header("Content-Range", selected.content_range(size))
         if not body:
             resp.content_length = end - start
             return
-        await _send_body(resp, served.stream(start, end), end - start)
-
-    def _headers(
-        self, resp: falcon.asgi.Response, *, etag: str, filename: str, fallback: str
-    ) -> None:
-        resp.set_header("ETag", etag)
-        resp.set_header("Cache-Control", IMMUTABLE)
-        resp.set_header("Accept-Ranges", "bytes")
-        resp.set_header("Content-Disposition", content_disposition(filename, fallback))
-        for name, value in SECURITY_HEADERS.items():
-            resp.set_header(name, value)
+        data = in_memory()
+        if data is not None:
+            resp.data = data if end - start == len(data) else data[start:end]
+            resp.content_length = end - start
+            return
+        await _send_body(resp, stream(start, end), end - start)
 
     def _range(self, req: falcon.asgi.Request, etag: str, size: int) -> ByteRange | None:
         """The single range to send, None for everything; 416 when nothing of it exists."""
-        if not if_range_allows(req.get_header("If-Range"), etag):
+        header = req.get_header("Range")
+        if header is None or not if_range_allows(req.get_header("If-Range"), etag):
             return None
         try:
-            return parse_range(req.get_header("Range"), size)
+            return parse_range(header, size)
         except RangeNotSatisfiable:
             raise _Unsatisfiable(size) from None
 
@@ -391,55 +496,61 @@ class _Unsatisfiable(InvalidRequest):
         self.http_headers = {"Content-Range": f"bytes */{size}"}
 
 
-@attrs.frozen
-class _Served:
-    """What /file and /thumbnail serve: validators, names, size and a ranged byte stream."""
-
-    etag: str
-    filename: str
-    fallback: str
-    size: int
-    content_type: str
-    stream: Callable[[int, int], AsyncIterator[bytes]]
-
-
-class ImageFileResource(_BinaryResource):
+class ImageFileResource(_BinaryResource[Image]):
     """GET/HEAD /api/v1/images/{id}/file: the stored bytes, under the detected type."""
 
-    async def _target(self, chitram: Chitram, image_id: str) -> _Served:
+    async def _source(self, chitram: Chitram, image_id: str) -> Image:
         image, _ = await chitram.images.get_with_cache_status(image_id)
-        return _Served(
+        return image
+
+    def _prepare(self, image: Image) -> _Served:
+        return _Served.build(
             etag=image.etag,
-            filename=image.filename,
-            fallback=_fallback_name(image),
             size=image.file_size,
             content_type=image.content_type,
-            stream=lambda start, end: chitram.images.stream(image, start, end),
+            filename=image.filename,
+            fallback=_fallback_name(image),
         )
 
+    def _in_memory(self, chitram: Chitram, image: Image) -> bytes | None:
+        return chitram.images.small_object(image)
 
-class ThumbnailResource(_BinaryResource):
+    def _stream(self, chitram: Chitram, image: Image, start: int, end: int) -> AsyncIterator[bytes]:
+        return chitram.images.stream(image, start, end)
+
+
+class ThumbnailResource(_BinaryResource[tuple[Image, Thumbnail]]):
     """GET/HEAD /api/v1/images/{id}/thumbnail: made on demand if it is not there yet."""
 
-    async def _target(self, chitram: Chitram, image_id: str) -> _Served:
+    async def _source(self, chitram: Chitram, image_id: str) -> tuple[Image, Thumbnail]:
         image = await chitram.images.get(image_id)
-        thumb = await chitram.images.thumbnail(image_id)
+        return image, await chitram.images.thumbnail_of(image)
+
+    def _prepare(self, source: tuple[Image, Thumbnail]) -> _Served:
+        image, thumb = source
         ext = _EXTENSIONS.get(thumb.content_type, "jpg")
-        return _Served(
+        return _Served.build(
             etag=f'"{thumb.sha256}"',
-            filename=f"{_stem(image.filename)}.thumbnail.{ext}",
-            fallback=f"thumbnail.{ext}",
             size=thumb.size,
             content_type=thumb.content_type,
-            stream=lambda start, end: chitram.images.stream_thumbnail(thumb, start, end),
+            filename=f"{_stem(image.filename)}.thumbnail.{ext}",
+            fallback=f"thumbnail.{ext}",
         )
+
+    def _in_memory(self, chitram: Chitram, source: tuple[Image, Thumbnail]) -> bytes | None:
+        return chitram.images.small_thumbnail(source[1])
+
+    def _stream(
+        self, chitram: Chitram, source: tuple[Image, Thumbnail], start: int, end: int
+    ) -> AsyncIterator[bytes]:
+        return chitram.images.stream_thumbnail(source[1], start, end)
 
 
 # wave 2: variants (CONTRACT §6.3)
 _VARIANT_EXTENSIONS = {**_EXTENSIONS, "image/avif": "avif"}
 
 
-class VariantResource(_BinaryResource):
+class VariantResource(_BinaryResource[Image]):
     """GET/HEAD /api/v1/images/{id}/variants/{spec}: presets unsigned, anything else signed.
 
     The spec and signature are checked before any lookup (400 malformed, 403 unsigned), so an
@@ -474,12 +585,18 @@ class VariantResource(_BinaryResource):
         image = await chitram.images.get(image_id)
         variant = await chitram.variants.get(image, parsed, accept=req.get_header("Accept"))
         ext = _VARIANT_EXTENSIONS.get(variant.content_type, "bin")
-        served = _Served(
+        served = _Served.build(
             etag=variant.etag,
-            filename=f"{_stem(image.filename)}.{variant.spec}.{ext}",
-            fallback=f"variant.{ext}",
             size=variant.size,
             content_type=variant.content_type,
+            filename=f"{_stem(image.filename)}.{variant.spec}.{ext}",
+            fallback=f"variant.{ext}",
+        )
+        await self._respond(
+            req,
+            resp,
+            served,
+            body=body,
+            in_memory=lambda: None,
             stream=lambda start, end: chitram.variants.stream(variant, start, end),
         )
-        await self._respond(req, resp, served, body=body)

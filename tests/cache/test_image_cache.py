@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import anyio
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chitram_core.cache import ImageCache, cache_check, open_cache, plugin_name
 from chitram_core.cache.base import ResilientCache
@@ -148,3 +151,53 @@ async def test_health_reports_a_working_cache_as_connected() -> None:
     assert flat == "connected"
     assert check.status == "healthy"
     assert check.latency_ms is not None
+
+
+IDS = [f"0b6f5a53-7a57-4a4e-9a55-4c3e0e8f7d1{n}" for n in range(3)]
+
+
+@given(
+    steps=st.lists(
+        st.tuples(st.sampled_from(["set", "fill", "invalidate", "get"]), st.sampled_from(IDS)),
+        max_size=40,
+    ),
+    ready=st.lists(st.booleans(), min_size=40, max_size=40),
+)
+def test_get_image_always_answers_the_row_last_stored(
+    steps: list[tuple[str, str]], ready: list[bool]
+) -> None:
+    """Reusing decoded rows never answers a row the cache no longer holds."""
+
+    async def scenario() -> None:
+        cache = ImageCache(MemoryCache())
+        expected: dict[str, Image | None] = {}
+        for (op, image_id), flag in zip(steps, ready, strict=False):
+            image = make_image(id=image_id, thumbnail_ready=flag, filename=f"{op}-{flag}.jpg")
+            if op == "set":
+                await cache.set_image(image)
+                expected[image_id] = image
+            elif op == "fill":
+                token = await cache.begin_fill(image_id)
+                if await cache.fill_image(image, token):
+                    expected[image_id] = image
+            elif op == "invalidate":
+                await cache.invalidate_image(image_id)
+                expected[image_id] = None
+            else:
+                assert await cache.get_image(image_id) == expected.get(image_id)
+        for image_id in IDS:
+            assert await cache.get_image(image_id) == expected.get(image_id)
+
+    anyio.run(scenario)
+
+
+async def test_unchanged_cache_bytes_give_the_same_image_object() -> None:
+    cache = ImageCache(MemoryCache())
+    image = make_image()
+    await cache.set_image(image)
+    first = await cache.get_image(image.id)
+    assert first == image
+    assert await cache.get_image(image.id) is first
+    await cache.set_image(make_image(thumbnail_ready=False))
+    changed = await cache.get_image(image.id)
+    assert changed is not None and changed is not first and not changed.thumbnail_ready

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from netkit import free_port
 
+from chitram_falcon.cli import main, server_stack
+
 PYTHON = sys.executable
 
 
@@ -108,3 +110,32 @@ def test_serve_starts_on_the_embedded_default_in_an_empty_directory(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_runs_uvicorn_on_uvloop_and_httptools(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    """The server extra installs them; serve asks uvicorn for them by name."""
+    import uvicorn
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    for name in [k for k in os.environ if k.startswith("CHITRAM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CHITRAM_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("CHITRAM_CACHE_URL", "off")
+    assert main(["serve", "--port", str(free_port()), "--workers", str(workers)]) == 0
+    assert server_stack() == ("uvloop", "httptools")
+    assert [(c["loop"], c["http"], c.get("workers", 1)) for c in calls] == [
+        ("uvloop", "httptools", workers)
+    ]
+
+
+def test_serve_falls_back_to_asyncio_and_h11_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what a failed import looks like
+    assert server_stack() == ("asyncio", "httptools")
+    monkeypatch.setitem(sys.modules, "httptools", None)
+    assert server_stack() == ("asyncio", "h11")

@@ -110,3 +110,36 @@ def test_the_upload_rate_limit_counts_hits_on_both_processes_together(cluster: C
         f"{b.url}/api/v1/images/upload", files=upload_files(jpeg_bytes()), headers=bearer(other)
     )
     assert resp.status_code == 201
+
+
+def test_a_delete_through_one_process_is_seen_by_the_others_warm_read_path(
+    cluster: Cluster,
+) -> None:
+    """Prepared headers, JSON, ready thumbnails and bytes held in B's memory never outlive the
+    image: after a delete through A, B refuses every read, conditional and ranged ones too."""
+    a, b = cluster.ready("a", "b")
+    token = register(a.url, "dee@example.com")
+    up = httpx.post(
+        f"{a.url}/api/v1/images/upload", files=upload_files(jpeg_bytes()), headers=bearer(token)
+    )
+    assert up.status_code == 201, up.text
+    base = f"{b.url}/api/v1/images/{up.json()['id']}"
+    routes = [base, f"{base}/file", f"{base}/thumbnail"]
+    for _ in range(3):
+        for url in routes:
+            assert httpx.get(url).status_code == 200, url
+    assert httpx.get(base).headers["X-Cache"] == "HIT"
+    etags = {url: httpx.get(url).headers["ETag"] for url in routes[1:]}
+
+    assert (
+        httpx.delete(f"{a.url}/api/v1/images/{up.json()['id']}", headers=bearer(token)).status_code
+        == 204
+    )
+    for url in routes:
+        gone = httpx.get(url)
+        assert gone.status_code == 404, (url, gone.text)
+        assert gone.json()["detail"]["code"] == "IMAGE_NOT_FOUND"
+    for url, etag in etags.items():
+        assert httpx.get(url, headers={"If-None-Match": etag}).status_code == 404
+        assert httpx.get(url, headers={"Range": "bytes=0-9"}).status_code == 404
+        assert httpx.head(url).status_code == 404

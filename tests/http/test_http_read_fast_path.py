@@ -1,0 +1,204 @@
+"""The warm read path: what a repeated public read answers from per-image prepared headers, JSON
+and in-memory bytes is exactly what the first (cold) read answered, and nothing prepared ever
+outlives the image it was prepared for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from httpkit import Env, assert_error, open_env, png_bytes
+
+from chitram_core import to_json
+
+pytestmark = pytest.mark.anyio
+
+ROUTES = ["file", "thumbnail", "metadata"]
+BINARY = ["file", "thumbnail"]
+VARYING = {"x-cache"}
+
+
+def _url(image: dict[str, Any], route: str) -> str:
+    return {
+        "file": str(image["url"]),
+        "thumbnail": str(image["thumbnail_url"]),
+        "metadata": str(image["url"]).removesuffix("/file"),
+    }[route]
+
+
+def _headers(resp: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in resp.headers.items() if k not in VARYING}
+
+
+async def _uploaded(env: Env, data: bytes | None = None) -> dict[str, Any]:
+    token = await env.register()
+    return await env.uploaded(token, data or png_bytes(120, 80, "teal"))
+
+
+async def _warm(env: Env, image: dict[str, Any]) -> None:
+    """Read every route until each answers from its warm path (cache HIT, bytes in memory)."""
+    for _ in range(3):
+        for route in ROUTES:
+            assert (await env.client.get(_url(image, route))).status_code == 200
+            assert (await env.client.head(_url(image, route))).status_code in {200, 405}
+    meta = await env.client.get(_url(image, "metadata"))
+    assert meta.headers["x-cache"] == "HIT"
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_warm_answers_equal_the_cold_one(env: Env, route: str) -> None:
+    image = await _uploaded(env)
+    url = _url(image, route)
+    cold = await env.client.get(url)
+    cold_head = await env.client.head(url)
+    warm = [await env.client.get(url) for _ in range(3)]
+    warm_head = [await env.client.head(url) for _ in range(2)]
+    assert cold.status_code == 200, cold.text
+    for resp in warm:
+        assert resp.status_code == 200
+        assert resp.content == cold.content
+        assert _headers(resp) == _headers(cold)
+    for resp in warm_head:
+        assert resp.status_code == cold_head.status_code
+        assert resp.content == b""
+        assert _headers(resp) == _headers(cold_head)
+
+
+async def test_warm_metadata_is_the_sdk_image_as_json_with_x_cache(env: Env) -> None:
+    image = await _uploaded(env)
+    url = _url(image, "metadata")
+    statuses = [(await env.client.get(url)).headers["x-cache"] for _ in range(3)]
+    assert statuses == ["MISS", "HIT", "HIT"]
+    resp = await env.client.get(url)
+    assert resp.headers["content-type"] == "application/json"
+    assert resp.json() == to_json(await env.chitram.images.get(str(image["id"])))
+    assert resp.json()["delete_token"] is None
+
+
+@pytest.mark.parametrize("route", BINARY)
+async def test_warm_conditional_reads_are_304_with_the_validators(env: Env, route: str) -> None:
+    image = await _uploaded(env)
+    await _warm(env, image)
+    url = _url(image, route)
+    full = await env.client.get(url)
+    etag = full.headers["etag"]
+    for header in (etag, f"W/{etag}", f'"other", {etag}', "*"):
+        resp = await env.client.get(url, headers={"If-None-Match": header})
+        assert resp.status_code == 304, header
+        assert resp.content == b""
+        assert resp.headers["etag"] == etag
+        assert resp.headers["x-content-type-options"] == "nosniff"
+        assert resp.headers["cache-control"] == full.headers["cache-control"]
+    miss = await env.client.get(url, headers={"If-None-Match": '"nope"'})
+    assert miss.status_code == 200 and miss.content == full.content
+
+
+def _boundaries(size: int) -> list[int]:
+    return sorted({0, 1, 2, size // 2, size - 2, size - 1, size, size + 1, 10 * size})
+
+
+@pytest.mark.parametrize("route", BINARY)
+async def test_warm_ranges_are_the_right_bytes_at_every_boundary(env: Env, route: str) -> None:
+    image = await _uploaded(env)
+    await _warm(env, image)
+    url = _url(image, route)
+    data = (await env.client.get(url)).content
+    size = len(data)
+    cases: list[tuple[str, int | None, int]] = []  # (header, first byte or None for 416, end)
+    for first in _boundaries(size):
+        cases.append((f"bytes={first}-", first if first < size else None, size))
+        for last in _boundaries(size):
+            if last >= first:
+                end = min(last + 1, size)
+                cases.append((f"bytes={first}-{last}", first if first < size else None, end))
+    for suffix in _boundaries(size):
+        start = max(0, size - suffix)
+        cases.append((f"bytes=-{suffix}", start if suffix > 0 else None, size))
+    for header, first, end in cases:
+        resp = await env.client.get(url, headers={"Range": header})
+        if first is None:
+            assert_error(resp, 416, "INVALID_REQUEST")
+            assert resp.headers["content-range"] == f"bytes */{size}", header
+            continue
+        assert resp.status_code == 206, header
+        assert resp.content == data[first:end], header
+        assert resp.headers["content-range"] == f"bytes {first}-{end - 1}/{size}", header
+        assert resp.headers["content-length"] == str(end - first), header
+        head = await env.client.head(url, headers={"Range": header})
+        assert head.status_code == 206 and head.headers["content-length"] == str(end - first)
+    stale = await env.client.get(url, headers={"Range": "bytes=0-3", "If-Range": '"stale"'})
+    assert stale.status_code == 200 and stale.content == data
+
+
+async def _assert_gone(env: Env, image: dict[str, Any], etag: dict[str, str]) -> None:
+    for route in ROUTES:
+        url = _url(image, route)
+        assert_error(await env.client.get(url), 404, "IMAGE_NOT_FOUND")
+        if route in BINARY:
+            head = await env.client.head(url)
+            assert head.status_code == 404 and head.content == b""
+            conditional = await env.client.get(url, headers={"If-None-Match": etag[route]})
+            assert_error(conditional, 404, "IMAGE_NOT_FOUND")
+            ranged = await env.client.get(url, headers={"Range": "bytes=0-9"})
+            assert_error(ranged, 404, "IMAGE_NOT_FOUND")
+
+
+async def test_a_deleted_image_is_refused_on_every_warm_read(env: Env) -> None:
+    token = await env.register()
+    image = await env.uploaded(token, png_bytes(120, 80, "olive"))
+    await _warm(env, image)
+    etag = {route: (await env.client.get(_url(image, route))).headers["etag"] for route in BINARY}
+    deleted = await env.client.delete(
+        _url(image, "metadata"), headers={"Authorization": f"Bearer {token}"}
+    )
+    assert deleted.status_code == 204
+    await _assert_gone(env, image, etag)
+
+
+async def test_the_same_bytes_uploaded_again_are_served_under_the_new_id_only(env: Env) -> None:
+    token = await env.register()
+    data = png_bytes(150, 90, "maroon")
+    first = await env.uploaded(token, data)
+    await _warm(env, first)
+    thumb = (await env.client.get(_url(first, "thumbnail"))).content
+    etag = {route: (await env.client.get(_url(first, route))).headers["etag"] for route in BINARY}
+    auth = {"Authorization": f"Bearer {token}"}
+    assert (await env.client.delete(_url(first, "metadata"), headers=auth)).status_code == 204
+    second = await env.uploaded(token, data)
+    assert second["id"] != first["id"]
+    await _assert_gone(env, first, etag)
+    for _ in range(3):
+        assert (await env.client.get(_url(second, "file"))).content == data
+        again = await env.client.get(_url(second, "thumbnail"))
+        assert again.status_code == 200 and again.content == thumb
+        meta = await env.client.get(_url(second, "metadata"))
+        assert meta.json()["id"] == second["id"]
+
+
+async def test_with_the_cache_off_warm_reads_are_correct_and_deletes_are_seen(
+    tmp_path: Path,
+) -> None:
+    async with open_env(tmp_path, cache_url="off") as env:
+        token = await env.register()
+        data = png_bytes(100, 70, "navy")
+        image = await env.uploaded(token, data)
+        for _ in range(3):
+            assert (await env.client.get(_url(image, "file"))).content == data
+            assert (await env.client.get(_url(image, "thumbnail"))).status_code == 200
+            meta = await env.client.get(_url(image, "metadata"))
+            assert meta.headers["x-cache"] == "DISABLED"
+        etag = {r: (await env.client.get(_url(image, r))).headers["etag"] for r in BINARY}
+        auth = {"Authorization": f"Bearer {token}"}
+        assert (await env.client.delete(_url(image, "metadata"), headers=auth)).status_code == 204
+        await _assert_gone(env, image, etag)
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_a_bad_token_on_a_warm_public_read_is_still_401(env: Env, route: str) -> None:
+    image = await _uploaded(env)
+    await _warm(env, image)
+    for header in ("Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer"):
+        resp = await env.client.get(_url(image, route), headers={"Authorization": header})
+        assert_error(resp, 401, "INVALID_TOKEN")
