@@ -17,7 +17,7 @@ pytestmark = pytest.mark.anyio
 
 ROUTES = ["file", "thumbnail", "metadata"]
 BINARY = ["file", "thumbnail"]
-VARYING = {"x-cache"}
+VARYING = {"x-cache", "x-request-id"}  # the request id is new on every request
 
 
 def _url(image: dict[str, Any], route: str) -> str:
