@@ -12,7 +12,8 @@ Method
    ``ALLOW_UNSAFE_URL``, and encoder settings equal to chitram's defaults (JPEG q85 optimised
    progressive, WebP q80, AVIF q60 speed 8, PNG level 6; Thumbor's default PIL engine also
    uses JPEG ``draft()`` and a Lanczos resize, so both do the same kind of work).
-   It is stopped at the end (SIGTERM to its process group, SIGKILL after 10 s), also on error.
+   It is stopped at the end (SIGTERM to its process group, SIGKILL after 10 s), also on error
+   and on SIGINT/SIGTERM to this script.
 3. For each output format both support (jpeg, webp, png, and avif when Thumbor answers
    ``format(avif)`` with ``image/avif``), the resize to 1280 px wide (1280x960):
    - *sequential*: after a warm-up (one render each way, then a batch of 2 per format through
@@ -46,6 +47,7 @@ Run: ``python benchmarks/thumbor_compare.py --thumbor /tmp/thumbor-venv/bin/thum
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import os
 import signal
@@ -201,13 +203,15 @@ def run(args: argparse.Namespace) -> None:
         root = Path(tmp) / "src"
         root.mkdir()
         (root / "photo.jpg").write_bytes(data)
-        proc, base = start_thumbor(args.thumbor, root, args.processes)
-        # the engine lives in an event loop of its own thread; the timed loop stays synchronous
-        portal_cm = start_blocking_portal()
-        portal = portal_cm.__enter__()
-        engine = portal.call(make_engine, RETIRE_ABOVE)
-        kept = portal.call(make_engine, 1 << 62)  # diagnostic: workers never retired
-        try:
+        with contextlib.ExitStack() as stack:  # undone in reverse order, also on error
+            proc, base = start_thumbor(args.thumbor, root, args.processes)
+            stack.callback(stop_thumbor, proc)
+            # the engines live in an event loop of their own thread; the timed loop is sync
+            portal = stack.enter_context(start_blocking_portal())
+            engine = portal.call(make_engine, RETIRE_ABOVE)
+            stack.callback(portal.call, engine.aclose)
+            kept = portal.call(make_engine, 1 << 62)  # diagnostic: workers never retired
+            stack.callback(portal.call, kept.aclose)
             with httpx.Client(base_url=base, timeout=120) as client:
                 formats = thumbor_formats(client)
                 ours: dict[str, list[float]] = {f: [] for f in formats}
@@ -242,20 +246,9 @@ def run(args: argparse.Namespace) -> None:
                             t = time.perf_counter()
                             client.get("/healthcheck").raise_for_status()
                             ping.append(time.perf_counter() - t)
-                        ours_batch[fmt].append(
-                            portal.call(engine_batch, engine, data, fmt, args.batch)
-                        )
-                        kept_batch[fmt].append(
-                            portal.call(engine_batch, kept, data, fmt, args.batch)
-                        )
+                        for eng, into in ((engine, ours_batch), (kept, kept_batch)):
+                            into[fmt].append(portal.call(engine_batch, eng, data, fmt, args.batch))
                         theirs_batch[fmt].append(thumbor_batch(base, fmt, args.batch))
-        finally:
-            try:
-                portal.call(engine.aclose)
-                portal.call(kept.aclose)
-                portal_cm.__exit__(None, None, None)
-            finally:
-                stop_thumbor(proc)
 
     n = args.repeat * args.rounds
     print(f"\nThumbor: {version} ({args.processes} processes, PIL engine, no result storage)")
@@ -288,6 +281,10 @@ def run(args: argparse.Namespace) -> None:
         print(f"{fmt:<6} {a:>10.2f} {b:>10.2f} {a / b:>15.2f}x {c:>8.2f} {c / b:>12.2f}x")
 
 
+def _interrupted(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument(
@@ -300,6 +297,10 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.repeat, args.batch, args.rounds, args.processes) < 1:
         parser.error("--repeat, --batch, --rounds and --processes must be >= 1")
+    # SIGTERM (and SIGINT, also where a non-interactive shell ignores it) unwinds normally, so
+    # the ExitStack stops Thumbor and the engines
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     run(args)
 
 
