@@ -8,6 +8,7 @@ store's own all-or-nothing upload (s3 multipart completes only on close) and dis
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import time
 import uuid
@@ -36,6 +37,7 @@ class FsspecStorage:
         self.root = root.rstrip("/")
         protocol = fs.protocol if isinstance(fs.protocol, str) else fs.protocol[0]
         self.is_local = protocol in {"file", "local"}
+        self.is_memory = protocol == "memory"
         if self.is_local:
             os.makedirs(self.root, exist_ok=True)
         self._limiter = anyio.CapacityLimiter(16)
@@ -189,6 +191,11 @@ class FsspecStorage:
     def _open_read(self, path: str) -> Any:
         if self.is_local:
             return open(path, "rb")
+        if self.is_memory:
+            # fsspec's memory filesystem hands every reader the same file object, with one
+            # shared position: concurrent readers (a download and the thumbnail job) would read
+            # each other's offsets. A private copy of an object already in memory is cheap.
+            return io.BytesIO(self.fs.cat_file(path))
         if not self.fs.exists(path):
             raise FileNotFoundError(path)
         return self.fs.open(path, "rb", block_size=DEFAULT_CHUNK_SIZE * 4)

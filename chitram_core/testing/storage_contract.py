@@ -84,6 +84,24 @@ class StorageContract:
         await storage.write(key, _aiter(chunks))
         assert await read_all(storage, key) == b"".join(chunks)
 
+    async def test_concurrent_readers_each_read_the_whole_object(self, storage: Storage) -> None:
+        """Readers interleaved chunk by chunk never share a position (a served image and its
+        thumbnail job read the same blob at once)."""
+        data = bytes(range(256)) * 400
+        await storage.write("shared", _aiter([data]))
+        readers = [storage.read("shared", chunk_size=4096) for _ in range(3)]
+        got = [bytearray() for _ in readers]
+        done = [False] * len(readers)
+        while not all(done):
+            for i, reader in enumerate(readers):
+                if not done[i]:
+                    chunk = await anext(reader, None)
+                    if chunk is None:
+                        done[i] = True
+                    else:
+                        got[i] += chunk
+        assert [bytes(g) for g in got] == [data] * len(readers)
+
     async def test_overwrite_replaces_whole_object(self, storage: Storage) -> None:
         await storage.write("k", _aiter([b"x" * 5000]))
         await storage.write("k", _aiter([b"short"]))
