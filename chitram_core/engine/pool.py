@@ -274,7 +274,7 @@ class ImageEngine:
             except (EOFError, OSError) as exc:
                 raise await self._crashed(worker, exc) from None
             worker.jobs += 1
-            if rss and start_rss:
+            if release and rss and start_rss:  # small jobs keep their worker, as always
                 holds = rss - start_rss > self.retire_above
             kind = outcome[0]
             if kind == "ok":
