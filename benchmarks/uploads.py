@@ -122,7 +122,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    wrk = ensure_wrk()
+    wrk = [ensure_wrk()]
     data = picture()
     offset = quantisation_offset(data)
     check_variants(data, offset)

@@ -292,16 +292,20 @@ class ImageService:
                 written.append(stored_key)
                 sha256, size, content = await self._rewrite(tmp_key, stored_key, edits)
             progressive = intake.scans.progressive if intake.scans is not None else False
-            content = await self._verify(
+            want_placeholders = self.variants is not None and self.settings.placeholders
+            content, computed = await self._verify(
                 stored_key,
                 info,
                 scanned=intake.scanner is not None,
                 content=content,
                 size=size,
                 progressive=progressive,
+                placeholders=want_placeholders,
             )
             placeholders: tuple[str | None, str | None] = (None, None)
-            if self.variants is not None and content is not None:
+            if computed is not None:
+                placeholders = computed
+            elif self.variants is not None and content is not None:
                 placeholders = await self.variants.placeholders(content, size)
             image, is_new = await self._record(
                 stored_key,
@@ -358,9 +362,13 @@ class ImageService:
         content: bytes | None,
         size: int,
         progressive: bool,
-    ) -> bytes | None:
+        placeholders: bool = False,
+    ) -> tuple[bytes | None, tuple[str | None, str | None] | None]:
         """Decode the stored bytes in the image engine (a worker thread without one); the
-        bytes when they were read (for the placeholders job)."""
+        bytes when they were read (for the placeholders job), and with ``placeholders`` the
+        (blurhash, dominant colour) computed in the same engine job ((None, None) when that
+        failed), or None when they were not attempted (no engine, or the combined job would
+        not fit the memory budget)."""
         engine = self.engine
         if engine is None:
 
@@ -375,11 +383,37 @@ class ImageService:
 
             with observe.observer.image_work("verify"):
                 await anyio.to_thread.run_sync(_run)
-            return content
+            return content, None
         from chitram_core.engine import decode_cost, verify_image
+        from chitram_core.engine.jobs import variant_cost, verify_placeholders_image
+        from chitram_core.images.variants import PLACEHOLDER_SIDE
 
         if content is None:
             content = b"".join([c async for c in self.storage.read(key, chunk_size=READ_CHUNK)])
+        memory = decode_cost(info, file_size=size, progressive=progressive)
+        if placeholders:
+            # One job for both: the decodes run one after the other, so the larger cost.
+            combined = max(
+                memory,
+                variant_cost(
+                    info, file_size=size, progressive=progressive, side=PLACEHOLDER_SIDE * 2
+                ),
+            )
+            if combined <= engine.budget.total:
+                with observe.observer.image_work("verify"):
+                    result = await engine.run(
+                        verify_placeholders_image,
+                        content,
+                        info,
+                        max_pixels=self.settings.max_pixels,
+                        max_scans=self.settings.jpeg_max_scans,
+                        structure_checked=scanned,
+                        memory=combined,
+                        op="verify",
+                    )
+                if result is None:
+                    return content, (None, None)
+                return content, (result.blurhash, result.dominant_color)
         with observe.observer.image_work("verify"):
             await engine.run(
                 verify_image,
@@ -388,10 +422,10 @@ class ImageService:
                 max_pixels=self.settings.max_pixels,
                 max_scans=self.settings.jpeg_max_scans,
                 structure_checked=scanned,
-                memory=decode_cost(info, file_size=size, progressive=progressive),
+                memory=memory,
                 op="verify",
             )
-        return content
+        return content, None
 
     async def _record(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 
+from chitram_core.errors import ChitramError
 from chitram_core.images.formats import (
     JPEG_DRAFT_SCALE,
     ImageFormat,
@@ -99,3 +100,19 @@ def variant_image(data: bytes, spec: VariantSpec, *, max_pixels: int) -> Rendere
 def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:
     """BlurHash and dominant colour from a tiny draft decode."""
     return compute_placeholders(data, max_pixels=max_pixels)
+
+
+def verify_placeholders_image(
+    data: bytes, info: ImageInfo, *, max_pixels: int, max_scans: int, structure_checked: bool
+) -> Placeholders | None:
+    """:func:`verify_image`, then the placeholders of the same bytes in the same job (one
+    round trip and one copy of the bytes per upload). A verification error is raised; a
+    placeholders error gives None (the sweep fills them in later). The two decodes run one
+    after the other, so the job needs the larger of their costs, not their sum."""
+    verify_image(
+        data, info, max_pixels=max_pixels, max_scans=max_scans, structure_checked=structure_checked
+    )
+    try:
+        return compute_placeholders(data, max_pixels=max_pixels)
+    except ChitramError:
+        return None

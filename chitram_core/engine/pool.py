@@ -47,7 +47,10 @@ MiB = 1024 * 1024
 WORKER_HEADROOM = 256 * MiB
 """Address space a worker may map on top of the largest job: allocator arenas, code, slack."""
 RETIRE_ABOVE = 64 * MiB
-"""A worker that ran a job reserving more than this is retired, so its memory goes back."""
+"""After a job reserving more than this, a worker hands its memory back to the OS (gc, Pillow's
+block cache, ``malloc_trim``); a worker whose resident size then stays more than this above its
+size at start is retired, so its memory goes back. Where the worker cannot measure its resident
+size, a worker that ran such a job is retired."""
 MAX_JOBS_PER_WORKER = 1000
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
@@ -116,6 +119,7 @@ class ImageEngine:
         self.memory_kills = 0
         self.rejected = 0
         self.workers_started = 0
+        self.retired = 0
         self.waiting = 0
         self.seconds_by_op: dict[str, float] = {}
         self.jobs_by_op: dict[str, int] = {}
@@ -164,6 +168,7 @@ class ImageEngine:
             "memory_kills": self.memory_kills,
             "rejected": self.rejected,
             "workers_started": self.workers_started,
+            "workers_retired": self.retired,
         }
 
     # running jobs -------------------------------------------------------------------------
@@ -241,18 +246,20 @@ class ImageEngine:
         memory: int,
         timeout: float,  # noqa: ASYNC109
     ) -> T:
+        release = memory > self.retire_above
         worker = await self._take_worker()
         try:
-            worker.conn.send((function, args, kwargs))
+            worker.conn.send((function, args, kwargs, release))
         except OSError:  # it died while idle: not this job's doing, so one fresh worker
             worker.kill()
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(worker.process.wait)
             self._processes.discard(worker.process)
             worker = await self._take_worker()
-            worker.conn.send((function, args, kwargs))
+            worker.conn.send((function, args, kwargs, release))
         self._busy.add(worker)
         keep = False
+        holds = release  # retire unless the worker shows it gave the memory back
         try:
             try:
                 with anyio.move_on_after(timeout) as scope:
@@ -263,10 +270,12 @@ class ImageEngine:
                         f"decoding took longer than {timeout:g} s; it was stopped",
                         timeout=timeout,
                     )
-                outcome = worker.conn.recv()
+                outcome, rss, start_rss = worker.conn.recv()
             except (EOFError, OSError) as exc:
                 raise await self._crashed(worker, exc) from None
             worker.jobs += 1
+            if release and rss and start_rss:  # small jobs keep their worker, as always
+                holds = rss - start_rss > self.retire_above
             kind = outcome[0]
             if kind == "ok":
                 self.jobs_ok += 1
@@ -287,7 +296,8 @@ class ImageEngine:
         finally:
             self._busy.discard(worker)
             if keep and not self._closed and worker.jobs < self.max_jobs_per_worker:
-                if memory > self.retire_above:
+                if holds:
+                    self.retired += 1
                     worker.retire()
                     self._gone.append(worker.process)
                 else:

@@ -1,8 +1,12 @@
 """The loop a worker process runs: receive a job, run it, send the outcome back.
 
-A job is ``(function, args, kwargs)`` pickled over a socket pair (the worker is started with
-``python -c`` by :class:`~chitram_core.engine.pool.ImageEngine`). The function must be a
-module-level callable (pickled by reference). The outcome is one of:
+A job is ``(function, args, kwargs, release)`` pickled over a socket pair (the worker is
+started with ``python -c`` by :class:`~chitram_core.engine.pool.ImageEngine`). The function must
+be a module-level callable (pickled by reference). With ``release`` set (a large job), the worker
+hands its memory back to the OS after the job (:func:`release_memory`). The reply is
+``(outcome, rss, start_rss)``: the worker's resident size after the job and when it started
+(0 where /proc is missing), so the parent can retire a worker that still holds memory. The
+outcome is one of:
 
 - ``("ok", result)``
 - ``("error", class, message, details)`` for a :class:`~chitram_core.errors.ChitramError`
@@ -16,6 +20,9 @@ that allocates without bound fails in this process, never in the server.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import gc
 import os
 import resource
 import signal
@@ -34,6 +41,48 @@ def address_space() -> int:
     except (OSError, ValueError, IndexError):
         return 0
     return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def resident_size() -> int:
+    """This process's resident set size in bytes (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            pages = int(fh.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def _malloc_trim() -> Any:
+    """glibc's ``malloc_trim`` (None elsewhere: musl, macOS)."""
+    with contextlib.suppress(OSError, AttributeError, TypeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+        return trim
+    return None
+
+
+_TRIM: Any = None
+_TRIM_LOOKED_UP = False
+
+
+def release_memory() -> None:
+    """Give memory a finished job left behind back to the OS: collect cycles, empty Pillow's
+    block cache (only when Pillow is loaded) and trim glibc's heap."""
+    global _TRIM, _TRIM_LOOKED_UP
+    gc.collect()
+    pil = sys.modules.get("PIL.Image")
+    clear = getattr(getattr(pil, "core", None), "clear_cache", None)
+    if clear is not None:
+        with contextlib.suppress(Exception):
+            clear()
+    if not _TRIM_LOOKED_UP:
+        _TRIM_LOOKED_UP = True
+        _TRIM = _malloc_trim()
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 def cap_address_space(extra: int | None) -> None:
@@ -60,6 +109,7 @@ def serve() -> None:
 def main(conn: Connection, memory_cap: int | None) -> None:
     """Serve jobs until the parent closes its end of the pipe."""
     cap_address_space(memory_cap)
+    start = resident_size()
     while True:
         try:
             job = conn.recv()
@@ -67,14 +117,17 @@ def main(conn: Connection, memory_cap: int | None) -> None:
             return
         except MemoryError:
             # The job itself did not fit: say so and exit (state after ENOMEM is suspect).
-            _send(conn, ("memory", "the job's input does not fit the worker's memory cap"))
+            _send(conn, ("memory", "the job's input does not fit the worker's memory cap"), start)
             return
+        release = len(job) > 3 and bool(job[3])
         outcome = _run(job)
         del job
+        if release:
+            release_memory()
         try:
-            conn.send(outcome)
+            conn.send((outcome, resident_size(), start))
         except MemoryError:
-            _send(conn, ("memory", "the job's result does not fit the worker's memory cap"))
+            _send(conn, ("memory", "the job's result does not fit the worker's memory cap"), start)
             return
         except OSError:
             return
@@ -82,7 +135,7 @@ def main(conn: Connection, memory_cap: int | None) -> None:
 
 def _run(job: Any) -> tuple[Any, ...]:
     try:
-        function, args, kwargs = job
+        function, args, kwargs = job[:3]
         return ("ok", function(*args, **kwargs))
     except ChitramError as exc:
         return ("error", type(exc), exc.message, dict(exc.details))
@@ -92,7 +145,7 @@ def _run(job: Any) -> tuple[Any, ...]:
         return ("crash", f"{type(exc).__name__}: {str(exc)[:200]}")
 
 
-def _send(conn: Connection, message: tuple[Any, ...]) -> None:
+def _send(conn: Connection, message: tuple[Any, ...], start: int) -> None:
     # If even this fails, the parent sees the pipe close and reports a crashed worker.
     with contextlib.suppress(OSError, MemoryError):
-        conn.send(message)
+        conn.send((message, 0, start))

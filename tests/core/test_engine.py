@@ -22,6 +22,7 @@ from PIL import Image
 
 from chitram_core import Chitram
 from chitram_core.engine import ImageEngine, MemoryBudget, decode_cost, thumbnail_image
+from chitram_core.engine.pool import RETIRE_ABOVE
 from chitram_core.errors import (
     DecodeTimeout,
     ImageTooLarge,
@@ -110,6 +111,55 @@ async def test_a_job_over_the_worker_memory_cap_fails_and_the_next_job_works() -
             await engine.run(bytearray, 1024 * MiB, memory=MiB)
         assert engine.memory_kills == 1
         assert await engine.run(os.getpid, memory=MiB) != first  # that worker was retired
+    finally:
+        await engine.aclose()
+
+
+# ``exec`` of source text is a stdlib job that runs inside the worker: one touches 160 MiB and
+# keeps it (a job that leaks), the other touches as much and drops it (a normal large job).
+HOLD = "import sys; sys.chitram_held = b'x' * (160 << 20)"
+DROP = "len(b'x' * (160 << 20))"
+
+
+async def test_a_large_job_that_leaves_memory_held_retires_its_worker() -> None:
+    engine = make_engine(memory_budget=512 * MiB)
+    try:
+        first = await engine.run(os.getpid, memory=MiB)
+        await engine.run(exec, HOLD, memory=200 * MiB)
+        assert engine.retired == 1
+        assert await engine.run(os.getpid, memory=MiB) != first  # that worker was retired
+    finally:
+        await engine.aclose()
+
+
+async def test_a_large_job_that_frees_its_memory_keeps_its_worker() -> None:
+    engine = make_engine(memory_budget=512 * MiB)
+    try:
+        first = await engine.run(os.getpid, memory=MiB)
+        for _ in range(3):
+            await engine.run(exec, DROP, memory=200 * MiB)
+        assert engine.retired == 0
+        assert await engine.run(os.getpid, memory=MiB) == first  # the same worker throughout
+        assert engine.workers_started == 1
+    finally:
+        await engine.aclose()
+
+
+async def test_a_large_decode_keeps_its_worker_once_the_memory_is_given_back() -> None:
+    # A 12 MP thumbnail reserves well over RETIRE_ABOVE; after it the worker trims its heap.
+    data = png(4000, 3000)
+    info = probe(data)
+    memory = decode_cost(info, file_size=len(data), thumbnail_size=256)
+    assert memory > RETIRE_ABOVE
+    engine = make_engine(memory_budget=512 * MiB)
+    try:
+        first = await engine.run(os.getpid, memory=MiB)
+        for _ in range(2):
+            await engine.run(
+                thumbnail_image, data, ThumbnailParams(), max_pixels=10**8, memory=memory
+            )
+        assert engine.retired == 0
+        assert await engine.run(os.getpid, memory=MiB) == first
     finally:
         await engine.aclose()
 

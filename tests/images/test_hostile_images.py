@@ -76,8 +76,16 @@ async def test_a_scan_bomb_upload_is_refused_before_any_decode(tmp_path: Path) -
         assert chitram.engine.jobs_started == 0
         image = await chitram.images.upload(progressive_jpeg(), filename="fine.jpg")
         assert image.content_type == "image/jpeg"
-        # one verification; since §6.3 an upload also runs one placeholders job
-        assert chitram.engine.jobs_by_op == {"verify": 1, "placeholders": 1}
+        # one engine job: the verification, which also computes the placeholders (§6.3)
+        assert chitram.engine.jobs_by_op == {"verify": 1}
+        assert image.blurhash is not None and image.dominant_color is not None
+
+
+async def test_without_placeholders_an_upload_runs_only_the_verification(tmp_path: Path) -> None:
+    async with Chitram(_settings(tmp_path, placeholders=False), background=False) as chitram:
+        image = await chitram.images.upload(progressive_jpeg(), filename="fine.jpg")
+        assert chitram.engine.jobs_by_op == {"verify": 1}
+        assert image.blurhash is None and image.dominant_color is None
 
 
 async def test_the_scan_limit_is_a_setting(tmp_path: Path) -> None:
