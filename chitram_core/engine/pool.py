@@ -249,6 +249,7 @@ class ImageEngine:
         release = memory > self.retire_above
         worker = await self._take_worker()
         try:
+            _blocking(worker.conn)
             worker.conn.send((function, args, kwargs, release))
         except OSError:  # it died while idle: not this job's doing, so one fresh worker
             worker.kill()
@@ -256,6 +257,7 @@ class ImageEngine:
                 await anyio.to_thread.run_sync(worker.process.wait)
             self._processes.discard(worker.process)
             worker = await self._take_worker()
+            _blocking(worker.conn)
             worker.conn.send((function, args, kwargs, release))
         self._busy.add(worker)
         keep = False
@@ -270,6 +272,7 @@ class ImageEngine:
                         f"decoding took longer than {timeout:g} s; it was stopped",
                         timeout=timeout,
                     )
+                _blocking(worker.conn)  # whole messages, however the loop left the socket
                 outcome, rss, start_rss = worker.conn.recv()
             except (EOFError, OSError) as exc:
                 raise await self._crashed(worker, exc) from None
@@ -416,3 +419,10 @@ def _rebuild(cls: type[ChitramError], message: str, details: dict[str, Any]) -> 
         return cls(message, **details)
     except TypeError:  # a subclass with its own constructor: keep the code that matters
         return InvalidImage(message, **details)
+
+
+def _blocking(conn: Connection) -> None:
+    """Make the worker's socket blocking again. An event loop may switch a descriptor it
+    watched to non-blocking (uvloop does, for ``wait_readable``); ``Connection`` then fails a
+    message that does not fit the socket buffer with BlockingIOError."""
+    os.set_blocking(conn.fileno(), True)

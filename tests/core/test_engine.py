@@ -425,3 +425,21 @@ async def test_a_thumbnail_whose_worker_is_killed_is_retried_not_failed(tmp_path
         assert "signal 9" in row["error"]
         thumb = await chitram.images.thumbnail(image.id)  # a later request makes it
         assert (thumb.width, thumb.height) == (300, 300)
+
+
+def test_large_messages_cross_the_worker_socket_under_uvloop() -> None:
+    """uvloop leaves a descriptor it watched non-blocking; jobs whose payload or answer
+    exceeds the socket buffer (every real image) must still go through, as under asyncio."""
+    pytest.importorskip("uvloop")
+    payload = os.urandom(4 * MiB)
+
+    async def main() -> None:
+        engine = make_engine()
+        try:
+            for _ in range(3):  # the second send follows a wait_readable on the same socket
+                assert await engine.run(bytes, payload, memory=MiB) == payload
+            assert engine.workers_started == 1
+        finally:
+            await engine.aclose()
+
+    anyio.run(main, backend="asyncio", backend_options={"use_uvloop": True})
