@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,35 +9,10 @@ from typing import Any
 
 import attrs
 import httpx
-from PIL import Image as PILImage
+from imagekit import PASSWORD, jpeg_bytes, make_settings, png_bytes  # noqa: F401 - re-exported
 
-from chitram_core import Chitram, Settings
+from chitram_core import Chitram
 from chitram_falcon import ChitramApp, create_app
-
-PASSWORD = "correct horse battery"
-
-
-def png_bytes(width: int = 40, height: int = 30, color: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (width, height), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def jpeg_bytes(width: int = 64, height: int = 48, color: str = "blue") -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (width, height), color).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "upload_rate_limit": None,
-        "auth_rate_limit": None,
-        "web_ui": False,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 @attrs.define

@@ -2,46 +2,18 @@
 
 from __future__ import annotations
 
-import io
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
+from imagekit import PASSWORD, jpeg_bytes, make_settings, png_bytes  # noqa: F401 - re-exported
 from netkit import free_port
-from PIL import Image as PILImage
 
-from chitram_core import Settings
-
-PASSWORD = "correct horse battery"
 PYTHON = sys.executable
-
-
-def png_bytes(width: int = 40, height: int = 30, color: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (width, height), color).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def jpeg_bytes(width: int = 64, height: int = 48, color: str = "blue") -> bytes:
-    buffer = io.BytesIO()
-    PILImage.new("RGB", (width, height), color).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
-def make_settings(data_dir: Path, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "data_dir": data_dir,
-        "upload_rate_limit": None,
-        "auth_rate_limit": None,
-        "web_ui": False,
-    }
-    values.update(overrides)
-    return Settings(**values)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
