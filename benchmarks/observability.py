@@ -16,6 +16,7 @@ Method
     change (same call and formatter as uvicorn's protocol, colours off, to a file): what
     ``chitram serve`` cost by default until now;
   - ``quiet``: the observed app, access log off (``--quiet``), no metrics;
+  - ``text``: access log on, text lines to a file (what ``chitram serve`` writes by default);
   - ``log``: access log on, JSON lines to a file;
   - ``metrics``: ``log`` + Prometheus metrics in one process;
   - ``multiproc``: ``metrics`` in multiprocess mode (what ``chitram serve`` with
@@ -47,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = ("bare", "before", "quiet", "log", "metrics", "multiproc")
+MODES = ("bare", "before", "quiet", "text", "log", "metrics", "multiproc")
 
 
 def _scope(path: str) -> dict[str, Any]:
@@ -75,7 +76,8 @@ async def _measure(mode: str, requests: int, rounds: int, log_path: str) -> dict
     from chitram_core import Chitram, Settings, logs
     from chitram_falcon import create_app
 
-    logs.configure("json", "WARNING" if mode in {"bare", "before", "quiet"} else "INFO")
+    fmt = "text" if mode == "text" else "json"
+    logs.configure(fmt, "WARNING" if mode in {"bare", "before", "quiet"} else "INFO")
     handler = logging.getLogger().handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(open(log_path, "a"))  # noqa: SIM115, ASYNC230 - set up before measuring

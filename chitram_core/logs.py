@@ -16,10 +16,11 @@ import logging.config
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, TextIO
 
 request_id: ContextVar[str | None] = ContextVar("chitram_request_id", default=None)
 """The id of the HTTP request being served (``X-Request-ID``), or None outside a request."""
@@ -69,6 +70,10 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{_second[1]}.{int(record.msecs):03d}Z"
 
 
+_ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
+"""One encoder for every line (``json.dumps`` with options builds a new one per call)."""
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: timestamp, level, logger, message, request_id, and extras."""
 
@@ -93,7 +98,7 @@ class JsonFormatter(logging.Formatter):
             entry["exception"] = record.exc_text
         if record.stack_info:
             entry["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        return _ENCODER.encode(entry)
 
 
 class TextFormatter(logging.Formatter):
@@ -108,6 +113,83 @@ class TextFormatter(logging.Formatter):
         if record.stack_info:
             line += "\n" + self.formatStack(record.stack_info)
         return line
+
+
+class BufferedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A ``StreamHandler`` that writes lines in batches instead of one ``write`` per record.
+
+    A busy server logs one access line per request; writing each costs a system call (~2 µs of
+    a ~35 µs request on one core). Lines are kept and written together when:
+
+    - the batch would pass ``chunk`` bytes (4096 = ``PIPE_BUF``: one write of whole lines, so
+      lines of several worker processes sharing one pipe never interleave mid-line, as with one
+      write per line);
+    - a record of level WARNING or above arrives (problems are never held back);
+    - ``interval`` seconds passed (a daemon thread, started at the first held line and again
+      after a fork), or on ``flush()`` / ``close()`` (``logging.shutdown`` at exit).
+
+    What a ``kill -9`` can lose: the last ``interval`` seconds of INFO lines.
+    """
+
+    def __init__(
+        self, stream: TextIO | None = None, *, interval: float = 0.2, chunk: int = 4096
+    ) -> None:
+        super().__init__(stream)
+        self.interval = interval
+        self.chunk = chunk
+        self._lines: list[str] = []
+        self._size = 0
+        self._owner = 0  # the pid whose thread flushes (0: none started)
+        self._closed = False
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with ``self.lock`` held
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:
+            self.handleError(record)
+            return
+        if self._size + len(line) > self.chunk:
+            self._write()
+        self._lines.append(line)
+        self._size += len(line)
+        if record.levelno >= logging.WARNING or self._size >= self.chunk:
+            self._write()
+        elif self._owner != os.getpid():
+            self._start()
+
+    def _write(self) -> None:
+        if not self._lines:
+            return
+        text = "".join(self._lines)
+        self._lines.clear()
+        self._size = 0
+        try:
+            self.stream.write(text)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: as logging.raiseExceptions=False
+            pass
+
+    def _start(self) -> None:
+        self._owner = os.getpid()
+        threading.Thread(target=self._run, name="chitram-log-flush", daemon=True).start()
+
+    def _run(self) -> None:
+        owner = self._owner
+        while not self._closed and self._owner == owner:
+            time.sleep(self.interval)
+            self.flush()
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write()
+        finally:
+            self.release()
+
+    def close(self) -> None:
+        self.flush()
+        self._closed = True
+        super().close()
 
 
 def logging_config(
@@ -127,7 +209,7 @@ def logging_config(
         "formatters": {"chitram": {"()": formatter}},
         "handlers": {
             "stderr": {
-                "class": "logging.StreamHandler",
+                "()": "chitram_core.logs.BufferedStreamHandler",
                 "formatter": "chitram",
                 "stream": "ext://sys.stderr",
             }

@@ -262,3 +262,88 @@ def test_every_json_line_has_the_contract_fields_and_text_lines_carry_the_ids() 
         failing = logging.LogRecord("x", logging.ERROR, __file__, 1, "bad", (), sys.exc_info())
     entry = json.loads(JsonFormatter().format(failing))
     assert "ValueError: boom" in entry["exception"]
+
+
+class _Writes(io.StringIO):
+    """A stream that records each ``write`` call (one system call on a real pipe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def _info(n: int, size: int = 40) -> logging.LogRecord:
+    return logging.LogRecord("x", logging.INFO, __file__, 1, "%s", (str(n).rjust(size, "."),), None)
+
+
+def test_the_buffered_handler_writes_whole_lines_in_batches_of_at_most_a_pipe_buffer() -> None:
+    from chitram_core.logs import BufferedStreamHandler
+
+    stream = _Writes()
+    handler = BufferedStreamHandler(stream, interval=60)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for n in range(500):
+        handler.handle(_info(n))
+    handler.flush()
+    lines = stream.getvalue().splitlines()
+    assert lines == [str(n).rjust(40, ".") for n in range(500)]  # all, in order
+    assert 1 < len(stream.calls) < 500 / 10  # batched, not a write per line
+    assert all(len(c) <= 4096 and c.endswith("\n") for c in stream.calls)  # whole lines, atomic
+    handler.close()
+
+
+def test_the_buffered_handler_writes_warnings_at_once_and_info_within_its_interval() -> None:
+    from chitram_core.logs import BufferedStreamHandler
+
+    stream = _Writes()
+    handler = BufferedStreamHandler(stream, interval=0.05)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.handle(_info(1, 1))
+    assert stream.getvalue() == ""  # held back ...
+    for _ in range(200):  # ... until the flushing thread's interval passes
+        if stream.getvalue():
+            break
+        anyio.run(anyio.sleep, 0.01)
+    assert stream.getvalue() == "INFO 1\n"
+    handler.handle(_info(2, 1))
+    handler.handle(logging.LogRecord("x", logging.WARNING, __file__, 1, "bad", (), None))
+    assert stream.getvalue() == "INFO 1\nINFO 2\nWARNING bad\n"  # a warning flushes what waits
+    handler.handle(_info(3, 1))
+    handler.close()  # logging.shutdown at exit: nothing held is lost
+    assert stream.getvalue().endswith("INFO 3\n")
+
+
+async def test_the_access_record_works_with_any_stdlib_formatter(
+    client: httpx.AsyncClient,
+) -> None:
+    """The access line is built without ``Logger.info``; a host's own handler and formatter
+    still see a complete record (every attribute a ``%``-style format can name)."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(name)s %(levelname)s %(levelno)d %(pathname)s %(filename)s "
+            "%(module)s %(funcName)s %(lineno)d %(created)f %(msecs)d %(relativeCreated)d "
+            "%(thread)s %(threadName)s %(process)s %(processName)s %(message)s"
+        )
+    )
+    logger = logging.getLogger("chitram_falcon.access")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        resp = await client.get("/health/live?delete_token=s3cret")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert resp.status_code == 200
+    line = stream.getvalue().strip()
+    assert " chitram_falcon.access INFO 20 " in line
+    assert re.search(
+        r" serve \d+ [\d.]+ \d+ \d+ None None None None GET /health/live 200 \d+B [\d.]+ms$", line
+    )
+    assert "s3cret" not in line
