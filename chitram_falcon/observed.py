@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlencode
 
 from chitram_core import observe
 from chitram_core.logs import new_request_id, request_id, valid_request_id
+from chitram_falcon.redaction import REDACTED, SECRET_PARAMS
 
 access_log = logging.getLogger("chitram_falcon.access")
 
@@ -24,8 +25,6 @@ ROUTE_KEY = "chitram.route"
 
 UNMATCHED = "<unmatched>"
 
-SECRET_PARAMS = frozenset({"delete_token", "token", "access_token", "refresh_token", "password"})
-"""Query parameters whose values never reach a log line."""
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HEADER = b"x-request-id"
@@ -36,14 +35,14 @@ ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 
 def redact_query(query: str) -> str:
-    """The query string with secret parameters' values replaced by ``[redacted]``."""
+    """The query string with the values of ``redaction.SECRET_PARAMS`` replaced."""
     if not query:
         return ""
     pairs = parse_qsl(query, keep_blank_values=True)
     if not any(name.lower() in SECRET_PARAMS for name, _ in pairs):
         return query
     return urlencode(
-        [(n, "[redacted]" if n.lower() in SECRET_PARAMS else v) for n, v in pairs], safe="[]"
+        [(n, REDACTED if n.lower() in SECRET_PARAMS else v) for n, v in pairs], safe="[]"
     )
 
 

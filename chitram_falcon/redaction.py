@@ -13,9 +13,31 @@ from collections.abc import Iterable
 
 REDACTED = "[redacted]"
 
+SECRET_PARAMS = frozenset(
+    {
+        "delete_token",
+        "token",
+        "access_token",
+        "refresh_token",
+        "id_token",
+        "password",
+        "api_key",
+        "apikey",
+    }
+)
+"""Query parameters whose values never reach a log line (compared lower-cased, decoded). Our
+access line (``observed.redact_query``) parses the query; other servers' lines are free text,
+matched by the pattern below, which is built from the same names."""
+
+
+def _name_pattern(name: str) -> str:
+    return "".join("(?:_|%5f)" if c == "_" else re.escape(c) for c in name)
+
+
 _SECRET_PARAM = re.compile(
-    r"(?i)((?:^|[?&;])(?:delete(?:_|%5f)token|(?:access|refresh|id)(?:_|%5f)token|token|"
-    r"password|api(?:_|%5f)?key)=)[^&;\s#\"]*"
+    r"(?i)((?:^|[?&;])(?:"
+    + "|".join(_name_pattern(n) for n in sorted(SECRET_PARAMS, key=len, reverse=True))
+    + r")=)[^&;\s#\"]*"
 )
 
 ACCESS_LOGGERS = ("uvicorn.access", "hypercorn.access", "gunicorn.access")

@@ -66,3 +66,22 @@ def test_the_app_installs_the_filter_on_the_access_loggers(
             '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "DELETE", "/x?delete_token=SECRET", "1.1", 204
         )
     assert "SECRET" not in caplog.text and "[redacted]" in caplog.text
+
+
+@given(
+    name=st.sampled_from(sorted(redaction.SECRET_PARAMS)),
+    upper=st.booleans(),
+    value=st.text(alphabet=st.characters(categories=["L", "N"]), min_size=4, max_size=20),
+)
+def test_our_access_line_and_other_servers_lines_hide_the_same_parameters(
+    name: str, upper: bool, value: str
+) -> None:
+    """One list of secret parameters: the parsed query of our access line and the free-text
+    filter for uvicorn's / hypercorn's / gunicorn's lines both hide every one of them."""
+    from chitram_falcon.observed import redact_query
+
+    spelled = name.upper() if upper else name
+    query = f"a=1&{spelled}={value}&b=2"
+    for line in (redact_query(query), redaction.redact(f"/x?{query}")):
+        assert f"={value}&" not in line and f"={redaction.REDACTED}&b=2" in line
+        assert "a=1&" in line
