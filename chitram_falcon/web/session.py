@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import ipaddress
 import json
 import secrets
 from typing import Any
@@ -20,7 +19,7 @@ import attrs
 import falcon.asgi
 
 from chitram_core import Settings
-from chitram_core.limits.addresses import parse_address
+from chitram_falcon.security import request_is_https
 
 COOKIE = "chitram_session"
 SECURE_COOKIE = "__Host-chitram_session"
@@ -124,20 +123,7 @@ def cookie_secure(req: falcon.asgi.Request, settings: Settings) -> bool:
     (directly, or through a trusted proxy that says so in ``X-Forwarded-Proto``)."""
     if settings.cookie_secure is not None:
         return settings.cookie_secure
-    if req.scheme == "https":
-        return True
-    proto = (req.get_header("X-Forwarded-Proto") or "").split(",")[-1].strip().lower()
-    return proto == "https" and _from_trusted_proxy(req, settings)
-
-
-def _from_trusted_proxy(req: falcon.asgi.Request, settings: Settings) -> bool:
-    peer = parse_address(req.remote_addr)
-    if peer is None:
-        return False
-    return any(
-        peer in ipaddress.ip_network(item.strip(), strict=False)
-        for item in settings.trusted_proxies
-    )
+    return request_is_https(req, settings)
 
 
 def cookie_name(secure: bool) -> str:
