@@ -142,6 +142,7 @@ class Chitram:
             settings.upload_concurrency,
             settings.upload_wait_timeout,
             per_identity=settings.uploads_per_user,
+            queue=settings.upload_queue,
         )
         self.auth = await AuthChain.open(settings, self.database)
         stack.push_async_callback(self.auth.close)

@@ -100,6 +100,7 @@ class Settings:
     auth_rate_limit: RateLimit | None = RateLimit(10, 60)
     upload_concurrency: int = attrs.field(default=10, validator=_positive)
     upload_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
+    upload_queue: int = attrs.field(default=10, validator=attrs.validators.ge(0))
     allow_anonymous_uploads: bool = False
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     strip_metadata: bool = True

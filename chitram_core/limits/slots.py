@@ -2,7 +2,10 @@
 
 An upload holds memory, a temporary object and a worker thread for probing; past a point more of
 them only make every one slower. A request that cannot get a slot within ``wait_timeout`` gets
-503 SERVICE_UNAVAILABLE with Retry-After, instead of queueing without bound.
+503 SERVICE_UNAVAILABLE with Retry-After, instead of queueing without bound; and when ``queue``
+uploads already wait, the next one gets that 503 at once: a queue longer than the server can
+drain in a client's patience only turns fast 503s into slow timeouts (wrk, a browser or a
+proxy gives up after a few seconds and has then sent the whole body for nothing).
 
 A slot is for the work, not for waiting on the network: the HTTP layer takes it with
 :meth:`UploadSlots.take` only once the body has been received, so clients that stall mid-body
@@ -25,14 +28,22 @@ from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
 
 class UploadSlots:
     def __init__(
-        self, capacity: int, wait_timeout: float, *, per_identity: int | None = None
+        self,
+        capacity: int,
+        wait_timeout: float,
+        *,
+        per_identity: int | None = None,
+        queue: int | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
         if wait_timeout < 0:
             raise ValueError(f"wait_timeout must not be negative, got {wait_timeout}")
+        if queue is not None and queue < 0:
+            raise ValueError(f"queue must not be negative, got {queue}")
         self.capacity = capacity
         self.wait_timeout = wait_timeout
+        self.queue = queue
         self._semaphore = anyio.Semaphore(capacity)
         self.waiting = 0
         self.per_identity_limit = per_identity
@@ -94,10 +105,17 @@ class UploadSlots:
 
     async def take(self) -> None:
         """Take one slot (give it back with :meth:`release`); :class:`ServiceUnavailable`
-        after the wait timeout."""
+        after the wait timeout, or at once when ``queue`` uploads already wait."""
         try:
             self._semaphore.acquire_nowait()
         except anyio.WouldBlock:
+            if self.queue is not None and self.waiting >= self.queue:
+                raise ServiceUnavailable(
+                    f"Too many uploads in progress ({self.capacity}) and waiting "
+                    f"({self.waiting}); try again shortly",
+                    retry_after=1,
+                    capacity=self.capacity,
+                ) from None
             self.waiting += 1
             self._report()
             try:

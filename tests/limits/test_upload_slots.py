@@ -120,3 +120,46 @@ async def test_take_and_release_are_the_slot_without_a_block() -> None:
     await slots.take()
     slots.release()
     assert slots.in_use == 0
+
+
+async def test_when_the_queue_is_full_the_next_upload_gets_503_at_once() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=2)
+    released = anyio.Event()
+    served: list[str] = []
+
+    async def upload(name: str) -> None:
+        async with slots.acquire():
+            served.append(name)
+            if name == "holder":
+                await released.wait()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(upload, "holder")
+        await anyio.sleep(0.01)
+        tg.start_soon(upload, "queued 1")
+        tg.start_soon(upload, "queued 2")
+        await anyio.sleep(0.01)
+        assert slots.snapshot() == {"limit": 1, "in_use": 1, "waiting": 2}
+        with anyio.fail_after(1):  # refused at once, not after the 30 s wait
+            with pytest.raises(ServiceUnavailable) as caught:
+                async with slots.acquire():
+                    pass  # pragma: no cover
+        assert caught.value.status == 503 and caught.value.retry_after == 1
+        released.set()
+    assert served == ["holder", "queued 1", "queued 2"]  # the queued ones were served
+    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0}
+
+
+async def test_a_queue_of_zero_never_waits() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0)
+    async with slots.acquire():
+        with anyio.fail_after(1), pytest.raises(ServiceUnavailable):
+            async with slots.acquire():
+                pass  # pragma: no cover
+    async with slots.acquire():  # a free slot is still taken
+        assert slots.in_use == 1
+
+
+def test_a_negative_queue_is_refused() -> None:
+    with pytest.raises(ValueError, match="queue"):
+        UploadSlots(capacity=1, wait_timeout=1, queue=-1)
