@@ -120,6 +120,13 @@ def main() -> int:
     parser.add_argument("--ceiling-count", type=int, default=100)
     parser.add_argument("--source", type=Path, default=None, help="serve from this source tree")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record py-spy folded stacks of the server and its image workers during each run "
+        "into DIR (summarise with benchmarks/profile_summary.py)",
+    )
     args = parser.parse_args()
 
     wrk = [ensure_wrk()]
@@ -174,6 +181,27 @@ def main() -> int:
                 wait_for_thumbnails(data_dir / "chitram.db")
                 script = [str(tmp / "upload.lua"), str(tmp / "big.jpg"), str(offset + 1), token]
                 url = f"{base}/api/v1/images/upload"
+                spy = None
+                if args.profile is not None:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    spy = subprocess.Popen(
+                        [
+                            str(Path(sys.executable).with_name("py-spy")),
+                            "record",
+                            "--subprocesses",
+                            "--nonblocking",
+                            "--format",
+                            "raw",
+                            "--duration",
+                            str(args.duration),
+                            "--pid",
+                            str(server.pid),
+                            "-o",
+                            str(args.profile / f"uploads-c{connections}.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
                 figures = run_wrk(
                     wrk,
                     url,
@@ -183,6 +211,8 @@ def main() -> int:
                     script=script,
                 )
                 tail = wait_for_thumbnails(data_dir / "chitram.db")
+                if spy is not None:
+                    spy.wait(60)
                 # The ceiling again, right after: the run's ratio uses the mean of the two.
                 after = ceiling(data, args.ceiling_count)
                 run_ceiling = (per_image + after) / 2

@@ -24,6 +24,7 @@ import attrs
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
+from chitram_core.images import blurhash
 from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
 from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
 
@@ -437,12 +438,7 @@ def compute_placeholders(source: bytes, *, max_pixels: int) -> Placeholders:
 
 
 def _blurhash(img: Image.Image) -> str:
-    import blurhash  # type: ignore[import-untyped]
-
-    pixels = list(img.getdata())
-    rows = [[list(pixels[y * img.width + x]) for x in range(img.width)] for y in range(img.height)]
-    result: str = blurhash.encode(rows, *BLURHASH_COMPONENTS)
-    return result
+    return blurhash.encode(img, *BLURHASH_COMPONENTS)
 
 
 def dominant_color(img: Image.Image) -> str:
