@@ -10,6 +10,7 @@ stdlib ``logging`` only: no dependency, and the ~30 existing ``log.*`` calls nee
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import logging.config
@@ -44,8 +45,23 @@ def valid_request_id(value: str) -> bool:
     return _REQUEST_ID.fullmatch(value) is not None
 
 
+_ids: list[Any] = []  # [per-process random prefix, counter]
+
+
+def _reset_ids() -> None:
+    _ids[:] = [os.urandom(8).hex(), itertools.count()]
+
+
+_reset_ids()
+os.register_at_fork(after_in_child=_reset_ids)
+
+
 def new_request_id() -> str:
-    return os.urandom(16).hex()
+    """32 hex digits, unique: a random per-process prefix (new after a fork) and a counter.
+
+    Request ids correlate lines, they are not secrets; a counter spares a ``getrandom`` system
+    call on every request of the hot path."""
+    return f"{_ids[0]}{next(_ids[1]):016x}"
 
 
 @contextlib.contextmanager

@@ -34,6 +34,8 @@ def from_trusted_proxy(req: falcon.asgi.Request, settings: Settings) -> bool:
 def request_is_https(req: falcon.asgi.Request, settings: Settings) -> bool:
     if req.scheme == "https":
         return True
+    if not settings.trusted_proxies:  # no proxy can vouch: nothing more to read
+        return False
     proto = (req.get_header("X-Forwarded-Proto") or "").split(",")[-1].strip().lower()
     return proto == "https" and from_trusted_proxy(req, settings)
 

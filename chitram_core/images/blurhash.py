@@ -1,6 +1,6 @@
-"""BlurHash encoding (https://blurha.sh, Wolt's format) of a small Pillow image, fast in pure Python.
+"""BlurHash encoding (https://blurha.sh, Wolt's format) of a small Pillow image, in pure Python.
 
-The format: the image in linear light is projected on ``x_components × y_components`` cosine
+The format: the image in linear light is projected on ``x_components * y_components`` cosine
 bases; the average colour (DC) is sent as sRGB, the other (AC) factors quantised to 19 levels
 per channel relative to the largest one, all in base 83.
 
