@@ -95,6 +95,16 @@ def free_port() -> int:
         return port
 
 
+def stop(proc: subprocess.Popen[bytes], grace: float = 30) -> None:
+    """Terminate a server and wait for it; kill it if it is not gone within ``grace`` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def wait_for(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -22,7 +22,6 @@ import argparse
 import io
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import free_port, wait_for
+from _common import free_port, stop, wait_for
 from suite import chitram_env, start
 
 from chitram_core.testing.bombs import jpeg_scan_bomb, webp_canvas_bomb
@@ -178,12 +177,7 @@ def main() -> int:
             done.set()
             sampler.join()
         finally:
-            server.terminate()
-            try:
-                server.wait(30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server)
     for item in results:
         print(f"{item['what']:<40} {item['status']}  {item['seconds']:.2f} s")
     growth = peak - baseline

@@ -38,7 +38,7 @@ from typing import Any
 
 import anyio
 import httpx
-from _common import free_port, wait_for
+from _common import free_port, stop, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE_COMMIT = "3a42aa9"
@@ -178,12 +178,7 @@ def measure(label: str, folder: Path, source: Path | None, watch: float) -> dict
         print(f"{label}: attacking ...", file=sys.stderr, flush=True)
         result = anyio.run(attack, port, watch)
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
     result["label"] = label
     return result

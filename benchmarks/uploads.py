@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ensure_wrk, free_port, wait_for
+from _common import ensure_wrk, free_port, stop, wait_for
 from suite import (
     UPLOAD_LUA,
     check_variants,
@@ -243,12 +243,7 @@ def main() -> int:
                 )
                 per_image = after
             finally:
-                server.terminate()
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+                stop(server)
     results["load_before"] = load_before
     results["load_after"] = os.getloadavg()[0]
     print(f"load average before {load_before:.2f}, after {results['load_after']:.2f}")
