@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FENCE_TTL = 60.0
 """How long an invalidation fences its key against refills, in seconds.
 
-A token older than this is refused by :meth:`Cache.fill`, so a fence never has to outlive it.
+A token older than this is refused by :meth:`FencedCache.fill`, so a fence never has to outlive it.
 """
 
 
