@@ -185,37 +185,6 @@ class PluginError(ConfigurationError):
     """A plugin that is configured but cannot be loaded."""
 
 
-ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
-    cls.code: cls
-    for cls in (
-        ValidationError,
-        InvalidRequest,
-        EmailExists,
-        InvalidFileFormat,
-        InvalidImage,
-        ImageTooLarge,
-        FileTooLarge,
-        Unauthorized,
-        InvalidToken,
-        TokenExpired,
-        InvalidCredentials,
-        UserInactive,
-        Forbidden,
-        DeleteTokenRequired,
-        InvalidDeleteToken,
-        NotFound,
-        ImageNotFound,
-        MethodNotAllowed,
-        WeakPassword,
-        InvalidEmail,
-        RateLimitExceeded,
-        InternalError,
-        ServiceUnavailable,
-        ProviderUnavailable,
-    )
-}
-
-
 # wave 2: social sign-in
 class AccountLinkRefused(InvalidRequest):
     """A Supabase identity whose email belongs to a local account with its own password: the
@@ -234,9 +203,6 @@ class RequestTimeout(ChitramError):
     code = "REQUEST_TIMEOUT"
     status = 408
     default_message = "The request body was not received in time"
-
-
-ERRORS_BY_CODE = {**ERRORS_BY_CODE, RequestTimeout.code: RequestTimeout}
 
 
 # wave 2: image-work engine
@@ -271,4 +237,52 @@ class TaggerUnavailable(ProviderUnavailable):
     default_message = "The image tagger is unavailable"
 
 
-ERRORS_BY_CODE = {**ERRORS_BY_CODE, TagNotFound.code: TagNotFound}
+ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
+    cls.code: cls
+    for cls in (
+        ValidationError,
+        InvalidRequest,
+        EmailExists,
+        InvalidFileFormat,
+        InvalidImage,
+        ImageTooLarge,
+        FileTooLarge,
+        Unauthorized,
+        InvalidToken,
+        TokenExpired,
+        InvalidCredentials,
+        UserInactive,
+        Forbidden,
+        DeleteTokenRequired,
+        InvalidDeleteToken,
+        NotFound,
+        ImageNotFound,
+        MethodNotAllowed,
+        WeakPassword,
+        InvalidEmail,
+        RateLimitExceeded,
+        InternalError,
+        ServiceUnavailable,
+        ProviderUnavailable,
+        RequestTimeout,
+        TagNotFound,
+    )
+}
+"""Every code a client can see, and its class: the one list (the OpenAPI document's included)."""
+
+
+def is_internal(failure: ChitramError | int) -> bool:
+    """Whether a failure (or an HTTP status) is the server's own fault, to be logged and shown
+    to the client only as a generic 500: every 5xx except 503, which asks the client to retry
+    (``SERVICE_UNAVAILABLE``, ``PROVIDER_UNAVAILABLE``) and keeps its message."""
+    if isinstance(failure, ServiceUnavailable):
+        return False
+    status = failure if isinstance(failure, int) else failure.status
+    return status >= 500 and status != 503
+
+
+def check_limit(value: int, *, high: int = 100, field: str = "limit") -> int:
+    """``value`` when it is a page size from 1 to ``high``; else :class:`ValidationError`."""
+    if not 1 <= value <= high:
+        raise ValidationError(f"{field} must be between 1 and {high}", field=field)
+    return value

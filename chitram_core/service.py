@@ -40,7 +40,7 @@ from chitram_core.errors import (
     InvalidDeleteToken,
     InvalidRequest,
     ServiceUnavailable,
-    ValidationError,
+    check_limit,
 )
 from chitram_core.images.formats import (
     HEAD_BYTES,
@@ -686,8 +686,7 @@ class ImageService:
         """The owner's images, newest first, by keyset cursor (stable under inserts); only
         those with every tag in ``tags`` and, with ``query``, a filename containing it or a
         tag starting with it."""
-        if not 1 <= limit <= 100:
-            raise ValidationError("limit must be between 1 and 100", field="limit")
+        check_limit(limit)
         async with self.db.connect() as conn:
             filters = await image_filters(conn, tags, query)
             if filters is None:

@@ -56,7 +56,7 @@ _DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "m
 _BODYLESS = frozenset({"GET", "HEAD"})
 
 
-class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
+class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     """A Falcon ASGI app that does not pull any of the request body until a resource reads it.
 
     Falcon awaits the first ``http.request`` event before routing, which makes the server
@@ -68,6 +68,8 @@ class ChitramApp(falcon.asgi.App):  # type: ignore[type-arg]
 
     handle: ChitramHandle
 
+    # falcon.asgi.App.__call__ is itself an [override] of the WSGI App.__call__ (falcon ignores it
+    # the same way), and our receive yields dict events, as ASGI servers send, not Mappings.
     async def __call__(  # type: ignore[override]
         self, scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:

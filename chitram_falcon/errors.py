@@ -20,6 +20,7 @@ from chitram_core.errors import (
     ServiceUnavailable,
     TokenExpired,
     Unauthorized,
+    is_internal,
 )
 
 log = logging.getLogger("chitram_falcon")
@@ -80,7 +81,7 @@ async def handle_chitram_error(
     req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: dict[str, Any]
 ) -> None:
     assert isinstance(ex, ChitramError)
-    if ex.status >= 500 and not isinstance(ex, ServiceUnavailable):
+    if is_internal(ex):
         log.error("%s %s failed: %r", req.method, req.path, ex, exc_info=ex)
         render(resp, 500, "INTERNAL_ERROR", GENERIC_500)
         return
@@ -106,7 +107,7 @@ def _falcon_code(ex: falcon.HTTPError) -> tuple[int, str, str]:
     code = _CODES_BY_STATUS.get(status)
     if code is None:
         code = "INTERNAL_ERROR" if status >= 500 else "INVALID_REQUEST"
-    if status >= 500 and status != 503:
+    if is_internal(status):
         return 500, "INTERNAL_ERROR", GENERIC_500
     message = _MESSAGES_BY_STATUS.get(status) or ex.description or ex.title or "Request failed"
     return status, code, message

@@ -14,38 +14,14 @@ import falcon
 import falcon.asgi
 
 from chitram_core.chitram import VERSION
+from chitram_core.errors import ERRORS_BY_CODE
 
 JSON = "application/json"
 IMAGE_TYPES = ["image/jpeg", "image/png", "image/gif", "image/webp"]
 THUMBNAIL_TYPES = ["image/jpeg", "image/webp", "image/png"]
 
-ERROR_CODES = [
-    "VALIDATION_ERROR",
-    "INVALID_REQUEST",
-    "EMAIL_EXISTS",
-    "INVALID_FILE_FORMAT",
-    "INVALID_IMAGE",
-    "IMAGE_TOO_LARGE",
-    "FILE_TOO_LARGE",
-    "UNAUTHORIZED",
-    "INVALID_TOKEN",
-    "TOKEN_EXPIRED",
-    "INVALID_CREDENTIALS",
-    "USER_INACTIVE",
-    "FORBIDDEN",
-    "DELETE_TOKEN_REQUIRED",
-    "INVALID_DELETE_TOKEN",
-    "IMAGE_NOT_FOUND",
-    "NOT_FOUND",
-    "METHOD_NOT_ALLOWED",
-    "WEAK_PASSWORD",
-    "INVALID_EMAIL",
-    "RATE_LIMIT_EXCEEDED",
-    "INTERNAL_ERROR",
-    "SERVICE_UNAVAILABLE",
-    "PROVIDER_UNAVAILABLE",
-    "TAG_NOT_FOUND",
-]
+ERROR_CODES = list(ERRORS_BY_CODE)
+"""Every error code, from chitram_core.errors (never copied here)."""
 
 
 def _ref(name: str) -> dict[str, str]:

@@ -18,8 +18,12 @@ import attrs
 from chitram_core import plugins
 from chitram_core.cache.base import (
     Cache,
+    CacheService,
     CacheUnavailable,
+    FencedCache,
     FillToken,
+    KeyValueCache,
+    RateCounter,
     RateDecision,
     ResilientCache,
 )
@@ -29,10 +33,14 @@ from chitram_core.models import Check, Image
 __all__ = [
     "Cache",
     "CacheLookup",
+    "CacheService",
     "CacheStatus",
     "CacheUnavailable",
+    "FencedCache",
     "FillToken",
     "ImageCache",
+    "KeyValueCache",
+    "RateCounter",
     "RateDecision",
     "ResilientCache",
     "cache_check",
@@ -94,7 +102,7 @@ def _takes(factory: Callable[..., Any], keyword: str) -> bool:
     )
 
 
-async def cache_check(cache: Cache | None) -> tuple[str, Check]:
+async def cache_check(cache: CacheService | None) -> tuple[str, Check]:
     """The v1 flat value and the ``checks`` entry for health.
 
     A cache outage degrades the service (reads go to the database) but does not make it
@@ -165,7 +173,9 @@ class ImageCache:
     commit to the database first, then call :meth:`invalidate_image`.
     """
 
-    def __init__(self, cache: Cache | None, *, ttl: float = 300.0, prefix: str = "image:") -> None:
+    def __init__(
+        self, cache: FencedCache | None, *, ttl: float = 300.0, prefix: str = "image:"
+    ) -> None:
         self.cache = cache
         self.ttl = ttl
         self.prefix = prefix

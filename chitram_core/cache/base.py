@@ -1,12 +1,14 @@
 """The Cache protocol: what a ``chitram.cache`` plugin implements, and the fail-open wrapper.
 
 One backend serves two jobs: cache-aside for image metadata and the rate limiter's counters.
+The protocol is split by job (:class:`KeyValueCache`, :class:`FencedCache`, :class:`RateCounter`,
+all :class:`CacheService`); :class:`Cache` is the composite a plugin provides.
 
 Cache-aside without the stale-refill race works with fences. A reader that missed takes a
-:class:`FillToken` with :meth:`Cache.begin_fill` *before* it reads the database, and puts the row
-back with :meth:`Cache.fill`, which stores nothing if :meth:`Cache.invalidate` ran for that key
-since the token was taken. A writer commits to the database first and invalidates second, so a
-reader that saw the old row can never put it back after the writer is done.
+:class:`FillToken` with :meth:`FencedCache.begin_fill` *before* it reads the database, and puts the
+row back with :meth:`FencedCache.fill`, which stores nothing if :meth:`FencedCache.invalidate` ran
+for that key since the token was taken. A writer commits to the database first and invalidates
+second, so a reader that saw the old row can never put it back after the writer is done.
 
 Backends that talk to a network should be wrapped in :class:`ResilientCache`, which turns an
 outage into misses and allowed hits (or refused hits, when configured to fail closed), logs once
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 DEFAULT_FENCE_TTL = 60.0
 """How long an invalidation fences its key against refills, in seconds.
 
-A token older than this is refused by :meth:`Cache.fill`, so a fence never has to outlive it.
+A token older than this is refused by :meth:`FencedCache.fill`, so a fence never has to outlive it.
 """
 
 
@@ -101,12 +103,8 @@ def retry_seconds(seconds: float) -> int:
 
 
 @runtime_checkable
-class Cache(Protocol):
-    """An async key/value cache with fences and an atomic sliding-window counter.
-
-    ``ttl`` and ``period`` are seconds. Values are opaque bytes. Every method may be called
-    concurrently from many tasks (and, for shared backends, many processes).
-    """
+class CacheService(Protocol):
+    """What every cache backend has, whatever it stores: a name, health and a lifecycle."""
 
     name: str
     url: str
@@ -116,6 +114,17 @@ class Cache(Protocol):
         """``"connected"`` or ``"disconnected"``: the last known state, for health."""
         ...
 
+    async def ping(self) -> float:
+        """Round-trip latency in milliseconds; raises :class:`CacheUnavailable` when down."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeyValueCache(CacheService, Protocol):
+    """Opaque bytes by key, each with a TTL in seconds."""
+
     async def get(self, key: str) -> bytes | None: ...
 
     async def set(self, key: str, value: bytes, ttl: float) -> bool:
@@ -123,6 +132,11 @@ class Cache(Protocol):
         ...
 
     async def delete(self, key: str) -> None: ...
+
+
+@runtime_checkable
+class FencedCache(KeyValueCache, Protocol):
+    """A key/value cache whose invalidations fence out stale refills (cache-aside, see above)."""
 
     async def begin_fill(self, key: str) -> FillToken | None:
         """Take a token before reading the source of truth on a miss; None if unavailable."""
@@ -136,18 +150,30 @@ class Cache(Protocol):
         """Delete ``key`` and fence it, so that fills with older tokens are refused."""
         ...
 
+
+@runtime_checkable
+class RateCounter(CacheService, Protocol):
+    """An atomic sliding-window event counter: what the rate limiter needs."""
+
     async def hit(self, key: str, limit: int, period: float) -> RateDecision:
         """Count one event against ``limit`` per sliding ``period``; refused events don't count."""
         ...
 
-    async def ping(self) -> float:
-        """Round-trip latency in milliseconds; raises :class:`CacheUnavailable` when down."""
-        ...
 
-    async def close(self) -> None: ...
+@runtime_checkable
+class Cache(FencedCache, RateCounter, Protocol):
+    """A backend that does it all: fenced key/value cache-aside and rate counters.
+
+    What a ``chitram.cache`` plugin's factory returns, since one URL serves both jobs.
+    ``ttl`` and ``period`` are seconds. Values are opaque bytes. Every method may be called
+    concurrently from many tasks (and, for shared backends, many processes). Callers ask for
+    the narrowest part they use: :class:`~chitram_core.cache.ImageCache` a
+    :class:`FencedCache`, the rate limiter a :class:`RateCounter`, health a
+    :class:`CacheService`.
+    """
 
 
-class ResilientCache:
+class ResilientCache(Cache):
     """Wraps a backend that raises on outages so that callers never see the outage.
 
     While the backend is down every call degrades at once (get → None, set/fill → False, hit →

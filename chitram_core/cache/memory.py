@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from chitram_core.cache.base import (
     DEFAULT_FENCE_TTL,
+    Cache,
     FillToken,
     RateDecision,
     retry_seconds,
@@ -26,7 +27,7 @@ from chitram_core.cache.base import (
 DEFAULT_MAX_ENTRIES = 10_000
 
 
-class MemoryCache:
+class MemoryCache(Cache):
     """LRU + TTL cache bounded to ``max_entries`` values (and as many fences)."""
 
     name = "memory"

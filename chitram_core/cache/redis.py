@@ -45,6 +45,7 @@ from redis.backoff import NoBackoff
 
 from chitram_core.cache.base import (
     DEFAULT_FENCE_TTL,
+    Cache,
     CacheUnavailable,
     FillToken,
     RateDecision,
@@ -223,7 +224,7 @@ class NearCache:
         self._floor = time.monotonic()
 
 
-class RedisCache:
+class RedisCache(Cache):
     """The raw backend: every method raises when Redis is unreachable.
 
     Use :func:`create_cache` (which wraps it in ``ResilientCache``) unless you want the errors.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
-from chitram_core.cache.base import Cache, RateDecision
+from chitram_core.cache.base import RateCounter, RateDecision
 from chitram_core.errors import RateLimitExceeded
 from chitram_core.settings import RateLimit
 
@@ -23,7 +23,7 @@ class RateLimiter:
     cache never holds an email address.
     """
 
-    def __init__(self, cache: Cache, *, fail_open: bool = True) -> None:
+    def __init__(self, cache: RateCounter, *, fail_open: bool = True) -> None:
         self.cache = cache
         self.fail_open = fail_open
 

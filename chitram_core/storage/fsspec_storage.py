@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import time
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
@@ -21,11 +20,17 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.spec import AbstractBufferedFile
 
-from chitram_core.storage.base import DEFAULT_CHUNK_SIZE, StorageError, StorageKeyNotFound
+from chitram_core.storage.base import (
+    DEFAULT_CHUNK_SIZE,
+    BaseStorage,
+    ObjectInfo,
+    StorageError,
+    StorageKeyNotFound,
+)
 
 
-class FsspecStorage:
-    """A :class:`~chitram_core.storage.base.Storage` on an fsspec filesystem rooted at a URL."""
+class FsspecStorage(BaseStorage):
+    """A :class:`~chitram_core.storage.base.BaseStorage` on an fsspec filesystem rooted at a URL."""
 
     def __init__(self, url: str, **options: Any) -> None:
         self.url = url
@@ -40,20 +45,15 @@ class FsspecStorage:
         self.is_memory = protocol == "memory"
         if self.is_local:
             os.makedirs(self.root, exist_ok=True)
-        self._limiter = anyio.CapacityLimiter(16)
         self._buffered: bool | None = None
 
     def _path(self, key: str) -> str:
-        if not key or key.startswith("/") or ".." in key.split("/"):
-            raise ValueError(f"invalid storage key {key!r}")
+        """Where a (checked) key lives in the filesystem."""
         return f"{self.root}/{key}" if self.root else key
-
-    async def _run(self, func: Any, *args: Any) -> Any:
-        return await anyio.to_thread.run_sync(func, *args, limiter=self._limiter)
 
     # writing -------------------------------------------------------------------------------
 
-    async def write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+    async def _write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         path = self._path(key)
         if self.is_local:
             return await self._write_local(path, chunks)
@@ -155,40 +155,8 @@ class FsspecStorage:
 
     # reading -------------------------------------------------------------------------------
 
-    async def read(
-        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
+    def _open(self, key: str) -> BinaryIO:
         path = self._path(key)
-        if self.is_local and end is not None and end - start <= chunk_size:
-            # Small reads (thumbnails, small images): one worker-thread hop instead of three.
-            try:
-                data = await self._run(_read_range, path, start, max(0, end - start))
-            except FileNotFoundError as exc:
-                raise StorageKeyNotFound(key) from exc
-            if data:
-                yield data
-            return
-        try:
-            handle = await self._run(self._open_read, path)
-        except FileNotFoundError as exc:
-            raise StorageKeyNotFound(key) from exc
-        try:
-            if start:
-                await self._run(handle.seek, start)
-            remaining = None if end is None else max(0, end - start)
-            while remaining is None or remaining > 0:
-                n = chunk_size if remaining is None else min(chunk_size, remaining)
-                chunk = await self._run(handle.read, n)
-                if not chunk:
-                    break
-                if remaining is not None:
-                    remaining -= len(chunk)
-                yield chunk
-        finally:
-            with anyio.CancelScope(shield=True):
-                await self._run(handle.close)
-
-    def _open_read(self, path: str) -> Any:
         if self.is_local:
             return open(path, "rb")
         if self.is_memory:
@@ -198,42 +166,27 @@ class FsspecStorage:
             return io.BytesIO(self.fs.cat_file(path))
         if not self.fs.exists(path):
             raise FileNotFoundError(path)
-        return self.fs.open(path, "rb", block_size=DEFAULT_CHUNK_SIZE * 4)
+        return cast(BinaryIO, self.fs.open(path, "rb", block_size=DEFAULT_CHUNK_SIZE * 4))
 
-    def open_sync(self, key: str) -> BinaryIO:
-        path = self._path(key)
-        try:
-            return cast(BinaryIO, self._open_read(path))
-        except FileNotFoundError as exc:
-            raise StorageKeyNotFound(key) from exc
-
-    async def size(self, key: str) -> int:
-        path = self._path(key)
-        try:
-            return int(await self._run(self.fs.size, path))
-        except FileNotFoundError as exc:
-            raise StorageKeyNotFound(key) from exc
-
-    async def modified(self, key: str) -> datetime | None:
-        """When the object was last written, where the filesystem says."""
+    async def _info(self, key: str) -> ObjectInfo | None:
         try:
             info = await self._run(self.fs.info, self._path(key))
         except FileNotFoundError:
             return None
-        for field in ("mtime", "LastModified", "last_modified", "created"):
-            value = info.get(field)
-            if isinstance(value, datetime):
-                return value if value.tzinfo else value.replace(tzinfo=UTC)
-            if isinstance(value, int | float):
-                return datetime.fromtimestamp(value, UTC)
-        return None
+        return ObjectInfo(size=int(info.get("size") or 0), modified=_mtime(info))
 
-    async def exists(self, key: str) -> bool:
+    async def _size(self, key: str) -> int:
+        try:
+            return int(await self._run(self.fs.size, self._path(key)))
+        except FileNotFoundError as exc:
+            raise StorageKeyNotFound(key) from exc
+
+    async def _exists(self, key: str) -> bool:
         return bool(await self._run(self.fs.exists, self._path(key)))
 
     # removing and moving -------------------------------------------------------------------
 
-    async def delete(self, key: str) -> None:
+    async def _delete(self, key: str) -> None:
         await self._run(self._rm_quiet, self._path(key))
 
     def _rm_quiet(self, path: str) -> None:
@@ -241,7 +194,7 @@ class FsspecStorage:
             self.fs.rm_file(path)
         self._invalidate(path)
 
-    async def move(self, src: str, dst: str) -> None:
+    async def _move(self, src: str, dst: str) -> None:
         src_path, dst_path = self._path(src), self._path(dst)
         if self.is_local:
 
@@ -258,7 +211,7 @@ class FsspecStorage:
         if invalidate is not None:
             invalidate(path)
 
-    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+    async def _keys(self, prefix: str) -> AsyncIterator[str]:
         base = self.root
         target = f"{base}/{prefix}".rstrip("/") if prefix else base
 
@@ -277,28 +230,16 @@ class FsspecStorage:
                 continue
             yield key
 
-    async def probe(self) -> float:
-        started = time.perf_counter()
-        key = f"health/{uuid.uuid4().hex}"
 
-        async def _payload() -> AsyncIterator[bytes]:
-            yield b"ok"
-
-        await self.write(key, _payload())
-        data = b"".join([chunk async for chunk in self.read(key)])
-        await self.delete(key)
-        if data != b"ok":
-            raise StorageError("storage probe read back different bytes")
-        return (time.perf_counter() - started) * 1000
-
-    async def close(self) -> None:
-        return None
-
-
-def _read_range(path: str, start: int, length: int) -> bytes:
-    with open(path, "rb") as handle:
-        handle.seek(start)
-        return handle.read(length)
+def _mtime(info: dict[str, Any]) -> datetime | None:
+    """When the object was last written, where the filesystem's ``info`` says."""
+    for field in ("mtime", "LastModified", "last_modified", "created"):
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, int | float):
+            return datetime.fromtimestamp(value, UTC)
+    return None
 
 
 def _abort(handle: AbstractBufferedFile) -> None:

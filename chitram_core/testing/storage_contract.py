@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -154,7 +155,33 @@ class StorageContract:
         assert latency >= 0
         assert [key async for key in storage.keys("health")] == []
 
+    async def test_open_sync_of_a_missing_key(self, storage: Storage) -> None:
+        with pytest.raises(StorageKeyNotFound):
+            storage.open_sync("nope")
+
+    async def test_modified_is_recent_or_unknown(self, storage: Storage) -> None:
+        """The orphan sweep trusts this age: it must never claim an object is older than it is."""
+        before = datetime.now(UTC) - timedelta(minutes=5)
+        await storage.write("dated", _aiter([b"x"]))
+        when = await storage.modified("dated")
+        if when is not None:
+            assert when.tzinfo is not None
+            assert before <= when <= datetime.now(UTC) + timedelta(minutes=5)
+        assert await storage.modified("never/written") is None
+
     async def test_rejects_escaping_keys(self, storage: Storage) -> None:
-        for key in ("../etc/passwd", "/abs", "a/../../b"):
+        for key in ("../etc/passwd", "/abs", "a/../../b", ""):
             with pytest.raises(ValueError):
                 await storage.write(key, _aiter([b"x"]))
+            with pytest.raises(ValueError):
+                await read_all(storage, key)
+            with pytest.raises(ValueError):
+                storage.open_sync(key)
+            with pytest.raises(ValueError):
+                await storage.exists(key)
+            with pytest.raises(ValueError):
+                await storage.size(key)
+            with pytest.raises(ValueError):
+                await storage.delete(key)
+            with pytest.raises(ValueError):
+                await storage.move(key, "elsewhere")

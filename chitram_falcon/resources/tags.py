@@ -6,7 +6,7 @@ import falcon
 import falcon.asgi
 
 from chitram_core import to_json
-from chitram_core.errors import ValidationError
+from chitram_core.errors import ValidationError, check_limit
 from chitram_falcon.context import ChitramHandle, authenticate, read_fields
 
 NO_STORE = ["private, no-store"]
@@ -20,9 +20,7 @@ def int_param(req: falcon.asgi.Request, name: str, default: int, high: int = 100
         value = int(raw)
     except ValueError:
         raise ValidationError(f"{name} must be an integer", field=name) from None
-    if not 1 <= value <= high:
-        raise ValidationError(f"{name} must be between 1 and {high}", field=name)
-    return value
+    return check_limit(value, high=high, field=name)
 
 
 class ImageTagsResource:

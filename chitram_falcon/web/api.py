@@ -7,7 +7,7 @@ from __future__ import annotations
 import falcon.asgi
 
 from chitram_core import Principal, to_json
-from chitram_core.errors import Unauthorized, ValidationError
+from chitram_core.errors import Unauthorized, ValidationError, check_limit
 from chitram_falcon.resources.images import UploadResource
 from chitram_falcon.web.ui import Visit, WebUI
 
@@ -33,8 +33,7 @@ class ImageListApi:
             limit = int(req.get_param("limit") or self.ui.page_size)
         except ValueError:
             raise ValidationError("limit must be an integer", field="limit") from None
-        if not 1 <= limit <= 100:
-            raise ValidationError("limit must be between 1 and 100", field="limit")
+        check_limit(limit)
         page = await self.ui.chitram.images.list(
             principal,
             limit=limit,

@@ -18,7 +18,7 @@ from chitram_core.errors import (
     AccountLinkRefused,
     ChitramError,
     InvalidRequest,
-    ServiceUnavailable,
+    is_internal,
 )
 from chitram_falcon.web.pages import SignInPage
 from chitram_falcon.web.session import PendingOAuth
@@ -109,7 +109,7 @@ class OAuthCallbackPage:
             self.signin._form(resp, visit, target, email="", error=message, status=exc.status)
             return
         except ChitramError as exc:
-            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+            if is_internal(exc):
                 raise
             target = pending.next if pending is not None else visit.url("/")
             self.signin._form(resp, visit, target, email="", error=exc.message, status=exc.status)

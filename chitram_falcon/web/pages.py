@@ -15,8 +15,8 @@ from chitram_core.errors import (
     ChitramError,
     Forbidden,
     InvalidRequest,
-    ServiceUnavailable,
     ValidationError,
+    is_internal,
 )
 from chitram_falcon.context import auth_rate_limit, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
@@ -97,7 +97,7 @@ class SignInPage(_Page):
             await self._limit(req, resp, "login", email)
             session = await self.ui.chitram.auth.login(email, password)
         except ChitramError as exc:
-            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+            if is_internal(exc):
                 raise
             self._form(resp, visit, target, email=email, error=exc.message, status=exc.status)
             return
@@ -147,7 +147,7 @@ class RegisterPage(_Page):
             await self._limit(req, resp, "register", email)
             session = await self.ui.chitram.auth.register(email, password)
         except ChitramError as exc:
-            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+            if is_internal(exc):
                 raise
             self._form(resp, visit, email=email, error=exc.message, status=exc.status)
             return
@@ -212,7 +212,7 @@ class PasswordResetPage(_Page):
             await self._limit(req, resp, "reset", email)
             await self.ui.chitram.auth.request_password_reset(email)
         except ChitramError as exc:
-            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+            if is_internal(exc):
                 raise
             self._form(resp, visit, email=email, error=exc.message, done=None, status=exc.status)
             return

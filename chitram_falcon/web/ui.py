@@ -11,7 +11,7 @@ import attrs
 import falcon.asgi
 
 from chitram_core import Chitram, Principal, Session
-from chitram_core.errors import ChitramError, Forbidden, ServiceUnavailable, Unauthorized
+from chitram_core.errors import ChitramError, Forbidden, Unauthorized, is_internal
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.web.session import (
     SessionCodec,
@@ -282,7 +282,7 @@ def html_errors(method: Handler) -> Handler:
         try:
             await method(self, req, resp, **params)
         except ChitramError as exc:
-            if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
+            if is_internal(exc):
                 raise
             ui.error_page(req, resp, exc.status, exc.message)
             for name, value in getattr(exc, "http_headers", {}).items():

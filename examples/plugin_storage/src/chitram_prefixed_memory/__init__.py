@@ -2,18 +2,21 @@
 
 ``pmem://<namespace>/<prefix>``: every store opened on one namespace shares one dict, so an app
 and a test (or two Chitram instances) in one process see the same objects.
+
+It subclasses :class:`~chitram_core.storage.base.BaseStorage`, so it writes only the four
+primitives (keys arrive already checked) and two overrides that a dict does better than the
+defaults: ``_info`` (it knows when an object was written) and ``_move`` (a rename).
 """
 
 from __future__ import annotations
 
 import io
 import threading
-import time
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from chitram_core.storage.base import DEFAULT_CHUNK_SIZE, StorageKeyNotFound
+from chitram_core.storage.base import BaseStorage, ObjectInfo, StorageKeyNotFound
 
 __all__ = ["PrefixedMemoryStorage", "create_storage"]
 
@@ -26,7 +29,7 @@ def create_storage(url: str, **options: Any) -> PrefixedMemoryStorage:
     return PrefixedMemoryStorage(url, **options)
 
 
-class PrefixedMemoryStorage:
+class PrefixedMemoryStorage(BaseStorage):
     def __init__(self, url: str, **options: Any) -> None:
         scheme, sep, rest = url.partition("://")
         if scheme != "pmem" or not sep or not rest.split("/", 1)[0]:
@@ -37,52 +40,27 @@ class PrefixedMemoryStorage:
         with _LOCK:
             self._objects = _NAMESPACES.setdefault(namespace, {})
 
-    def _key(self, key: str) -> str:
-        parts = key.split("/")
-        if not key or key.startswith("/") or ".." in parts or "" in parts:
-            raise ValueError(f"invalid storage key {key!r}")
+    def _full(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _get(self, key: str) -> bytes:
+    # the four primitives -----------------------------------------------------------------
+
+    async def _write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
+        parts = [bytes(chunk) async for chunk in chunks]  # all or nothing: stored only at the end
+        data = b"".join(parts)
+        self._objects[self._full(key)] = (data, datetime.now(UTC))
+        return len(data)
+
+    def _open(self, key: str) -> BinaryIO:
         try:
-            return self._objects[self._key(key)][0]
+            return io.BytesIO(self._objects[self._full(key)][0])
         except KeyError:
             raise StorageKeyNotFound(key) from None
 
-    async def write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        full = self._key(key)
-        parts = [bytes(chunk) async for chunk in chunks]  # all or nothing: stored only at the end
-        data = b"".join(parts)
-        self._objects[full] = (data, datetime.now(UTC))
-        return len(data)
+    async def _delete(self, key: str) -> None:
+        self._objects.pop(self._full(key), None)
 
-    async def read(
-        self, key: str, start: int = 0, end: int | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE
-    ) -> AsyncIterator[bytes]:
-        data = self._get(key)
-        stop = len(data) if end is None else min(end, len(data))
-        for offset in range(start, stop, chunk_size):
-            yield data[offset : min(offset + chunk_size, stop)]
-
-    def open_sync(self, key: str) -> BinaryIO:
-        return io.BytesIO(self._get(key))
-
-    async def size(self, key: str) -> int:
-        return len(self._get(key))
-
-    async def exists(self, key: str) -> bool:
-        return self._key(key) in self._objects
-
-    async def delete(self, key: str) -> None:
-        self._objects.pop(self._key(key), None)
-
-    async def move(self, src: str, dst: str) -> None:
-        value = self._objects.pop(self._key(src), None)
-        if value is None:
-            raise StorageKeyNotFound(src)
-        self._objects[self._key(dst)] = value
-
-    async def keys(self, prefix: str = "") -> AsyncIterator[str]:
+    async def _keys(self, prefix: str) -> AsyncIterator[str]:
         base = f"{self.prefix}/" if self.prefix else ""
         wanted = prefix.strip("/")
         for full in list(self._objects):
@@ -92,21 +70,14 @@ class PrefixedMemoryStorage:
             if not wanted or key == wanted or key.startswith(wanted + "/"):
                 yield key
 
-    async def modified(self, key: str) -> datetime | None:
-        value = self._objects.get(self._key(key))
-        return value[1] if value else None
+    # what a dict does better than the defaults -------------------------------------------
 
-    async def probe(self) -> float:
-        started = time.perf_counter()
-        key = "health/probe"
+    async def _info(self, key: str) -> ObjectInfo | None:
+        value = self._objects.get(self._full(key))
+        return None if value is None else ObjectInfo(size=len(value[0]), modified=value[1])
 
-        async def one() -> AsyncIterator[bytes]:
-            yield b"ok"
-
-        await self.write(key, one())
-        assert self._get(key) == b"ok"
-        await self.delete(key)
-        return (time.perf_counter() - started) * 1000
-
-    async def close(self) -> None:
-        return None
+    async def _move(self, src: str, dst: str) -> None:
+        value = self._objects.pop(self._full(src), None)
+        if value is None:
+            raise StorageKeyNotFound(src)
+        self._objects[self._full(dst)] = value
