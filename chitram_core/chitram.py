@@ -11,7 +11,6 @@ from typing import Any
 
 import anyio
 import attrs
-from sqlalchemy import func, select
 
 from chitram_core import observe
 from chitram_core.auth.chain import AuthChain
@@ -19,9 +18,7 @@ from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
 from chitram_core.datadir import private_dir, private_sqlite
-from chitram_core.db import Database
-from chitram_core.db.repository import queue_deletions
-from chitram_core.db.tables import blobs, thumbnails, variants
+from chitram_core.db import Database, blobs, deletions, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
@@ -213,9 +210,7 @@ class Chitram:
         if self._image_cache is None:
             return
         async with self.database.connect() as conn:
-            from chitram_core.db.repository import image_ids_for_blob
-
-            ids = await image_ids_for_blob(conn, sha256)
+            ids = await images.ids_for_blob(conn, sha256)
         for image_id in ids:
             await self._image_cache.invalidate_image(image_id)
 
@@ -240,11 +235,9 @@ class Chitram:
     async def job_counts(self) -> dict[tuple[str, str], int]:
         """Background jobs by ``(kind, state)``, as the database has them (every process's)."""
         async with self.database.connect() as conn:
-            rows = await conn.execute(
-                select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
-            )
-            counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
-            counts.update({("thumbnail", str(status)): int(count) for status, count in rows})
+            by_status = await blobs.thumbnail_counts(conn)
+        counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
+        counts.update({("thumbnail", status): count for status, count in by_status.items()})
         for kind in self.jobs.kinds:
             for state in JOB_STATES:
                 counts[(kind, state)] = 0
@@ -292,9 +285,7 @@ class Chitram:
 
     async def _queue_orphans(self, older_than: float, progress: Progress | None = None) -> int:
         async with self.database.connect() as conn:
-            live = {row[0] for row in await conn.execute(select(blobs.c.storage_key))}
-            live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
-            live |= {row[0] for row in await conn.execute(select(variants.c.key))}
+            live = await deletions.live_keys(conn)
         candidates: list[str] = []
         listed = 0
         for prefix in ("blobs", "thumbnails", "tmp", "variants"):
@@ -306,7 +297,7 @@ class Chitram:
                     candidates.append(key)
         if candidates:
             async with self.database.transaction() as conn:
-                await queue_deletions(conn, candidates)
+                await deletions.record(conn, candidates)
         return len(candidates)
 
     async def _old_enough(self, key: str, older_than: float) -> bool:

@@ -22,13 +22,11 @@ from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import anyio
 import attrs
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
-from chitram_core.db import Database
-from chitram_core.db import repository as repo
-from chitram_core.db.tables import images, pending_deletions, utcnow
+from chitram_core.db import Database, blobs, deletions, images
+from chitram_core.db.tables import utcnow
 from chitram_core.errors import (
     ChitramError,
     DeleteTokenRequired,
@@ -444,7 +442,7 @@ class ImageService:
         final_key = blob_key(sha256)
         name = clean_filename(filename, info.format)
         async with self.db.transaction() as conn:
-            is_new = await repo.claim_blob(
+            is_new = await blobs.claim(
                 conn,
                 sha256=sha256,
                 storage_key=final_key,
@@ -456,16 +454,15 @@ class ImageService:
                 dominant_color=placeholders[1],
             )
             if not is_new and placeholders[0] is not None:
-                await repo.fill_placeholders(conn, sha256, *placeholders)
-            await conn.execute(
-                images.insert().values(
-                    id=image_id,
-                    owner_id=owner.user_id if owner else None,
-                    filename=name,
-                    sha256=sha256,
-                    created_at=created,
-                    delete_token_hash=hash_token(delete_token) if delete_token else None,
-                )
+                await blobs.fill_placeholders(conn, sha256, *placeholders)
+            await images.insert(
+                conn,
+                image_id=image_id,
+                owner_id=owner.user_id if owner else None,
+                filename=name,
+                sha256=sha256,
+                created_at=created,
+                delete_token_hash=hash_token(delete_token) if delete_token else None,
             )
             if self.on_recorded is not None:
                 await self.on_recorded(conn, sha256)
@@ -473,7 +470,7 @@ class ImageService:
                 await hook(conn, image_id)
             if is_new:
                 # Inside the transaction: if the move fails nothing is recorded, and a
-                # concurrent remover of the same key is held off by claim_blob's lock.
+                # concurrent remover of the same key is held off by blobs.claim's lock.
                 await self.storage.move(stored_key, final_key)
         observe.observer.upload("stored" if is_new else "deduplicated")
         image = Image(
@@ -522,10 +519,10 @@ class ImageService:
 
     async def _load(self, image_id: str) -> Image:
         async with self.db.connect() as conn:
-            row = await repo.fetch_image(conn, image_id, self.thumbnail_params)
-        if row is None:
+            image = await images.get(conn, image_id, self.thumbnail_params)
+        if image is None:
             raise ImageNotFound(image_id=image_id)
-        return repo.row_to_image(row)
+        return image
 
     async def read(
         self, image_id: str, start: int = 0, end: int | None = None
@@ -692,7 +689,7 @@ class ImageService:
             filters = await image_filters(conn, tags, query)
             if filters is None:
                 return Page(items=(), next_cursor=None)
-            items, next_cursor = await repo.list_images(
+            items, next_cursor = await images.list_for_owner(
                 conn,
                 owner.user_id,
                 limit=limit,
@@ -715,12 +712,12 @@ class ImageService:
         if not _is_uuid(image_id):
             raise ImageNotFound(image_id=image_id)
         async with self.db.transaction() as conn:
-            row = await repo.lock_image(conn, image_id)
+            row = await images.lock(conn, image_id)
             if row is None:
                 raise ImageNotFound(image_id=image_id)
             _authorize_delete(row, principal, delete_token)
-            await conn.execute(images.delete().where(images.c.id == image_id))
-            keys = await repo.release_blob(conn, row["sha256"])
+            await images.delete(conn, image_id)
+            keys = await blobs.release(conn, row["sha256"])
         if keys:
             self.small_objects.discard(row["sha256"])
             for key in keys:
@@ -823,13 +820,11 @@ class ByteRemover:
         """True when the bytes are gone (or were revived); False leaves the key queued."""
         try:
             async with self.db.transaction() as conn:
-                if not await repo.lock_pending(conn, key):
+                if not await deletions.lock(conn, key):
                     return True
-                if not await repo.key_is_live(conn, key):
+                if not await deletions.key_is_live(conn, key):
                     await self.storage.delete(key)
-                await conn.execute(
-                    pending_deletions.delete().where(pending_deletions.c.storage_key == key)
-                )
+                await deletions.forget(conn, key)
             return True
         except (StorageError, OSError) as exc:
             log.warning("storage could not remove %s (%s); it stays queued", key, exc)
@@ -839,14 +834,7 @@ class ByteRemover:
     async def _note_failure(self, key: str, exc: BaseException) -> None:
         try:
             async with self.db.transaction() as conn:
-                await conn.execute(
-                    pending_deletions.update()
-                    .where(pending_deletions.c.storage_key == key)
-                    .values(
-                        attempts=pending_deletions.c.attempts + 1,
-                        last_error=f"{type(exc).__name__}: {exc}"[:500],
-                    )
-                )
+                await deletions.note_failure(conn, key, f"{type(exc).__name__}: {exc}")
         except ChitramError:
             raise
         except Exception:  # the note is best effort; the key is still queued
@@ -857,12 +845,7 @@ class ByteRemover:
     ) -> tuple[int, int]:
         """Retry queued removals; (removed, still queued)."""
         async with self.db.connect() as conn:
-            rows = await conn.execute(
-                select(pending_deletions.c.storage_key)
-                .order_by(pending_deletions.c.created_at)
-                .limit(limit)
-            )
-            keys = [r[0] for r in rows]
+            keys = await deletions.oldest(conn, limit)
         removed = 0
         for done, key in enumerate(keys, 1):
             removed += await self.remove(key)
