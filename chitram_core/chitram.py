@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -17,8 +16,9 @@ from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
+from chitram_core.collector import Collector, Progress
 from chitram_core.datadir import private_dir, private_sqlite
-from chitram_core.db import Database, blobs, deletions, images
+from chitram_core.db import Database, blobs, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health
@@ -45,9 +45,6 @@ except Exception:  # not installed as a distribution (e.g. run from a source tre
 
 THUMBNAIL_STATES = ("pending", "ready", "stalled", "failed")
 JOB_STATES = ("pending", "running", "failed")
-
-Progress = Callable[[str, int, int | None], None]
-"""``progress(phase, done, total)``: how far a long operation is (``total`` None if unknown)."""
 
 
 @attrs.frozen
@@ -86,6 +83,7 @@ class Chitram:
         self.variants: VariantService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
+        self.collector: Collector
         self._limiter_cache: Cache | None = None
 
     async def __aenter__(self) -> Chitram:
@@ -175,6 +173,7 @@ class Chitram:
         self.variants = VariantService(settings, self.database, self.storage, self.engine)
         self.images.variants = self.variants
         self._image_cache = image_cache
+        self.collector = Collector(self.database, self.storage)
         # wave 2: durable jobs and tags
         self.jobs = JobRunner(
             self.database,
@@ -268,7 +267,7 @@ class Chitram:
         written its bytes but not yet committed its row. ``progress(phase, done, total)`` is
         called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
-        orphans = await self._queue_orphans(older_than, progress)
+        orphans = await self.collector.queue_orphans(older_than, progress)
         removed, left = await self.images.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
         await self.jobs.run_due()
@@ -282,37 +281,6 @@ class Chitram:
             thumbnails_made=made,
             placeholders_made=len(filled),
         )
-
-    async def _queue_orphans(self, older_than: float, progress: Progress | None = None) -> int:
-        async with self.database.connect() as conn:
-            live = await deletions.live_keys(conn)
-        candidates: list[str] = []
-        listed = 0
-        for prefix in ("blobs", "thumbnails", "tmp", "variants"):
-            async for key in self.storage.keys(prefix):
-                listed += 1
-                if progress is not None:
-                    progress("scan", listed, None)
-                if key not in live and await self._old_enough(key, older_than):
-                    candidates.append(key)
-        if candidates:
-            async with self.database.transaction() as conn:
-                await deletions.record(conn, candidates)
-        return len(candidates)
-
-    async def _old_enough(self, key: str, older_than: float) -> bool:
-        if older_than <= 0:
-            return True
-        modified = getattr(self.storage, "modified", None)
-        if modified is None:
-            log.warning(
-                "storage %s cannot tell object ages; the sweep needs older_than=0", self.storage.url
-            )
-            return False
-        when: datetime | None = await modified(key)
-        if when is None:
-            return False  # unknown age: it could be an upload in flight
-        return (datetime.now(UTC) - when).total_seconds() >= older_than
 
 
 def _then(
