@@ -16,7 +16,8 @@ from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
-from chitram_core.collector import Collector, Progress
+from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
+from chitram_core.collector import ByteRemover, Collector, Progress
 from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database, blobs, images
 from chitram_core.engine import ImageEngine
@@ -83,7 +84,9 @@ class Chitram:
         self.variants: VariantService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
+        self.remover: ByteRemover
         self.collector: Collector
+        self._image_cache: ImageCache | None = None
         self._limiter_cache: Cache | None = None
 
     async def __aenter__(self) -> Chitram:
@@ -145,9 +148,10 @@ class Chitram:
         observe.observer.upload_slots(0, 0, settings.upload_concurrency)
 
         # ``is not None``: an empty MemoryCache has ``__len__`` 0 and so is falsy.
-        image_cache = (
+        self._image_cache = (
             ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache is not None else None
         )
+        # Every part is built after the parts it needs and given them; none is set afterwards.
         # Closed after the thumbnailer and the task group (the stack unwinds in reverse).
         self.engine = ImageEngine.from_settings(settings)
         stack.push_async_callback(self.engine.aclose)
@@ -158,23 +162,7 @@ class Chitram:
             on_ready=self._thumbnail_ready,
             engine=self.engine,
         )
-        self.images = ImageService(
-            settings,
-            self.database,
-            self.storage,
-            cache=image_cache,
-            on_recorded=self.thumbnails.enqueue,
-            on_uploaded=self.thumbnails.schedule,
-            thumbnail_params=self.thumbnails.params_key,
-            engine=self.engine,
-        )
-        self.images.thumbnailer = self.thumbnails
-        # wave 2: variants and placeholders
         self.variants = VariantService(settings, self.database, self.storage, self.engine)
-        self.images.variants = self.variants
-        self._image_cache = image_cache
-        self.collector = Collector(self.database, self.storage)
-        # wave 2: durable jobs and tags
         self.jobs = JobRunner(
             self.database,
             poll_interval=settings.jobs_poll_interval,
@@ -186,8 +174,21 @@ class Chitram:
         self.tags = TagService(
             settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
         )
-        self.images.record_hooks.append(self.tags.enqueue)
-        self.images.on_uploaded = _then(self.images.on_uploaded, self.jobs.wake)
+        self.remover = ByteRemover(self.database, self.storage)
+        self.collector = Collector(self.database, self.storage)
+        self.images = ImageService(
+            settings,
+            self.database,
+            self.storage,
+            cache=self._image_cache,
+            engine=self.engine,
+            thumbnailer=self.thumbnails,
+            variants=self.variants,
+            record_hooks=(self.tags.enqueue,),
+            on_uploaded=_wake_after_upload(self.jobs),
+            remover=self.remover,
+            small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
+        )
         if self.background:
             # Its own task, not a task group held open until __aexit__: the host may close
             # Chitram from another task; closing drains jobs instead of cancelling them.
@@ -268,7 +269,7 @@ class Chitram:
         called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
         orphans = await self.collector.queue_orphans(older_than, progress)
-        removed, left = await self.images.remover.drain(progress=progress)
+        removed, left = await self.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
         await self.jobs.run_due()
         filled = await self.variants.backfill_placeholders()
@@ -283,17 +284,13 @@ class Chitram:
         )
 
 
-def _then(
-    first: Callable[[Image], None] | None, wake: Callable[[], None]
-) -> Callable[[Image], None]:
-    """``first(image)``, then wake the job runner: the upload's jobs are committed by now."""
+def _wake_after_upload(jobs: JobRunner) -> Callable[[Image], None]:
+    """Wake the job runner after an upload: the upload's jobs are committed by now."""
 
-    def both(image: Image) -> None:
-        if first is not None:
-            first(image)
-        wake()
+    def wake(_image: Image) -> None:
+        jobs.wake()
 
-    return both
+    return wake
 
 
 def _cache_options(settings: Settings) -> dict[str, Any]:

@@ -73,7 +73,20 @@ class ImageCacheLike(Protocol):
     async def invalidate_image(self, image_id: str) -> None: ...
 
 
+RecordHook = Callable[[AsyncConnection, str], Awaitable[None]]
+"""``hook(conn, image_id)``, run in the upload's transaction: a durable job for the new image."""
+
+
 class ImageService:
+    """Every collaborator is given to the constructor; none is set afterwards.
+
+    ``thumbnailer``: the upload records its thumbnail job in its transaction and schedules the
+    render after it; reads show the thumbnail's state. ``variants``: placeholders at upload
+    and variant reads. ``record_hooks`` run in the upload's transaction (tagging's job);
+    ``on_uploaded`` is told of each upload after it is committed. Without ``remover`` and
+    ``small_objects`` the service makes its own.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -81,24 +94,28 @@ class ImageService:
         storage: Storage,
         *,
         cache: ImageCacheLike | None = None,
-        on_recorded: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
-        on_uploaded: Callable[[Image], None] | None = None,
-        thumbnail_params: str = "",
         engine: ImageEngine | None = None,
+        thumbnailer: Thumbnailer | None = None,
+        variants: VariantService | None = None,
+        record_hooks: Sequence[RecordHook] = (),
+        on_uploaded: Callable[[Image], None] | None = None,
+        remover: ByteRemover | None = None,
+        small_objects: SmallObjects | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
         self.storage = storage
         self.cache = cache
-        self.on_recorded = on_recorded
-        self.on_uploaded = on_uploaded
-        self.thumbnail_params = thumbnail_params
-        self.remover = ByteRemover(database, storage)
-        self.thumbnailer: Thumbnailer | None = None
-        self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
         self.engine = engine
-        self.record_hooks: list[Callable[[AsyncConnection, str], Awaitable[None]]] = []
-        self.variants: VariantService | None = None  # wave 2: set by Chitram
+        self.thumbnailer = thumbnailer
+        self.thumbnail_params = thumbnailer.params_key if thumbnailer is not None else ""
+        self.variants = variants
+        self.record_hooks = tuple(record_hooks)
+        self.on_uploaded = on_uploaded
+        self.remover = remover if remover is not None else ByteRemover(database, storage)
+        self.small_objects = (
+            small_objects if small_objects is not None else SmallObjects(SMALL_OBJECTS_BUDGET)
+        )
         # Ready thumbnails by image id: see ``thumbnail_of``.
         self._ready_thumbnails: OrderedDict[str, Thumbnail] = OrderedDict()
 
@@ -184,6 +201,8 @@ class ImageService:
         for key in written:
             if key != moved:  # a moved object has nothing left to remove
                 await self._discard(key)
+        if self.thumbnailer is not None:
+            self.thumbnailer.schedule(image)
         if self.on_uploaded is not None:
             self.on_uploaded(image)
         return image
@@ -324,8 +343,8 @@ class ImageService:
                 created_at=created,
                 delete_token_hash=hash_token(delete_token) if delete_token else None,
             )
-            if self.on_recorded is not None:
-                await self.on_recorded(conn, sha256)
+            if self.thumbnailer is not None:
+                await self.thumbnailer.enqueue(conn, sha256)
             for hook in self.record_hooks:  # durable jobs for the new image (e.g. tagging)
                 await hook(conn, image_id)
             if is_new:
