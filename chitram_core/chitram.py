@@ -22,7 +22,7 @@ from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database, blobs, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
-from chitram_core.health import check_health
+from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
 from chitram_core.models import HealthReport, Image
@@ -227,10 +227,7 @@ class Chitram:
     # operations ---------------------------------------------------------------------------
 
     def rate_limiter_state(self) -> str:
-        cache = self._limiter_cache
-        if cache is None:
-            return "disabled"
-        return "connected" if getattr(cache, "connected", True) else "degraded"
+        return rate_limiter_state(self._limiter_cache)
 
     async def job_counts(self) -> dict[tuple[str, str], int]:
         """Background jobs by ``(kind, state)``, as the database has them (every process's)."""
@@ -257,7 +254,15 @@ class Chitram:
                 await closing.wait()
 
     async def health(self) -> HealthReport:
-        return await check_health(self, VERSION)
+        return await check_health(
+            version=VERSION,
+            database=self.database,
+            storage=self.storage,
+            cache=self.cache,
+            auth=self.auth,
+            upload_slots=self.upload_slots,
+            limiter_cache=self._limiter_cache,
+        )
 
     async def sweep(
         self, *, older_than: float = 3600.0, progress: Progress | None = None
