@@ -179,7 +179,60 @@ def test_health_does_not_import_the_composition_root() -> None:
     assert "chitram_core.chitram" not in imported
 
 
+MUTATORS = {"append", "extend", "add", "update", "insert", "setdefault"}
+
+
+def wiring_after_construction(tree: ast.AST) -> list[str]:
+    """``self.part.attr = ...`` or ``self.part.attr.append(...)``: a collaborator changed after
+    it was built, instead of being given what it needs in its constructor."""
+
+    def on_a_part(node: ast.expr) -> bool:
+        # self.part.attr: an attribute of an attribute of self
+        return (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Attribute)
+            and isinstance(node.value.value, ast.Name)
+            and node.value.value.id == "self"
+        )
+
+    found: list[str] = []
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MUTATORS
+        ):
+            targets = [node.func.value]
+        found.extend(f"line {t.lineno}: {ast.unparse(t)}" for t in targets if on_a_part(t))
+    return found
+
+
+def test_the_composition_root_sets_nothing_onto_a_part_after_building_it() -> None:
+    tree = ast.parse((PACKAGE / "chitram.py").read_text(encoding="utf-8"))
+    assert wiring_after_construction(tree) == []
+
+
 # The checks must be able to fail: each is shown a small case it has to catch.
+
+
+def test_the_wiring_check_catches_assignments_and_appends_onto_a_part() -> None:
+    tree = ast.parse(
+        "class C:\n"
+        "    def open(self):\n"
+        "        self.images = make()\n"
+        "        self.images.thumbnailer = self.thumbnails\n"
+        "        self.images.record_hooks.append(self.tags.enqueue)\n"
+        "        self.thumbnails.attach(runner)\n"
+    )
+    assert wiring_after_construction(tree) == [
+        "line 4: self.images.thumbnailer",
+        "line 5: self.images.record_hooks",
+    ]
 
 
 def test_the_sql_check_catches_statement_builders_and_lets_types_through() -> None:
