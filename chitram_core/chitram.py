@@ -5,26 +5,24 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 import anyio
 import attrs
-from sqlalchemy import func, select
 
 from chitram_core import observe
 from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
+from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
+from chitram_core.collector import ByteRemover, Collector, Progress
 from chitram_core.datadir import private_dir, private_sqlite
-from chitram_core.db import Database
-from chitram_core.db.repository import queue_deletions
-from chitram_core.db.tables import blobs, thumbnails, variants
+from chitram_core.db import Database, blobs, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
-from chitram_core.health import check_health
+from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
 from chitram_core.models import HealthReport, Image
@@ -48,9 +46,6 @@ except Exception:  # not installed as a distribution (e.g. run from a source tre
 
 THUMBNAIL_STATES = ("pending", "ready", "stalled", "failed")
 JOB_STATES = ("pending", "running", "failed")
-
-Progress = Callable[[str, int, int | None], None]
-"""``progress(phase, done, total)``: how far a long operation is (``total`` None if unknown)."""
 
 
 @attrs.frozen
@@ -89,6 +84,9 @@ class Chitram:
         self.variants: VariantService
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
+        self.remover: ByteRemover
+        self.collector: Collector
+        self._image_cache: ImageCache | None = None
         self._limiter_cache: Cache | None = None
 
     async def __aenter__(self) -> Chitram:
@@ -151,9 +149,10 @@ class Chitram:
         observe.observer.upload_slots(0, 0, settings.upload_concurrency)
 
         # ``is not None``: an empty MemoryCache has ``__len__`` 0 and so is falsy.
-        image_cache = (
+        self._image_cache = (
             ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache is not None else None
         )
+        # Every part is built after the parts it needs and given them; none is set afterwards.
         # Closed after the thumbnailer and the task group (the stack unwinds in reverse).
         self.engine = ImageEngine.from_settings(settings)
         stack.push_async_callback(self.engine.aclose)
@@ -164,22 +163,7 @@ class Chitram:
             on_ready=self._thumbnail_ready,
             engine=self.engine,
         )
-        self.images = ImageService(
-            settings,
-            self.database,
-            self.storage,
-            cache=image_cache,
-            on_recorded=self.thumbnails.enqueue,
-            on_uploaded=self.thumbnails.schedule,
-            thumbnail_params=self.thumbnails.params_key,
-            engine=self.engine,
-        )
-        self.images.thumbnailer = self.thumbnails
-        # wave 2: variants and placeholders
         self.variants = VariantService(settings, self.database, self.storage, self.engine)
-        self.images.variants = self.variants
-        self._image_cache = image_cache
-        # wave 2: durable jobs and tags
         self.jobs = JobRunner(
             self.database,
             poll_interval=settings.jobs_poll_interval,
@@ -191,8 +175,21 @@ class Chitram:
         self.tags = TagService(
             settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
         )
-        self.images.record_hooks.append(self.tags.enqueue)
-        self.images.on_uploaded = _then(self.images.on_uploaded, self.jobs.wake)
+        self.remover = ByteRemover(self.database, self.storage)
+        self.collector = Collector(self.database, self.storage)
+        self.images = ImageService(
+            settings,
+            self.database,
+            self.storage,
+            cache=self._image_cache,
+            engine=self.engine,
+            thumbnailer=self.thumbnails,
+            variants=self.variants,
+            record_hooks=(self.tags.enqueue,),
+            on_uploaded=_wake_after_upload(self.jobs),
+            remover=self.remover,
+            small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
+        )
         if self.background:
             # Its own task, not a task group held open until __aexit__: the host may close
             # Chitram from another task; closing drains jobs instead of cancelling them.
@@ -214,9 +211,7 @@ class Chitram:
         if self._image_cache is None:
             return
         async with self.database.connect() as conn:
-            from chitram_core.db.repository import image_ids_for_blob
-
-            ids = await image_ids_for_blob(conn, sha256)
+            ids = await images.ids_for_blob(conn, sha256)
         for image_id in ids:
             await self._image_cache.invalidate_image(image_id)
 
@@ -233,19 +228,14 @@ class Chitram:
     # operations ---------------------------------------------------------------------------
 
     def rate_limiter_state(self) -> str:
-        cache = self._limiter_cache
-        if cache is None:
-            return "disabled"
-        return "connected" if getattr(cache, "connected", True) else "degraded"
+        return rate_limiter_state(self._limiter_cache)
 
     async def job_counts(self) -> dict[tuple[str, str], int]:
         """Background jobs by ``(kind, state)``, as the database has them (every process's)."""
         async with self.database.connect() as conn:
-            rows = await conn.execute(
-                select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
-            )
-            counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
-            counts.update({("thumbnail", str(status)): int(count) for status, count in rows})
+            by_status = await blobs.thumbnail_counts(conn)
+        counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
+        counts.update({("thumbnail", status): count for status, count in by_status.items()})
         for kind in self.jobs.kinds:
             for state in JOB_STATES:
                 counts[(kind, state)] = 0
@@ -265,7 +255,15 @@ class Chitram:
                 await closing.wait()
 
     async def health(self) -> HealthReport:
-        return await check_health(self, VERSION)
+        return await check_health(
+            version=VERSION,
+            database=self.database,
+            storage=self.storage,
+            cache=self.cache,
+            auth=self.auth,
+            upload_slots=self.upload_slots,
+            limiter_cache=self._limiter_cache,
+        )
 
     async def sweep(
         self, *, older_than: float = 3600.0, progress: Progress | None = None
@@ -276,8 +274,8 @@ class Chitram:
         written its bytes but not yet committed its row. ``progress(phase, done, total)`` is
         called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
-        orphans = await self._queue_orphans(older_than, progress)
-        removed, left = await self.images.remover.drain(progress=progress)
+        orphans = await self.collector.queue_orphans(older_than, progress)
+        removed, left = await self.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
         await self.jobs.run_due()
         filled = await self.variants.backfill_placeholders()
@@ -291,51 +289,14 @@ class Chitram:
             placeholders_made=len(filled),
         )
 
-    async def _queue_orphans(self, older_than: float, progress: Progress | None = None) -> int:
-        async with self.database.connect() as conn:
-            live = {row[0] for row in await conn.execute(select(blobs.c.storage_key))}
-            live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
-            live |= {row[0] for row in await conn.execute(select(variants.c.key))}
-        candidates: list[str] = []
-        listed = 0
-        for prefix in ("blobs", "thumbnails", "tmp", "variants"):
-            async for key in self.storage.keys(prefix):
-                listed += 1
-                if progress is not None:
-                    progress("scan", listed, None)
-                if key not in live and await self._old_enough(key, older_than):
-                    candidates.append(key)
-        if candidates:
-            async with self.database.transaction() as conn:
-                await queue_deletions(conn, candidates)
-        return len(candidates)
 
-    async def _old_enough(self, key: str, older_than: float) -> bool:
-        if older_than <= 0:
-            return True
-        modified = getattr(self.storage, "modified", None)
-        if modified is None:
-            log.warning(
-                "storage %s cannot tell object ages; the sweep needs older_than=0", self.storage.url
-            )
-            return False
-        when: datetime | None = await modified(key)
-        if when is None:
-            return False  # unknown age: it could be an upload in flight
-        return (datetime.now(UTC) - when).total_seconds() >= older_than
+def _wake_after_upload(jobs: JobRunner) -> Callable[[Image], None]:
+    """Wake the job runner after an upload: the upload's jobs are committed by now."""
 
+    def wake(_image: Image) -> None:
+        jobs.wake()
 
-def _then(
-    first: Callable[[Image], None] | None, wake: Callable[[], None]
-) -> Callable[[Image], None]:
-    """``first(image)``, then wake the job runner: the upload's jobs are committed by now."""
-
-    def both(image: Image) -> None:
-        if first is not None:
-            first(image)
-        wake()
-
-    return both
+    return wake
 
 
 def _cache_options(settings: Settings) -> dict[str, Any]:

@@ -1,58 +1,50 @@
 """ImageService: the upload, read, list and delete flows, orchestrating storage, DB and cache.
 
-The upload streams: each chunk is counted (size limit), hashed, kept in a bounded head buffer
-(format sniffing and header probing) and fed to the metadata scanner while it is written to a
-temporary storage object. Only then is anything checked that needs the whole file, and only
-then does a row appear. A failure at any step removes the temporary object, so no row ever
-points at missing bytes; bytes that a crash leaves behind are found by the sweep.
+The upload streams: the intake (``chitram_core.intake``) counts, hashes and sniffs each chunk
+while it is written to a temporary storage object. Only then is anything checked that needs
+the whole file, and only then does a row appear. A failure at any step removes the temporary
+object, so no row ever points at missing bytes; bytes that a crash leaves behind are found by
+the sweep (``chitram_core.collector``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import re
 import secrets
-import unicodedata
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
-import attrs
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
-from chitram_core.db import Database
-from chitram_core.db import repository as repo
-from chitram_core.db.tables import images, pending_deletions, utcnow
+from chitram_core.cache.small import SMALL_OBJECT_BYTES, SMALL_OBJECTS_BUDGET, SmallObjects
+from chitram_core.collector import ByteRemover
+from chitram_core.db import Database, blobs, images
+from chitram_core.db.tables import utcnow
+from chitram_core.delete_policy import authorize_delete, hash_token
 from chitram_core.errors import (
     ChitramError,
-    DeleteTokenRequired,
-    FileTooLarge,
-    Forbidden,
     ImageNotFound,
-    ImageTooLarge,
     InternalError,
-    InvalidDeleteToken,
     InvalidRequest,
     ServiceUnavailable,
     check_limit,
 )
-from chitram_core.images.formats import (
-    HEAD_BYTES,
-    ImageFormat,
-    ImageInfo,
-    JpegScans,
-    check_limits,
-    probe,
-    sniff,
-    verify,
+from chitram_core.images.formats import HEAD_BYTES, check_limits, probe, verify
+from chitram_core.images.metadata import Edit, apply_edits
+from chitram_core.intake import (
+    READ_CHUNK,
+    Intake,
+    UploadSource,
+    check_unstreamed,
+    chunks,
+    clean_filename,
 )
-from chitram_core.images.metadata import Edit, MetadataScanner, apply_edits
 from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
@@ -65,12 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UploadSource = bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
-READ_CHUNK = 64 * 1024
-SNIFF_BYTES = 16
-MAX_FILENAME = 255
-SMALL_OBJECT_BYTES = 64 * 1024
-SMALL_OBJECTS_BUDGET = 16 * 1024 * 1024
 READY_THUMBNAILS = 4096
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
@@ -87,135 +73,20 @@ class ImageCacheLike(Protocol):
     async def invalidate_image(self, image_id: str) -> None: ...
 
 
-@attrs.define
-class _Intake:
-    """What the streaming pass learns about an upload while writing it."""
-
-    max_bytes: int
-    strip: bool
-    max_scans: int = 100
-    size: int = 0
-    head: bytearray = attrs.field(factory=bytearray)
-    hasher: Any = attrs.field(factory=hashlib.sha256)
-    early: bytearray = attrs.field(factory=bytearray)
-    format: ImageFormat | None = None
-    scanner: MetadataScanner | None = None
-    scans: JpegScans | None = None
-
-    def take(self, chunk: bytes) -> None:
-        self.size += len(chunk)
-        if self.size > self.max_bytes:
-            raise FileTooLarge(
-                f"The file is larger than the {self.max_bytes} byte limit",
-                max_bytes=self.max_bytes,
-            )
-        self.hasher.update(chunk)
-        if len(self.head) < HEAD_BYTES:
-            self.head += chunk[: HEAD_BYTES - len(self.head)]
-        if self.format is None:
-            # Bytes seen before the format is known wait here, then go to the scanner whole.
-            self.early += chunk
-            if len(self.early) >= SNIFF_BYTES:
-                self._start()
-            return
-        if self.scanner is not None:
-            self.scanner.feed(chunk)
-        if self.scans is not None:
-            self.scans.feed(chunk)
-
-    def finish(self) -> ImageFormat:
-        if self.size == 0:
-            raise InvalidRequest("The file is empty")
-        if self.format is None:
-            self._start()
-        assert self.format is not None
-        return self.format
-
-    def _start(self) -> None:
-        self.format = sniff(bytes(self.early[:SNIFF_BYTES]))
-        if self.strip:
-            self.scanner = MetadataScanner(self.format)
-            self.scanner.feed(bytes(self.early))
-        if self.format is ImageFormat.JPEG:
-            self.scans = JpegScans(self.max_scans)
-            self.scans.feed(bytes(self.early))
-        self.early = bytearray()
-
-
-async def _chunks(source: UploadSource) -> AsyncIterator[bytes]:
-    """Any accepted source as a stream of chunks; never reads a file object whole."""
-    if isinstance(source, bytes | bytearray | memoryview):
-        view = memoryview(source)
-        for offset in range(0, len(view), READ_CHUNK):
-            yield bytes(view[offset : offset + READ_CHUNK])
-        return
-    if hasattr(source, "read"):
-        reader: Callable[[int], bytes] = source.read
-        while True:
-            chunk = await anyio.to_thread.run_sync(reader, READ_CHUNK)
-            if not chunk:
-                return
-            if not isinstance(chunk, bytes | bytearray):
-                raise InvalidRequest("The file must be opened in binary mode")
-            yield bytes(chunk)
-    elif isinstance(source, AsyncIterable):
-        async for chunk in source:
-            if not isinstance(chunk, bytes | bytearray | memoryview):
-                raise InvalidRequest("Upload chunks must be bytes")
-            if chunk:
-                yield bytes(chunk)
-    else:
-        raise InvalidRequest("The upload source must be bytes, a binary file or an async iterable")
-
-
-def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
-    """A display name: no path, no control characters, bounded; any script is kept.
-
-    Given the detected ``fmt``, the name ends in an extension of that format: one that already
-    names it is kept as written (``photo.JPEG``), one that looks like a file extension is
-    replaced (``cat.png`` holding a JPEG becomes ``cat.jpg``), otherwise one is appended. A
-    download then never claims a type its bytes are not.
-    """
-    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(
-        ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C"
-    )
-    name = name.strip().strip(".")
-    if fmt is None:
-        return (name or "image")[:MAX_FILENAME]
-    stem, dot, suffix = (name or "image").rpartition(".")
-    if not dot:
-        stem, suffix = suffix, ""
-    if suffix.lower() in _FORMAT_EXTENSIONS[fmt]:
-        extension = "." + suffix
-    else:
-        extension = "." + fmt.extension
-        if not _looks_like_extension(suffix):
-            stem = f"{stem}.{suffix}" if dot else stem
-    stem = stem[: MAX_FILENAME - len(extension)].rstrip(". ")
-    if not stem.strip(" ."):
-        stem = "image"
-    return stem + extension
-
-
-_FORMAT_EXTENSIONS = {
-    ImageFormat.JPEG: frozenset({"jpg", "jpeg", "jpe", "jfif", "pjpeg", "pjp"}),
-    ImageFormat.PNG: frozenset({"png", "apng"}),
-    ImageFormat.GIF: frozenset({"gif"}),
-    ImageFormat.WEBP: frozenset({"webp"}),
-}
-
-
-def _looks_like_extension(suffix: str) -> bool:
-    """``png``, ``html``, ``tar``: up to 5 ASCII letters and digits, at least one letter."""
-    return 0 < len(suffix) <= 5 and suffix.isascii() and suffix.isalnum() and not suffix.isdigit()
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+RecordHook = Callable[[AsyncConnection, str], Awaitable[None]]
+"""``hook(conn, image_id)``, run in the upload's transaction: a durable job for the new image."""
 
 
 class ImageService:
+    """Every collaborator is given to the constructor; none is set afterwards.
+
+    ``thumbnailer``: the upload records its thumbnail job in its transaction and schedules the
+    render after it; reads show the thumbnail's state. ``variants``: placeholders at upload
+    and variant reads. ``record_hooks`` run in the upload's transaction (tagging's job);
+    ``on_uploaded`` is told of each upload after it is committed. Without ``remover`` and
+    ``small_objects`` the service makes its own.
+    """
+
     def __init__(
         self,
         settings: Settings,
@@ -223,24 +94,28 @@ class ImageService:
         storage: Storage,
         *,
         cache: ImageCacheLike | None = None,
-        on_recorded: Callable[[AsyncConnection, str], Awaitable[None]] | None = None,
-        on_uploaded: Callable[[Image], None] | None = None,
-        thumbnail_params: str = "",
         engine: ImageEngine | None = None,
+        thumbnailer: Thumbnailer | None = None,
+        variants: VariantService | None = None,
+        record_hooks: Sequence[RecordHook] = (),
+        on_uploaded: Callable[[Image], None] | None = None,
+        remover: ByteRemover | None = None,
+        small_objects: SmallObjects | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
         self.storage = storage
         self.cache = cache
-        self.on_recorded = on_recorded
-        self.on_uploaded = on_uploaded
-        self.thumbnail_params = thumbnail_params
-        self.remover = ByteRemover(database, storage)
-        self.thumbnailer: Thumbnailer | None = None
-        self.small_objects = SmallObjects(SMALL_OBJECTS_BUDGET)
         self.engine = engine
-        self.record_hooks: list[Callable[[AsyncConnection, str], Awaitable[None]]] = []
-        self.variants: VariantService | None = None  # wave 2: set by Chitram
+        self.thumbnailer = thumbnailer
+        self.thumbnail_params = thumbnailer.params_key if thumbnailer is not None else ""
+        self.variants = variants
+        self.record_hooks = tuple(record_hooks)
+        self.on_uploaded = on_uploaded
+        self.remover = remover if remover is not None else ByteRemover(database, storage)
+        self.small_objects = (
+            small_objects if small_objects is not None else SmallObjects(SMALL_OBJECTS_BUDGET)
+        )
         # Ready thumbnails by image id: see ``thumbnail_of``.
         self._ready_thumbnails: OrderedDict[str, Thumbnail] = OrderedDict()
 
@@ -256,7 +131,7 @@ class ImageService:
     ) -> Image:
         """Validate, store and record an image; see the module docstring for the flow."""
         limit = max_bytes or self.settings.max_upload_bytes
-        intake = _Intake(
+        intake = Intake(
             max_bytes=limit,
             strip=self.settings.strip_metadata,
             max_scans=self.settings.jpeg_max_scans,
@@ -265,7 +140,7 @@ class ImageService:
         written: list[str] = [tmp_key]
 
         async def counted() -> AsyncIterator[bytes]:
-            async for chunk in _chunks(source):
+            async for chunk in chunks(source):
                 intake.take(chunk)
                 yield chunk
 
@@ -326,6 +201,8 @@ class ImageService:
         for key in written:
             if key != moved:  # a moved object has nothing left to remove
                 await self._discard(key)
+        if self.thumbnailer is not None:
+            self.thumbnailer.schedule(image)
         if self.on_uploaded is not None:
             self.on_uploaded(image)
         return image
@@ -444,7 +321,7 @@ class ImageService:
         final_key = blob_key(sha256)
         name = clean_filename(filename, info.format)
         async with self.db.transaction() as conn:
-            is_new = await repo.claim_blob(
+            is_new = await blobs.claim(
                 conn,
                 sha256=sha256,
                 storage_key=final_key,
@@ -456,24 +333,23 @@ class ImageService:
                 dominant_color=placeholders[1],
             )
             if not is_new and placeholders[0] is not None:
-                await repo.fill_placeholders(conn, sha256, *placeholders)
-            await conn.execute(
-                images.insert().values(
-                    id=image_id,
-                    owner_id=owner.user_id if owner else None,
-                    filename=name,
-                    sha256=sha256,
-                    created_at=created,
-                    delete_token_hash=hash_token(delete_token) if delete_token else None,
-                )
+                await blobs.fill_placeholders(conn, sha256, *placeholders)
+            await images.insert(
+                conn,
+                image_id=image_id,
+                owner_id=owner.user_id if owner else None,
+                filename=name,
+                sha256=sha256,
+                created_at=created,
+                delete_token_hash=hash_token(delete_token) if delete_token else None,
             )
-            if self.on_recorded is not None:
-                await self.on_recorded(conn, sha256)
+            if self.thumbnailer is not None:
+                await self.thumbnailer.enqueue(conn, sha256)
             for hook in self.record_hooks:  # durable jobs for the new image (e.g. tagging)
                 await hook(conn, image_id)
             if is_new:
                 # Inside the transaction: if the move fails nothing is recorded, and a
-                # concurrent remover of the same key is held off by claim_blob's lock.
+                # concurrent remover of the same key is held off by blobs.claim's lock.
                 await self.storage.move(stored_key, final_key)
         observe.observer.upload("stored" if is_new else "deduplicated")
         image = Image(
@@ -522,10 +398,10 @@ class ImageService:
 
     async def _load(self, image_id: str) -> Image:
         async with self.db.connect() as conn:
-            row = await repo.fetch_image(conn, image_id, self.thumbnail_params)
-        if row is None:
+            image = await images.get(conn, image_id, self.thumbnail_params)
+        if image is None:
             raise ImageNotFound(image_id=image_id)
-        return repo.row_to_image(row)
+        return image
 
     async def read(
         self, image_id: str, start: int = 0, end: int | None = None
@@ -691,7 +567,7 @@ class ImageService:
             filters = await image_filters(conn, tags, query)
             if filters is None:
                 return Page(items=(), next_cursor=None)
-            items, next_cursor = await repo.list_images(
+            items, next_cursor = await images.list_for_owner(
                 conn,
                 owner.user_id,
                 limit=limit,
@@ -714,12 +590,12 @@ class ImageService:
         if not _is_uuid(image_id):
             raise ImageNotFound(image_id=image_id)
         async with self.db.transaction() as conn:
-            row = await repo.lock_image(conn, image_id)
+            row = await images.lock(conn, image_id)
             if row is None:
                 raise ImageNotFound(image_id=image_id)
-            _authorize_delete(row, principal, delete_token)
-            await conn.execute(images.delete().where(images.c.id == image_id))
-            keys = await repo.release_blob(conn, row["sha256"])
+            authorize_delete(row["owner_id"], row["delete_token_hash"], principal, delete_token)
+            await images.delete(conn, image_id)
+            keys = await blobs.release(conn, row["sha256"])
         if keys:
             self.small_objects.discard(row["sha256"])
             for key in keys:
@@ -729,32 +605,6 @@ class ImageService:
             await self.cache.invalidate_image(image_id)
         for key in keys:
             await self.remover.remove(key)
-
-
-def check_unstreamed(info: ImageInfo, max_pixels: int) -> None:
-    """A lower pixel limit for WebP, whose decoder needs the whole file and two canvases."""
-    if info.format is ImageFormat.WEBP and info.pixels > max_pixels:
-        raise ImageTooLarge(
-            f"The WebP image is {info.width}x{info.height} pixels; WebP is decoded whole, so "
-            f"its limit is {max_pixels} pixels",
-            width=info.width,
-            height=info.height,
-            max_pixels=max_pixels,
-        )
-
-
-def _authorize_delete(row: Any, principal: Principal | None, delete_token: str | None) -> None:
-    owner_id = row["owner_id"]
-    if principal is not None and owner_id is not None and principal.user_id == owner_id:
-        return
-    if owner_id is None:
-        stored = row["delete_token_hash"]
-        if delete_token is None:
-            raise DeleteTokenRequired()
-        if stored is None or not hmac.compare_digest(stored, hash_token(delete_token)):
-            raise InvalidDeleteToken()
-        return
-    raise Forbidden("Only the owner can delete this image")
 
 
 def _upload_result(exc: BaseException) -> str:
@@ -774,97 +624,3 @@ def _is_uuid(value: str) -> bool:
     except (ValueError, TypeError, AttributeError):
         return False
     return len(value) == 36
-
-
-class SmallObjects:
-    """An LRU of small stored objects by SHA-256 (or thumbnail key), bounded by total size.
-
-    Safe without invalidation because the key is the content hash: the bytes for a hash never
-    change, and a deleted image is refused by its metadata lookup before its bytes are asked for.
-    A thumbnail key names its source's hash and the rendering parameters, and is served only
-    from a ready row of a live image, with its recorded size checked.
-    """
-
-    def __init__(self, budget: int) -> None:
-        self.budget = budget
-        self.size = 0
-        self._items: OrderedDict[str, bytes] = OrderedDict()
-
-    def get(self, sha256: str) -> bytes | None:
-        data = self._items.get(sha256)
-        if data is not None:
-            self._items.move_to_end(sha256)
-        return data
-
-    def put(self, sha256: str, data: bytes) -> None:
-        if len(data) > self.budget or sha256 in self._items:
-            return
-        self._items[sha256] = data
-        self.size += len(data)
-        while self.size > self.budget:
-            _, dropped = self._items.popitem(last=False)
-            self.size -= len(dropped)
-
-    def discard(self, sha256: str) -> None:
-        data = self._items.pop(sha256, None)
-        if data is not None:
-            self.size -= len(data)
-
-
-class ByteRemover:
-    """Removes queued storage objects without racing an upload that revives the same key."""
-
-    def __init__(self, database: Database, storage: Storage) -> None:
-        self.db = database
-        self.storage = storage
-
-    async def remove(self, key: str) -> bool:
-        """True when the bytes are gone (or were revived); False leaves the key queued."""
-        try:
-            async with self.db.transaction() as conn:
-                if not await repo.lock_pending(conn, key):
-                    return True
-                if not await repo.key_is_live(conn, key):
-                    await self.storage.delete(key)
-                await conn.execute(
-                    pending_deletions.delete().where(pending_deletions.c.storage_key == key)
-                )
-            return True
-        except (StorageError, OSError) as exc:
-            log.warning("storage could not remove %s (%s); it stays queued", key, exc)
-            await self._note_failure(key, exc)
-            return False
-
-    async def _note_failure(self, key: str, exc: BaseException) -> None:
-        try:
-            async with self.db.transaction() as conn:
-                await conn.execute(
-                    pending_deletions.update()
-                    .where(pending_deletions.c.storage_key == key)
-                    .values(
-                        attempts=pending_deletions.c.attempts + 1,
-                        last_error=f"{type(exc).__name__}: {exc}"[:500],
-                    )
-                )
-        except ChitramError:
-            raise
-        except Exception:  # the note is best effort; the key is still queued
-            log.exception("could not record the failed removal of %s", key)
-
-    async def drain(
-        self, limit: int = 1000, progress: Callable[[str, int, int | None], None] | None = None
-    ) -> tuple[int, int]:
-        """Retry queued removals; (removed, still queued)."""
-        async with self.db.connect() as conn:
-            rows = await conn.execute(
-                select(pending_deletions.c.storage_key)
-                .order_by(pending_deletions.c.created_at)
-                .limit(limit)
-            )
-            keys = [r[0] for r in rows]
-        removed = 0
-        for done, key in enumerate(keys, 1):
-            removed += await self.remove(key)
-            if progress is not None:
-                progress("remove", done, len(keys))
-        return removed, len(keys) - removed

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db.tables import image_tags, images, tags, utcnow
-from chitram_core.models import ImageTag, PopularTag, Tag
+from chitram_core.models import ImageTag, PopularTag, SuggestedTag, Tag
 
 
 def prefix_match(column: Any, prefix: str, dialect: str) -> Any:
@@ -33,17 +33,6 @@ def _like_escape(text: str) -> str:
 
 def _tag(row: Any) -> Tag:
     return Tag(id=row.id, name=row.name, category=row.category, created_at=row.created_at)
-
-
-async def image_owner(conn: AsyncConnection, image_id: str) -> tuple[bool, str | None]:
-    """(the image exists, its owner id)."""
-    row = (await conn.execute(select(images.c.owner_id).where(images.c.id == image_id))).first()
-    return (row is not None, row[0] if row is not None else None)
-
-
-async def image_sha256(conn: AsyncConnection, image_id: str) -> str | None:
-    row = (await conn.execute(select(images.c.sha256).where(images.c.id == image_id))).first()
-    return str(row[0]) if row is not None else None
 
 
 async def tags_of_image(conn: AsyncConnection, image_id: str) -> list[ImageTag]:
@@ -88,7 +77,7 @@ async def tag_on_image(conn: AsyncConnection, image_id: str, name: str) -> RowMa
     return (await conn.execute(query)).mappings().first()
 
 
-async def attach_tag(
+async def _attach(
     conn: AsyncConnection, image_id: str, tag_id: str, source: str, confidence: int | None
 ) -> None:
     await conn.execute(
@@ -100,6 +89,32 @@ async def attach_tag(
             created_at=utcnow(),
         )
     )
+
+
+async def attach_user_tag(conn: AsyncConnection, image_id: str, tag_id: str) -> bool:
+    """Put the tag on the image; False when it is there already (added concurrently) or the
+    image has just gone. Nothing else of the transaction is undone then."""
+    try:
+        async with conn.begin_nested():
+            await _attach(conn, image_id, tag_id, "user", None)
+    except IntegrityError:
+        return False
+    return True
+
+
+async def attach_ai_tags(
+    conn: AsyncConnection, image_id: str, chosen: Sequence[SuggestedTag]
+) -> bool:
+    """Put every chosen tag on the image, all or none; False (none) when the image has just
+    gone."""
+    try:
+        async with conn.begin_nested():
+            for s in chosen:
+                tag_id = await ensure_tag(conn, s.name, s.category)
+                await _attach(conn, image_id, tag_id, "ai", s.confidence)
+    except IntegrityError:
+        return False
+    return True
 
 
 async def detach_tag(conn: AsyncConnection, image_id: str, tag_id: str) -> None:

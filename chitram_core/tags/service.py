@@ -13,10 +13,10 @@ import uuid
 from collections.abc import Sequence
 
 import anyio
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import Database
+from chitram_core.db import images as image_rows
 from chitram_core.db import tags as sql
 from chitram_core.errors import (
     ChitramError,
@@ -88,11 +88,9 @@ class TagService:
             if await sql.tag_on_image(conn, image_id, name) is not None:
                 raise InvalidRequest(f"The image already has the tag '{name}'", tag=name)
             tag_id = await sql.ensure_tag(conn, name, cat)
-            try:
-                async with conn.begin_nested():
-                    await sql.attach_tag(conn, image_id, tag_id, "user", None)
-            except IntegrityError:  # the same tag added concurrently, or the image just went
-                raise InvalidRequest(f"The image already has the tag '{name}'", tag=name) from None
+            if not await sql.attach_user_tag(conn, image_id, tag_id):
+                # the same tag added concurrently, or the image just went
+                raise InvalidRequest(f"The image already has the tag '{name}'", tag=name)
             current = [t for t in await sql.tags_of_image(conn, image_id) if t.name == name]
         return current[0]
 
@@ -109,7 +107,7 @@ class TagService:
     async def _authorize(self, conn: AsyncConnection, image_id: str, principal: Principal) -> None:
         if not _is_uuid(image_id):
             raise ImageNotFound(image_id=image_id)
-        found, owner = await sql.image_owner(conn, image_id)
+        found, owner = await image_rows.owner(conn, image_id)
         if not found:
             raise ImageNotFound(image_id=image_id)
         if owner is None or owner != principal.user_id:
@@ -172,7 +170,7 @@ class TagService:
 
     async def _model_image(self, image_id: str) -> bytes:
         async with self.db.connect() as conn:
-            sha256 = await sql.image_sha256(conn, image_id)
+            sha256 = await image_rows.sha256_of(conn, image_id)
         if sha256 is None:
             raise ImageNotFound(image_id=image_id)
         try:
@@ -218,20 +216,15 @@ class TagService:
 
     async def _apply(self, image_id: str, suggestions: Sequence[SuggestedTag]) -> list[ImageTag]:
         async with self.db.transaction() as conn:
-            found, _ = await sql.image_owner(conn, image_id)
+            found, _ = await image_rows.owner(conn, image_id)
             if not found:
                 raise ImageNotFound(image_id=image_id)
             present = await sql.tags_of_image(conn, image_id)
             user_names = {t.name for t in present if t.source == "user"}
             chosen = self.select(suggestions, user_names)
             await sql.detach_ai_tags(conn, image_id)
-            try:
-                async with conn.begin_nested():
-                    for s in chosen:
-                        tag_id = await sql.ensure_tag(conn, s.name, s.category)
-                        await sql.attach_tag(conn, image_id, tag_id, "ai", s.confidence)
-            except IntegrityError:  # the image was deleted meanwhile
-                raise ImageNotFound(image_id=image_id) from None
+            if not await sql.attach_ai_tags(conn, image_id, chosen):
+                raise ImageNotFound(image_id=image_id)  # the image was deleted meanwhile
             applied = {s.name for s in chosen}
             return [t for t in await sql.tags_of_image(conn, image_id) if t.name in applied]
 

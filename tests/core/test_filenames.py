@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from chitram_core.images.formats import ImageFormat
-from chitram_core.service import MAX_FILENAME, clean_filename
+from chitram_core.intake import MAX_FILENAME, clean_filename
 
 ALIASES = {
     ImageFormat.JPEG: {"jpg", "jpeg", "jpe", "jfif", "pjpeg", "pjp"},

@@ -1,0 +1,161 @@
+"""Upload intake: what an upload may be given as, and what the streaming pass learns of it.
+
+Each chunk is counted (size limit), hashed, kept in a bounded head buffer (format sniffing and
+header probing) and fed to the metadata scanner and the JPEG scan counter while the upload
+writes it to storage; nothing here holds a whole file. The display name is cleaned here too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from typing import IO, Any
+
+import anyio
+import attrs
+
+from chitram_core.errors import FileTooLarge, ImageTooLarge, InvalidRequest
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, ImageInfo, JpegScans, sniff
+from chitram_core.images.metadata import MetadataScanner
+
+UploadSource = bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
+READ_CHUNK = 64 * 1024
+SNIFF_BYTES = 16
+MAX_FILENAME = 255
+
+
+@attrs.define
+class Intake:
+    """What the streaming pass learns about an upload while writing it."""
+
+    max_bytes: int
+    strip: bool
+    max_scans: int = 100
+    size: int = 0
+    head: bytearray = attrs.field(factory=bytearray)
+    hasher: Any = attrs.field(factory=hashlib.sha256)
+    early: bytearray = attrs.field(factory=bytearray)
+    format: ImageFormat | None = None
+    scanner: MetadataScanner | None = None
+    scans: JpegScans | None = None
+
+    def take(self, chunk: bytes) -> None:
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            raise FileTooLarge(
+                f"The file is larger than the {self.max_bytes} byte limit",
+                max_bytes=self.max_bytes,
+            )
+        self.hasher.update(chunk)
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        if self.format is None:
+            # Bytes seen before the format is known wait here, then go to the scanner whole.
+            self.early += chunk
+            if len(self.early) >= SNIFF_BYTES:
+                self._start()
+            return
+        if self.scanner is not None:
+            self.scanner.feed(chunk)
+        if self.scans is not None:
+            self.scans.feed(chunk)
+
+    def finish(self) -> ImageFormat:
+        if self.size == 0:
+            raise InvalidRequest("The file is empty")
+        if self.format is None:
+            self._start()
+        assert self.format is not None
+        return self.format
+
+    def _start(self) -> None:
+        self.format = sniff(bytes(self.early[:SNIFF_BYTES]))
+        if self.strip:
+            self.scanner = MetadataScanner(self.format)
+            self.scanner.feed(bytes(self.early))
+        if self.format is ImageFormat.JPEG:
+            self.scans = JpegScans(self.max_scans)
+            self.scans.feed(bytes(self.early))
+        self.early = bytearray()
+
+
+async def chunks(source: UploadSource) -> AsyncIterator[bytes]:
+    """Any accepted source as a stream of chunks; never reads a file object whole."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        for offset in range(0, len(view), READ_CHUNK):
+            yield bytes(view[offset : offset + READ_CHUNK])
+        return
+    if hasattr(source, "read"):
+        reader: Callable[[int], bytes] = source.read
+        while True:
+            chunk = await anyio.to_thread.run_sync(reader, READ_CHUNK)
+            if not chunk:
+                return
+            if not isinstance(chunk, bytes | bytearray):
+                raise InvalidRequest("The file must be opened in binary mode")
+            yield bytes(chunk)
+    elif isinstance(source, AsyncIterable):
+        async for chunk in source:
+            if not isinstance(chunk, bytes | bytearray | memoryview):
+                raise InvalidRequest("Upload chunks must be bytes")
+            if chunk:
+                yield bytes(chunk)
+    else:
+        raise InvalidRequest("The upload source must be bytes, a binary file or an async iterable")
+
+
+def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
+    """A display name: no path, no control characters, bounded; any script is kept.
+
+    Given the detected ``fmt``, the name ends in an extension of that format: one that already
+    names it is kept as written (``photo.JPEG``), one that looks like a file extension is
+    replaced (``cat.png`` holding a JPEG becomes ``cat.jpg``), otherwise one is appended. A
+    download then never claims a type its bytes are not.
+    """
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(
+        ch for ch in unicodedata.normalize("NFC", name) if unicodedata.category(ch)[0] != "C"
+    )
+    name = name.strip().strip(".")
+    if fmt is None:
+        return (name or "image")[:MAX_FILENAME]
+    stem, dot, suffix = (name or "image").rpartition(".")
+    if not dot:
+        stem, suffix = suffix, ""
+    if suffix.lower() in _FORMAT_EXTENSIONS[fmt]:
+        extension = "." + suffix
+    else:
+        extension = "." + fmt.extension
+        if not _looks_like_extension(suffix):
+            stem = f"{stem}.{suffix}" if dot else stem
+    stem = stem[: MAX_FILENAME - len(extension)].rstrip(". ")
+    if not stem.strip(" ."):
+        stem = "image"
+    return stem + extension
+
+
+_FORMAT_EXTENSIONS = {
+    ImageFormat.JPEG: frozenset({"jpg", "jpeg", "jpe", "jfif", "pjpeg", "pjp"}),
+    ImageFormat.PNG: frozenset({"png", "apng"}),
+    ImageFormat.GIF: frozenset({"gif"}),
+    ImageFormat.WEBP: frozenset({"webp"}),
+}
+
+
+def _looks_like_extension(suffix: str) -> bool:
+    """``png``, ``html``, ``tar``: up to 5 ASCII letters and digits, at least one letter."""
+    return 0 < len(suffix) <= 5 and suffix.isascii() and suffix.isalnum() and not suffix.isdigit()
+
+
+def check_unstreamed(info: ImageInfo, max_pixels: int) -> None:
+    """A lower pixel limit for WebP, whose decoder needs the whole file and two canvases."""
+    if info.format is ImageFormat.WEBP and info.pixels > max_pixels:
+        raise ImageTooLarge(
+            f"The WebP image is {info.width}x{info.height} pixels; WebP is decoded whole, so "
+            f"its limit is {max_pixels} pixels",
+            width=info.width,
+            height=info.height,
+            max_pixels=max_pixels,
+        )
