@@ -31,7 +31,7 @@ from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
 from chitram_core.taggers import close_tagger, load_taggers
 from chitram_core.tags.service import TagService
-from chitram_core.thumbnailer import Thumbnailer
+from chitram_core.thumbnailer import THUMBNAIL_JOB, Thumbnailer
 from chitram_core.variants import VariantService
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,6 @@ except Exception:  # not installed as a distribution (e.g. run from a source tre
     VERSION = "0.0.0"
 
 
-THUMBNAIL_STATES = ("pending", "ready", "stalled", "failed")
 JOB_STATES = ("pending", "running", "failed")
 
 
@@ -169,6 +168,7 @@ class Chitram:
             poll_interval=settings.jobs_poll_interval,
             max_backoff=settings.jobs_max_backoff,
         )
+        self.thumbnails.run_on(self.jobs)
         taggers = load_taggers(settings)
         for tagger in taggers:
             stack.push_async_callback(close_tagger, tagger)
@@ -232,14 +232,10 @@ class Chitram:
 
     async def job_counts(self) -> dict[tuple[str, str], int]:
         """Background jobs by ``(kind, state)``, as the database has them (every process's)."""
-        async with self.database.connect() as conn:
-            by_status = await blobs.thumbnail_counts(conn)
-        counts = {("thumbnail", state): 0 for state in THUMBNAIL_STATES}
-        counts.update({("thumbnail", status): count for status, count in by_status.items()})
-        for kind in self.jobs.kinds:
-            for state in JOB_STATES:
-                counts[(kind, state)] = 0
-        counts.update(await self.jobs.counts())
+        runner = {(kind, state): 0 for kind in self.jobs.kinds for state in JOB_STATES}
+        runner.update(await self.jobs.counts())
+        counts = {key: n for key, n in runner.items() if key[0] != THUMBNAIL_JOB}
+        counts.update(await self.thumbnails.counts())  # the rows' states, not their jobs'
         return counts
 
     async def _report_jobs(self, closing: anyio.Event) -> None:

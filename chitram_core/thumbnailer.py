@@ -1,9 +1,15 @@
-"""Durable thumbnail jobs: the pending state lives in the ``thumbnails`` table.
+"""Thumbnails: rendered in the background as durable jobs, or at once for a request.
 
-An upload inserts a pending row in its own transaction, then asks for a background render. A
-crash loses nothing: the start-up pass and the periodic sweep render whatever is pending, and
-a request for a missing thumbnail renders it at once. Concurrent requests in one process share
-one job; across processes a render is idempotent (the key is the content hash + parameters).
+Each thumbnail has a row in ``thumbnails`` (one per content hash and parameters: identical images
+share it), which the API reads: ``pending``, then ``ready``, ``stalled`` (storage kept failing;
+retried after a long back-off, and at once by a request) or ``failed`` (the bytes cannot be
+thumbnailed). The work is a ``thumbnail`` job of the one job runner (:mod:`chitram_core.jobs`),
+keyed by the thumbnail's storage key and recorded in the upload's transaction: the runner claims
+it with a lease (a killed process's job is taken over when the lease runs out), and the row's
+outcome decides the job's (ready: done; failed: failed; pending or stalled: retried when the row
+says). Rows still to render that have no job (older databases, older processes) get one at start
+and on every sweep. Concurrent requests in one process share one render; across processes a
+render is idempotent (the key is the content hash + parameters).
 """
 
 from __future__ import annotations
@@ -15,14 +21,14 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
 from chitram_core.background import Background
 from chitram_core.db import Database
-from chitram_core.db.repository import insert_or_ignore
-from chitram_core.db.tables import blobs, thumbnails, utcnow
+from chitram_core.db import jobs as jobs_sql
+from chitram_core.db import thumbnails as sql
+from chitram_core.db.tables import utcnow
 from chitram_core.errors import (
     ChitramError,
     ImageTooLarge,
@@ -31,6 +37,7 @@ from chitram_core.errors import (
     ServiceUnavailable,
 )
 from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail_async
+from chitram_core.jobs import JobFailed, JobRunner, RetryLater
 from chitram_core.logs import job_context
 from chitram_core.models import Image, Thumbnail
 from chitram_core.settings import Settings
@@ -41,9 +48,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+THUMBNAIL_JOB = "thumbnail"
+STATES = ("pending", "ready", "stalled", "failed")
 MAX_ATTEMPTS = 4
 BASE_BACKOFF = 2.0
 MAX_BACKOFF = 3600.0
+JOB_LEASE = 30.0
+"""Seconds before a silent process's thumbnail job is taken over (renewed while it renders)."""
 
 
 class Thumbnailer:
@@ -55,6 +66,7 @@ class Thumbnailer:
         *,
         on_ready: Callable[[str], Awaitable[None]] | None = None,
         engine: ImageEngine | None = None,
+        jobs: JobRunner | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -67,71 +79,81 @@ class Thumbnailer:
         self.params_key = self.params.key_suffix
         self.on_ready = on_ready
         self.engine = engine
+        self.jobs: JobRunner | None = None
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
         self._background: Background | None = None
         self._stopping = False
         self._wake = anyio.Event()
+        if jobs is not None:
+            self.run_on(jobs)
 
     def key_for(self, sha256: str) -> str:
         return thumbnail_key(sha256, self.params_key)
 
     # scheduling ---------------------------------------------------------------------------
 
-    async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
-        """Record the pending job in the caller's transaction (the upload's)."""
-        key = self.key_for(sha256)
-        now = utcnow()
-        values = dict(
-            key=key,
-            sha256=sha256,
-            params=self.params_key,
-            status="pending",
-            attempts=0,
-            created_at=now,
-            updated_at=now,
+    def run_on(self, jobs: JobRunner) -> None:
+        """Make background renders jobs of ``jobs`` (as many at once as thumbnail workers)."""
+        self.jobs = jobs
+        jobs.register(
+            THUMBNAIL_JOB,
+            self.run_job,
+            lease=JOB_LEASE,
+            concurrency=self.settings.thumbnail_workers,
+            swept=False,  # run_pending is the sweep's pass over them
         )
-        if conn.dialect.name in ("sqlite", "postgresql"):
-            await insert_or_ignore(conn, thumbnails, values, ("key",))  # one statement
-            return
-        exists = (
-            await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))
-        ).first()
-        if exists is None:
-            await conn.execute(insert(thumbnails).values(**values))
+
+    async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
+        """Record the pending thumbnail and its job in the caller's transaction (the upload's)."""
+        key = self.key_for(sha256)
+        if await sql.add_pending(conn, key, sha256, self.params_key) and self.jobs is not None:
+            await self.jobs.enqueue(conn, THUMBNAIL_JOB, key)
 
     def attach(self, background: Background) -> None:
+        """Background work is on in this process: uploads wake the job runner."""
         self._background = background
 
     def schedule(self, image: Image) -> None:
-        """Render in the background when a runner is attached; else the sweep will."""
-        if self._background is not None and not self._stopping and not image.thumbnail_ready:
-            self._background.start_soon(self._render_quietly, image.sha256)
+        """After an upload commits: have the job runner look for its job now."""
+        if (
+            self._background is not None
+            and self.jobs is not None
+            and not self._stopping
+            and not image.thumbnail_ready
+        ):
+            self.jobs.wake()
 
-    async def _render_quietly(self, sha256: str) -> None:
-        if self._stopping:
-            return  # the pending row stays; the next start-up pass renders it
-        try:
-            await self.render(sha256)
-        except ChitramError as exc:
-            log.info("thumbnail for %s not made yet: %s", sha256, exc.message)
-        except Exception:
-            log.exception("thumbnail job for %s crashed", sha256)
+    async def adopt(self, limit: int = 1000) -> int:
+        """Give a job to every row still to render that has none; how many got one."""
+        if self.jobs is None:
+            return 0
+        async with self.db.connect() as conn:
+            keys = await sql.without_job(conn, self.params_key, THUMBNAIL_JOB, limit)
+        if not keys:
+            return 0
+        async with self.db.transaction() as conn:
+            added = await jobs_sql.insert_missing(conn, THUMBNAIL_JOB, keys, utcnow())
+        if added:
+            log.info("%d pending thumbnail(s) had no job; queued them", added)
+            self.jobs.wake()
+        return added
 
     async def run_forever(self, interval: float = 30.0) -> None:
-        """The periodic sweep: render due pending jobs, then sleep, until :meth:`stop`."""
+        """Adopt rows without a job at start and then every ``interval`` s, until :meth:`stop`
+        (the job runner renders them)."""
         while not self._stopping:
             try:
-                await self.run_pending()
+                await self.adopt()
             except Exception:
-                log.exception("thumbnail sweep failed; retrying in %.0f s", interval)
+                log.exception(
+                    "looking for thumbnails without a job failed; retrying in %.0f s", interval
+                )
             with anyio.move_on_after(interval):
                 await self._wake.wait()
 
     async def stop(self) -> None:
-        """Stop taking work and wake the sweep so it ends. The runner (``Background.aclose``)
-        then lets running jobs finish: a database call cancelled mid-way leaves a driver task
-        behind that hangs the event loop's close."""
+        """Stop adopting and wake the loop so it ends (the job runner stops on its own)."""
         self._stopping = True
         self._wake.set()
         self._background = None
@@ -139,36 +161,47 @@ class Thumbnailer:
     async def run_pending(
         self, limit: int = 100, progress: Callable[[str, int, int | None], None] | None = None
     ) -> int:
-        """Render every pending job that is due; how many became ready."""
-        now = utcnow()
-        async with self.db.connect() as conn:
-            rows = await conn.execute(
-                select(thumbnails.c.sha256)
-                .where(
-                    and_(
-                        thumbnails.c.status.in_(("pending", "stalled")),
-                        thumbnails.c.params == self.params_key,
-                        or_(
-                            thumbnails.c.next_attempt_at.is_(None),
-                            thumbnails.c.next_attempt_at <= now,
-                        ),
-                    )
-                )
-                .limit(limit)
-            )
-            due = [row[0] for row in rows]
+        """Run every due thumbnail job now, one after another (the sweep); how many became
+        ready."""
+        if self.jobs is None:
+            raise RuntimeError("the thumbnailer has no job runner (see run_on)")
+        await self.adopt()
+        due = await self.jobs.due(THUMBNAIL_JOB, limit)
         made = 0
-        for done, sha256 in enumerate(due, 1):
+        for done, key in enumerate(due, 1):
             if self._stopping:
                 break
-            try:
-                await self.render(sha256)
-                made += (await self._row(sha256) or {}).get("status") == "ready"
-            except ChitramError as exc:
-                log.info("thumbnail for %s: %s", sha256, exc.message)
+            before = await self._row_by_key(key)
+            await self.jobs.run_one(THUMBNAIL_JOB, key)
+            after = await self._row_by_key(key)
+            made += (
+                before is not None
+                and before["status"] != "ready"
+                and after is not None
+                and after["status"] == "ready"
+            )
             if progress is not None:
                 progress("thumbnails", done, len(due))
         return made
+
+    async def run_job(self, key: str) -> None:
+        """The job handler: render unless the row says it is done; the row's outcome is the
+        job's (the row keeps the attempts and the back-off, so requests and jobs share them)."""
+        row = await self._row_by_key(key)
+        if row is not None and row["status"] in sql.RETRIED:
+            try:
+                await self.render(row["sha256"])
+            except ChitramError as exc:
+                log.info("thumbnail for %s not made yet: %s", row["sha256"], exc.message)
+            row = await self._row_by_key(key)
+        if row is None or row["status"] == "ready":
+            return  # made, or the image was deleted
+        reason = row["error"] or "the thumbnail could not be made"
+        if row["status"] == "failed":
+            raise JobFailed(reason)
+        when = row["next_attempt_at"]
+        delay = max((when - utcnow()).total_seconds(), 0.0) if when is not None else 0.0
+        raise RetryLater(reason, delay=delay)
 
     # rendering ----------------------------------------------------------------------------
 
@@ -192,18 +225,20 @@ class Thumbnailer:
             height=row["height"],
         )
 
-    async def _row(self, sha256: str) -> dict[str, Any] | None:
+    async def counts(self) -> dict[tuple[str, str], int]:
+        """Thumbnails by ``("thumbnail", status)``, every status present (zeros included)."""
         async with self.db.connect() as conn:
-            row = (
-                (
-                    await conn.execute(
-                        select(thumbnails).where(thumbnails.c.key == self.key_for(sha256))
-                    )
-                )
-                .mappings()
-                .first()
-            )
-        return dict(row) if row is not None else None
+            found = await sql.counts(conn)
+        counts = {(THUMBNAIL_JOB, state): 0 for state in STATES}
+        counts.update({(THUMBNAIL_JOB, status): n for status, n in found.items()})
+        return counts
+
+    async def _row(self, sha256: str) -> dict[str, Any] | None:
+        return await self._row_by_key(self.key_for(sha256))
+
+    async def _row_by_key(self, key: str) -> dict[str, Any] | None:
+        async with self.db.connect() as conn:
+            return await sql.get(conn, key)
 
     async def render(self, sha256: str, *, force: bool = False) -> None:
         """Make the thumbnail for ``sha256`` unless it exists; one job per key per process."""
@@ -222,15 +257,9 @@ class Thumbnailer:
 
     async def _render(self, sha256: str, key: str, *, force: bool) -> None:
         async with self.db.connect() as conn:
-            blob = (
-                await conn.execute(select(blobs.c.storage_key).where(blobs.c.sha256 == sha256))
-            ).first()
-            row = (
-                (await conn.execute(select(thumbnails).where(thumbnails.c.key == key)))
-                .mappings()
-                .first()
-            )
-        if blob is None:
+            exists = await sql.blob_exists(conn, sha256)
+            row = await sql.get(conn, key)
+        if not exists:
             return  # the image was deleted meanwhile
         if row is None:
             async with self.db.transaction() as conn:
@@ -266,26 +295,19 @@ class Thumbnailer:
             await self._fail(sha256, key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
         async with self.db.transaction() as conn:
-            still = (
-                await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
-            ).first()
-            if still is None:
+            if not await sql.blob_exists(conn, sha256):
                 # Deleted while rendering: the bytes we wrote have no row; remove them.
                 await self.storage.delete(key)
                 return
-            await conn.execute(
-                update(thumbnails)
-                .where(thumbnails.c.key == key)
-                .values(
-                    status="ready",
-                    error=None,
-                    content_type=rendered.content_type,
-                    size=len(rendered.data),
-                    width=rendered.width,
-                    height=rendered.height,
-                    updated_at=utcnow(),
-                )
+            await sql.mark_ready(
+                conn,
+                key,
+                content_type=rendered.content_type,
+                size=len(rendered.data),
+                width=rendered.width,
+                height=rendered.height,
             )
+            await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # a request made it: no job left
         if self.on_ready is not None:
             await self.on_ready(sha256)
 
@@ -293,27 +315,22 @@ class Thumbnailer:
         self, sha256: str, key: str, reason: str, *, definite: bool, final: str = "stalled"
     ) -> None:
         async with self.db.transaction() as conn:
-            row = (
-                await conn.execute(select(thumbnails.c.attempts).where(thumbnails.c.key == key))
-            ).first()
-            if row is None:
+            before = await sql.attempts(conn, key)
+            if before is None:
                 return
-            attempts = row[0] + 1
+            attempts = before + 1
             give_up = definite or attempts >= MAX_ATTEMPTS
             # "failed": the bytes cannot be thumbnailed. "stalled": storage kept failing; the
-            # sweep retries after a long back-off and a request retries at once.
+            # job retries after a long back-off and a request retries at once.
             status = "failed" if definite else (final if give_up else "pending")
             delay = min(BASE_BACKOFF**attempts, MAX_BACKOFF)
-            await conn.execute(
-                update(thumbnails)
-                .where(thumbnails.c.key == key)
-                .values(
-                    attempts=attempts,
-                    status=status,
-                    error=reason[:1000],
-                    next_attempt_at=utcnow() + timedelta(seconds=delay),
-                    updated_at=utcnow(),
-                )
+            await sql.record_failure(
+                conn,
+                key,
+                attempts=attempts,
+                status=status,
+                error=reason[:1000],
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
             )
         if give_up and self.on_ready is not None:
             await self.on_ready(sha256)  # cached rows must now show the error

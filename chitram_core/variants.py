@@ -19,11 +19,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import anyio
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError
 
 from chitram_core.db import Database
-from chitram_core.db.tables import blobs, utcnow, variants
+from chitram_core.db import variants as sql
+from chitram_core.db.tables import utcnow
 from chitram_core.errors import (
     DecodeTimeout,
     Forbidden,
@@ -154,17 +153,12 @@ class VariantService:
         except StorageKeyNotFound as exc:
             # The row said ready but the bytes are gone: forget the row so it is made again.
             async with self.db.transaction() as conn:
-                await conn.execute(variants.delete().where(variants.c.key == variant.key))
+                await sql.forget(conn, variant.key)
             raise ServiceUnavailable("The variant is being remade", retry_after=2) from exc
 
     async def _row(self, key: str) -> dict[str, Any] | None:
         async with self.db.connect() as conn:
-            row = (
-                (await conn.execute(select(variants).where(variants.c.key == key)))
-                .mappings()
-                .first()
-            )
-        return dict(row) if row is not None else None
+            return await sql.get(conn, key)
 
     async def _has_alpha(self, sha256: str, fmt: ImageFormat) -> bool:
         known = self._alpha.get(sha256)
@@ -205,48 +199,19 @@ class VariantService:
         while True:
             now = utcnow()
             async with self.db.transaction() as conn:
-                exists = (
-                    await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
-                ).first()
-                if exists is None:
+                if not await sql.blob_exists(conn, sha256):
                     raise ImageNotFound("The image was deleted")
-                row = (
-                    (
-                        await conn.execute(
-                            select(variants.c.status, variants.c.claimed_at).where(
-                                variants.c.key == key
-                            )
-                        )
-                    )
-                    .mappings()
-                    .first()
-                )
-                if row is None:
-                    try:
-                        async with conn.begin_nested():
-                            await conn.execute(
-                                insert(variants).values(
-                                    key=key,
-                                    sha256=sha256,
-                                    spec=str(spec),
-                                    status="rendering",
-                                    claimed_at=now,
-                                    created_at=now,
-                                )
-                            )
+                state = await sql.claim_state(conn, key)
+                if state is None:
+                    if await sql.insert_claim(conn, key, sha256, str(spec), now):
                         return True
-                    except IntegrityError:
-                        pass  # another process claimed it first: look again
-                elif row["status"] != "rendering":
+                    # another process claimed it first: look again
+                elif state[0] != "rendering":
                     return False
-                elif row["claimed_at"] is None or now - row["claimed_at"] > stale_after:
-                    taken = await conn.execute(
-                        update(variants)
-                        .where(variants.c.key == key, variants.c.claimed_at == row["claimed_at"])
-                        .values(claimed_at=now)
-                    )
-                    if taken.rowcount:
-                        return True
+                elif (state[1] is None or now - state[1] > stale_after) and await sql.take_over(
+                    conn, key, state[1], now
+                ):
+                    return True
             if waited > self.settings.image_wait_timeout:
                 raise ServiceUnavailable("The variant is still being made", retry_after=2)
             await anyio.sleep(POLL_INTERVAL)
@@ -256,11 +221,7 @@ class VariantService:
         with anyio.CancelScope(shield=True):
             try:
                 async with self.db.transaction() as conn:
-                    await conn.execute(
-                        variants.delete().where(
-                            variants.c.key == key, variants.c.status == "rendering"
-                        )
-                    )
+                    await sql.release_claim(conn, key)
             except Exception:
                 log.exception("could not release the render claim on %s", key)
 
@@ -308,44 +269,25 @@ class VariantService:
             await self._release(key)  # capacity, a crashed worker, cancellation: try again later
             raise
         async with self.db.transaction() as conn:
-            still = (
-                await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
-            ).first()
-            if still is None:
+            if not await sql.blob_exists(conn, sha256):
                 await self.storage.delete(key)  # deleted while rendering: no row, no bytes
                 return
-            values = dict(
-                status="ready",
-                error=None,
+            await sql.mark_ready(
+                conn,
+                key,
+                sha256=sha256,
+                spec=str(spec),
+                now=utcnow(),
                 content_type=rendered.content_type,
                 size=len(rendered.data),
                 width=rendered.width,
                 height=rendered.height,
             )
-            done = await conn.execute(
-                update(variants).where(variants.c.key == key).values(**values)
-            )
-            if not done.rowcount:  # the image was deleted and uploaded again meanwhile
-                now = utcnow()
-                await conn.execute(
-                    insert(variants).values(
-                        key=key,
-                        sha256=sha256,
-                        spec=str(spec),
-                        claimed_at=now,
-                        created_at=now,
-                        **values,
-                    )
-                )
 
     async def _fail(self, key: str, reason: str) -> None:
         with anyio.CancelScope(shield=True):
             async with self.db.transaction() as conn:
-                await conn.execute(
-                    update(variants)
-                    .where(variants.c.key == key)
-                    .values(status="failed", error=reason[:1000])
-                )
+                await sql.mark_failed(conn, key, reason[:1000])
         log.warning("variant %s cannot be made: %s", key, reason)
 
     # placeholders -------------------------------------------------------------------------
@@ -383,10 +325,7 @@ class VariantService:
         if not self.settings.placeholders:
             return []
         async with self.db.connect() as conn:
-            rows = await conn.execute(
-                select(blobs.c.sha256, blobs.c.size).where(blobs.c.blurhash.is_(None)).limit(limit)
-            )
-            todo = [(r[0], r[1]) for r in rows]
+            todo = await sql.without_placeholders(conn, limit)
         filled = []
         for sha256, size in todo:
             try:
@@ -398,10 +337,6 @@ class VariantService:
             if blurhash is None:
                 continue
             async with self.db.transaction() as conn:
-                await conn.execute(
-                    update(blobs)
-                    .where(blobs.c.sha256 == sha256)
-                    .values(blurhash=blurhash, dominant_color=color)
-                )
+                await sql.set_placeholders(conn, sha256, blurhash, color)
             filled.append(sha256)
         return filled

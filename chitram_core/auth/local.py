@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -27,7 +26,7 @@ from chitram_core.auth import rules, tokens
 from chitram_core.auth import users as user_repo
 from chitram_core.auth.passwords import HashLimiter, Passwords, hasher_for
 from chitram_core.db import Database
-from chitram_core.db.tables import refresh_tokens
+from chitram_core.db import users as user_sql
 from chitram_core.errors import (
     InvalidCredentials,
     InvalidToken,
@@ -123,7 +122,9 @@ class LocalProvider:
         session_id = claims.get("sid")
         async with self.database.connect() as conn:
             row = await user_repo.by_id(conn, str(claims["sub"]))
-            revoked = isinstance(session_id, str) and await _family_revoked(conn, session_id)
+            revoked = isinstance(session_id, str) and await user_sql.family_revoked(
+                conn, session_id
+            )
         if row is None or revoked:
             raise InvalidToken()
         if not row.is_active:
@@ -161,13 +162,13 @@ class LocalProvider:
         families: set[str] = set()
         async with self.database.transaction() as conn:
             if refresh_token is not None:
-                row = await _token_row(conn, tokens.hash_refresh_token(refresh_token))
+                row = await user_sql.refresh_token(conn, tokens.hash_refresh_token(refresh_token))
                 if row is not None and row.user_id == principal.user_id:
                     families.add(row.family_id)
             if principal.provider == self.name and principal.token_id:
                 families.add(principal.token_id)
             for family_id in families:
-                await _revoke_family(conn, family_id, self._now())
+                await user_sql.revoke_family(conn, family_id, self._now())
 
     async def request_password_reset(self, email: str) -> None:
         # Local accounts have no mailer; the request is acknowledged the same way regardless.
@@ -196,20 +197,16 @@ class LocalProvider:
     async def _rotate(
         self, conn: AsyncConnection, refresh_token: str, token_hash: str, now: datetime
     ) -> Session | Exception:
-        row = await _token_row(conn, token_hash, for_update=True)
+        row = await user_sql.refresh_token(conn, token_hash, for_update=True)
         if row is None or row.revoked_at is not None:
             return InvalidToken()
         if row.used_at is not None:
             return await self._reused(conn, row, refresh_token, now)
         if row.expires_at <= now:
             return TokenExpired()
-        claimed = await conn.execute(
-            sa.update(refresh_tokens)
-            .where(refresh_tokens.c.id == row.id, refresh_tokens.c.used_at.is_(None))
-            .values(used_at=now)
-        )
-        if claimed.rowcount != 1:  # a concurrent refresh won: this is a reuse
-            fresh = await _token_row(conn, token_hash)
+        if not await user_sql.mark_used(conn, row.id, now):
+            # A concurrent refresh won: this is a reuse.
+            fresh = await user_sql.refresh_token(conn, token_hash)
             return await self._reused(conn, fresh if fresh is not None else row, refresh_token, now)
         user = await user_repo.by_id(conn, row.user_id)
         if user is None:
@@ -227,7 +224,7 @@ class LocalProvider:
         used_at = row.used_at or now
         if (now - used_at).total_seconds() <= self.settings.refresh_reuse_interval:
             successor = tokens.successor_refresh_token(self.settings.signing_secret, refresh_token)
-            child = await _token_row(conn, tokens.hash_refresh_token(successor))
+            child = await user_sql.refresh_token(conn, tokens.hash_refresh_token(successor))
             if child is None or child.revoked_at is not None or child.expires_at <= now:
                 return InvalidToken()
             user = await user_repo.by_id(conn, row.user_id)
@@ -237,7 +234,7 @@ class LocalProvider:
                 return UserInactive()
             return self._session(user, family_id=row.family_id, refresh_token=successor)
         log.warning("refresh token reuse detected; revoking family %s", row.family_id)
-        await _revoke_family(conn, row.family_id, now)
+        await user_sql.revoke_family(conn, row.family_id, now)
         return InvalidToken("This refresh token was already used; the session is revoked")
 
     async def _new_session(
@@ -251,15 +248,13 @@ class LocalProvider:
         now = self._clock()
         refresh_token = refresh_token or tokens.new_refresh_token()
         issued_at = datetime.fromtimestamp(now, UTC)
-        await conn.execute(
-            sa.insert(refresh_tokens).values(
-                id=str(uuid.uuid4()),
-                user_id=row.id,
-                family_id=family_id,
-                token_hash=tokens.hash_refresh_token(refresh_token),
-                created_at=issued_at,
-                expires_at=issued_at + timedelta(seconds=self.settings.refresh_token_ttl),
-            )
+        await user_sql.add_refresh_token(
+            conn,
+            user_id=row.id,
+            family_id=family_id,
+            token_hash=tokens.hash_refresh_token(refresh_token),
+            created_at=issued_at,
+            expires_at=issued_at + timedelta(seconds=self.settings.refresh_token_ttl),
         )
         return self._session(row, family_id=family_id, refresh_token=refresh_token, now=now)
 
@@ -282,30 +277,6 @@ class LocalProvider:
             refresh_token=refresh_token,
             expires_in=self.settings.access_token_ttl,
         )
-
-
-async def _token_row(
-    conn: AsyncConnection, token_hash: str, *, for_update: bool = False
-) -> Any | None:
-    query = sa.select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
-    if for_update:
-        query = query.with_for_update()
-    return (await conn.execute(query)).first()
-
-
-async def _revoke_family(conn: AsyncConnection, family_id: str, now: datetime) -> None:
-    await conn.execute(
-        sa.update(refresh_tokens)
-        .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
-
-
-async def _family_revoked(conn: AsyncConnection, family_id: str) -> bool:
-    query = sa.select(sa.literal(1)).where(
-        refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_not(None)
-    )
-    return (await conn.execute(query.limit(1))).first() is not None
 
 
 def create_provider(settings: Settings) -> LocalProvider:

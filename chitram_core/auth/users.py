@@ -1,20 +1,32 @@
-"""The users table as the auth providers see it: every provider's users live here."""
+"""The users table as the auth providers see it: every provider's users live here.
+
+The SQL is in :mod:`chitram_core.db.users` (re-exported here for the providers); this module
+keeps the rules, such as when a local account may be linked to a Supabase identity."""
 
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core.db.tables import refresh_tokens, users, utcnow
+from chitram_core.db.tables import utcnow
+from chitram_core.db.users import by_email, by_id, by_supabase_id, create, link_identity
+from chitram_core.db.users import update_user as update
 from chitram_core.errors import AccountLinkRefused, ChitramError, EmailExists
 from chitram_core.models import User
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "by_email",
+    "by_id",
+    "by_supabase_id",
+    "create",
+    "link_supabase_identity",
+    "to_user",
+    "update",
+]
 
 
 def to_user(row: Any) -> User:
@@ -26,58 +38,6 @@ def to_user(row: Any) -> User:
         provider=row.provider,
         supabase_id=row.supabase_id,
     )
-
-
-async def by_id(conn: AsyncConnection, user_id: str) -> Any | None:
-    result = await conn.execute(sa.select(users).where(users.c.id == user_id))
-    return result.first()
-
-
-async def by_email(conn: AsyncConnection, email_normalized: str) -> Any | None:
-    result = await conn.execute(
-        sa.select(users).where(users.c.email_normalized == email_normalized)
-    )
-    return result.first()
-
-
-async def by_supabase_id(conn: AsyncConnection, supabase_id: str) -> Any | None:
-    result = await conn.execute(sa.select(users).where(users.c.supabase_id == supabase_id))
-    return result.first()
-
-
-async def create(
-    conn: AsyncConnection,
-    *,
-    email: str,
-    email_normalized: str,
-    provider: str,
-    password_hash: str | None = None,
-    supabase_id: str | None = None,
-) -> Any:
-    """Insert a user; EmailExists when the (case-insensitive) email is taken, even by a race."""
-    user_id = str(uuid.uuid4())
-    values = {
-        "id": user_id,
-        "email": email,
-        "email_normalized": email_normalized,
-        "password_hash": password_hash,
-        "provider": provider,
-        "supabase_id": supabase_id,
-        "is_active": True,
-        "created_at": utcnow(),
-    }
-    try:
-        async with conn.begin_nested():
-            await conn.execute(sa.insert(users).values(**values))
-    except IntegrityError as exc:
-        raise EmailExists() from exc
-    row = await by_id(conn, user_id)
-    assert row is not None
-    return row
-
-
-async def update(conn: AsyncConnection, user_id: str, **values: Any) -> None:
-    await conn.execute(sa.update(users).where(users.c.id == user_id).values(**values))
 
 
 async def link_supabase_identity(
@@ -113,9 +73,4 @@ async def link_supabase_identity(
     if row.password_hash is not None and not proven:
         raise refusal_error(refusal)
     log.info("linking local user %s to Supabase user %s", row.id, supabase_id)
-    await update(conn, row.id, supabase_id=supabase_id, provider=owner)
-    await conn.execute(
-        sa.update(refresh_tokens)
-        .where(refresh_tokens.c.user_id == row.id, refresh_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=utcnow())
-    )
+    await link_identity(conn, row.id, supabase_id, provider=owner, now=utcnow())

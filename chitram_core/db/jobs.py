@@ -86,6 +86,62 @@ async def claim(
     return int(row[0]) if row is not None else None
 
 
+async def insert_missing(
+    conn: AsyncConnection, kind: str, keys: Sequence[str], when: datetime
+) -> int:
+    """Pending jobs for those of ``keys`` that have no row (an existing job of any state is
+    left alone); how many went in. Safe against a concurrent caller inserting the same."""
+    if not keys:
+        return 0
+    now = utcnow()
+    rows = [
+        dict(
+            kind=kind,
+            key=key,
+            state="pending",
+            attempts=0,
+            next_attempt_at=when,
+            created_at=now,
+            updated_at=now,
+        )
+        for key in keys
+    ]
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+        added = 0
+        for row in rows:  # one statement each: rowcount is per row on every driver
+            statement = dialect_insert(jobs).values(**row)
+            result = await conn.execute(
+                statement.on_conflict_do_nothing(index_elements=["kind", "key"])
+            )
+            added += max(result.rowcount, 0)
+        return added
+    present = {
+        r[0]
+        for r in await conn.execute(
+            select(jobs.c.key).where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys)))
+        )
+    }
+    missing = [row for row in rows if row["key"] not in present]
+    if missing:
+        await conn.execute(insert(jobs), missing)
+    return len(missing)
+
+
+async def renew(
+    conn: AsyncConnection, kind: str, keys: Sequence[str], lease_until: datetime
+) -> None:
+    """Extend the lease of running jobs (their worker is alive and still at them)."""
+    if keys:
+        await conn.execute(
+            update(jobs)
+            .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), jobs.c.state == "running"))
+            .values(lease_until=lease_until)
+        )
+
+
 async def finish(conn: AsyncConnection, kind: str, key: str) -> None:
     await conn.execute(delete(jobs).where(and_(jobs.c.kind == kind, jobs.c.key == key)))
 

@@ -1,10 +1,14 @@
-"""One durable job runner for every kind of background work (tagging today; thumbnails and
-variants can move onto it): the state lives in the ``jobs`` table, not in a process.
+"""One durable job runner for every kind of background work (tagging, thumbnails): the state
+lives in the ``jobs`` table, not in a process.
 
 - ``enqueue(conn, kind, key)`` records the job in the caller's transaction, so it exists
   exactly when the thing it works on does (the upload's row, for tagging).
 - A worker *claims* a due job with a conditional UPDATE (one winner across processes) and holds
-  a lease; a crashed worker's job is claimed again once the lease runs out.
+  a lease, renewed while the job runs (so a lease can be short however long the job); a killed
+  worker's job is claimed again once its lease runs out.
+- Each kind may have its own lease and its own number of jobs at once (``register``); a kind
+  without one shares the runner's ``concurrency``. A kind whose slots are full does not hold up
+  the others.
 - The handler's outcome settles it: done (row deleted), :class:`RetryLater` (pending again,
   capped exponential back-off, never given up: "the tagger is down" is not the job's fault),
   :class:`JobFailed` (``failed``, with the reason), any other exception (retried with back-off,
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 import anyio
@@ -48,6 +53,14 @@ class JobFailed(Exception):
     """The job can never succeed (e.g. the bytes cannot be decoded); stop trying."""
 
 
+@dataclass(frozen=True)
+class _Kind:
+    handler: Handler
+    lease: float
+    slots: anyio.Semaphore
+    swept: bool
+
+
 class JobRunner:
     def __init__(
         self,
@@ -66,19 +79,34 @@ class JobRunner:
         self.max_backoff = max_backoff
         self.lease = lease
         self.max_attempts = max_attempts
-        self._handlers: dict[str, Handler] = {}
+        self._kinds: dict[str, _Kind] = {}
         self._slots = anyio.Semaphore(concurrency)
         self._wake = anyio.Event()
         self._stopping = False
         self._running: set[tuple[str, str]] = set()
+        self._busy = 0  # a look for due jobs, or a started job, in progress
         self._task_group: TaskGroup | None = None
 
-    def register(self, kind: str, handler: Handler) -> None:
-        self._handlers[kind] = handler
+    def register(
+        self,
+        kind: str,
+        handler: Handler,
+        *,
+        lease: float | None = None,
+        concurrency: int | None = None,
+        swept: bool = True,
+    ) -> None:
+        """Run ``kind``'s jobs with ``handler``; ``lease`` seconds (default the runner's) before
+        a silent worker's job is taken over, ``concurrency`` of them at once (default: shared).
+        ``swept=False``: :meth:`run_due` leaves the kind out, its owner having a pass of its own
+        (thumbnails: counted and reported apart by the sweep)."""
+        slots = self._slots if concurrency is None else anyio.Semaphore(concurrency)
+        lease = self.lease if lease is None else lease
+        self._kinds[kind] = _Kind(handler, lease, slots, swept)
 
     @property
     def kinds(self) -> list[str]:
-        return sorted(self._handlers)
+        return sorted(self._kinds)
 
     async def enqueue(
         self, conn: AsyncConnection, kind: str, key: str, *, delay: float = 0.0
@@ -102,43 +130,90 @@ class JobRunner:
         """Claim and run due jobs until :meth:`stop`."""
         async with anyio.create_task_group() as tg:
             self._task_group = tg
+            tg.start_soon(self._renew_leases)
             task_status.started()
             while not self._stopping:
                 self._wake = anyio.Event()
+                self._busy += 1
                 try:
                     await self._dispatch(tg)
                 except Exception:
                     log.exception("the job runner could not look for due jobs; retrying")
+                finally:
+                    self._busy -= 1
                 with anyio.move_on_after(self.poll_interval):
                     await self._wake.wait()
+            # Stopping: running jobs finish (``stop`` cancels them after its grace).
+            while self._busy:  # noqa: ASYNC110 - a counter, not an event
+                await anyio.sleep(0.02)
             tg.cancel_scope.cancel()
 
     async def _dispatch(self, tg: TaskGroup) -> None:
-        if not self._handlers:
-            return
-        async with self.db.connect() as conn:
-            due = await sql.due(conn, self.kinds, utcnow(), 100)
-        for kind, key in due:
+        """Start as many due jobs of each kind as it has free slots (asked per kind, so a
+        backlog of one kind never hides another's due jobs)."""
+        now = utcnow()
+        for kind, spec in self._kinds.items():
             if self._stopping:
                 return
-            if (kind, key) in self._running:
-                continue
-            await self._slots.acquire()
-            if self._stopping:
-                self._slots.release()
-                return
-            tg.start_soon(self._run_held, kind, key)
+            free = spec.slots.value
+            if free <= 0:
+                continue  # a finishing job wakes the loop
+            async with self.db.connect() as conn:
+                due = await sql.due(conn, [kind], now, free)
+            for _, key in due:
+                if self._stopping:
+                    return
+                if (kind, key) in self._running:
+                    continue
+                try:
+                    spec.slots.acquire_nowait()
+                except anyio.WouldBlock:
+                    break
+                self._busy += 1
+                tg.start_soon(self._run_held, spec, kind, key)
 
-    async def _run_held(self, kind: str, key: str) -> None:
+    async def _run_held(self, spec: _Kind, kind: str, key: str) -> None:
         try:
             await self.run_one(kind, key)
         finally:
-            self._slots.release()
+            self._busy -= 1
+            spec.slots.release()
+            self.wake()  # a slot is free: look for the next due job now
+
+    async def _renew_leases(self) -> None:
+        """Extend the leases of the jobs this process runs, every third of the shortest lease:
+        a lease then only runs out when its worker is gone."""
+        while True:  # until run_forever ends, after the last job
+            leases = [spec.lease for spec in self._kinds.values()] or [self.lease]
+            await anyio.sleep(max(min(leases) / 3, 0.05))
+            running: dict[str, list[str]] = {}
+            for kind, key in list(self._running):
+                running.setdefault(kind, []).append(key)
+            if not running:
+                continue
+            # Shielded: a query cancelled mid-flight at shutdown can leave a driver task behind.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                try:
+                    async with self.db.transaction() as conn:
+                        for kind, keys in running.items():
+                            until = utcnow() + timedelta(seconds=self._kinds[kind].lease)
+                            await sql.renew(conn, kind, keys, until)
+                except Exception:
+                    log.exception("could not renew the leases of running jobs; retrying")
+
+    async def due(self, kind: str, limit: int = 100) -> list[str]:
+        """The keys of ``kind``'s jobs that may be claimed now, oldest due first."""
+        async with self.db.connect() as conn:
+            return [key for _, key in await sql.due(conn, [kind], utcnow(), limit)]
 
     async def run_due(self, limit: int = 100) -> int:
-        """Run every due job now, one after another (the sweep and tests); how many finished."""
+        """Run every due job of the swept kinds now, one after another (the sweep and tests);
+        how many finished."""
+        kinds = [kind for kind, spec in self._kinds.items() if spec.swept]
+        if not kinds:
+            return 0
         async with self.db.connect() as conn:
-            due = await sql.due(conn, self.kinds, utcnow(), limit)
+            due = await sql.due(conn, kinds, utcnow(), limit)
         done = 0
         for kind, key in due:
             if self._stopping:
@@ -148,18 +223,18 @@ class JobRunner:
 
     async def run_one(self, kind: str, key: str) -> bool:
         """Claim and run one job; True when it finished (its row is gone)."""
-        handler = self._handlers.get(kind)
-        if handler is None:
+        spec = self._kinds.get(kind)
+        if spec is None or self._stopping:
             return False
         now = utcnow()
         async with self.db.transaction() as conn:
-            attempt = await sql.claim(conn, kind, key, now, now + timedelta(seconds=self.lease))
+            attempt = await sql.claim(conn, kind, key, now, now + timedelta(seconds=spec.lease))
         if attempt is None:
             return False  # another worker has it, or it is not due
         self._running.add((kind, key))
         try:
             with job_context(kind, key):
-                await handler(key)
+                await spec.handler(key)
         except RetryLater as exc:
             delay = exc.delay if exc.delay is not None else self.backoff(attempt)
             log.info("job %s/%s: %s; retrying in %.1f s", kind, key, exc.reason, delay)
@@ -210,7 +285,7 @@ class JobRunner:
         self._stopping = True
         self._wake.set()
         with anyio.move_on_after(grace):
-            while self._running:  # noqa: ASYNC110 - a set, not an event
+            while self._running or self._busy:  # noqa: ASYNC110 - not events
                 await anyio.sleep(0.02)
         if self._task_group is not None:
             self._task_group.cancel_scope.cancel()

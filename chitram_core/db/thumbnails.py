@@ -1,0 +1,121 @@
+"""SQL for the ``thumbnails`` table: one row per (content, thumbnail parameters).
+
+The row is what the API reads (status, error, size for the ETag); the work itself is a
+``thumbnail`` job in the ``jobs`` table (see :mod:`chitram_core.thumbnailer`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chitram_core.db.upsert import insert_or_ignore
+from chitram_core.db.tables import blobs, jobs, thumbnails, utcnow
+
+RETRIED = ("pending", "stalled")
+"""Statuses whose render is still to be (re)tried."""
+
+
+async def add_pending(conn: AsyncConnection, key: str, sha256: str, params: str) -> bool:
+    """A pending row unless one exists (whatever its status); True when it went in."""
+    now = utcnow()
+    values = dict(
+        key=key,
+        sha256=sha256,
+        params=params,
+        status="pending",
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        return await insert_or_ignore(conn, thumbnails, values, ("key",))  # one statement
+    exists = (await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))).first()
+    if exists is not None:
+        return False
+    await conn.execute(insert(thumbnails).values(**values))
+    return True
+
+
+async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
+    row = (await conn.execute(select(thumbnails).where(thumbnails.c.key == key))).mappings().first()
+    return dict(row) if row is not None else None
+
+
+async def blob_exists(conn: AsyncConnection, sha256: str) -> bool:
+    """The source image's bytes are still recorded (False once its last image is deleted)."""
+    row = await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+    return row.first() is not None
+
+
+async def mark_ready(
+    conn: AsyncConnection, key: str, *, content_type: str, size: int, width: int, height: int
+) -> None:
+    await conn.execute(
+        update(thumbnails)
+        .where(thumbnails.c.key == key)
+        .values(
+            status="ready",
+            error=None,
+            content_type=content_type,
+            size=size,
+            width=width,
+            height=height,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def attempts(conn: AsyncConnection, key: str) -> int | None:
+    """Failed attempts so far (None when the row is gone)."""
+    row = (await conn.execute(select(thumbnails.c.attempts).where(thumbnails.c.key == key))).first()
+    return int(row[0]) if row is not None else None
+
+
+async def record_failure(
+    conn: AsyncConnection,
+    key: str,
+    *,
+    attempts: int,
+    status: str,
+    error: str,
+    next_attempt_at: datetime,
+) -> None:
+    await conn.execute(
+        update(thumbnails)
+        .where(thumbnails.c.key == key)
+        .values(
+            attempts=attempts,
+            status=status,
+            error=error,
+            next_attempt_at=next_attempt_at,
+            updated_at=utcnow(),
+        )
+    )
+
+
+async def without_job(conn: AsyncConnection, params: str, job_kind: str, limit: int) -> list[str]:
+    """Keys of rows still to render that have no job (written before thumbnails were jobs,
+    or by an older process during a rolling upgrade)."""
+    has_job = (
+        select(jobs.c.key)
+        .where(and_(jobs.c.kind == job_kind, jobs.c.key == thumbnails.c.key))
+        .exists()
+    )
+    rows = await conn.execute(
+        select(thumbnails.c.key)
+        .where(and_(thumbnails.c.status.in_(RETRIED), thumbnails.c.params == params, ~has_job))
+        .limit(limit)
+    )
+    return [row[0] for row in rows]
+
+
+async def counts(conn: AsyncConnection) -> dict[str, int]:
+    """Rows by status (every process's: for health and metrics)."""
+    rows = await conn.execute(
+        select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
+    )
+    return {str(status): int(count) for status, count in rows}

@@ -1,0 +1,141 @@
+"""SQL for users, their refresh tokens and their linked identities (every auth provider's).
+
+Verbs take an :class:`AsyncConnection`; the caller holds the transaction
+(``Database.transaction()``), so a provider composes them into one unit of work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chitram_core.db.tables import refresh_tokens, users, utcnow
+from chitram_core.errors import EmailExists
+
+# users --------------------------------------------------------------------------------------
+
+
+async def by_id(conn: AsyncConnection, user_id: str) -> Any | None:
+    return (await conn.execute(select(users).where(users.c.id == user_id))).first()
+
+
+async def by_email(conn: AsyncConnection, email_normalized: str) -> Any | None:
+    return (
+        await conn.execute(select(users).where(users.c.email_normalized == email_normalized))
+    ).first()
+
+
+async def by_supabase_id(conn: AsyncConnection, supabase_id: str) -> Any | None:
+    return (await conn.execute(select(users).where(users.c.supabase_id == supabase_id))).first()
+
+
+async def create(
+    conn: AsyncConnection,
+    *,
+    email: str,
+    email_normalized: str,
+    provider: str,
+    password_hash: str | None = None,
+    supabase_id: str | None = None,
+) -> Any:
+    """Insert a user; EmailExists when the (case-insensitive) email is taken, even by a race."""
+    user_id = str(uuid.uuid4())
+    values = {
+        "id": user_id,
+        "email": email,
+        "email_normalized": email_normalized,
+        "password_hash": password_hash,
+        "provider": provider,
+        "supabase_id": supabase_id,
+        "is_active": True,
+        "created_at": utcnow(),
+    }
+    try:
+        async with conn.begin_nested():
+            await conn.execute(insert(users).values(**values))
+    except IntegrityError as exc:
+        raise EmailExists() from exc
+    row = await by_id(conn, user_id)
+    assert row is not None
+    return row
+
+
+async def update_user(conn: AsyncConnection, user_id: str, **values: Any) -> None:
+    await conn.execute(update(users).where(users.c.id == user_id).values(**values))
+
+
+async def link_identity(
+    conn: AsyncConnection, user_id: str, supabase_id: str, *, provider: str, now: datetime
+) -> None:
+    """Link the user to a Supabase identity (``provider`` owns the row afterwards) and revoke
+    the user's live refresh tokens: the decision to link is the caller's."""
+    await update_user(conn, user_id, supabase_id=supabase_id, provider=provider)
+    await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+# refresh tokens -----------------------------------------------------------------------------
+
+
+async def add_refresh_token(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    family_id: str,
+    token_hash: str,
+    created_at: datetime,
+    expires_at: datetime,
+) -> None:
+    await conn.execute(
+        insert(refresh_tokens).values(
+            id=str(uuid.uuid4()),
+            user_id=user_id,
+            family_id=family_id,
+            token_hash=token_hash,
+            created_at=created_at,
+            expires_at=expires_at,
+        )
+    )
+
+
+async def refresh_token(
+    conn: AsyncConnection, token_hash: str, *, for_update: bool = False
+) -> Any | None:
+    """The refresh token's row by its hash (locked for the transaction with ``for_update``)."""
+    query = select(refresh_tokens).where(refresh_tokens.c.token_hash == token_hash)
+    if for_update:
+        query = query.with_for_update()
+    return (await conn.execute(query)).first()
+
+
+async def mark_used(conn: AsyncConnection, token_id: str, now: datetime) -> bool:
+    """Mark the token rotated; False when it already was (a concurrent refresh won)."""
+    claimed = await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.id == token_id, refresh_tokens.c.used_at.is_(None))
+        .values(used_at=now)
+    )
+    return bool(claimed.rowcount == 1)
+
+
+async def revoke_family(conn: AsyncConnection, family_id: str, now: datetime) -> None:
+    await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def family_revoked(conn: AsyncConnection, family_id: str) -> bool:
+    query = select(literal(1)).where(
+        refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_not(None)
+    )
+    return (await conn.execute(query.limit(1))).first() is not None
