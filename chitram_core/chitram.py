@@ -19,7 +19,7 @@ from chitram_core.cache.base import Cache
 from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
 from chitram_core.collector import ByteRemover, Collector, Progress
 from chitram_core.datadir import private_dir, private_sqlite
-from chitram_core.db import Database, blobs, images
+from chitram_core.db import Database, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health, rate_limiter_state

@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core.db.upsert import insert_or_ignore
 from chitram_core.db.tables import blobs, jobs, thumbnails, utcnow
+from chitram_core.db.upsert import insert_or_ignore
 
 RETRIED = ("pending", "stalled")
 """Statuses whose render is still to be (re)tried."""
