@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+WHOLE_READ_CHUNK = 1024 * 1024
+
 THUMBNAIL_JOB = "thumbnail"
 STATES = ("pending", "ready", "stalled", "failed")
 MAX_ATTEMPTS = 4
@@ -267,7 +269,9 @@ class Thumbnailer:
         elif row["status"] == "ready" or (row["status"] == "failed" and not force):
             return
         try:
-            data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])
+            # Whole, in few reads: the engine needs every byte (each chunk is a thread hop).
+            source = self.storage.read(blob_key(sha256), chunk_size=WHOLE_READ_CHUNK)
+            data = b"".join([chunk async for chunk in source])
             with observe.observer.image_work("thumbnail"):
                 rendered = await render_thumbnail_async(
                     data,

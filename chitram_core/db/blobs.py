@@ -6,7 +6,7 @@ reference, and every storage key they named is queued in ``pending_deletions``.
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -107,11 +107,3 @@ async def fill_placeholders(
         .where(blobs.c.sha256 == sha256, blobs.c.blurhash.is_(None))
         .values(blurhash=blurhash, dominant_color=dominant_color)
     )
-
-
-async def thumbnail_counts(conn: AsyncConnection) -> dict[str, int]:
-    """Thumbnail rows by status (the ``chitram_jobs{kind="thumbnail"}`` gauge)."""
-    rows = await conn.execute(
-        select(thumbnails.c.status, func.count()).group_by(thumbnails.c.status)
-    )
-    return {str(status): int(count) for status, count in rows}
