@@ -273,9 +273,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _storage_migrate(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from chitram_core.db.tables import blobs, thumbnails
+    from chitram_core.db import deletions
     from chitram_core.storage import StorageError, open_storage
     from chitram_core.storage.migrate import describe, migrate_storage
 
@@ -301,13 +299,7 @@ def _storage_migrate(args: argparse.Namespace) -> int:
         database = _database(settings)
         try:
             async with database.connect() as conn:
-                referenced = [r[0] for r in await conn.execute(select(blobs.c.storage_key))]
-                referenced += [
-                    r[0]
-                    for r in await conn.execute(
-                        select(thumbnails.c.key).where(thumbnails.c.status == "ready")
-                    )
-                ]
+                referenced = await deletions.migration_keys(conn)
             with ProgressReporter("migrate", interval=args.progress_interval) as progress:
                 report = await migrate_storage(
                     source,

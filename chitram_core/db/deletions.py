@@ -80,3 +80,12 @@ async def live_keys(conn: AsyncConnection) -> set[str]:
     live |= {row[0] for row in await conn.execute(select(thumbnails.c.key))}
     live |= {row[0] for row in await conn.execute(select(variants.c.key))}
     return live
+
+
+async def migration_keys(conn: AsyncConnection) -> list[str]:
+    """What a storage migration must copy: every blob and every ready thumbnail (variants are
+    renders, made again on request)."""
+    keys = [row[0] for row in await conn.execute(select(blobs.c.storage_key))]
+    ready = select(thumbnails.c.key).where(thumbnails.c.status == "ready")
+    keys += [row[0] for row in await conn.execute(ready)]
+    return keys

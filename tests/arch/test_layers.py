@@ -81,6 +81,19 @@ def test_sql_is_built_only_in_db() -> None:
     assert not missing, f"PENDING names files that do not exist: {missing}"
 
 
+def test_the_reference_app_builds_no_sql_either() -> None:
+    """``chitram_falcon`` (the app and the ``chitram`` command) calls ``chitram_core.db`` verbs;
+    it never builds a statement of its own."""
+    import chitram_falcon
+
+    offenders = {
+        path.name: found
+        for path in sorted(Path(chitram_falcon.__file__).parent.rglob("*.py"))
+        if (found := sql_imports(ast.parse(path.read_text(encoding="utf-8"), str(path))))
+    }
+    assert not offenders, f"SQL built in chitram_falcon: {offenders}"
+
+
 def _is_type_checking(test: ast.expr) -> bool:
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
