@@ -97,13 +97,7 @@ class Collector:
     async def _old_enough(self, key: str, older_than: float) -> bool:
         if older_than <= 0:
             return True
-        modified = getattr(self.storage, "modified", None)
-        if modified is None:
-            log.warning(
-                "storage %s cannot tell object ages; the sweep needs older_than=0", self.storage.url
-            )
+        when: datetime | None = await self.storage.modified(key)
+        if when is None:  # unknown age (a store that cannot tell): it could be an upload in flight
             return False
-        when: datetime | None = await modified(key)
-        if when is None:
-            return False  # unknown age: it could be an upload in flight
         return (datetime.now(UTC) - when).total_seconds() >= older_than

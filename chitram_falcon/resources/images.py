@@ -18,7 +18,13 @@ from falcon.media.multipart import MultipartParseError, MultipartParseOptions
 from falcon.util.mediatypes import parse_header
 
 from chitram_core import Chitram, Image, Principal, to_json
-from chitram_core.errors import FileTooLarge, InvalidRequest, RequestTimeout, ValidationError
+from chitram_core.errors import (
+    FileTooLarge,
+    InvalidRequest,
+    RequestTimeout,
+    ValidationError,
+    check_limit,
+)
 from chitram_core.limits import UploadSlots
 from chitram_core.models import Thumbnail
 from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
@@ -240,8 +246,7 @@ class ImageListResource:
                 limit = int(raw_limit)
             except ValueError:
                 raise ValidationError("limit must be an integer", field="limit") from None
-        if not 1 <= limit <= 100:
-            raise ValidationError("limit must be between 1 and 100", field="limit")
+        check_limit(limit)
         cursor = req.get_param("cursor") or None
         page = await chitram.images.list(
             principal,
