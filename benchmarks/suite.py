@@ -348,6 +348,12 @@ def main() -> int:
     parser.add_argument("--only", choices=["embedded", "postgres"], default=None)
     parser.add_argument("--no-upload", action="store_true", help="skip the upload target (d)")
     parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="run chitram serve with CHITRAM_ACCESS_LOG=false (what the access line costs; "
+        "not the installed default)",
+    )
+    parser.add_argument(
         "--chitram-python",
         default=sys.executable,
         help="the interpreter of the venv whose `chitram serve` is measured (default: this one)",
@@ -426,12 +432,14 @@ def main() -> int:
             targets["f falcon"] = (f"http://127.0.0.1:{falcon_port}/x/file", None)
             for config in configs:
                 data_dir = tmp / config
+                quiet = {"CHITRAM_ACCESS_LOG": "false"} if args.no_access_log else {}
                 if config == "embedded":
-                    env = chitram_env(data_dir)
+                    env = chitram_env(data_dir, **quiet)
                 else:
                     database_url = stack.enter_context(postgres_database())
                     env = chitram_env(
                         data_dir,
+                        **quiet,
                         CHITRAM_DATABASE_URL=database_url,
                         CHITRAM_CACHE_URL=f"{REDIS_URL}?prefix={redis_prefix}",
                         CHITRAM_STORAGE_URL=(data_dir / "images").as_uri(),
