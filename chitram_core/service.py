@@ -16,12 +16,13 @@ import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
+from chitram_core.cache import ImageCache
 from chitram_core.cache.small import SMALL_OBJECT_BYTES, SMALL_OBJECTS_BUDGET, SmallObjects
 from chitram_core.collector import ByteRemover
 from chitram_core.db import Database, blobs, images
@@ -61,18 +62,6 @@ READY_THUMBNAILS = 4096
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
-class ImageCacheLike(Protocol):
-    """What the service needs from the metadata cache (``chitram_core.cache.ImageCache``)."""
-
-    async def get_image(self, image_id: str) -> Image | None: ...
-
-    async def begin_fill(self, image_id: str) -> Any: ...
-
-    async def fill_image(self, image: Image, token: Any) -> object: ...
-
-    async def invalidate_image(self, image_id: str) -> None: ...
-
-
 RecordHook = Callable[[AsyncConnection, str], Awaitable[None]]
 """``hook(conn, image_id)``, run in the upload's transaction: a durable job for the new image."""
 
@@ -93,7 +82,7 @@ class ImageService:
         database: Database,
         storage: Storage,
         *,
-        cache: ImageCacheLike | None = None,
+        cache: ImageCache | None = None,
         engine: ImageEngine | None = None,
         thumbnailer: Thumbnailer | None = None,
         variants: VariantService | None = None,
@@ -386,15 +375,7 @@ class ImageService:
             raise ImageNotFound(image_id=image_id)
         if self.cache is None:
             return await self._load(image_id), "DISABLED"
-        cached = await self.cache.get_image(image_id)
-        if cached is not None:
-            observe.observer.cache("hit")
-            return cached, "HIT"
-        observe.observer.cache("miss")
-        token = await self.cache.begin_fill(image_id)
-        image = await self._load(image_id)
-        await self.cache.fill_image(image, token)
-        return image, "MISS"
+        return await self.cache.get_or_load(image_id, self._load)
 
     async def _load(self, image_id: str) -> Image:
         async with self.db.connect() as conn:

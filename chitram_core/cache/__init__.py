@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
-from chitram_core import plugins
+from chitram_core import observe, plugins
 from chitram_core.cache.base import (
     Cache,
     CacheService,
@@ -221,6 +221,23 @@ class ImageCache:
         if image is not None:
             return CacheLookup(image=image, status="HIT")
         return CacheLookup(image=None, status="MISS", token=await self.begin_fill(image_id))
+
+    async def get_or_load(
+        self, image_id: str, load: Callable[[str], Awaitable[Image]]
+    ) -> tuple[Image, str]:
+        """Cache-aside in one place: the cached row (``HIT``), or ``load(image_id)`` put back
+        under the fill token taken before loading (``MISS``; a concurrent invalidation wins),
+        or just ``load`` without a cache (``DISABLED``). ``load``'s errors pass through."""
+        found = await self.lookup(image_id)
+        if found.image is not None:
+            observe.observer.cache("hit")
+            return found.image, "HIT"
+        if found.status == "MISS":
+            observe.observer.cache("miss")
+        image = await load(image_id)
+        if found.status == "MISS":
+            await self.fill_image(image, found.token)
+        return image, found.status
 
     async def fill_image(self, image: Image, token: FillToken | None) -> bool:
         """Put back a row read after a miss, unless it was invalidated since ``token``."""

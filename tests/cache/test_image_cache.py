@@ -201,3 +201,41 @@ async def test_unchanged_cache_bytes_give_the_same_image_object() -> None:
     await cache.set_image(make_image(thumbnail_ready=False))
     changed = await cache.get_image(image.id)
     assert changed is not None and changed is not first and not changed.thumbnail_ready
+
+
+async def test_get_or_load_is_the_one_cache_aside() -> None:
+    image = make_image()
+    loads: list[str] = []
+
+    async def load(image_id: str) -> Image:
+        loads.append(image_id)
+        return image
+
+    images = ImageCache(MemoryCache())
+    assert await images.get_or_load(image.id, load) == (image, "MISS")
+    assert await images.get_or_load(image.id, load) == (image, "HIT")
+    assert loads == [image.id]  # the hit did not load
+    assert await ImageCache(None).get_or_load(image.id, load) == (image, "DISABLED")
+
+
+async def test_get_or_load_never_puts_back_a_row_invalidated_while_it_loaded() -> None:
+    image = make_image()
+    images = ImageCache(MemoryCache())
+
+    async def load_while_deleted(image_id: str) -> Image:
+        await images.invalidate_image(image_id)  # a delete lands between the miss and the fill
+        return image
+
+    assert await images.get_or_load(image.id, load_while_deleted) == (image, "MISS")
+    assert await images.get_image(image.id) is None  # the stale row was not cached
+
+
+async def test_get_or_load_lets_the_loaders_error_through_and_caches_nothing() -> None:
+    images = ImageCache(MemoryCache())
+
+    async def missing(image_id: str) -> Image:
+        raise LookupError(image_id)
+
+    with pytest.raises(LookupError):
+        await images.get_or_load("gone", missing)
+    assert await images.get_image("gone") is None
