@@ -225,7 +225,10 @@ def logging_config(
         "formatters": {"chitram": {"()": formatter}},
         "handlers": {
             "stderr": {
-                "()": "chitram_core.logs.BufferedStreamHandler",
+                # Write-through: a line is in the log when its request has answered (operators
+                # tailing the log and tests reading it rely on that). BufferedStreamHandler
+                # (below) is the opt-in for hosts that prefer batched writes.
+                "class": "logging.StreamHandler",
                 "formatter": "chitram",
                 "stream": "ext://sys.stderr",
             }
