@@ -13,6 +13,7 @@ import falcon.asgi
 from chitram_core import Chitram, Settings
 from chitram_falcon import errors, observed, redaction
 from chitram_falcon.context import ChitramHandle
+from chitram_falcon.fastread import FastReads
 from chitram_falcon.openapi import OpenAPIResource
 from chitram_falcon.resources.auth import (
     LoginResource,
@@ -54,6 +55,7 @@ Extension = Callable[["ChitramApp"], None]
 
 _DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": True}
 _BODYLESS = frozenset({"GET", "HEAD"})
+_OWN_MIDDLEWARE = (ChitramHandle, SecurityHeaders)
 
 
 class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
@@ -66,7 +68,10 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     read path skips the wrapper.
     """
 
-    handle: ChitramHandle
+    def __init__(self, handle: ChitramHandle, **options: Any) -> None:
+        self.handle = handle
+        self.fast_reads = FastReads(handle.settings)  # before Falcon's __init__ adds middleware
+        super().__init__(**options)
 
     # falcon.asgi.App.__call__ is itself an [override] of the WSGI App.__call__ (falcon ignores it
     # the same way), and our receive yields dict events, as ASGI servers send, not Mappings.
@@ -74,12 +79,31 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
         self, scope: dict[str, Any], receive: Receive, send: Send
     ) -> None:
         if scope["type"] == "http":
-            if scope["method"] not in _BODYLESS:
-                receive = _defer_first_event(receive)
             # Request id, access line, metrics and span: see chitram_falcon/observed.py.
-            await observed.serve(super().__call__, scope, receive, send)
+            if scope["method"] in _BODYLESS:
+                await observed.serve(self._read, scope, receive, send)
+            else:
+                await observed.serve(super().__call__, scope, _defer_first_event(receive), send)
             return
         await super().__call__(scope, receive, send)
+
+    async def _read(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        """A warm public read answered from what is prepared (``fastread``), else Falcon."""
+        if not await self.fast_reads.answer(scope, send):
+            await super().__call__(scope, receive, send)
+
+    def add_middleware(self, middleware: Any) -> None:
+        """Falcon's, and a middleware other than ours turns the prepared reads off: it then sees
+        every request, as Falcon promises."""
+        super().add_middleware(middleware)
+        if any(not isinstance(m, _OWN_MIDDLEWARE) for m in self._unprepared_middleware):
+            self.fast_reads.enabled = False
+
+    def add_route(self, uri_template: str, resource: object, **kwargs: Any) -> None:
+        """Falcon's; a route with options, or another resource on a prepared-read template,
+        replaces that prepared read too."""
+        super().add_route(uri_template, resource, **kwargs)
+        self.fast_reads.route(uri_template, None if kwargs else resource)
 
     def _get_responder(self, req: Any) -> Any:
         """Falcon's routing, leaving the matched route template where the access log finds it."""
@@ -131,8 +155,7 @@ def create_app(
     handle = ChitramHandle(chitram, settings)
     redaction.install()
 
-    app = ChitramApp(middleware=[handle, SecurityHeaders(settings)])
-    app.handle = handle
+    app = ChitramApp(handle, middleware=[handle, SecurityHeaders(settings)])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.keep_blank_qs_values = False
     errors.install(app)

@@ -21,7 +21,12 @@ HSTS = "max-age=31536000"
 
 
 def from_trusted_proxy(req: falcon.asgi.Request, settings: Settings) -> bool:
-    peer = parse_address(req.remote_addr)
+    return peer_is_trusted(req.remote_addr, settings)
+
+
+def peer_is_trusted(remote_addr: str, settings: Settings) -> bool:
+    """Whether the peer at ``remote_addr`` is one of ``settings.trusted_proxies``."""
+    peer = parse_address(remote_addr)
     if peer is None:
         return False
     for item in settings.trusted_proxies:
@@ -36,8 +41,14 @@ def request_is_https(req: falcon.asgi.Request, settings: Settings) -> bool:
         return True
     if not settings.trusted_proxies:  # no proxy can vouch: nothing more to read
         return False
-    proto = (req.get_header("X-Forwarded-Proto") or "").split(",")[-1].strip().lower()
-    return proto == "https" and from_trusted_proxy(req, settings)
+    return forwarded_https(req.get_header("X-Forwarded-Proto"), req.remote_addr, settings)
+
+
+def forwarded_https(proto: str | None, remote_addr: str, settings: Settings) -> bool:
+    """A request over plain http is https for the client when a trusted proxy says so: the last
+    ``X-Forwarded-Proto`` value (the one our proxy appended) is ``https``."""
+    last = (proto or "").split(",")[-1].strip().lower()
+    return last == "https" and peer_is_trusted(remote_addr, settings)
 
 
 class SecurityHeaders:

@@ -28,6 +28,7 @@ from chitram_core.errors import (
 from chitram_core.limits import UploadSlots
 from chitram_core.models import Thumbnail
 from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
+from chitram_falcon.fastread import Answer, RawHeaders
 from chitram_falcon.http import (
     ByteRange,
     RangeNotSatisfiable,
@@ -284,6 +285,10 @@ class _Prepared(Generic[T]):
             self._entries[key] = (source, entry[1])  # the next lookup is an identity check
         return entry[1]
 
+    def has(self, key: str) -> bool:
+        """Whether anything is prepared for ``key`` (for whichever value): cheap, no lookup."""
+        return key in self._entries
+
     def put(self, key: str, source: object, value: T) -> T:
         if len(self._entries) >= self.limit:
             self._entries.clear()
@@ -315,6 +320,20 @@ class ImageResource:
         resp.content_type = falcon.MEDIA_JSON
         resp.data = body
 
+    async def prepared(self, image_id: str) -> Answer | None:
+        """The answer to an anonymous GET when this image's JSON is prepared (see
+        ``chitram_falcon.fastread``); None to let Falcon answer."""
+        if not self._bodies.has(image_id):
+            return None
+        try:
+            image, cache_status = await self.handle.chitram.images.get_with_cache_status(image_id)
+        except Exception:  # Falcon looks it up again and answers as for any error
+            return None
+        body = self._bodies.get(image_id, image)
+        if body is None:
+            return None
+        return _json_headers(cache_status, len(body)), body
+
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
@@ -323,6 +342,20 @@ class ImageResource:
         token = req.get_header("X-Delete-Token") or req.get_param("delete_token") or None
         await chitram.images.delete(image_id, principal=principal, delete_token=token)
         resp.status = 204
+
+
+_JSON_HEADERS = (
+    (b"content-type", falcon.MEDIA_JSON.encode()),
+    (b"x-content-type-options", b"nosniff"),
+)
+
+
+def _json_headers(cache_status: str, length: int) -> RawHeaders:
+    return (
+        (b"x-cache", cache_status.encode()),
+        *_JSON_HEADERS,
+        (b"content-length", b"%d" % length),
+    )
 
 
 def _fallback_name(image: Image, suffix: str = "") -> str:
@@ -371,6 +404,9 @@ class _Served:
     content_type: str
     headers: tuple[tuple[str, str], ...]
     """ETag, Cache-Control, Accept-Ranges, Content-Disposition and the security headers."""
+    raw: RawHeaders
+    """The whole header list of a 200 for the full body, as the ASGI server takes it: the
+    headers above, Content-Type and Content-Length (see ``prepared``)."""
 
     @classmethod
     def build(
@@ -383,12 +419,10 @@ class _Served:
             "Content-Disposition": content_disposition(filename, fallback),
             **SECURITY_HEADERS,
         }
-        return cls(
-            etag=etag,
-            size=size,
-            content_type=content_type,
-            headers=tuple((name.lower(), value) for name, value in headers.items()),
-        )
+        named = tuple((name.lower(), value) for name, value in headers.items())
+        raw = [(name.encode(), value.encode("latin-1")) for name, value in named]
+        raw += [(b"content-type", content_type.encode()), (b"content-length", b"%d" % size)]
+        return cls(etag=etag, size=size, content_type=content_type, headers=named, raw=tuple(raw))
 
 
 class _BinaryResource(Generic[S]):
@@ -412,6 +446,26 @@ class _BinaryResource(Generic[S]):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
         await self._serve(req, resp, image_id, body=False)
+
+    async def prepared(self, image_id: str) -> Answer | None:
+        """The answer to an anonymous GET or HEAD without validators or a range, when this
+        image's response is prepared and its bytes are in memory (see
+        ``chitram_falcon.fastread``); None to let Falcon answer. The lookup is the one every
+        request makes, so a deleted image is never answered here either."""
+        if not self._served.has(image_id):
+            return None
+        try:
+            chitram = self.handle.chitram
+            source = await self._source(chitram, image_id)
+        except Exception:  # Falcon looks it up again and answers as for any error
+            return None
+        served = self._served.get(image_id, source)
+        if served is None:
+            return None
+        data = self._in_memory(chitram, source)
+        if data is None or len(data) != served.size:
+            return None
+        return served.raw, data
 
     async def _source(self, chitram: Chitram, image_id: str) -> S:
         """What is served, looked up afresh (404 for an image that is gone)."""

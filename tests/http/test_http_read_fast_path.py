@@ -202,3 +202,126 @@ async def test_a_bad_token_on_a_warm_public_read_is_still_401(env: Env, route: s
     for header in ("Bearer not-a-token", "Basic dXNlcjpwYXNz", "Bearer"):
         resp = await env.client.get(_url(image, route), headers={"Authorization": header})
         assert_error(resp, 401, "INVALID_TOKEN")
+
+
+# Warm reads answered before Falcon (chitram_falcon/fastread.py) -----------------------------
+
+
+def _count_prepared(env: Env) -> list[bool]:
+    """Record, per read, whether it was answered from the prepared path (True) or by Falcon."""
+    answered: list[bool] = []
+    original = env.app.fast_reads.answer
+
+    async def counted(scope: dict[str, Any], send: Any) -> bool:
+        result = await original(scope, send)
+        answered.append(result)
+        return result
+
+    env.app.fast_reads.answer = counted  # type: ignore[method-assign]
+    return answered
+
+
+async def test_warm_anonymous_reads_are_answered_before_falcon_and_cold_ones_are_not(
+    env: Env,
+) -> None:
+    """The equality tests above compare the two paths only if both are taken."""
+    image = await _uploaded(env)
+    answered = _count_prepared(env)
+    for route in ROUTES:
+        assert (await env.client.get(_url(image, route))).status_code == 200
+    assert answered == [False, False, False]  # nothing prepared yet: Falcon answers
+    answered.clear()
+    await _warm(env, image)
+    # The last round of _warm (GET and HEAD of each route, HEAD metadata being Falcon's 405)
+    # and its closing metadata GET.
+    assert answered[-7:] == [True, True, True, True, True, False, True]
+    answered.clear()
+    for headers in (
+        {"Range": "bytes=0-3"},
+        {"If-None-Match": '"x"'},
+        {"If-Range": '"x"', "Range": "bytes=0-1"},
+        {"Authorization": "Bearer nope"},
+    ):
+        await env.client.get(_url(image, "file"), headers=headers)
+    assert answered == [False, False, False, False]
+
+
+async def test_a_host_middleware_sees_every_read_warm_ones_included(env: Env) -> None:
+    seen: list[str] = []
+
+    class Counting:
+        async def process_request(self, req: Any, resp: Any) -> None:
+            seen.append(req.path)
+
+    image = await _uploaded(env)
+    await _warm(env, image)
+    env.app.add_middleware(Counting())
+    for route in ROUTES:
+        assert (await env.client.get(_url(image, route))).status_code == 200
+    assert len(seen) == 3
+
+
+async def test_a_route_a_host_replaces_is_answered_by_the_host(env: Env) -> None:
+    class Replacement:
+        async def on_get(self, req: Any, resp: Any, image_id: str) -> None:
+            resp.text = f"host {image_id}"
+
+    image = await _uploaded(env)
+    await _warm(env, image)
+    env.app.add_route("/api/v1/images/{image_id}/file", Replacement())
+    resp = await env.client.get(_url(image, "file"))
+    assert resp.text == f"host {image['id']}"
+    assert (await env.client.get(_url(image, "thumbnail"))).headers["etag"]  # still ours
+
+
+@pytest.mark.parametrize("route", ROUTES)
+async def test_warm_reads_over_https_carry_hsts_as_cold_ones_do(tmp_path: Path, route: str) -> None:
+    async with open_env(tmp_path, trusted_proxies=("10.0.0.0/8",)) as env:
+        image = await _uploaded(env)
+        url = _url(image, route)
+        # httpx's ASGI transport reports the client as 127.0.0.1: not a trusted proxy.
+        cases = [
+            ("https://testserver", {}, True),
+            ("http://testserver", {"X-Forwarded-Proto": "https"}, False),
+        ]
+        for base, headers, hsts in cases:
+            async with httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=env.app), base_url=base
+            ) as client:
+                answers = [await client.get(url, headers=headers) for _ in range(4)]
+            for resp in answers:
+                assert resp.status_code == 200
+                assert ("strict-transport-security" in resp.headers) is hsts, (base, headers)
+                assert _headers(resp) == _headers(answers[0])
+
+
+async def test_a_forwarded_https_from_a_trusted_proxy_gets_hsts_on_warm_reads(
+    tmp_path: Path,
+) -> None:
+    async with open_env(tmp_path, trusted_proxies=("127.0.0.1/32",)) as env:
+        image = await _uploaded(env)
+        answered = _count_prepared(env)
+        for proto, hsts in (("https", True), ("http", False), ("http, https", True)):
+            answers = [
+                await env.client.get(_url(image, "file"), headers={"X-Forwarded-Proto": proto})
+                for _ in range(3)
+            ]
+            for resp in answers:
+                assert ("strict-transport-security" in resp.headers) is hsts, proto
+        assert answered[-1] is True
+
+
+async def test_warm_reads_are_logged_and_counted_under_their_route(
+    env: Env, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = await _uploaded(env)
+    await _warm(env, image)
+    answered = _count_prepared(env)
+    with caplog.at_level("INFO", logger="chitram_falcon.access"):
+        resp = await env.client.get(_url(image, "file"))
+    assert answered == [True]
+    records = [r for r in caplog.records if r.name == "chitram_falcon.access"]
+    assert [(r.method, r.route, r.status, r.bytes) for r in records] == [  # type: ignore[attr-defined]
+        ("GET", "/api/v1/images/{image_id}/file", 200, len(resp.content))
+    ]
+    assert resp.headers["x-request-id"]

@@ -1,0 +1,108 @@
+"""Warm public reads answered before Falcon builds a request.
+
+A public ``GET`` (or ``HEAD``) of ``/file``, ``/thumbnail`` or an image's metadata, for an image
+whose response the resource has prepared (``_Prepared`` in ``resources/images.py``) and whose
+bytes are in memory, is answered here from the prepared header list: the same lookup as every
+request (what refuses a deleted image), then two ``send`` calls. It runs inside the observation
+wrapper (``observed.serve``), so the request id, access line, metrics and span are as for any
+request, and the answer is byte for byte the one Falcon gives (a test compares them).
+
+Anything else goes to Falcon unchanged: an ``Authorization`` header (a bad token must be a 401),
+``Range``, ``If-Range`` and ``If-None-Match`` (206/416/304), an image not prepared yet, a lookup
+that fails (Falcon looks again and answers the error), a path Falcon would normalise, an app
+mounted under a ``root_path``. A host that adds a Falcon middleware turns this off, so its
+middleware sees every request (``ChitramApp.add_middleware``); a host that replaces one of these
+routes turns it off for that route (``ChitramApp.add_route``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from chitram_core import Settings
+from chitram_falcon.observed import ROUTE_KEY
+from chitram_falcon.security import HSTS, forwarded_https
+
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+Answer = tuple[RawHeaders, bytes]
+"""The header list of a 200 (Content-Length included) and the whole body."""
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+
+PREFIX = "/api/v1/images/"
+_ID_LENGTH = 36  # a canonical UUID; anything else is Falcon's (404 or another route)
+_DECLINED = frozenset({b"authorization", b"range", b"if-range", b"if-none-match"})
+_FORWARDED_PROTO = b"x-forwarded-proto"
+_HSTS = (b"strict-transport-security", HSTS.encode())
+_READS = frozenset({"GET", "HEAD"})
+
+
+class PreparedRead(Protocol):
+    """A resource that can answer a warm anonymous GET from what it prepared."""
+
+    async def prepared(self, image_id: str) -> Answer | None: ...
+
+
+class FastReads:
+    """The routes under ``/api/v1/images/{image_id}`` that answer warm reads before Falcon."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.enabled = True
+        self._routes: dict[str, tuple[str, PreparedRead, frozenset[str]]] = {}
+
+    def route(self, template: str, resource: object) -> None:
+        """Note a route Falcon now serves: ours when it is ``{PREFIX}{image_id}<tail>`` and the
+        resource can answer prepared reads; any other resource on such a template replaces it."""
+        if not template.startswith(PREFIX + "{image_id}"):
+            return
+        tail = template[len(PREFIX + "{image_id}") :]
+        if callable(getattr(resource, "prepared", None)):
+            methods = frozenset(m for m in _READS if hasattr(resource, f"on_{m.lower()}"))
+            self._routes[tail] = (template, resource, methods)  # type: ignore[assignment]
+        else:
+            self._routes.pop(tail, None)
+
+    async def answer(self, scope: dict[str, Any], send: Send) -> bool:
+        """Answer ``scope`` when it is a warm public read; False (nothing sent) otherwise."""
+        method = scope["method"]
+        if not self.enabled or method not in _READS or scope.get("root_path"):
+            return False
+        path: str = scope["path"]
+        if not path.startswith(PREFIX):
+            return False
+        rest = path[len(PREFIX) :]
+        image_id = rest[:_ID_LENGTH]
+        found = self._routes.get(rest[_ID_LENGTH:])
+        if found is None or len(image_id) != _ID_LENGTH or "/" in image_id:
+            return False
+        forwarded: bytes | None = None
+        for name, value in scope["headers"]:
+            if name in _DECLINED:
+                return False
+            if name == _FORWARDED_PROTO:
+                forwarded = value
+        template, resource, methods = found
+        if method not in methods:  # HEAD on metadata is Falcon's 405
+            return False
+        answer = await resource.prepared(image_id)
+        if answer is None:
+            return False
+        headers, body = answer
+        if self._https(scope, forwarded):
+            headers = (*headers, _HSTS)
+        scope[ROUTE_KEY] = template
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+        return True
+
+    def _https(self, scope: dict[str, Any], forwarded: bytes | None) -> bool:
+        """``security.request_is_https`` on the raw scope."""
+        if scope.get("scheme") == "https":
+            return True
+        if forwarded is None or not self.settings.trusted_proxies:
+            return False
+        client = scope.get("client")
+        peer = client[0] if client else "127.0.0.1"  # Falcon's remote_addr default
+        return forwarded_https(forwarded.decode("latin-1"), peer, self.settings)
