@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chitram_core.db import deletions
 from chitram_core.db.tables import blobs, jobs, thumbnails, utcnow
 from chitram_core.db.upsert import insert_or_ignore
 
@@ -65,6 +66,50 @@ async def mark_ready(
             width=width,
             height=height,
             updated_at=utcnow(),
+        )
+    )
+
+
+async def lock_status(conn: AsyncConnection, key: str) -> str | None:
+    """The row's status, locked for the transaction (SQLite's writer lock does that); None
+    when there is no row."""
+    query = select(thumbnails.c.status).where(thumbnails.c.key == key)
+    if conn.dialect.name != "sqlite":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return str(row[0]) if row is not None else None
+
+
+async def add_ready(
+    conn: AsyncConnection,
+    key: str,
+    sha256: str,
+    params: str,
+    *,
+    content_type: str,
+    size: int,
+    width: int,
+    height: int,
+) -> None:
+    """A new row, ready at once (the upload rendered it; see :func:`lock_status` first). The
+    key leaves the deletion queue in the same transaction, as a new blob's does: a remover
+    of the key (an earlier image with the same bytes, deleted) waits for this transaction and
+    then finds the key live."""
+    now = utcnow()
+    await deletions.forget(conn, key)
+    await conn.execute(
+        insert(thumbnails).values(
+            key=key,
+            sha256=sha256,
+            params=params,
+            status="ready",
+            attempts=0,
+            content_type=content_type,
+            size=size,
+            width=width,
+            height=height,
+            created_at=now,
+            updated_at=now,
         )
     )
 
