@@ -66,6 +66,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 READY_THUMBNAILS = 4096
+THUMBNAIL_BUDGET_SHARE = 4
+"""The upload's engine job renders the thumbnail only while the job then reserves at most
+1/4 of the image-work memory budget: a large image's thumbnail (a 40 MP PNG reserves ~490 MB)
+stays a background job rather than holding the budget while other uploads wait for it."""
+THUMBNAIL_TIME_SHARE = 0.25
+"""... and only when the job's verification took less than this share of the decode timeout
+(past the timeout the job is killed, which would fail the upload for its thumbnail)."""
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
@@ -267,8 +274,9 @@ class ImageService:
         """Decode the stored bytes in the image engine (a worker thread without one). With an
         engine, the same job also computes the placeholders (when ``placeholders``) and
         renders the thumbnail (see :meth:`_thumbnail_params`), each part only when the job
-        still fits the memory budget with it: its decodes run one after the other, so it
-        reserves the largest of their costs."""
+        still fits the memory budget with it (the thumbnail: a share of it, see
+        ``THUMBNAIL_BUDGET_SHARE``): its decodes run one after the other, so it reserves the
+        largest of their costs."""
         engine = self.engine
         if engine is None:
 
@@ -301,7 +309,8 @@ class ImageService:
             cost = decode_cost(
                 info, file_size=size, progressive=progressive, thumbnail_size=params.size
             )
-            params = params if max(memory, cost) <= engine.budget.total else None
+            fits = max(memory, cost) <= engine.budget.total // THUMBNAIL_BUDGET_SHARE
+            params = params if fits else None
             memory = max(memory, cost) if params is not None else memory
         max_pixels, max_scans = self.settings.max_pixels, self.settings.jpeg_max_scans
         if not placeholders and params is None:
@@ -327,7 +336,7 @@ class ImageService:
                 structure_checked=scanned,
                 placeholders=placeholders,
                 thumbnail=params,
-                thumbnail_within=self.settings.decode_timeout / 4,
+                thumbnail_within=self.settings.decode_timeout * THUMBNAIL_TIME_SHARE,
                 memory=memory,
                 op="verify",
             )

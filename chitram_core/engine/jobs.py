@@ -130,10 +130,11 @@ def upload_image(
     (:func:`~chitram_core.images.thumbnails.render_thumbnail`, as the thumbnail job renders it).
 
     Only a verification error is raised. A placeholders or thumbnail error gives None for that
-    part. The thumbnail is skipped when the job has already run ``thumbnail_within`` seconds:
-    its decode costs about what verification's did, and a job past the decode timeout is
-    killed, which would fail the upload for the sake of its thumbnail. The decodes run one
-    after the other, so the job needs the largest of their costs, not their sum.
+    part. The thumbnail is skipped when verification and placeholders have already taken
+    ``thumbnail_within`` seconds: its decode costs about what verification's did, and a job
+    past the decode timeout is killed, which would fail the upload for its thumbnail. The
+    decodes run one after the other, so the job needs the largest of their costs, not their
+    sum.
     """
     started = time.perf_counter()
     verify_image(
