@@ -94,24 +94,25 @@ async def add_ready(
     """A new row, ready at once (the upload rendered it; see :func:`lock_status` first). The
     key leaves the deletion queue in the same transaction, as a new blob's does: a remover
     of the key (an earlier image with the same bytes, deleted) waits for this transaction and
-    then finds the key live."""
+    then finds the key live. A row another transaction inserted meanwhile (a request's render
+    on PostgreSQL) is made ready instead."""
     now = utcnow()
     await deletions.forget(conn, key)
-    await conn.execute(
-        insert(thumbnails).values(
-            key=key,
-            sha256=sha256,
-            params=params,
-            status="ready",
-            attempts=0,
-            content_type=content_type,
-            size=size,
-            width=width,
-            height=height,
-            created_at=now,
-            updated_at=now,
-        )
+    ready = dict(
+        status="ready",
+        error=None,
+        content_type=content_type,
+        size=size,
+        width=width,
+        height=height,
+        updated_at=now,
     )
+    values = dict(key=key, sha256=sha256, params=params, attempts=0, created_at=now, **ready)
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        if not await insert_or_ignore(conn, thumbnails, values, ("key",)):
+            await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))
+        return
+    await conn.execute(insert(thumbnails).values(**values))
 
 
 async def attempts(conn: AsyncConnection, key: str) -> int | None:
