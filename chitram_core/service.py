@@ -273,10 +273,7 @@ class ImageService:
     ) -> _Verified:
         """Decode the stored bytes in the image engine (a worker thread without one). With an
         engine, the same job also computes the placeholders (when ``placeholders``) and
-        renders the thumbnail (see :meth:`_thumbnail_params`), each part only when the job
-        still fits the memory budget with it (the thumbnail: a share of it, see
-        ``THUMBNAIL_BUDGET_SHARE``): its decodes run one after the other, so it reserves the
-        largest of their costs."""
+        renders the thumbnail, as far as :meth:`_job_parts` lets it."""
         engine = self.engine
         if engine is None:
 
@@ -292,47 +289,20 @@ class ImageService:
             with observe.observer.image_work("verify"):
                 await anyio.to_thread.run_sync(_run)
             return _Verified(content)
-        from chitram_core.engine import decode_cost, verify_image
-        from chitram_core.engine.jobs import upload_image, variant_cost
-        from chitram_core.images.variants import PLACEHOLDER_SIDE
+        from chitram_core.engine.jobs import upload_image
 
         if content is None:
             content = b"".join([c async for c in self.storage.read(key, chunk_size=READ_CHUNK)])
-        memory = decode_cost(info, file_size=size, progressive=progressive)
-        if placeholders:
-            side = PLACEHOLDER_SIDE * 2
-            cost = variant_cost(info, file_size=size, progressive=progressive, side=side)
-            placeholders = max(memory, cost) <= engine.budget.total
-            memory = max(memory, cost) if placeholders else memory
-        params = self._thumbnail_params()
-        if params is not None:
-            cost = decode_cost(
-                info, file_size=size, progressive=progressive, thumbnail_size=params.size
-            )
-            fits = max(memory, cost) <= engine.budget.total // THUMBNAIL_BUDGET_SHARE
-            params = params if fits else None
-            memory = max(memory, cost) if params is not None else memory
-        max_pixels, max_scans = self.settings.max_pixels, self.settings.jpeg_max_scans
-        if not placeholders and params is None:
-            with observe.observer.image_work("verify"):
-                await engine.run(
-                    verify_image,
-                    content,
-                    info,
-                    max_pixels=max_pixels,
-                    max_scans=max_scans,
-                    structure_checked=scanned,
-                    memory=memory,
-                    op="verify",
-                )
-            return _Verified(content)
+        memory, placeholders, params = self._job_parts(
+            engine.budget.total, info, size=size, progressive=progressive, placeholders=placeholders
+        )
         with observe.observer.image_work("verify"):
             work = await engine.run(
                 upload_image,
                 content,
                 info,
-                max_pixels=max_pixels,
-                max_scans=max_scans,
+                max_pixels=self.settings.max_pixels,
+                max_scans=self.settings.jpeg_max_scans,
                 structure_checked=scanned,
                 placeholders=placeholders,
                 thumbnail=params,
@@ -345,6 +315,35 @@ class ImageService:
             got = work.placeholders
             found = (got.blurhash, got.dominant_color) if got is not None else (None, None)
         return _Verified(content, found, work.thumbnail)
+
+    def _job_parts(
+        self, budget: int, info: Any, *, size: int, progressive: bool, placeholders: bool
+    ) -> tuple[int, bool, ThumbnailParams | None]:
+        """The upload job's memory reservation, whether it computes the placeholders and the
+        params it renders the thumbnail with (None: a job makes it). Each part is added only
+        while the job still fits: the placeholders within ``budget``, the thumbnail within
+        ``THUMBNAIL_BUDGET_SHARE`` of it. The decodes run one after the other, so the job
+        reserves the largest of their costs, not their sum."""
+        from chitram_core.engine import decode_cost
+        from chitram_core.engine.jobs import variant_cost
+        from chitram_core.images.variants import PLACEHOLDER_SIDE
+
+        memory = decode_cost(info, file_size=size, progressive=progressive)
+        if placeholders:
+            side = PLACEHOLDER_SIDE * 2
+            cost = variant_cost(info, file_size=size, progressive=progressive, side=side)
+            placeholders = max(memory, cost) <= budget
+            memory = max(memory, cost) if placeholders else memory
+        params = self._thumbnail_params()
+        if params is not None:
+            cost = decode_cost(
+                info, file_size=size, progressive=progressive, thumbnail_size=params.size
+            )
+            if max(memory, cost) <= budget // THUMBNAIL_BUDGET_SHARE:
+                memory = max(memory, cost)
+            else:
+                params = None
+        return memory, placeholders, params
 
     def _thumbnail_params(self) -> ThumbnailParams | None:
         """The params to render the thumbnail with in the upload's engine job, or None."""
