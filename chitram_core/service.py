@@ -426,7 +426,7 @@ class ImageService:
                 # concurrent remover of the same key is held off by blobs.claim's lock.
                 await self.storage.move(stored_key, final_key)
             # Last: a failure before it leaves the staged thumbnail a temporary object.
-            made = await self._record_thumbnail(conn, sha256, thumbnail)
+            made = await self._record_thumbnail(conn, sha256, thumbnail, new_blob=is_new)
         observe.observer.upload("stored" if is_new else "deduplicated")
         if made == "readied":
             await self._thumbnail_readied(sha256)
@@ -451,7 +451,7 @@ class ImageService:
         return _Recorded(image, tuple(moved))
 
     async def _record_thumbnail(
-        self, conn: AsyncConnection, sha256: str, staged: _Staged | None
+        self, conn: AsyncConnection, sha256: str, staged: _Staged | None, *, new_blob: bool
     ) -> str | None:
         """In the upload's transaction: the staged thumbnail recorded ready, else a pending
         row and its job; the outcome (see :meth:`Thumbnailer.record_rendered`, ``"queued"``
@@ -461,7 +461,9 @@ class ImageService:
         if staged is None:
             await self.thumbnailer.enqueue(conn, sha256)
             return "queued"
-        return await self.thumbnailer.record_rendered(conn, sha256, staged.key, staged.rendered)
+        return await self.thumbnailer.record_rendered(
+            conn, sha256, staged.key, staged.rendered, new_blob=new_blob
+        )
 
     async def _thumbnail_readied(self, sha256: str) -> None:
         """A pending thumbnail was made ready by an upload: other images with these bytes may

@@ -117,7 +117,13 @@ class Thumbnailer:
             await self.jobs.enqueue(conn, THUMBNAIL_JOB, key)
 
     async def record_rendered(
-        self, conn: AsyncConnection, sha256: str, staged_key: str, rendered: RenderedThumbnail
+        self,
+        conn: AsyncConnection,
+        sha256: str,
+        staged_key: str,
+        rendered: RenderedThumbnail,
+        *,
+        new_blob: bool = False,
     ) -> str:
         """Instead of :meth:`enqueue`, in the upload's transaction: make the thumbnail the
         upload rendered (already written at ``staged_key``) the ready one, with no job.
@@ -127,10 +133,11 @@ class Thumbnailer:
         ``"readied"``: a pending, stalled or failed row is ready now and its job gone (cached
         rows of other images with these bytes are stale: the caller calls :attr:`on_ready`
         after the commit). ``"queued"``: storage refused the move; a pending row and its job,
-        as :meth:`enqueue` records them.
+        as :meth:`enqueue` records them. ``new_blob``: the caller inserted the blob row in this
+        transaction, so no thumbnail row can exist yet (one query less).
         """
         key = self.key_for(sha256)
-        status = await sql.lock_status(conn, key)
+        status = None if new_blob else await sql.lock_status(conn, key)
         if status == "ready":
             return "kept"
         try:
