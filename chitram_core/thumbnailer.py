@@ -1,4 +1,10 @@
-"""Thumbnails: rendered in the background as durable jobs, or at once for a request.
+"""Thumbnails: rendered with the upload, in the background as durable jobs, or at once for a
+request.
+
+Usually the upload renders the thumbnail in its own image-engine job and records it ready in
+its transaction (:meth:`Thumbnailer.record_rendered`, see ``ImageService.upload``); the job
+below is for the rest (the render did not fit, failed or was skipped, storage refused it,
+``CHITRAM_THUMBNAIL_AT_UPLOAD=false``).
 
 Each thumbnail has a row in ``thumbnails`` (one per content hash and parameters: identical images
 share it), which the API reads: ``pending``, then ``ready``, ``stalled`` (storage kept failing;
