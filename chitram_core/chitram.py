@@ -186,7 +186,7 @@ class Chitram:
             thumbnailer=self.thumbnails,
             variants=self.variants,
             record_hooks=(self.tags.enqueue,),
-            on_uploaded=_wake_after_upload(self.jobs),
+            on_uploaded=_wake_after_upload(self.jobs, tagging=bool(taggers)),
             remover=self.remover,
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
         )
@@ -286,11 +286,14 @@ class Chitram:
         )
 
 
-def _wake_after_upload(jobs: JobRunner) -> Callable[[Image], None]:
-    """Wake the job runner after an upload: the upload's jobs are committed by now."""
+def _wake_after_upload(jobs: JobRunner, *, tagging: bool) -> Callable[[Image], None]:
+    """Wake the job runner after an upload that recorded a job (the upload's jobs are committed
+    by now): a tag job when taggers exist, a thumbnail job when the thumbnail was not made with
+    the upload. Other uploads leave the runner to its poll: a wake costs a query per kind."""
 
-    def wake(_image: Image) -> None:
-        jobs.wake()
+    def wake(image: Image) -> None:
+        if tagging or not image.thumbnail_ready:
+            jobs.wake()
 
     return wake
 

@@ -5,6 +5,11 @@ while it is written to a temporary storage object. Only then is anything checked
 the whole file, and only then does a row appear. A failure at any step removes the temporary
 object, so no row ever points at missing bytes; bytes that a crash leaves behind are found by
 the sweep (``chitram_core.collector``).
+
+With an image engine, one engine job per upload verifies the bytes, computes the placeholders
+and renders the thumbnail; the thumbnail is written to a temporary object before the record
+transaction and recorded ready in it, so the common upload queues no thumbnail job. When that
+job would not fit the memory budget or the render fails, the thumbnail is a background job.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import attrs
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
@@ -53,13 +59,48 @@ from chitram_core.tags.search import image_filters
 
 if TYPE_CHECKING:
     from chitram_core.engine import ImageEngine
+    from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
     from chitram_core.thumbnailer import Thumbnailer
     from chitram_core.variants import VariantService
 
 log = logging.getLogger(__name__)
 
 READY_THUMBNAILS = 4096
+THUMBNAIL_BUDGET_SHARE = 4
+"""The upload's engine job renders the thumbnail only while the job then reserves at most
+1/4 of the image-work memory budget: a large image's thumbnail (a 40 MP PNG reserves ~490 MB)
+stays a background job rather than holding the budget while other uploads wait for it."""
+THUMBNAIL_TIME_SHARE = 0.25
+"""... and only when the job's verification took less than this share of the decode timeout
+(past the timeout the job is killed, which would fail the upload for its thumbnail)."""
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@attrs.frozen
+class _Verified:
+    """What the upload's image work gave besides proving that the bytes decode."""
+
+    content: bytes | None
+    """The bytes when they were read (for a separate placeholders job)."""
+    placeholders: tuple[str | None, str | None] | None = None
+    """(blurhash, dominant colour) computed in the job ((None, None) when that failed); None
+    when the job did not compute them."""
+    thumbnail: RenderedThumbnail | None = None
+
+
+@attrs.frozen
+class _Staged:
+    """A thumbnail rendered with the upload, written to a temporary object."""
+
+    key: str
+    rendered: RenderedThumbnail
+
+
+@attrs.frozen
+class _Recorded:
+    image: Image
+    moved: tuple[str, ...]
+    """Temporary objects now under their final key (nothing left to remove)."""
 
 
 RecordHook = Callable[[AsyncConnection, str], Awaitable[None]]
@@ -69,8 +110,10 @@ RecordHook = Callable[[AsyncConnection, str], Awaitable[None]]
 class ImageService:
     """Every collaborator is given to the constructor; none is set afterwards.
 
-    ``thumbnailer``: the upload records its thumbnail job in its transaction and schedules the
-    render after it; reads show the thumbnail's state. ``variants``: placeholders at upload
+    ``thumbnailer``: with an ``engine`` the upload renders its thumbnail in its own engine job
+    and records it ready (``CHITRAM_THUMBNAIL_AT_UPLOAD``); otherwise, or when that cannot
+    be done, it records the thumbnail job in its transaction and schedules the render after
+    it; reads show the thumbnail's state. ``variants``: placeholders at upload
     and variant reads. ``record_hooks`` run in the upload's transaction (tagging's job);
     ``on_uploaded`` is told of each upload after it is committed. Without ``remover`` and
     ``small_objects`` the service makes its own.
@@ -157,7 +200,7 @@ class ImageService:
                 sha256, size, content = await self._rewrite(tmp_key, stored_key, edits)
             progressive = intake.scans.progressive if intake.scans is not None else False
             want_placeholders = self.variants is not None and self.settings.placeholders
-            content, computed = await self._verify(
+            verified = await self._verify(
                 stored_key,
                 info,
                 scanned=intake.scanner is not None,
@@ -166,12 +209,9 @@ class ImageService:
                 progressive=progressive,
                 placeholders=want_placeholders,
             )
-            placeholders: tuple[str | None, str | None] = (None, None)
-            if computed is not None:
-                placeholders = computed
-            elif self.variants is not None and content is not None:
-                placeholders = await self.variants.placeholders(content, size)
-            image, is_new = await self._record(
+            placeholders = await self._placeholders(verified, size)
+            staged = await self._stage_thumbnail(verified.thumbnail, written)
+            recorded = await self._record(
                 stored_key,
                 sha256=sha256,
                 size=size,
@@ -179,8 +219,8 @@ class ImageService:
                 filename=filename,
                 owner=owner,
                 placeholders=placeholders,
+                thumbnail=staged,
             )
-            moved = stored_key if is_new else None
         except BaseException as exc:
             observe.observer.upload(_upload_result(exc))
             with anyio.CancelScope(shield=True):
@@ -188,8 +228,9 @@ class ImageService:
                     await self._discard(key)
             raise
         for key in written:
-            if key != moved:  # a moved object has nothing left to remove
+            if key not in recorded.moved:  # a moved object has nothing left to remove
                 await self._discard(key)
+        image = recorded.image
         if self.thumbnailer is not None:
             self.thumbnailer.schedule(image)
         if self.on_uploaded is not None:
@@ -229,12 +270,10 @@ class ImageService:
         size: int,
         progressive: bool,
         placeholders: bool = False,
-    ) -> tuple[bytes | None, tuple[str | None, str | None] | None]:
-        """Decode the stored bytes in the image engine (a worker thread without one); the
-        bytes when they were read (for the placeholders job), and with ``placeholders`` the
-        (blurhash, dominant colour) computed in the same engine job ((None, None) when that
-        failed), or None when they were not attempted (no engine, or the combined job would
-        not fit the memory budget)."""
+    ) -> _Verified:
+        """Decode the stored bytes in the image engine (a worker thread without one). With an
+        engine, the same job also computes the placeholders (when ``placeholders``) and
+        renders the thumbnail, as far as :meth:`_job_parts` lets it."""
         engine = self.engine
         if engine is None:
 
@@ -249,49 +288,96 @@ class ImageService:
 
             with observe.observer.image_work("verify"):
                 await anyio.to_thread.run_sync(_run)
-            return content, None
-        from chitram_core.engine import decode_cost, verify_image
-        from chitram_core.engine.jobs import variant_cost, verify_placeholders_image
-        from chitram_core.images.variants import PLACEHOLDER_SIDE
+            return _Verified(content)
+        from chitram_core.engine.jobs import upload_image
 
         if content is None:
             content = b"".join([c async for c in self.storage.read(key, chunk_size=READ_CHUNK)])
-        memory = decode_cost(info, file_size=size, progressive=progressive)
-        if placeholders:
-            # One job for both: the decodes run one after the other, so the larger cost.
-            combined = max(
-                memory,
-                variant_cost(
-                    info, file_size=size, progressive=progressive, side=PLACEHOLDER_SIDE * 2
-                ),
-            )
-            if combined <= engine.budget.total:
-                with observe.observer.image_work("verify"):
-                    result = await engine.run(
-                        verify_placeholders_image,
-                        content,
-                        info,
-                        max_pixels=self.settings.max_pixels,
-                        max_scans=self.settings.jpeg_max_scans,
-                        structure_checked=scanned,
-                        memory=combined,
-                        op="verify",
-                    )
-                if result is None:
-                    return content, (None, None)
-                return content, (result.blurhash, result.dominant_color)
+        memory, placeholders, params = self._job_parts(
+            engine.budget.total, info, size=size, progressive=progressive, placeholders=placeholders
+        )
         with observe.observer.image_work("verify"):
-            await engine.run(
-                verify_image,
+            work = await engine.run(
+                upload_image,
                 content,
                 info,
                 max_pixels=self.settings.max_pixels,
                 max_scans=self.settings.jpeg_max_scans,
                 structure_checked=scanned,
+                placeholders=placeholders,
+                thumbnail=params,
+                thumbnail_within=self.settings.decode_timeout * THUMBNAIL_TIME_SHARE,
                 memory=memory,
                 op="verify",
             )
-        return content, None
+        found = None
+        if placeholders:
+            got = work.placeholders
+            found = (got.blurhash, got.dominant_color) if got is not None else (None, None)
+        return _Verified(content, found, work.thumbnail)
+
+    def _job_parts(
+        self, budget: int, info: Any, *, size: int, progressive: bool, placeholders: bool
+    ) -> tuple[int, bool, ThumbnailParams | None]:
+        """The upload job's memory reservation, whether it computes the placeholders and the
+        params it renders the thumbnail with (None: a job makes it). Each part is added only
+        while the job still fits: the placeholders within ``budget``, the thumbnail within
+        ``THUMBNAIL_BUDGET_SHARE`` of it. The decodes run one after the other, so the job
+        reserves the largest of their costs, not their sum."""
+        from chitram_core.engine import decode_cost
+        from chitram_core.engine.jobs import variant_cost
+        from chitram_core.images.variants import PLACEHOLDER_SIDE
+
+        memory = decode_cost(info, file_size=size, progressive=progressive)
+        if placeholders:
+            side = PLACEHOLDER_SIDE * 2
+            cost = variant_cost(info, file_size=size, progressive=progressive, side=side)
+            placeholders = max(memory, cost) <= budget
+            memory = max(memory, cost) if placeholders else memory
+        params = self._thumbnail_params()
+        if params is not None:
+            cost = decode_cost(
+                info, file_size=size, progressive=progressive, thumbnail_size=params.size
+            )
+            if max(memory, cost) <= budget // THUMBNAIL_BUDGET_SHARE:
+                memory = max(memory, cost)
+            else:
+                params = None
+        return memory, placeholders, params
+
+    def _thumbnail_params(self) -> ThumbnailParams | None:
+        """The params to render the thumbnail with in the upload's engine job, or None."""
+        if self.thumbnailer is None or not self.settings.thumbnail_at_upload:
+            return None
+        return self.thumbnailer.params
+
+    async def _placeholders(self, verified: _Verified, size: int) -> tuple[str | None, str | None]:
+        """The placeholders the upload's job computed, else from a job of their own."""
+        if verified.placeholders is not None:
+            return verified.placeholders
+        if self.variants is not None and verified.content is not None:
+            return await self.variants.placeholders(verified.content, size)
+        return None, None
+
+    async def _stage_thumbnail(
+        self, rendered: RenderedThumbnail | None, written: list[str]
+    ) -> _Staged | None:
+        """Write the thumbnail rendered with the upload to a temporary object (listed in
+        ``written``); None when there is none or storage refused it (a job makes it then)."""
+        if rendered is None:
+            return None
+        key = f"tmp/{uuid.uuid4().hex}"
+        written.append(key)
+
+        async def body() -> AsyncIterator[bytes]:
+            yield rendered.data
+
+        try:
+            await self.storage.write(key, body())
+        except (StorageError, OSError) as exc:
+            log.warning("the thumbnail made with an upload was not stored (%s); a job will", exc)
+            return None
+        return _Staged(key, rendered)
 
     async def _record(
         self,
@@ -303,7 +389,8 @@ class ImageService:
         filename: str | None,
         owner: Principal | None,
         placeholders: tuple[str | None, str | None] = (None, None),
-    ) -> tuple[Image, bool]:
+        thumbnail: _Staged | None = None,
+    ) -> _Recorded:
         image_id = str(uuid.uuid4())
         delete_token = None if owner else secrets.token_urlsafe(32)
         created = utcnow()
@@ -332,15 +419,17 @@ class ImageService:
                 created_at=created,
                 delete_token_hash=hash_token(delete_token) if delete_token else None,
             )
-            if self.thumbnailer is not None:
-                await self.thumbnailer.enqueue(conn, sha256)
             for hook in self.record_hooks:  # durable jobs for the new image (e.g. tagging)
                 await hook(conn, image_id)
             if is_new:
                 # Inside the transaction: if the move fails nothing is recorded, and a
                 # concurrent remover of the same key is held off by blobs.claim's lock.
                 await self.storage.move(stored_key, final_key)
+            # Last: a failure before it leaves the staged thumbnail a temporary object.
+            made = await self._record_thumbnail(conn, sha256, thumbnail, new_blob=is_new)
         observe.observer.upload("stored" if is_new else "deduplicated")
+        if made == "readied":
+            await self._thumbnail_readied(sha256)
         image = Image(
             id=image_id,
             filename=name,
@@ -354,8 +443,38 @@ class ImageService:
             delete_token=delete_token,
             blurhash=placeholders[0],
             dominant_color=placeholders[1],
+            thumbnail_ready=made in ("made", "readied", "kept"),
         )
-        return image, is_new
+        moved = [stored_key] if is_new else []
+        if thumbnail is not None and made in ("made", "readied"):
+            moved.append(thumbnail.key)
+        return _Recorded(image, tuple(moved))
+
+    async def _record_thumbnail(
+        self, conn: AsyncConnection, sha256: str, staged: _Staged | None, *, new_blob: bool
+    ) -> str | None:
+        """In the upload's transaction: the staged thumbnail recorded ready, else a pending
+        row and its job; the outcome (see :meth:`Thumbnailer.record_rendered`, ``"queued"``
+        for a job), None without a thumbnailer."""
+        if self.thumbnailer is None:
+            return None
+        if staged is None:
+            await self.thumbnailer.enqueue(conn, sha256)
+            return "queued"
+        return await self.thumbnailer.record_rendered(
+            conn, sha256, staged.key, staged.rendered, new_blob=new_blob
+        )
+
+    async def _thumbnail_readied(self, sha256: str) -> None:
+        """A pending thumbnail was made ready by an upload: other images with these bytes may
+        be cached showing it pending. The upload is committed, so a failure here is logged."""
+        on_ready = self.thumbnailer.on_ready if self.thumbnailer is not None else None
+        if on_ready is None:
+            return
+        try:
+            await on_ready(sha256)
+        except Exception:
+            log.warning("could not refresh cached images of %s", sha256, exc_info=True)
 
     async def _discard(self, key: str) -> None:
         try:

@@ -117,6 +117,7 @@ class Settings:
     )
     decode_timeout: float = attrs.field(default=15.0, validator=_positive)
     thumbnail_workers: int = attrs.field(default=2, validator=_positive)
+    thumbnail_at_upload: bool = True
     auto_migrate: bool | None = None
     web_ui: bool = True
     cookie_secure: bool | None = None

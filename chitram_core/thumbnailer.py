@@ -1,4 +1,10 @@
-"""Thumbnails: rendered in the background as durable jobs, or at once for a request.
+"""Thumbnails: rendered with the upload, in the background as durable jobs, or at once for a
+request.
+
+Usually the upload renders the thumbnail in its own image-engine job and records it ready in
+its transaction (:meth:`Thumbnailer.record_rendered`, see ``ImageService.upload``); the job
+below is for the rest (the render did not fit, failed or was skipped, storage refused it,
+``CHITRAM_THUMBNAIL_AT_UPLOAD=false``).
 
 Each thumbnail has a row in ``thumbnails`` (one per content hash and parameters: identical images
 share it), which the API reads: ``pending``, then ``ready``, ``stalled`` (storage kept failing;
@@ -36,7 +42,11 @@ from chitram_core.errors import (
     InvalidImage,
     ServiceUnavailable,
 )
-from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail_async
+from chitram_core.images.thumbnails import (
+    RenderedThumbnail,
+    ThumbnailParams,
+    render_thumbnail_async,
+)
 from chitram_core.jobs import JobFailed, JobRunner, RetryLater
 from chitram_core.logs import job_context
 from chitram_core.models import Image, Thumbnail
@@ -111,6 +121,57 @@ class Thumbnailer:
         key = self.key_for(sha256)
         if await sql.add_pending(conn, key, sha256, self.params_key) and self.jobs is not None:
             await self.jobs.enqueue(conn, THUMBNAIL_JOB, key)
+
+    async def record_rendered(
+        self,
+        conn: AsyncConnection,
+        sha256: str,
+        staged_key: str,
+        rendered: RenderedThumbnail,
+        *,
+        new_blob: bool = False,
+    ) -> str:
+        """Instead of :meth:`enqueue`, in the upload's transaction: make the thumbnail the
+        upload rendered (already written at ``staged_key``) the ready one, with no job.
+
+        ``"kept"``: one was ready; its bytes are not touched (the staged object is the
+        caller's to discard). ``"made"``: a new ready row, the bytes moved to its key.
+        ``"readied"``: a pending, stalled or failed row is ready now and its job gone (cached
+        rows of other images with these bytes are stale: the caller calls :attr:`on_ready`
+        after the commit). ``"queued"``: storage refused the move; a pending row and its job,
+        as :meth:`enqueue` records them. ``new_blob``: the caller inserted the blob row in this
+        transaction, so no thumbnail row can exist yet (one query less).
+        """
+        key = self.key_for(sha256)
+        status = None if new_blob else await sql.lock_status(conn, key)
+        if status == "ready":
+            return "kept"
+        try:
+            # Onto the content-addressed key while the row is locked: a concurrent render of
+            # the same bytes makes the same thumbnail, and nothing reads a row not ready.
+            await self.storage.move(staged_key, key)
+        except (StorageError, OSError) as exc:
+            log.warning("thumbnail %s not stored with its upload (%s); a job will", key, exc)
+            await self.enqueue(conn, sha256)
+            return "queued"
+        size, width, height = len(rendered.data), rendered.width, rendered.height
+        if status is None:
+            await sql.add_ready(
+                conn,
+                key,
+                sha256,
+                self.params_key,
+                content_type=rendered.content_type,
+                size=size,
+                width=width,
+                height=height,
+            )
+            return "made"
+        await sql.mark_ready(
+            conn, key, content_type=rendered.content_type, size=size, width=width, height=height
+        )
+        await jobs_sql.finish(conn, THUMBNAIL_JOB, key)
+        return "readied"
 
     def attach(self, background: Background) -> None:
         """Background work is on in this process: uploads wake the job runner."""

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chitram_core.db import deletions
 from chitram_core.db.tables import blobs, jobs, thumbnails, utcnow
 from chitram_core.db.upsert import insert_or_ignore
 
@@ -67,6 +68,51 @@ async def mark_ready(
             updated_at=utcnow(),
         )
     )
+
+
+async def lock_status(conn: AsyncConnection, key: str) -> str | None:
+    """The row's status, locked for the transaction (SQLite's writer lock does that); None
+    when there is no row."""
+    query = select(thumbnails.c.status).where(thumbnails.c.key == key)
+    if conn.dialect.name != "sqlite":
+        query = query.with_for_update()
+    row = (await conn.execute(query)).first()
+    return str(row[0]) if row is not None else None
+
+
+async def add_ready(
+    conn: AsyncConnection,
+    key: str,
+    sha256: str,
+    params: str,
+    *,
+    content_type: str,
+    size: int,
+    width: int,
+    height: int,
+) -> None:
+    """A new row, ready at once (the upload rendered it; see :func:`lock_status` first). The
+    key leaves the deletion queue in the same transaction, as a new blob's does: a remover
+    of the key (an earlier image with the same bytes, deleted) waits for this transaction and
+    then finds the key live. A row another transaction inserted meanwhile (a request's render
+    on PostgreSQL) is made ready instead."""
+    now = utcnow()
+    await deletions.forget(conn, key)
+    ready = dict(
+        status="ready",
+        error=None,
+        content_type=content_type,
+        size=size,
+        width=width,
+        height=height,
+        updated_at=now,
+    )
+    values = dict(key=key, sha256=sha256, params=params, attempts=0, created_at=now, **ready)
+    if conn.dialect.name in ("sqlite", "postgresql"):
+        if not await insert_or_ignore(conn, thumbnails, values, ("key",)):
+            await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))
+        return
+    await conn.execute(insert(thumbnails).values(**values))
 
 
 async def attempts(conn: AsyncConnection, key: str) -> int | None:

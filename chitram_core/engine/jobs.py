@@ -8,6 +8,9 @@ pessimistic: the budget is a promise that decoding never takes the server past i
 from __future__ import annotations
 
 import io
+import time
+
+import attrs
 
 from chitram_core.errors import ChitramError
 from chitram_core.images.formats import (
@@ -102,17 +105,51 @@ def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:
     return compute_placeholders(data, max_pixels=max_pixels)
 
 
-def verify_placeholders_image(
-    data: bytes, info: ImageInfo, *, max_pixels: int, max_scans: int, structure_checked: bool
-) -> Placeholders | None:
-    """:func:`verify_image`, then the placeholders of the same bytes in the same job (one
-    round trip and one copy of the bytes per upload). A verification error is raised; a
-    placeholders error gives None (the sweep fills them in later). The two decodes run one
-    after the other, so the job needs the larger of their costs, not their sum."""
+@attrs.frozen
+class UploadWork:
+    """What an upload's one engine job made besides verifying: each part None when it was not
+    asked for, failed or was skipped (the caller then falls back to separate work)."""
+
+    placeholders: Placeholders | None = None
+    thumbnail: RenderedThumbnail | None = None
+
+
+def upload_image(
+    data: bytes,
+    info: ImageInfo,
+    *,
+    max_pixels: int,
+    max_scans: int,
+    structure_checked: bool,
+    placeholders: bool = False,
+    thumbnail: ThumbnailParams | None = None,
+    thumbnail_within: float = 0.0,
+) -> UploadWork:
+    """:func:`verify_image`, then in the same job (one round trip and one copy of the bytes
+    per upload) the placeholders when asked, then the thumbnail with ``thumbnail``'s params
+    (:func:`~chitram_core.images.thumbnails.render_thumbnail`, as the thumbnail job renders it).
+
+    Only a verification error is raised. A placeholders or thumbnail error gives None for that
+    part. The thumbnail is skipped when verification and placeholders have already taken
+    ``thumbnail_within`` seconds: its decode costs about what verification's did, and a job
+    past the decode timeout is killed, which would fail the upload for its thumbnail. The
+    decodes run one after the other, so the job needs the largest of their costs, not their
+    sum.
+    """
+    started = time.perf_counter()
     verify_image(
         data, info, max_pixels=max_pixels, max_scans=max_scans, structure_checked=structure_checked
     )
-    try:
-        return compute_placeholders(data, max_pixels=max_pixels)
-    except ChitramError:
-        return None
+    found: Placeholders | None = None
+    if placeholders:
+        try:
+            found = compute_placeholders(data, max_pixels=max_pixels)
+        except ChitramError:
+            found = None
+    rendered: RenderedThumbnail | None = None
+    if thumbnail is not None and time.perf_counter() - started < thumbnail_within:
+        try:
+            rendered = render_thumbnail(data, thumbnail, max_pixels=max_pixels)
+        except (ChitramError, MemoryError):  # the thumbnail job tries again and says why
+            rendered = None
+    return UploadWork(placeholders=found, thumbnail=rendered)

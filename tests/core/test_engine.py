@@ -399,7 +399,11 @@ async def test_a_thumbnail_whose_worker_is_killed_is_retried_not_failed(tmp_path
     from chitram_core.db.tables import thumbnails
 
     settings = Settings(
-        env="test", data_dir=tmp_path / "data", upload_rate_limit=None, auth_rate_limit=None
+        env="test",
+        data_dir=tmp_path / "data",
+        upload_rate_limit=None,
+        auth_rate_limit=None,
+        thumbnail_at_upload=False,  # the thumbnail is made for the request below
     )
     async with Chitram(settings, background=False) as chitram:
         image = await chitram.images.upload(png(4000, 4000), filename="big.png")

@@ -21,6 +21,13 @@ from chitram_core.thumbnailer import THUMBNAIL_JOB
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture
+def thumbnail_at_upload() -> bool:
+    """Uploads leave their thumbnail to a job: that path is what this module is about (the
+    upload's own render: test_thumbnail_at_upload.py)."""
+    return False
+
+
 def jpeg(color: tuple[int, int, int]) -> bytes:
     buf = io.BytesIO()
     PILImage.new("RGB", (320, 240), color).save(buf, "JPEG")

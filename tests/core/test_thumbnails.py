@@ -17,6 +17,13 @@ from chitram_core.models import Principal
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture
+def thumbnail_at_upload() -> bool:
+    """Uploads leave their thumbnail to a job: that path is what this module is about (the
+    upload's own render: test_thumbnail_at_upload.py)."""
+    return False
+
+
 def jpeg(color: tuple[int, int, int], size: tuple[int, int] = (640, 480)) -> bytes:
     buf = io.BytesIO()
     PILImage.new("RGB", size, color).save(buf, "JPEG")

@@ -184,15 +184,16 @@ async def test_zero_length_chunks_are_ignored(chitram: Chitram, user: Principal)
     assert await read_all(chitram, image.id) == data
 
 
-async def test_upload_enqueues_a_durable_thumbnail_job(chitram: Chitram, user: Principal) -> None:
+async def test_upload_makes_its_thumbnail_at_once(chitram: Chitram, user: Principal) -> None:
     image = await chitram.images.upload(png_bytes(), filename="t.png", owner=user)
+    assert image.thumbnail_ready
     async with chitram.database.connect() as conn:
         status = (
             await conn.execute(
                 select(thumbnails.c.status).where(thumbnails.c.sha256 == image.sha256)
             )
         ).scalar_one()
-    assert status == "pending"
+    assert status == "ready"
     thumb = await chitram.images.thumbnail(image.id)
     assert thumb.content_type == "image/jpeg"
     data = b"".join([c async for c in chitram.images.stream_thumbnail(thumb)])

@@ -45,6 +45,7 @@ async def test_upload_returns_201_and_the_image(env: Env) -> None:
     assert image["delete_token"] is None
     assert image["url"] == f"/api/v1/images/{image['id']}/file"
     assert image["thumbnail_url"] == f"/api/v1/images/{image['id']}/thumbnail"
+    assert image["thumbnail_ready"] is True  # rendered in the upload's own image job
     assert resp.headers["location"] == f"/api/v1/images/{image['id']}"
     assert "+00:00" in image["created_at"] or image["created_at"].endswith("Z")
 

@@ -60,7 +60,10 @@ async def test_thumbnails_pending_when_the_process_is_killed_are_made_after_a_re
 ) -> None:
     files = [slow_png(i) for i in range(UPLOADS)]
     (first,) = cluster.ready(
-        "first", CHITRAM_THUMBNAIL_WORKERS="1", CHITRAM_UPLOADS_PER_USER=str(UPLOADS)
+        "first",
+        CHITRAM_THUMBNAIL_WORKERS="1",
+        CHITRAM_UPLOADS_PER_USER=str(UPLOADS),
+        CHITRAM_THUMBNAIL_AT_UPLOAD="false",  # thumbnails as jobs: what this test is about
     )
     token = register(first.url, "kim@example.com")
 
