@@ -12,11 +12,20 @@ A slot is for the work, not for waiting on the network: the HTTP layer takes it 
 hold no slot. What they do hold is bounded by :meth:`UploadSlots.per_identity` (at most
 ``per_identity`` uploads of one user or anonymous client at once, else 429) and the idle and
 total body timeouts.
+
+Before reading a body the HTTP layer asks for room (:meth:`UploadSlots.wait_for_room`): while
+every slot is busy and the queue is full, a new upload waits there, its body unread, for at most
+``room_wait`` seconds (0.5) and is then refused with 503. Waiting there holds nothing but the
+connection, and room is handed out one upload at a time, first come first served. Refusing
+from the headers spares receiving and parsing a file that would be refused anyway; the short
+wait keeps clients that retry at once (ignoring Retry-After) from turning an overloaded server
+into one that only answers 503s, and lets a burst queue up instead of being refused.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -34,6 +43,7 @@ class UploadSlots:
         *,
         per_identity: int | None = None,
         queue: int | None = None,
+        room_wait: float = 0.5,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
@@ -44,6 +54,8 @@ class UploadSlots:
         self.capacity = capacity
         self.wait_timeout = wait_timeout
         self.queue = queue
+        self.room_wait = room_wait
+        self._room_waiters: deque[anyio.Event] = deque()
         self._semaphore = anyio.Semaphore(capacity)
         self.waiting = 0
         self.per_identity_limit = per_identity
@@ -77,6 +89,7 @@ class UploadSlots:
         """Give back a slot got from :meth:`take`."""
         self._semaphore.release()
         self._report()
+        self._room_freed()
 
     @asynccontextmanager
     async def per_identity(self, identity: str) -> AsyncIterator[None]:
@@ -103,19 +116,53 @@ class UploadSlots:
             else:
                 del self._active[identity]
 
+    def has_room(self) -> bool:
+        """Whether an upload arriving now could take a slot or queue for one."""
+        return self._semaphore.value > 0 or self.queue is None or self.waiting < self.queue
+
+    def check_room(self) -> None:
+        """:class:`ServiceUnavailable` now, without waiting, unless :meth:`has_room`."""
+        if not self.has_room():
+            raise self._queue_full()
+
+    async def wait_for_room(self) -> None:
+        """Return once there is room (:meth:`has_room`), at once or when handed the next room to
+        free up, in arrival order; :class:`ServiceUnavailable` (``Retry-After: 1``) after
+        ``room_wait`` seconds without. Takes nothing: :meth:`take` still decides."""
+        if self.has_room() and not self._room_waiters:
+            return
+        handed = anyio.Event()
+        self._room_waiters.append(handed)
+        try:
+            with anyio.move_on_after(self.room_wait):
+                await handed.wait()
+        finally:
+            if not handed.is_set():
+                self._room_waiters.remove(handed)
+        if not handed.is_set():
+            raise self._queue_full()
+
+    def _room_freed(self) -> None:
+        """Hand the room that just freed up to the longest waiting upload, if any."""
+        if self._room_waiters and self.has_room():
+            self._room_waiters.popleft().set()
+
+    def _queue_full(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"Too many uploads in progress ({self.capacity}) and waiting "
+            f"({self.waiting}); try again shortly",
+            retry_after=1,
+            capacity=self.capacity,
+        )
+
     async def take(self) -> None:
         """Take one slot (give it back with :meth:`release`); :class:`ServiceUnavailable`
         after the wait timeout, or at once when ``queue`` uploads already wait."""
         try:
             self._semaphore.acquire_nowait()
         except anyio.WouldBlock:
-            if self.queue is not None and self.waiting >= self.queue:
-                raise ServiceUnavailable(
-                    f"Too many uploads in progress ({self.capacity}) and waiting "
-                    f"({self.waiting}); try again shortly",
-                    retry_after=1,
-                    capacity=self.capacity,
-                ) from None
+            if not self.has_room():
+                raise self._queue_full() from None
             self.waiting += 1
             self._report()
             try:
@@ -124,6 +171,7 @@ class UploadSlots:
             finally:
                 self.waiting -= 1
                 self._report()
+                self._room_freed()
             if scope.cancelled_caught:
                 raise ServiceUnavailable(
                     f"Too many uploads in progress ({self.capacity}); try again shortly",

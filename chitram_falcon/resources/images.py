@@ -144,7 +144,8 @@ class UploadResource:
 
     Everything that can refuse the request from its headers does so before a byte of the body
     is read: the caller (401), Content-Length against the size limit (413), the rate limit and
-    the per-user count of uploads in progress (429). Only then is the multipart body parsed, as
+    the per-user count of uploads in progress (429), every upload slot busy with the queue full
+    (503). Only then is the multipart body parsed, as
     a stream, and the file part fed chunk by chunk to the SDK, which enforces the size limit as
     it reads; a body idle or slow past its timeouts is cut with 408. The process-wide upload
     slot (503 when none frees up in time) is taken once the file has arrived, for the work on
@@ -156,6 +157,9 @@ class UploadResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
+        # Overloaded: wait a little for room, else 503, before authentication's database reads
+        # and the body, so that refusing costs the server as little as possible.
+        await chitram.upload_slots.wait_for_room()
         required = not chitram.settings.allow_anonymous_uploads
         principal = await authenticate(req, chitram, required=required)
         await self.accept(req, resp, principal)
@@ -178,6 +182,10 @@ class UploadResource:
             f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
         )
         await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        # Every slot busy and the queue full: 503 now, before a byte of the body is read (the
+        # server discards the unread body and keeps the connection), not after receiving and
+        # parsing a file only to refuse it. Checked again when the file has arrived (take).
+        chitram.upload_slots.check_room()
         held: list[bool] = []
         async with chitram.upload_slots.per_identity(identity):
             try:
