@@ -163,3 +163,89 @@ async def test_a_queue_of_zero_never_waits() -> None:
 def test_a_negative_queue_is_refused() -> None:
     with pytest.raises(ValueError, match="queue"):
         UploadSlots(capacity=1, wait_timeout=1, queue=-1)
+
+
+async def test_with_room_an_upload_goes_on_at_once() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=1, room_wait=5)
+    async with slots.acquire():  # the slot is busy but the queue has a place
+        with anyio.fail_after(0.5):
+            await slots.wait_for_room()
+        slots.check_room()
+    unbounded = UploadSlots(capacity=1, wait_timeout=30, room_wait=5)  # no queue bound
+    async with unbounded.acquire():
+        with anyio.fail_after(0.5):
+            await unbounded.wait_for_room()
+
+
+async def test_without_room_an_upload_is_refused_after_room_wait() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0, room_wait=0.2)
+    async with slots.acquire():
+        with pytest.raises(ServiceUnavailable) as now:
+            slots.check_room()
+        started = anyio.current_time()
+        with pytest.raises(ServiceUnavailable) as caught:
+            await slots.wait_for_room()
+        waited = anyio.current_time() - started
+    assert now.value.retry_after == 1 and caught.value.retry_after == 1
+    assert 0.15 <= waited < 2
+    assert not slots._room_waiters  # a waiter that gave up leaves no trace
+
+
+async def test_room_is_handed_out_one_at_a_time_in_arrival_order() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0, room_wait=30)
+    await slots.take()
+    let_in: list[str] = []
+
+    async def arrive(name: str) -> None:
+        await slots.wait_for_room()
+        let_in.append(name)
+
+    async with anyio.create_task_group() as tg:
+        for name in ("first", "second", "third"):
+            tg.start_soon(arrive, name)
+            await anyio.sleep(0.01)
+        assert let_in == []
+        slots.release()  # one room: only the longest waiting goes on
+        await anyio.sleep(0.05)
+        assert let_in == ["first"]
+        # A newcomer does not jump the line while others wait for room.
+        tg.start_soon(arrive, "newcomer")
+        await anyio.sleep(0.05)
+        assert let_in == ["first"]
+        await slots.take()  # what "first" goes on to do; its finish frees the next room
+        slots.release()
+        await anyio.sleep(0.05)
+        assert let_in == ["first", "second"]
+        tg.cancel_scope.cancel()
+    assert not slots._room_waiters  # cancelled waiters leave no trace
+
+
+async def test_a_slot_handed_to_a_queued_upload_frees_no_room() -> None:
+    # capacity 1, queue 1: a holder and one queued. When the holder releases, the slot passes
+    # to the queued upload, and only its leaving the queue makes room for one more.
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=1, room_wait=30)
+    await slots.take()
+    queued = anyio.Event()
+    let_in: list[str] = []
+
+    async def queue_up() -> None:
+        await slots.take()
+        queued.set()
+
+    async def arrive(name: str) -> None:
+        await slots.wait_for_room()
+        let_in.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue_up)
+        await anyio.sleep(0.01)
+        assert slots.waiting == 1
+        tg.start_soon(arrive, "a")
+        tg.start_soon(arrive, "b")
+        await anyio.sleep(0.01)
+        slots.release()
+        await queued.wait()
+        await anyio.sleep(0.05)
+        assert let_in == ["a"]  # one place in the queue freed up, one upload let in
+        tg.cancel_scope.cancel()
+    slots.release()
