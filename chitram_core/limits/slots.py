@@ -13,13 +13,17 @@ hold no slot. What they do hold is bounded by :meth:`UploadSlots.per_identity` (
 ``per_identity`` uploads of one user or anonymous client at once, else 429) and the idle and
 total body timeouts.
 
-Before reading a body the HTTP layer asks for room (:meth:`UploadSlots.wait_for_room`): while
-every slot is busy and the queue is full, a new upload waits there, its body unread, for at most
-``room_wait`` seconds (0.5) and is then refused with 503. Waiting there holds nothing but the
-connection, and room is handed out one upload at a time, first come first served. Refusing
-from the headers spares receiving and parsing a file that would be refused anyway; the short
-wait keeps clients that retry at once (ignoring Retry-After) from turning an overloaded server
-into one that only answers 503s, and lets a burst queue up instead of being refused.
+Before reading a body the HTTP layer asks for room (:meth:`UploadSlots.room`): a free slot or a
+place in the queue, not already promised to another upload. Without room a new upload waits, its
+body unread, for at most ``room_wait`` seconds (0.5) to be handed the next room that frees up,
+first come first served, and is then refused with 503. A room handed out is kept for its upload
+until it takes its slot (:meth:`UploadSlots.take`) or ends, for at most ``room_hold`` seconds
+(2): so rooms are handed out one at a time, never to a crowd that would then find the queue full
+after sending its files, and a client that stalls after being let in holds its room only
+briefly. An upload let in at once, with room to spare and nobody waiting, holds nothing.
+Refusing from the headers spares receiving and parsing a file that would be refused anyway; the
+short wait keeps clients that retry at once (ignoring Retry-After) from turning an overloaded
+server into one that only answers 503s, and lets a burst queue up instead.
 """
 
 from __future__ import annotations
@@ -35,6 +39,16 @@ from chitram_core import observe
 from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
 
 
+class Room:
+    """Room for one upload, handed out by :meth:`UploadSlots.room`."""
+
+    __slots__ = ("expires", "handed")
+
+    def __init__(self) -> None:
+        self.handed = anyio.Event()
+        self.expires = math.inf
+
+
 class UploadSlots:
     def __init__(
         self,
@@ -44,6 +58,7 @@ class UploadSlots:
         per_identity: int | None = None,
         queue: int | None = None,
         room_wait: float = 0.5,
+        room_hold: float = 2.0,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
@@ -55,7 +70,9 @@ class UploadSlots:
         self.wait_timeout = wait_timeout
         self.queue = queue
         self.room_wait = room_wait
-        self._room_waiters: deque[anyio.Event] = deque()
+        self.room_hold = room_hold
+        self._room_waiters: deque[Room] = deque()
+        self._promised: set[Room] = set()
         self._semaphore = anyio.Semaphore(capacity)
         self.waiting = 0
         self.per_identity_limit = per_identity
@@ -89,7 +106,7 @@ class UploadSlots:
         """Give back a slot got from :meth:`take`."""
         self._semaphore.release()
         self._report()
-        self._room_freed()
+        self._hand_out()
 
     @asynccontextmanager
     async def per_identity(self, identity: str) -> AsyncIterator[None]:
@@ -125,27 +142,49 @@ class UploadSlots:
         if not self.has_room():
             raise self._queue_full()
 
-    async def wait_for_room(self) -> None:
-        """Return once there is room (:meth:`has_room`), at once or when handed the next room to
-        free up, in arrival order; :class:`ServiceUnavailable` (``Retry-After: 1``) after
-        ``room_wait`` seconds without. Takes nothing: :meth:`take` still decides."""
-        if self.has_room() and not self._room_waiters:
+    @asynccontextmanager
+    async def room(self) -> AsyncIterator[Room]:
+        """Room for one upload, for the block: at once when there is room and nobody waits for
+        it, else when handed the next room to free up, in arrival order;
+        :class:`ServiceUnavailable` (``Retry-After: 1``) after ``room_wait`` seconds without.
+        A room handed out is kept for this upload until it passes it to :meth:`take`, the
+        block ends, or ``room_hold`` seconds have passed."""
+        room = Room()
+        if not self._room_waiters and self._room_left() > 0:
+            # Room to spare: in at once, unpromised (a client stalling now holds nothing).
+            yield room
             return
-        handed = anyio.Event()
-        self._room_waiters.append(handed)
+        self._room_waiters.append(room)
         try:
+            self._hand_out()  # room that lapsed since the last hand-out, to those first in line
             with anyio.move_on_after(self.room_wait):
-                await handed.wait()
+                await room.handed.wait()
+            if not room.handed.is_set():
+                raise self._queue_full()
+            yield room
         finally:
-            if not handed.is_set():
-                self._room_waiters.remove(handed)
-        if not handed.is_set():
-            raise self._queue_full()
+            if room.handed.is_set():
+                self._promised.discard(room)
+            else:
+                self._room_waiters.remove(room)
+            self._hand_out()
 
-    def _room_freed(self) -> None:
-        """Hand the room that just freed up to the longest waiting upload, if any."""
-        if self._room_waiters and self.has_room():
-            self._room_waiters.popleft().set()
+    def _room_left(self) -> float:
+        """Free slots and queue places not promised to an upload on its way to :meth:`take`."""
+        if self.queue is None:
+            return math.inf
+        now = anyio.current_time()
+        for room in [room for room in self._promised if room.expires <= now]:
+            self._promised.discard(room)
+        return self._semaphore.value + self.queue - self.waiting - len(self._promised)
+
+    def _hand_out(self) -> None:
+        """Hand the room there is to the longest waiting uploads."""
+        while self._room_waiters and self._room_left() > 0:
+            room = self._room_waiters.popleft()
+            room.expires = anyio.current_time() + self.room_hold
+            self._promised.add(room)
+            room.handed.set()
 
     def _queue_full(self) -> ServiceUnavailable:
         return ServiceUnavailable(
@@ -155,9 +194,12 @@ class UploadSlots:
             capacity=self.capacity,
         )
 
-    async def take(self) -> None:
+    async def take(self, room: Room | None = None) -> None:
         """Take one slot (give it back with :meth:`release`); :class:`ServiceUnavailable`
-        after the wait timeout, or at once when ``queue`` uploads already wait."""
+        after the wait timeout, or at once when ``queue`` uploads already wait. ``room``, from
+        :meth:`room`, is used up: its place is now this upload's slot or place in the queue."""
+        if room is not None:
+            self._promised.discard(room)
         try:
             self._semaphore.acquire_nowait()
         except anyio.WouldBlock:
@@ -171,7 +213,7 @@ class UploadSlots:
             finally:
                 self.waiting -= 1
                 self._report()
-                self._room_freed()
+                self._hand_out()
             if scope.cancelled_caught:
                 raise ServiceUnavailable(
                     f"Too many uploads in progress ({self.capacity}); try again shortly",

@@ -26,6 +26,7 @@ from chitram_core.errors import (
     check_limit,
 )
 from chitram_core.limits import UploadSlots
+from chitram_core.limits.slots import Room
 from chitram_core.models import Thumbnail
 from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
 from chitram_falcon.http import (
@@ -110,13 +111,13 @@ class _RequestTimeout(RequestTimeout):
 
 
 async def _slot_at_end(
-    chunks: AsyncIterator[bytes], slots: UploadSlots, held: list[bool]
+    chunks: AsyncIterator[bytes], slots: UploadSlots, held: list[bool], room: Room | None
 ) -> AsyncIterator[bytes]:
     """The file's bytes; once the last has arrived, an upload slot is taken (waiting for it
     here), so the slot is held for the work on the file and never while the client sends."""
     async for chunk in chunks:
         yield chunk
-    await slots.take()
+    await slots.take(room)
     held.append(True)
 
 
@@ -157,15 +158,20 @@ class UploadResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        # Overloaded: wait a little for room, else 503, before authentication's database reads
-        # and the body, so that refusing costs the server as little as possible.
-        await chitram.upload_slots.wait_for_room()
-        required = not chitram.settings.allow_anonymous_uploads
-        principal = await authenticate(req, chitram, required=required)
-        await self.accept(req, resp, principal)
+        # Room for one more upload (a free slot or a place in the queue), waiting a little for
+        # it, else 503: before authentication's database reads and the body, so that refusing
+        # costs the server as little as possible.
+        async with chitram.upload_slots.room() as room:
+            required = not chitram.settings.allow_anonymous_uploads
+            principal = await authenticate(req, chitram, required=required)
+            await self.accept(req, resp, principal, room)
 
     async def accept(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, principal: Principal | None
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        principal: Principal | None,
+        room: Room | None = None,
     ) -> None:
         """Everything after authentication, for any front door (the API, the web UI)."""
         chitram = self.handle.chitram
@@ -189,7 +195,7 @@ class UploadResource:
         held: list[bool] = []
         async with chitram.upload_slots.per_identity(identity):
             try:
-                image = await self._receive(req, chitram, principal, cap, limit, held)
+                image = await self._receive(req, chitram, principal, cap, limit, held, room)
             finally:
                 if held:
                     chitram.upload_slots.release()
@@ -206,6 +212,7 @@ class UploadResource:
         cap: int,
         limit: int,
         held: list[bool],
+        room: Room | None,
     ) -> Image:
         settings = chitram.settings
         try:
@@ -225,7 +232,9 @@ class UploadResource:
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _slot_at_end(_part_chunks(part, body, delimiter), chitram.upload_slots, held),
+                    _slot_at_end(
+                        _part_chunks(part, body, delimiter), chitram.upload_slots, held, room
+                    ),
                     filename=part.filename,
                     owner=principal,
                     max_bytes=limit,
