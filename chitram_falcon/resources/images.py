@@ -144,13 +144,14 @@ class UploadResource:
     """POST /api/v1/images/upload.
 
     Everything that can refuse the request from its headers does so before a byte of the body
-    is read: the caller (401), Content-Length against the size limit (413), the rate limit and
-    the per-user count of uploads in progress (429), every upload slot busy with the queue full
-    (503). Only then is the multipart body parsed, as
-    a stream, and the file part fed chunk by chunk to the SDK, which enforces the size limit as
-    it reads; a body idle or slow past its timeouts is cut with 408. The process-wide upload
-    slot (503 when none frees up in time) is taken once the file has arrived, for the work on
-    it: a client stalling mid-body never holds one (docs/decisions.md).
+    is read: room for one more upload (503 when every slot is busy and the slot queue full
+    after a wait of up to 0.5 s, first, before authentication), the caller (401),
+    Content-Length against the size limit (413), the rate limit and the per-user count of
+    uploads in progress (429). Only then is the multipart body parsed, as a stream, and the
+    file part fed chunk by chunk to the SDK, which enforces the size limit as it reads; a body
+    idle or slow past its timeouts is cut with 408. The process-wide upload slot (503 when none
+    frees up in time) is taken once the file has arrived, for the work on it: a client stalling
+    mid-body never holds one (docs/decisions.md).
     """
 
     def __init__(self, handle: ChitramHandle) -> None:
