@@ -267,6 +267,11 @@ def run_wrk(
         "p50": p50,
         "p99": p99,
         "errors": sum(int(n) for n in errors.groups()) if errors else 0,
+        # wrk's socket error counters by kind: connect, read, write, timeout.
+        **{
+            f"errors_{kind}": int(errors.group(i + 1)) if errors else 0
+            for i, kind in enumerate(("connect", "read", "write", "timeout"))
+        },
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
     }
 

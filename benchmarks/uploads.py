@@ -235,7 +235,9 @@ def main() -> int:
                 print(
                     f"-c{connections}: wrk {figures['rps']:.1f} req/s, p50 {figures['p50']:.0f} "
                     f"ms, p99 {figures['p99']:.0f} ms, non-2xx {figures['non2xx']}, socket "
-                    f"errors {figures['errors']}; {stored} stored, thumbnails done "
+                    f"errors {figures['errors']} (connect {figures['errors_connect']:.0f}, read "
+                    f"{figures['errors_read']:.0f}, write {figures['errors_write']:.0f}, timeout "
+                    f"{figures['errors_timeout']:.0f}); {stored} stored, thumbnails done "
                     f"{tail:.1f} s after wrk; effective {effective:.1f}/s = "
                     f"{effective * run_ceiling:.2f} x ceiling ({1 / run_ceiling:.1f}/s, mean of "
                     f"{1 / per_image:.1f} before and {1 / after:.1f} after)",

@@ -12,11 +12,24 @@ A slot is for the work, not for waiting on the network: the HTTP layer takes it 
 hold no slot. What they do hold is bounded by :meth:`UploadSlots.per_identity` (at most
 ``per_identity`` uploads of one user or anonymous client at once, else 429) and the idle and
 total body timeouts.
+
+Before reading a body the HTTP layer asks for room (:meth:`UploadSlots.room`): a free slot or a
+place in the queue, not already promised to another upload. Without room a new upload waits, its
+body unread, for at most ``room_wait`` seconds (0.5) to be handed the next room that frees up,
+first come first served, and is then refused with 503. A room handed out is kept for its upload
+until it takes its slot (:meth:`UploadSlots.take`) or ends, for at most ``room_hold`` seconds
+(2): so rooms are handed out one at a time, never to a crowd that would then find the queue full
+after sending its files, and a client that stalls after being let in holds its room only
+briefly. An upload let in at once, with room to spare and nobody waiting, holds nothing.
+Refusing from the headers spares receiving and parsing a file that would be refused anyway; the
+short wait keeps clients that retry at once (ignoring Retry-After) from turning an overloaded
+server into one that only answers 503s, and lets a burst queue up instead.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,6 +37,16 @@ import anyio
 
 from chitram_core import observe
 from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
+
+
+class Room:
+    """Room for one upload, handed out by :meth:`UploadSlots.room`."""
+
+    __slots__ = ("expires", "handed")
+
+    def __init__(self) -> None:
+        self.handed = anyio.Event()
+        self.expires = math.inf
 
 
 class UploadSlots:
@@ -34,6 +57,8 @@ class UploadSlots:
         *,
         per_identity: int | None = None,
         queue: int | None = None,
+        room_wait: float = 0.5,
+        room_hold: float = 2.0,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
@@ -44,6 +69,10 @@ class UploadSlots:
         self.capacity = capacity
         self.wait_timeout = wait_timeout
         self.queue = queue
+        self.room_wait = room_wait
+        self.room_hold = room_hold
+        self._room_waiters: deque[Room] = deque()
+        self._promised: set[Room] = set()
         self._semaphore = anyio.Semaphore(capacity)
         self.waiting = 0
         self.per_identity_limit = per_identity
@@ -77,6 +106,7 @@ class UploadSlots:
         """Give back a slot got from :meth:`take`."""
         self._semaphore.release()
         self._report()
+        self._hand_out()
 
     @asynccontextmanager
     async def per_identity(self, identity: str) -> AsyncIterator[None]:
@@ -103,19 +133,78 @@ class UploadSlots:
             else:
                 del self._active[identity]
 
-    async def take(self) -> None:
+    def has_room(self) -> bool:
+        """Whether an upload arriving now could take a slot or queue for one."""
+        return self._semaphore.value > 0 or self.queue is None or self.waiting < self.queue
+
+    def check_room(self) -> None:
+        """:class:`ServiceUnavailable` now, without waiting, unless :meth:`has_room`."""
+        if not self.has_room():
+            raise self._queue_full()
+
+    @asynccontextmanager
+    async def room(self) -> AsyncIterator[Room]:
+        """Room for one upload, for the block: at once when there is room and nobody waits for
+        it, else when handed the next room to free up, in arrival order;
+        :class:`ServiceUnavailable` (``Retry-After: 1``) after ``room_wait`` seconds without.
+        A room handed out is kept for this upload until it passes it to :meth:`take`, the
+        block ends, or ``room_hold`` seconds have passed."""
+        room = Room()
+        if not self._room_waiters and self._room_left() > 0:
+            # Room to spare: in at once, unpromised (a client stalling now holds nothing).
+            yield room
+            return
+        self._room_waiters.append(room)
+        try:
+            self._hand_out()  # room that lapsed since the last hand-out, to those first in line
+            with anyio.move_on_after(self.room_wait):
+                await room.handed.wait()
+            if not room.handed.is_set():
+                raise self._queue_full()
+            yield room
+        finally:
+            if room.handed.is_set():
+                self._promised.discard(room)
+            else:
+                self._room_waiters.remove(room)
+            self._hand_out()
+
+    def _room_left(self) -> float:
+        """Free slots and queue places not promised to an upload on its way to :meth:`take`."""
+        if self.queue is None:
+            return math.inf
+        now = anyio.current_time()
+        for room in [room for room in self._promised if room.expires <= now]:
+            self._promised.discard(room)
+        return self._semaphore.value + self.queue - self.waiting - len(self._promised)
+
+    def _hand_out(self) -> None:
+        """Hand the room there is to the longest waiting uploads."""
+        while self._room_waiters and self._room_left() > 0:
+            room = self._room_waiters.popleft()
+            room.expires = anyio.current_time() + self.room_hold
+            self._promised.add(room)
+            room.handed.set()
+
+    def _queue_full(self) -> ServiceUnavailable:
+        return ServiceUnavailable(
+            f"Too many uploads in progress ({self.capacity}) and waiting "
+            f"({self.waiting}); try again shortly",
+            retry_after=1,
+            capacity=self.capacity,
+        )
+
+    async def take(self, room: Room | None = None) -> None:
         """Take one slot (give it back with :meth:`release`); :class:`ServiceUnavailable`
-        after the wait timeout, or at once when ``queue`` uploads already wait."""
+        after the wait timeout, or at once when ``queue`` uploads already wait. ``room``, from
+        :meth:`room`, is used up: its place is now this upload's slot or place in the queue."""
+        if room is not None:
+            self._promised.discard(room)
         try:
             self._semaphore.acquire_nowait()
         except anyio.WouldBlock:
-            if self.queue is not None and self.waiting >= self.queue:
-                raise ServiceUnavailable(
-                    f"Too many uploads in progress ({self.capacity}) and waiting "
-                    f"({self.waiting}); try again shortly",
-                    retry_after=1,
-                    capacity=self.capacity,
-                ) from None
+            if not self.has_room():
+                raise self._queue_full() from None
             self.waiting += 1
             self._report()
             try:
@@ -124,6 +213,7 @@ class UploadSlots:
             finally:
                 self.waiting -= 1
                 self._report()
+                self._hand_out()
             if scope.cancelled_caught:
                 raise ServiceUnavailable(
                     f"Too many uploads in progress ({self.capacity}); try again shortly",

@@ -26,6 +26,7 @@ from chitram_core.errors import (
     check_limit,
 )
 from chitram_core.limits import UploadSlots
+from chitram_core.limits.slots import Room
 from chitram_core.models import Thumbnail
 from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
 from chitram_falcon.fastread import Answer, RawHeaders
@@ -111,13 +112,13 @@ class _RequestTimeout(RequestTimeout):
 
 
 async def _slot_at_end(
-    chunks: AsyncIterator[bytes], slots: UploadSlots, held: list[bool]
+    chunks: AsyncIterator[bytes], slots: UploadSlots, held: list[bool], room: Room | None
 ) -> AsyncIterator[bytes]:
     """The file's bytes; once the last has arrived, an upload slot is taken (waiting for it
     here), so the slot is held for the work on the file and never while the client sends."""
     async for chunk in chunks:
         yield chunk
-    await slots.take()
+    await slots.take(room)
     held.append(True)
 
 
@@ -144,12 +145,14 @@ class UploadResource:
     """POST /api/v1/images/upload.
 
     Everything that can refuse the request from its headers does so before a byte of the body
-    is read: the caller (401), Content-Length against the size limit (413), the rate limit and
-    the per-user count of uploads in progress (429). Only then is the multipart body parsed, as
-    a stream, and the file part fed chunk by chunk to the SDK, which enforces the size limit as
-    it reads; a body idle or slow past its timeouts is cut with 408. The process-wide upload
-    slot (503 when none frees up in time) is taken once the file has arrived, for the work on
-    it: a client stalling mid-body never holds one (docs/decisions.md).
+    is read: room for one more upload (503 when every slot is busy and the slot queue full
+    after a wait of up to 0.5 s, first, before authentication), the caller (401),
+    Content-Length against the size limit (413), the rate limit and the per-user count of
+    uploads in progress (429). Only then is the multipart body parsed, as a stream, and the
+    file part fed chunk by chunk to the SDK, which enforces the size limit as it reads; a body
+    idle or slow past its timeouts is cut with 408. The process-wide upload slot (503 when none
+    frees up in time) is taken once the file has arrived, for the work on it: a client stalling
+    mid-body never holds one (docs/decisions.md).
     """
 
     def __init__(self, handle: ChitramHandle) -> None:
@@ -157,12 +160,20 @@ class UploadResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        required = not chitram.settings.allow_anonymous_uploads
-        principal = await authenticate(req, chitram, required=required)
-        await self.accept(req, resp, principal)
+        # Room for one more upload (a free slot or a place in the queue), waiting a little for
+        # it, else 503: before authentication's database reads and the body, so that refusing
+        # costs the server as little as possible.
+        async with chitram.upload_slots.room() as room:
+            required = not chitram.settings.allow_anonymous_uploads
+            principal = await authenticate(req, chitram, required=required)
+            await self.accept(req, resp, principal, room)
 
     async def accept(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, principal: Principal | None
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        principal: Principal | None,
+        room: Room | None = None,
     ) -> None:
         """Everything after authentication, for any front door (the API, the web UI)."""
         chitram = self.handle.chitram
@@ -179,10 +190,14 @@ class UploadResource:
             f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
         )
         await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        # Every slot busy and the queue full: 503 now, before a byte of the body is read (the
+        # server discards the unread body and keeps the connection), not after receiving and
+        # parsing a file only to refuse it. Checked again when the file has arrived (take).
+        chitram.upload_slots.check_room()
         held: list[bool] = []
         async with chitram.upload_slots.per_identity(identity):
             try:
-                image = await self._receive(req, chitram, principal, cap, limit, held)
+                image = await self._receive(req, chitram, principal, cap, limit, held, room)
             finally:
                 if held:
                     chitram.upload_slots.release()
@@ -199,6 +214,7 @@ class UploadResource:
         cap: int,
         limit: int,
         held: list[bool],
+        room: Room | None,
     ) -> Image:
         settings = chitram.settings
         try:
@@ -218,7 +234,9 @@ class UploadResource:
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _slot_at_end(_part_chunks(part, body, delimiter), chitram.upload_slots, held),
+                    _slot_at_end(
+                        _part_chunks(part, body, delimiter), chitram.upload_slots, held, room
+                    ),
                     filename=part.filename,
                     owner=principal,
                     max_bytes=limit,

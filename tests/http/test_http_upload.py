@@ -424,6 +424,44 @@ async def test_no_free_upload_slot_is_503_with_retry_after(tmp_path: Path) -> No
         assert (await env.upload(token)).status_code == 201
 
 
+async def test_a_full_upload_queue_refuses_from_the_headers_after_a_short_wait(
+    tmp_path: Path,
+) -> None:
+    # One slot, no queue: while the slot is held there is no room. The upload waits for room
+    # (room_wait, 0.5 s) without pulling a byte of its body, then is 503 with Retry-After.
+    async with open_env(tmp_path, upload_concurrency=1, upload_queue=0) as env:
+        token = await env.register()
+        counter = BodyCounter(total=4 * 1024 * 1024, content_length=True)  # within the limit
+        async with env.chitram.upload_slots.acquire():
+            started = anyio.current_time()
+            status, body = await raw_request(env, counter, headers=bearer(token))
+            waited = anyio.current_time() - started
+        assert status == 503 and body["detail"]["code"] == "SERVICE_UNAVAILABLE"
+        assert counter.pulled == 0
+        assert 0.4 <= waited < 5
+        assert (await env.upload(token)).status_code == 201
+
+
+async def test_an_upload_waiting_for_room_is_let_in_when_a_slot_frees_up(
+    tmp_path: Path,
+) -> None:
+    async with open_env(tmp_path, upload_concurrency=1, upload_queue=0) as env:
+        token = await env.register()
+        slots = env.chitram.upload_slots
+        await slots.take()
+        results: list[int] = []
+
+        async def upload() -> None:
+            results.append((await env.upload(token)).status_code)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(upload)
+            await anyio.sleep(0.1)
+            assert not results  # waiting for room, neither refused nor through
+            slots.release()
+        assert results == [201]
+
+
 async def test_identical_bytes_are_two_images(env: Env) -> None:
     token = await env.register()
     data = png_bytes(color="purple")

@@ -163,3 +163,136 @@ async def test_a_queue_of_zero_never_waits() -> None:
 def test_a_negative_queue_is_refused() -> None:
     with pytest.raises(ValueError, match="queue"):
         UploadSlots(capacity=1, wait_timeout=1, queue=-1)
+
+
+async def test_an_upload_let_in_at_once_holds_no_room() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0, room_wait=5)
+    # Room to spare: in at once, and nothing is kept for it, so the next is let in at once too
+    # (take decides).
+    with anyio.fail_after(0.5):
+        async with slots.room(), slots.room():
+            pass
+
+
+async def test_with_room_an_upload_goes_on_at_once() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=1, room_wait=5)
+    async with slots.acquire():  # the slot is busy but the queue has a place
+        with anyio.fail_after(0.5):
+            async with slots.room():
+                pass
+        slots.check_room()
+    unbounded = UploadSlots(capacity=1, wait_timeout=30, room_wait=5)  # no queue bound
+    async with unbounded.acquire():
+        with anyio.fail_after(0.5):
+            async with unbounded.room(), unbounded.room():
+                pass
+
+
+async def test_without_room_an_upload_is_refused_after_room_wait() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0, room_wait=0.2)
+    async with slots.acquire():
+        with pytest.raises(ServiceUnavailable) as now:
+            slots.check_room()
+        started = anyio.current_time()
+        with pytest.raises(ServiceUnavailable) as caught:
+            async with slots.room():
+                pass  # pragma: no cover
+        waited = anyio.current_time() - started
+    assert now.value.retry_after == 1 and caught.value.retry_after == 1
+    assert 0.15 <= waited < 2
+    async with slots.room():  # a waiter that gave up left nothing behind
+        pass
+
+
+async def test_room_is_promised_to_one_upload_at_a_time_in_arrival_order() -> None:
+    # One slot, a queue of one, both taken: no room. Three uploads wait for room.
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=1, room_wait=30)
+    await slots.take()
+    queued = anyio.Event()
+    let_in: list[str] = []
+    go_on = {name: anyio.Event() for name in ("first", "second", "third", "newcomer")}
+
+    async def queue_up() -> None:
+        await slots.take()
+        queued.set()
+
+    async def arrive(name: str) -> None:
+        async with slots.room() as room:
+            let_in.append(name)
+            await go_on[name].wait()
+            await slots.take(room)  # its file has arrived: it queues for the slot
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(queue_up)
+        await anyio.sleep(0.01)
+        for name in ("first", "second", "third"):
+            tg.start_soon(arrive, name)
+            await anyio.sleep(0.01)
+        assert let_in == []
+        slots.release()  # the slot passes to the queued upload; its place in the queue frees
+        await queued.wait()
+        await anyio.sleep(0.02)
+        assert let_in == ["first"]  # one place: promised to the longest waiting, only to it
+        tg.start_soon(arrive, "newcomer")
+        await anyio.sleep(0.02)
+        assert let_in == ["first"]  # the promised place is not given to anyone else
+        go_on["first"].set()  # "first" takes its place in the queue: still no room
+        await anyio.sleep(0.02)
+        assert slots.waiting == 1 and let_in == ["first"]
+        slots.release()  # "first" gets the slot, its place in the queue goes to "second"
+        await anyio.sleep(0.02)
+        assert let_in == ["first", "second"]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_room_not_used_is_handed_on() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0, room_wait=30)
+    await slots.take()
+    let_in: list[str] = []
+    leave = anyio.Event()
+
+    async def arrive(name: str) -> None:
+        async with slots.room():
+            let_in.append(name)
+            if name == "first":
+                await leave.wait()  # e.g. refused with 401 after being let in
+            else:
+                await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(arrive, "first")
+        await anyio.sleep(0.01)
+        tg.start_soon(arrive, "second")
+        await anyio.sleep(0.01)
+        slots.release()
+        await anyio.sleep(0.02)
+        assert let_in == ["first"]
+        leave.set()  # "first" ends without taking the slot: the room goes to "second"
+        await anyio.sleep(0.02)
+        assert let_in == ["first", "second"]
+        tg.cancel_scope.cancel()
+
+
+async def test_a_promised_room_lapses_after_room_hold() -> None:
+    slots = UploadSlots(capacity=1, wait_timeout=30, queue=0, room_wait=5, room_hold=0.1)
+    let_in: list[str] = []
+
+    async def arrive(name: str) -> None:
+        async with slots.room():
+            let_in.append(name)
+            await anyio.sleep_forever()  # let in, then stalls before taking its slot
+
+    await slots.take()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(arrive, "stalled")
+        await anyio.sleep(0.01)
+        tg.start_soon(arrive, "next")
+        await anyio.sleep(0.01)
+        slots.release()  # the free slot is promised to "stalled", the first waiting
+        await anyio.sleep(0.02)
+        assert let_in == ["stalled"]
+        await anyio.sleep(0.15)
+        tg.start_soon(arrive, "later")  # any arrival or departure hands out lapsed rooms
+        await anyio.sleep(0.02)
+        assert let_in == ["stalled", "next"]
+        tg.cancel_scope.cancel()
