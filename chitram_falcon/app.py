@@ -81,16 +81,13 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
         if scope["type"] == "http":
             # Request id, access line, metrics and span: see chitram_falcon/observed.py.
             if scope["method"] in _BODYLESS:
-                await observed.serve(self._read, scope, receive, send)
+                # A warm public read is answered from what is prepared (fastread), else Falcon.
+                fast = self.fast_reads.answer
+                await observed.serve(super().__call__, scope, receive, send, fast)
             else:
                 await observed.serve(super().__call__, scope, _defer_first_event(receive), send)
             return
         await super().__call__(scope, receive, send)
-
-    async def _read(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        """A warm public read answered from what is prepared (``fastread``), else Falcon."""
-        if not await self.fast_reads.answer(scope, send):
-            await super().__call__(scope, receive, send)
 
     def add_middleware(self, middleware: Any) -> None:
         """Falcon's, and a middleware other than ours turns the prepared reads off: it then sees

@@ -103,6 +103,8 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,  # ours (chitram_falcon.access) replaces uvicorn's
         "lifespan": "on",
         "proxy_headers": False,
+        # No "server: uvicorn": it names our stack to every client and costs a header per answer.
+        "server_header": False,
         "loop": loop,
         "http": http,
     }

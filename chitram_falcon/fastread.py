@@ -64,38 +64,48 @@ class FastReads:
         else:
             self._routes.pop(tail, None)
 
-    async def answer(self, scope: dict[str, Any], send: Send) -> bool:
-        """Answer ``scope`` when it is a warm public read; False (nothing sent) otherwise."""
+    async def answer(
+        self, scope: dict[str, Any], send: Send, extra: tuple[bytes, bytes]
+    ) -> int | None:
+        """Answer ``scope`` with the ``extra`` header (the request id) when it is a warm public
+        read, and say how many body bytes went out; None (nothing sent) otherwise."""
         method = scope["method"]
         if not self.enabled or method not in _READS or scope.get("root_path"):
-            return False
+            return None
         path: str = scope["path"]
         if not path.startswith(PREFIX):
-            return False
+            return None
         rest = path[len(PREFIX) :]
         image_id = rest[:_ID_LENGTH]
         found = self._routes.get(rest[_ID_LENGTH:])
         if found is None or len(image_id) != _ID_LENGTH or "/" in image_id:
-            return False
+            return None
         forwarded: bytes | None = None
         for name, value in scope["headers"]:
             if name in _DECLINED:
-                return False
+                return None
             if name == _FORWARDED_PROTO:
                 forwarded = value
         template, resource, methods = found
         if method not in methods:  # HEAD on metadata is Falcon's 405
-            return False
+            return None
         answer = await resource.prepared(image_id)
         if answer is None:
-            return False
+            return None
         headers, body = answer
-        if self._https(scope, forwarded):
-            headers = (*headers, _HSTS)
+        if forwarded is None and scope.get("scheme") != "https":
+            headers = (*headers, extra)
+        else:
+            headers = (
+                (*headers, _HSTS, extra) if self._https(scope, forwarded) else (*headers, extra)
+            )
         scope[ROUTE_KEY] = template
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body if method == "GET" else b""})
-        return True
+        if method == "GET":
+            await send({"type": "http.response.body", "body": body})
+            return len(body)
+        await send({"type": "http.response.body", "body": b""})
+        return 0
 
     def _https(self, scope: dict[str, Any], forwarded: bytes | None) -> bool:
         """``security.request_is_https`` on the raw scope."""

@@ -212,9 +212,9 @@ def _count_prepared(env: Env) -> list[bool]:
     answered: list[bool] = []
     original = env.app.fast_reads.answer
 
-    async def counted(scope: dict[str, Any], send: Any) -> bool:
-        result = await original(scope, send)
-        answered.append(result)
+    async def counted(scope: dict[str, Any], send: Any, extra: tuple[bytes, bytes]) -> int | None:
+        result = await original(scope, send, extra)
+        answered.append(result is not None)
         return result
 
     env.app.fast_reads.answer = counted  # type: ignore[method-assign]

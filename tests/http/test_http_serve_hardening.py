@@ -76,6 +76,7 @@ def test_serve_keeps_a_private_secret_and_never_logs_a_delete_token(tmp_path: Pa
             f"{base}/api/v1/auth/register", json={"email": "a@example.com", "password": PASSWORD}
         )
         assert reg.status_code == 201 and reg.headers["X-Content-Type-Options"] == "nosniff"
+        assert "server" not in reg.headers  # the stack is not named to clients
         token = reg.json()["access_token"]
         claims = jwt.decode(token, options={"verify_signature": False})
         forged = jwt.encode(claims, DEFAULT_JWT_SECRET, algorithm="HS256")
