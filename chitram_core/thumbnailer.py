@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chitram_core import observe
 from chitram_core.background import Background
 from chitram_core.db import Database
+from chitram_core.db import blobs as blobs_sql
 from chitram_core.db import jobs as jobs_sql
 from chitram_core.db import thumbnails as sql
 from chitram_core.db.tables import utcnow
@@ -320,7 +321,7 @@ class Thumbnailer:
 
     async def _render(self, sha256: str, key: str, *, force: bool) -> None:
         async with self.db.connect() as conn:
-            exists = await sql.blob_exists(conn, sha256)
+            exists = await blobs_sql.exists(conn, sha256)
             row = await sql.get(conn, key)
         if not exists:
             return  # the image was deleted meanwhile
@@ -360,7 +361,7 @@ class Thumbnailer:
             await self._fail(sha256, key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
         async with self.db.transaction() as conn:
-            if not await sql.blob_exists(conn, sha256):
+            if not await blobs_sql.exists(conn, sha256):
                 # Deleted while rendering: the bytes we wrote have no row; remove them.
                 await self.storage.delete(key)
                 return

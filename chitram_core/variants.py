@@ -21,6 +21,7 @@ from urllib.parse import quote
 import anyio
 
 from chitram_core.db import Database
+from chitram_core.db import blobs as blobs_sql
 from chitram_core.db import variants as sql
 from chitram_core.db.tables import utcnow
 from chitram_core.errors import (
@@ -199,7 +200,7 @@ class VariantService:
         while True:
             now = utcnow()
             async with self.db.transaction() as conn:
-                if not await sql.blob_exists(conn, sha256):
+                if not await blobs_sql.exists(conn, sha256):
                     raise ImageNotFound("The image was deleted")
                 state = await sql.claim_state(conn, key)
                 if state is None:
@@ -269,7 +270,7 @@ class VariantService:
             await self._release(key)  # capacity, a crashed worker, cancellation: try again later
             raise
         async with self.db.transaction() as conn:
-            if not await sql.blob_exists(conn, sha256):
+            if not await blobs_sql.exists(conn, sha256):
                 await self.storage.delete(key)  # deleted while rendering: no row, no bytes
                 return
             await sql.mark_ready(

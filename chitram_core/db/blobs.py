@@ -15,6 +15,12 @@ from chitram_core.db.tables import blobs, thumbnails, utcnow, variants
 from chitram_core.db.upsert import UPSERT_DIALECTS, insert_or_ignore
 
 
+async def exists(conn: AsyncConnection, sha256: str) -> bool:
+    """The bytes are still recorded (False once the blob's last image is deleted)."""
+    row = await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+    return row.first() is not None
+
+
 async def claim(
     conn: AsyncConnection,
     *,

@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
-from chitram_core.db.tables import blobs, jobs, thumbnails, utcnow
+from chitram_core.db.tables import jobs, thumbnails, utcnow
 from chitram_core.db.upsert import insert_or_ignore
 
 RETRIED = ("pending", "stalled")
@@ -46,27 +46,23 @@ async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
-async def blob_exists(conn: AsyncConnection, sha256: str) -> bool:
-    """The source image's bytes are still recorded (False once its last image is deleted)."""
-    row = await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
-    return row.first() is not None
-
-
 async def mark_ready(
     conn: AsyncConnection, key: str, *, content_type: str, size: int, width: int, height: int
 ) -> None:
-    await conn.execute(
-        update(thumbnails)
-        .where(thumbnails.c.key == key)
-        .values(
-            status="ready",
-            error=None,
-            content_type=content_type,
-            size=size,
-            width=width,
-            height=height,
-            updated_at=utcnow(),
-        )
+    ready = _ready(content_type=content_type, size=size, width=width, height=height)
+    await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))
+
+
+def _ready(*, content_type: str, size: int, width: int, height: int) -> dict[str, object]:
+    """The columns of a ready row."""
+    return dict(
+        status="ready",
+        error=None,
+        content_type=content_type,
+        size=size,
+        width=width,
+        height=height,
+        updated_at=utcnow(),
     )
 
 
@@ -96,18 +92,11 @@ async def add_ready(
     of the key (an earlier image with the same bytes, deleted) waits for this transaction and
     then finds the key live. A row another transaction inserted meanwhile (a request's render
     on PostgreSQL) is made ready instead."""
-    now = utcnow()
     await deletions.forget(conn, key)
-    ready = dict(
-        status="ready",
-        error=None,
-        content_type=content_type,
-        size=size,
-        width=width,
-        height=height,
-        updated_at=now,
+    ready = _ready(content_type=content_type, size=size, width=width, height=height)
+    values = dict(
+        key=key, sha256=sha256, params=params, attempts=0, created_at=ready["updated_at"], **ready
     )
-    values = dict(key=key, sha256=sha256, params=params, attempts=0, created_at=now, **ready)
     if conn.dialect.name in ("sqlite", "postgresql"):
         if not await insert_or_ignore(conn, thumbnails, values, ("key",)):
             await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))

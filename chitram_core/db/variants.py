@@ -18,12 +18,6 @@ async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
     return dict(row) if row is not None else None
 
 
-async def blob_exists(conn: AsyncConnection, sha256: str) -> bool:
-    """The source image's bytes are still recorded (False once its last image is deleted)."""
-    row = await conn.execute(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
-    return row.first() is not None
-
-
 async def claim_state(conn: AsyncConnection, key: str) -> tuple[str, datetime | None] | None:
     """(status, claimed_at) of the variant's row; None when there is none."""
     row = (
