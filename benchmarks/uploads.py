@@ -18,6 +18,10 @@ Method
   until no thumbnail is pending (polling the SQLite file read-only), and the **effective
   rate** is 201 answers / (wrk's duration + the time until the last thumbnail is ready).
   Non-2xx answers (503 with Retry-After is back-pressure) and socket errors are counted.
+* CPU per stored upload: the user + system seconds the server process and its image workers
+  (from /proc) and wrk (``RUSAGE_CHILDREN``) spent from the start of wrk until the last thumbnail
+  was ready, divided by the uploads stored. On a 2-core machine their sum bounds the rate:
+  2 s / (server + workers + wrk) uploads per second at best, whatever the waiting.
 * Targets: effective rate >= 0.8 x (a); p99 < 500 ms at 16 connections with no error; no
   socket error at 64 connections.
 * Figures from a shared 2-core machine are noisy: run it when it is quiet, or note the load
@@ -33,6 +37,7 @@ import argparse
 import io
 import json
 import os
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -202,6 +207,8 @@ def main() -> int:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                     )
+                cpu_before = process_tree_cpu(server.pid)
+                wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 figures = run_wrk(
                     wrk,
                     url,
@@ -210,7 +217,9 @@ def main() -> int:
                     connections=connections,
                     script=script,
                 )
+                wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 tail = wait_for_thumbnails(data_dir / "chitram.db")
+                cpu_after = process_tree_cpu(server.pid)
                 if spy is not None:
                     spy.wait(60)
                 # The ceiling again, right after: the run's ratio uses the mean of the two.
@@ -223,6 +232,21 @@ def main() -> int:
                 ).fetchone()[0]
                 db.close()
                 effective = stored / (args.duration + tail)
+                server_cpu = cpu_after[server.pid] - cpu_before[server.pid]
+                worker_cpu = sum(
+                    seconds - cpu_before.get(pid, 0.0)
+                    for pid, seconds in cpu_after.items()
+                    if pid != server.pid
+                )
+                wrk_cpu = (wrk_after.ru_utime + wrk_after.ru_stime) - (
+                    wrk_before.ru_utime + wrk_before.ru_stime
+                )
+                per = max(stored, 1)
+                figures.update(
+                    cpu_ms_server=server_cpu / per * 1000,
+                    cpu_ms_workers=worker_cpu / per * 1000,
+                    cpu_ms_wrk=wrk_cpu / per * 1000,
+                )
                 figures.update(
                     stored=stored,
                     thumbnail_tail_s=tail,
@@ -243,6 +267,13 @@ def main() -> int:
                     f"{1 / per_image:.1f} before and {1 / after:.1f} after)",
                     flush=True,
                 )
+                print(
+                    f"  CPU per stored upload: server process {figures['cpu_ms_server']:.1f} ms, "
+                    f"image workers {figures['cpu_ms_workers']:.1f} ms, wrk "
+                    f"{figures['cpu_ms_wrk']:.1f} ms (the image work alone: "
+                    f"{run_ceiling * 1000:.1f} ms)",
+                    flush=True,
+                )
                 per_image = after
             finally:
                 stop(server)
@@ -252,6 +283,25 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def process_tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) so far of ``pid`` and of each of its live child processes
+    (the image workers), from /proc; a worker replaced meanwhile takes its seconds with it."""
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu(of: int) -> float:
+        try:
+            fields = Path(f"/proc/{of}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+
+    seen = {pid: cpu(pid)}
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            seen[int(child)] = cpu(int(child))
+    return seen
 
 
 if __name__ == "__main__":
