@@ -28,6 +28,10 @@ from chitram_core.storage.base import (
     StorageKeyNotFound,
 )
 
+LOCAL_WHOLE_WRITE = 1024 * 1024
+"""Local objects up to this size are written in one worker-thread call (open, write, fsync,
+rename): a thread hop costs the event loop more than writing the bytes."""
+
 
 class FsspecStorage(BaseStorage):
     """A :class:`~chitram_core.storage.base.BaseStorage` on an fsspec filesystem rooted at a URL."""
@@ -129,8 +133,22 @@ class FsspecStorage(BaseStorage):
         return self.fs.open(path, "wb")
 
     async def _write_local(self, path: str, chunks: AsyncIterable[bytes]) -> int:
+        """Into a temporary file beside ``path``, fsync'd, then renamed over it. An object of
+        at most ``LOCAL_WHOLE_WRITE`` bytes (an upload, a thumbnail) is gathered first and
+        written in one worker-thread call; a bigger one is streamed a chunk a call."""
         directory = os.path.dirname(path)
         tmp = os.path.join(directory, f".tmp-{uuid.uuid4().hex}")
+        rest = aiter(chunks)
+        head: list[bytes] = []
+        gathered = 0
+        async for chunk in rest:
+            head.append(chunk)
+            gathered += len(chunk)
+            if gathered > LOCAL_WHOLE_WRITE:
+                break
+        else:
+            await self._run(_write_whole, directory, tmp, path, head)
+            return gathered
 
         def _open() -> BinaryIO:
             os.makedirs(directory, exist_ok=True)
@@ -138,7 +156,8 @@ class FsspecStorage(BaseStorage):
 
         handle = await self._run(_open)
         try:
-            written = await self._pump(handle, chunks)
+            await self._run(handle.writelines, head)
+            written = gathered + await self._pump(handle, rest)
 
             def _commit() -> None:
                 handle.flush()
@@ -246,6 +265,21 @@ def _abort(handle: AbstractBufferedFile) -> None:
     """Abandon a buffered upload: nothing is published, and closing later does nothing."""
     handle.discard()
     handle.closed = True
+
+
+def _write_whole(directory: str, tmp: str, path: str, parts: list[bytes]) -> None:
+    """Write ``parts`` to ``tmp``, fsync, and rename it to ``path``; no ``tmp`` left on error."""
+    os.makedirs(directory, exist_ok=True)
+    try:
+        with open(tmp, "xb") as handle:
+            handle.writelines(parts)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
 
 
 def _discard_local(handle: BinaryIO, tmp: str) -> None:

@@ -10,7 +10,8 @@ import pytest
 
 from chitram_core.storage import open_storage
 from chitram_core.storage.base import Storage
-from chitram_core.testing.storage_contract import StorageContract
+from chitram_core.storage.fsspec_storage import LOCAL_WHOLE_WRITE
+from chitram_core.testing.storage_contract import StorageContract, read_all
 
 
 class TestFileStorage(StorageContract):
@@ -25,6 +26,40 @@ class TestFileStorage(StorageContract):
         await storage.write("x/y", chunks())
         leftovers = [p for p in (tmp_path / "store").rglob("*") if p.name.startswith(".tmp-")]
         assert leftovers == []
+
+    @pytest.mark.parametrize("size", [0, 1, LOCAL_WHOLE_WRITE, LOCAL_WHOLE_WRITE + 1, 3_000_000])
+    async def test_small_and_large_objects_round_trip(self, storage: Storage, size: int) -> None:
+        """Up to LOCAL_WHOLE_WRITE bytes are written in one call, past it streamed: same bytes."""
+        data = bytes(i % 251 for i in range(size))
+        parts = [data[i : i + 65536] for i in range(0, size, 65536)] or [b""]
+
+        async def chunks():  # type: ignore[no-untyped-def]
+            for part in parts:
+                yield part
+
+        assert await storage.write("obj", chunks()) == size
+        assert await read_all(storage, "obj") == data
+
+    @pytest.mark.parametrize("before_failing", [100_000, LOCAL_WHOLE_WRITE + 65536])
+    async def test_a_source_failing_leaves_no_file_either_way(
+        self, storage: Storage, tmp_path: Path, before_failing: int
+    ) -> None:
+        await storage.write("kept", _one(b"old"))
+
+        async def failing():  # type: ignore[no-untyped-def]
+            for _ in range(0, before_failing, 65536):
+                yield b"z" * 65536
+            raise RuntimeError("the client went away")
+
+        with pytest.raises(RuntimeError):
+            await storage.write("kept", failing())
+        assert await read_all(storage, "kept") == b"old"
+        files = sorted(p.name for p in (tmp_path / "store").rglob("*") if p.is_file())
+        assert files == ["kept"]
+
+
+async def _one(data: bytes):  # type: ignore[no-untyped-def]
+    yield data
 
 
 class TestMemoryStorage(StorageContract):
