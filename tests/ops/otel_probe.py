@@ -36,7 +36,9 @@ async def main(data_dir: Path, cache_url: str) -> None:
     from chitram_core import Chitram
     from chitram_falcon import create_app
 
-    settings = make_settings(data_dir, cache_url=cache_url)
+    # Thumbnails as a separate render (on request), so both kinds of image work make a span:
+    # with thumbnails made at upload the upload's one engine job is "image.verify".
+    settings = make_settings(data_dir, cache_url=cache_url, thumbnail_at_upload=False)
     async with Chitram(settings, background=False) as chitram:
         transport = httpx.ASGITransport(app=create_app(chitram))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -35,8 +35,14 @@ VALID_ID = st.text(
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with Chitram(make_settings(tmp_path), background=False) as chitram:
+def overrides() -> dict[str, object]:
+    """Settings for the ``client`` fixture's instance (a test overrides this fixture)."""
+    return {}
+
+
+@pytest.fixture
+async def client(tmp_path: Path, overrides: dict[str, object]) -> AsyncIterator[httpx.AsyncClient]:
+    async with Chitram(make_settings(tmp_path, **overrides), background=False) as chitram:
         transport = httpx.ASGITransport(app=create_app(chitram))
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
             c.chitram = chitram  # type: ignore[attr-defined]
@@ -208,6 +214,9 @@ async def test_the_access_line_never_holds_a_delete_token_or_a_header(
     assert line["query"] == "delete_token=[redacted]&other=kept"
 
 
+# The thumbnail left to its own render (not made by the upload's job), so that a request makes
+# it, fails and logs under both ids.
+@pytest.mark.parametrize("overrides", [{"thumbnail_at_upload": False}])
 async def test_sdk_log_lines_under_a_request_carry_its_id_and_jobs_their_job_id(
     client: httpx.AsyncClient, json_lines: io.StringIO
 ) -> None:
