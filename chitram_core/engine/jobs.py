@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import time
+from collections.abc import Callable
 
 import attrs
+from PIL import Image
 
 from chitram_core.errors import ChitramError
 from chitram_core.images.formats import (
@@ -26,7 +28,9 @@ from chitram_core.images.variants import (
     RenderedVariant,
     VariantSpec,
     compute_placeholders,
+    placeholders_of,
     render_variant,
+    shares_verify_draft,
 )
 
 MiB = 1024 * 1024
@@ -70,12 +74,25 @@ def decode_cost(
 
 
 def verify_image(
-    data: bytes, info: ImageInfo, *, max_pixels: int, max_scans: int, structure_checked: bool
+    data: bytes,
+    info: ImageInfo,
+    *,
+    max_pixels: int,
+    max_scans: int,
+    structure_checked: bool,
+    decoded: Callable[[Image.Image], None] | None = None,
 ) -> None:
-    """Prove ``data`` decodes as ``info`` says (see :func:`~chitram_core.images.formats.verify`)."""
+    """Prove ``data`` decodes as ``info`` says (see :func:`~chitram_core.images.formats.verify`,
+    which also explains ``decoded``)."""
     if info.format is ImageFormat.JPEG and not structure_checked:
         count_jpeg_scans(data, max_scans)
-    verify(io.BytesIO(data), info, max_pixels=max_pixels, structure_checked=structure_checked)
+    verify(
+        io.BytesIO(data),
+        info,
+        max_pixels=max_pixels,
+        structure_checked=structure_checked,
+        decoded=decoded,
+    )
 
 
 def thumbnail_image(data: bytes, params: ThumbnailParams, *, max_pixels: int) -> RenderedThumbnail:
@@ -137,11 +154,32 @@ def upload_image(
     sum.
     """
     started = time.perf_counter()
+    shared: list[Placeholders | None] = []
+
+    def from_verification(img: Image.Image) -> None:
+        # A large JPEG's verification decodes the very draft the placeholders start from.
+        try:
+            shared.append(placeholders_of(img))
+        except Exception:  # the placeholders' own failure is not the upload's
+            shared.append(None)
+
+    share = (
+        placeholders
+        and info.format is ImageFormat.JPEG
+        and shares_verify_draft(info.width, info.height)
+    )
     verify_image(
-        data, info, max_pixels=max_pixels, max_scans=max_scans, structure_checked=structure_checked
+        data,
+        info,
+        max_pixels=max_pixels,
+        max_scans=max_scans,
+        structure_checked=structure_checked,
+        decoded=from_verification if share else None,
     )
     found: Placeholders | None = None
-    if placeholders:
+    if shared:
+        found = shared[0]
+    elif placeholders:
         try:
             found = compute_placeholders(data, max_pixels=max_pixels)
         except ChitramError:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
+from collections.abc import Callable
 from typing import BinaryIO
 
 import attrs
@@ -279,7 +280,12 @@ PILLOW_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def verify(
-    fileobj: BinaryIO, info: ImageInfo, *, max_pixels: int, structure_checked: bool = False
+    fileobj: BinaryIO,
+    info: ImageInfo,
+    *,
+    max_pixels: int,
+    structure_checked: bool = False,
+    decoded: Callable[[Image.Image], None] | None = None,
 ) -> None:
     """Prove that the bytes really decode as ``info.format``; SYNC (the upload runs it in the
     image engine's worker processes, see ``chitram_core.engine.jobs.verify_image``).
@@ -295,6 +301,10 @@ def verify(
 
     Memory: JPEG, PNG and GIF are read incrementally. Pillow's WebP plugin hands the whole file
     to libwebp, so a WebP costs its file size (bounded by the upload size limit) on top.
+
+    ``decoded``, when given, is called with the decoded image (a JPEG's 1/8 draft, a first
+    frame; not for PNG, whose pixels are only inflated) before it is closed, so the same job can
+    use the pixels instead of decoding the bytes again (the upload's placeholders).
     """
     name = info.format.name
     try:
@@ -319,6 +329,8 @@ def verify(
                     ),
                 )
             img.load()
+            if decoded is not None:
+                decoded(img)
     except ChitramError:
         raise
     except PILLOW_ERRORS as exc:

@@ -423,18 +423,32 @@ def compute_placeholders(source: bytes, *, max_pixels: int) -> Placeholders:
         with Image.open(io.BytesIO(source), formats=_INPUT_FORMATS) as img:
             if img.width * img.height > max_pixels:
                 raise InvalidImage("The image has too many pixels", max_pixels=max_pixels)
-            orientation = img.getexif().get(0x0112, 1)
             box = (PLACEHOLDER_SIDE * 2, PLACEHOLDER_SIDE * 2)
             if img.format in ("JPEG", "MPO"):
                 img.draft("RGB", box)
-            small = _normalise(img, keep_alpha=False)
-            small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
-            small = _orient(small.convert("RGB"), orientation)
+            return placeholders_of(img)
     except ChitramError:
         raise
     except PILLOW_ERRORS as exc:
         raise InvalidImage(f"Cannot compute placeholders: {_reason(exc)}") from None
+
+
+def placeholders_of(img: Image.Image) -> Placeholders:
+    """:func:`compute_placeholders` from an image already opened (and, for a JPEG, set to the
+    draft scale that function would choose); SYNC."""
+    orientation = img.getexif().get(0x0112, 1)
+    small = _normalise(img, keep_alpha=False)
+    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
+    small = _orient(small.convert("RGB"), orientation)
     return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
+
+
+def shares_verify_draft(width: int, height: int) -> bool:
+    """Whether the 1/8 draft that JPEG verification decodes is the one
+    :func:`compute_placeholders` would decode: both sides at least 8 x its draft box, so both
+    ask libjpeg for its largest reduction (``JpegImageFile.draft`` leaves the mode alone for
+    ``None`` and ``"RGB"`` alike)."""
+    return min(width, height) >= 8 * PLACEHOLDER_SIDE * 2
 
 
 def _blurhash(img: Image.Image) -> str:
