@@ -120,12 +120,10 @@ class LocalProvider:
             token, secret=self.settings.signing_secret, issuer=self.settings.jwt_issuer
         )
         session_id = claims.get("sid")
+        family = session_id if isinstance(session_id, str) else None
         async with self.database.connect() as conn:
-            row = await user_repo.by_id(conn, str(claims["sub"]))
-            revoked = isinstance(session_id, str) and await user_sql.family_revoked(
-                conn, session_id
-            )
-        if row is None or revoked:
+            row = await user_sql.for_token(conn, str(claims["sub"]), family)
+        if row is None or row.family_revoked:
             raise InvalidToken()
         if not row.is_active:
             raise UserInactive()

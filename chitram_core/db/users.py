@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import ColumnElement, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -22,6 +22,25 @@ from chitram_core.errors import EmailExists
 
 async def by_id(conn: AsyncConnection, user_id: str) -> Any | None:
     return (await conn.execute(select(users).where(users.c.id == user_id))).first()
+
+
+async def for_token(conn: AsyncConnection, user_id: str, family_id: str | None) -> Any | None:
+    """The user row for an access token, with ``family_revoked``: whether the token's session
+    family (``family_id``, when it has one) has a revoked refresh token. One round trip, where
+    a user query and a revocation query took two on every authenticated request."""
+    revoked: ColumnElement[bool]
+    if family_id is None:
+        revoked = literal(False)
+    else:
+        revoked = (
+            select(literal(1))
+            .where(
+                refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_not(None)
+            )
+            .exists()
+        )
+    query = select(users, revoked.label("family_revoked")).where(users.c.id == user_id)
+    return (await conn.execute(query)).first()
 
 
 async def by_email(conn: AsyncConnection, email_normalized: str) -> Any | None:
@@ -132,10 +151,3 @@ async def revoke_family(conn: AsyncConnection, family_id: str, now: datetime) ->
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-
-
-async def family_revoked(conn: AsyncConnection, family_id: str) -> bool:
-    query = select(literal(1)).where(
-        refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_not(None)
-    )
-    return (await conn.execute(query.limit(1))).first() is not None
