@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
 from chitram_core.db.tables import jobs, thumbnails, utcnow
-from chitram_core.db.upsert import insert_or_ignore
+from chitram_core.db.upsert import UPSERT_DIALECTS, insert_or_ignore
 
 RETRIED = ("pending", "stalled")
 """Statuses whose render is still to be (re)tried."""
@@ -32,7 +32,7 @@ async def add_pending(conn: AsyncConnection, key: str, sha256: str, params: str)
         created_at=now,
         updated_at=now,
     )
-    if conn.dialect.name in ("sqlite", "postgresql"):
+    if conn.dialect.name in UPSERT_DIALECTS:
         return await insert_or_ignore(conn, thumbnails, values, ("key",))  # one statement
     exists = (await conn.execute(select(thumbnails.c.key).where(thumbnails.c.key == key))).first()
     if exists is not None:
@@ -97,7 +97,7 @@ async def add_ready(
     values = dict(
         key=key, sha256=sha256, params=params, attempts=0, created_at=ready["updated_at"], **ready
     )
-    if conn.dialect.name in ("sqlite", "postgresql"):
+    if conn.dialect.name in UPSERT_DIALECTS:
         if not await insert_or_ignore(conn, thumbnails, values, ("key",)):
             await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))
         return
