@@ -15,8 +15,9 @@ Method
   fresh data directory, upload rate limit off, every other setting at its default, one
   registered user. For each connection count (16, then 64): ``wrk -t1 -cN -dD --latency`` with
   the upload script. wrk's requests/s and p99 are reported as they are; then the run waits
-  until no thumbnail is pending (polling the SQLite file read-only), and the **effective
-  rate** is 201 answers / (wrk's duration + the time until the last thumbnail is ready).
+  until no thumbnail is pending (polling the SQLite file read-only) and the server's process
+  tree has gone quiet (uploads in flight when wrk stopped finish after it, and are counted), and
+  the **effective rate** is the images stored / (wrk's duration + that wait).
   Non-2xx answers (503 with Retry-After is back-pressure) and socket errors are counted.
 * CPU per stored upload: the user + system seconds the server process and its image workers
   (from /proc) and wrk (``RUSAGE_CHILDREN``) spent from the start of wrk until the last thumbnail
@@ -218,7 +219,11 @@ def main() -> int:
                     script=script,
                 )
                 wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                # The window ends when the server has finished: no thumbnail pending and no
+                # upload still in flight (wrk stops mid-request; those finish afterwards and
+                # are counted, so their time must be too), seen as its process tree going quiet.
                 tail = wait_for_thumbnails(data_dir / "chitram.db")
+                tail = max(tail, wait_until_quiet(server.pid))
                 cpu_after = process_tree_cpu(server.pid)
                 if spy is not None:
                     spy.wait(60)
@@ -261,7 +266,7 @@ def main() -> int:
                     f"ms, p99 {figures['p99']:.0f} ms, non-2xx {figures['non2xx']}, socket "
                     f"errors {figures['errors']} (connect {figures['errors_connect']:.0f}, read "
                     f"{figures['errors_read']:.0f}, write {figures['errors_write']:.0f}, timeout "
-                    f"{figures['errors_timeout']:.0f}); {stored} stored, thumbnails done "
+                    f"{figures['errors_timeout']:.0f}); {stored} stored, server done "
                     f"{tail:.1f} s after wrk; effective {effective:.1f}/s = "
                     f"{effective * run_ceiling:.2f} x ceiling ({1 / run_ceiling:.1f}/s, mean of "
                     f"{1 / per_image:.1f} before and {1 / after:.1f} after)",
@@ -283,6 +288,21 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0
+
+
+def wait_until_quiet(pid: int, window: float = 0.2, limit: float = 60.0) -> float:
+    """Seconds from now until ``pid`` and its workers last used CPU: polled every ``window``
+    seconds until one window uses at most 10% of a core (one clock tick of 10 ms; an idle server
+    uses none); the quiet window is not counted."""
+    started = time.monotonic()
+    before = sum(process_tree_cpu(pid).values())
+    while time.monotonic() - started < limit:
+        time.sleep(window)
+        now = sum(process_tree_cpu(pid).values())
+        if now - before <= window * 0.1 + 1e-9:
+            return max(0.0, time.monotonic() - started - window)
+        before = now
+    return time.monotonic() - started
 
 
 def process_tree_cpu(pid: int) -> dict[int, float]:

@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from chitram_core.db.sqlite_driver import chitram_url
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -33,8 +35,9 @@ class Database:
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
             kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
+        # SQLite goes through our driver (one thread hop per statement, see sqlite_driver).
         # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
-        self.engine: AsyncEngine = sa_asyncio.create_async_engine(url, **kwargs)
+        self.engine: AsyncEngine = sa_asyncio.create_async_engine(chitram_url(url), **kwargs)
         # SQLite has one writer. Writers of this process queue here, in order, instead of in
         # SQLite's busy handler, which polls with sleeps of up to 100 ms (the lock sits idle
         # while they sleep). Other processes still meet at SQLite's lock and busy_timeout.

@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
+from chitram_core.db.sqlite_driver import chitram_url
 from chitram_core.db.tables import metadata
 
 config = context.config
@@ -26,7 +27,7 @@ def _run(connection: Any) -> None:
 
 
 async def _run_async() -> None:
-    engine = create_async_engine(url, poolclass=NullPool)
+    engine = create_async_engine(chitram_url(url), poolclass=NullPool)
     async with engine.connect() as conn:
         await conn.run_sync(_run)
         await conn.commit()
