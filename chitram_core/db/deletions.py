@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db.tables import blobs, pending_deletions, thumbnails, utcnow, variants
@@ -30,9 +30,14 @@ async def record(conn: AsyncConnection, keys: Sequence[str]) -> None:
             )
 
 
+_FORGET = delete(pending_deletions).where(pending_deletions.c.storage_key == bindparam("key"))
+"""Built once (every upload runs it): a constant statement's compiled form is found by its
+memoised cache key."""
+
+
 async def forget(conn: AsyncConnection, key: str) -> None:
     """Take the key off the queue: its bytes are gone, or live again."""
-    await conn.execute(delete(pending_deletions).where(pending_deletions.c.storage_key == key))
+    await conn.execute(_FORGET, {"key": key})
 
 
 async def lock(conn: AsyncConnection, key: str) -> bool:

@@ -87,16 +87,19 @@ async def insert(
     created_at: datetime,
     delete_token_hash: str | None,
 ) -> None:
-    await conn.execute(
-        sa.insert(images).values(
-            id=image_id,
-            owner_id=owner_id,
-            filename=filename,
-            sha256=sha256,
-            created_at=created_at,
-            delete_token_hash=delete_token_hash,
-        )
+    values = dict(
+        id=image_id,
+        owner_id=owner_id,
+        filename=filename,
+        sha256=sha256,
+        created_at=created_at,
+        delete_token_hash=delete_token_hash,
     )
+    await conn.execute(_INSERT, values)
+
+
+_INSERT = sa.insert(images)
+"""Built once, the row its parameters (see ``upsert.insert_or_ignore``)."""
 
 
 async def delete(conn: AsyncConnection, image_id: str) -> None:

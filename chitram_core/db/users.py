@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, insert, literal, select, update
+from sqlalchemy import ColumnElement, bindparam, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,19 +28,26 @@ async def for_token(conn: AsyncConnection, user_id: str, family_id: str | None) 
     """The user row for an access token, with ``family_revoked``: whether the token's session
     family (``family_id``, when it has one) has a revoked refresh token. One round trip, where
     a user query and a revocation query took two on every authenticated request."""
-    revoked: ColumnElement[bool]
     if family_id is None:
-        revoked = literal(False)
-    else:
-        revoked = (
-            select(literal(1))
-            .where(
-                refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_not(None)
-            )
-            .exists()
-        )
-    query = select(users, revoked.label("family_revoked")).where(users.c.id == user_id)
-    return (await conn.execute(query)).first()
+        return (await conn.execute(_FOR_TOKEN, {"user_id": user_id})).first()
+    params = {"user_id": user_id, "family_id": family_id}
+    return (await conn.execute(_FOR_TOKEN_IN_FAMILY, params)).first()
+
+
+def _for_token(revoked: ColumnElement[bool]) -> Any:
+    return select(users, revoked.label("family_revoked")).where(users.c.id == bindparam("user_id"))
+
+
+# Built once (every authenticated request runs one): see ``upsert.insert_or_ignore``.
+_FOR_TOKEN = _for_token(literal(False))
+_FOR_TOKEN_IN_FAMILY = _for_token(
+    select(literal(1))
+    .where(
+        refresh_tokens.c.family_id == bindparam("family_id"),
+        refresh_tokens.c.revoked_at.is_not(None),
+    )
+    .exists()
+)
 
 
 async def by_email(conn: AsyncConnection, email_normalized: str) -> Any | None:

@@ -7,6 +7,7 @@ pessimistic: the budget is a promise that decoding never takes the server past i
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from collections.abc import Callable
@@ -22,13 +23,21 @@ from chitram_core.images.formats import (
     count_jpeg_scans,
     verify,
 )
-from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams, render_thumbnail
+from chitram_core.images.thumbnails import (
+    RenderedThumbnail,
+    ThumbnailParams,
+    encode,
+    finish,
+    render_thumbnail,
+    shrink_on_load,
+)
 from chitram_core.images.variants import (
     Placeholders,
     RenderedVariant,
     VariantSpec,
     compute_placeholders,
     placeholders_of,
+    placeholders_of_pixels,
     render_variant,
     shares_verify_draft,
 )
@@ -81,9 +90,10 @@ def verify_image(
     max_scans: int,
     structure_checked: bool,
     decoded: Callable[[Image.Image], None] | None = None,
+    shrink: Callable[[Image.Image], None] | None = None,
 ) -> None:
     """Prove ``data`` decodes as ``info`` says (see :func:`~chitram_core.images.formats.verify`,
-    which also explains ``decoded``)."""
+    which also explains ``decoded`` and ``shrink``)."""
     if info.format is ImageFormat.JPEG and not structure_checked:
         count_jpeg_scans(data, max_scans)
     verify(
@@ -92,6 +102,7 @@ def verify_image(
         max_pixels=max_pixels,
         structure_checked=structure_checked,
         decoded=decoded,
+        shrink=shrink,
     )
 
 
@@ -153,6 +164,17 @@ def upload_image(
     decodes run one after the other, so the job needs the largest of their costs, not their
     sum.
     """
+    if thumbnail is not None and info.format is ImageFormat.JPEG:
+        return _upload_jpeg(
+            data,
+            info,
+            max_pixels=max_pixels,
+            max_scans=max_scans,
+            structure_checked=structure_checked,
+            placeholders=placeholders,
+            params=thumbnail,
+            within=thumbnail_within,
+        )
     started = time.perf_counter()
     shared: list[Placeholders | None] = []
 
@@ -191,3 +213,57 @@ def upload_image(
         except (ChitramError, MemoryError):  # the thumbnail job tries again and says why
             rendered = None
     return UploadWork(placeholders=found, thumbnail=rendered)
+
+
+def _upload_jpeg(
+    data: bytes,
+    info: ImageInfo,
+    *,
+    max_pixels: int,
+    max_scans: int,
+    structure_checked: bool,
+    placeholders: bool,
+    params: ThumbnailParams,
+    within: float,
+) -> UploadWork:
+    """A JPEG upload's job with one decode: verification decodes at the thumbnail's scale
+    instead of 1/8 (libjpeg entropy-decodes every block at any scale, so it proves as much),
+    then the thumbnail is finished from those pixels and the placeholders are taken from the
+    thumbnail. Only a verification error is raised, as in :func:`upload_image`. A decode that
+    took ``within`` seconds or more leaves the thumbnail to its job, as there (the job must end
+    well inside the decode timeout); the placeholders then come from the decoded pixels.
+    """
+    started = time.perf_counter()
+    made: list[UploadWork] = []
+
+    def from_pixels(img: Image.Image) -> None:
+        rendered: RenderedThumbnail | None = None
+        found: Placeholders | None = None
+        # A thumbnail or placeholder failure is not the upload's: that part is None.
+        if time.perf_counter() - started >= within:
+            with contextlib.suppress(Exception):
+                found = placeholders_of(img) if placeholders else None
+            made.append(UploadWork(placeholders=found))
+            return
+        try:
+            out = finish(img, params, img.getexif().get(0x0112, 1))
+        except Exception:
+            made.append(UploadWork())
+            return
+        if placeholders:
+            with contextlib.suppress(Exception):
+                found = placeholders_of_pixels(out)
+        with contextlib.suppress(Exception):
+            rendered = encode(out, params, img.info.get("icc_profile"))
+        made.append(UploadWork(placeholders=found, thumbnail=rendered))
+
+    verify_image(
+        data,
+        info,
+        max_pixels=max_pixels,
+        max_scans=max_scans,
+        structure_checked=structure_checked,
+        decoded=from_pixels,
+        shrink=lambda img: shrink_on_load(img, params),
+    )
+    return made[0] if made else UploadWork()

@@ -286,6 +286,7 @@ def verify(
     max_pixels: int,
     structure_checked: bool = False,
     decoded: Callable[[Image.Image], None] | None = None,
+    shrink: Callable[[Image.Image], None] | None = None,
 ) -> None:
     """Prove that the bytes really decode as ``info.format``; SYNC (the upload runs it in the
     image engine's worker processes, see ``chitram_core.engine.jobs.verify_image``).
@@ -304,7 +305,12 @@ def verify(
 
     ``decoded``, when given, is called with the decoded image (a JPEG's 1/8 draft, a first
     frame; not for PNG, whose pixels are only inflated) before it is closed, so the same job can
-    use the pixels instead of decoding the bytes again (the upload's placeholders).
+    use the pixels instead of decoding the bytes again (the upload's placeholders). It must
+    catch its own errors: what it raises is reported as the file failing to decode.
+
+    ``shrink``, when given, sets a JPEG's decode scale instead of the 1/8 draft (the upload
+    job asks for its thumbnail's scale, then makes the thumbnail in ``decoded``): libjpeg
+    entropy-decodes every block whatever the scale, so the proof is the same.
     """
     name = info.format.name
     try:
@@ -320,7 +326,9 @@ def verify(
             check_png_pixels(fileobj)
             return
         with _open(fileobj, info, max_pixels) as img:
-            if info.format is ImageFormat.JPEG:
+            if info.format is ImageFormat.JPEG and shrink is not None:
+                shrink(img)
+            elif info.format is ImageFormat.JPEG:
                 img.draft(
                     None,
                     (

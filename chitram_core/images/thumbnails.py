@@ -113,14 +113,31 @@ def _render(
             )
         orientation = img.getexif().get(0x0112, 1)  # read before any resize drops the info
         icc = img.info.get("icc_profile")
-        box = _fit(width, height, params.size)
-        if draft and img.format in ("JPEG", "MPO"):
-            img.draft(img.mode if img.mode in ("RGB", "L") else None, box)
-        elif not draft:
+        if draft:
+            shrink_on_load(img, params)
+        else:
             img.load()
-        img.thumbnail((params.size, params.size), Image.Resampling.LANCZOS, reducing_gap=2.0)
-        out = _orient(_normalise(img, keep_alpha=params.format != "JPEG"), orientation)
-        return _encode(out, params, icc)  # inside: ``out`` may still be ``img`` itself
+        return _encode(finish(img, params, orientation), params, icc)
+
+
+def shrink_on_load(img: Image.Image, params: ThumbnailParams) -> None:
+    """Ask a JPEG's decoder for the smallest 1/1..1/8 scale still covering the thumbnail box
+    (nothing for other formats); the decode itself happens at ``load()``."""
+    if img.format in ("JPEG", "MPO"):
+        box = _fit(img.width, img.height, params.size)
+        img.draft(img.mode if img.mode in ("RGB", "L") else None, box)
+
+
+def finish(img: Image.Image, params: ThumbnailParams, orientation: object) -> Image.Image:
+    """The thumbnail's pixels from an opened (or already decoded) image, oriented and in an
+    output mode; ``img`` is resized in place and may be what is returned."""
+    img.thumbnail((params.size, params.size), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    return _orient(_normalise(img, keep_alpha=params.format != "JPEG"), orientation)
+
+
+def encode(img: Image.Image, params: ThumbnailParams, icc: object) -> RenderedThumbnail:
+    """Encode :func:`finish`'s pixels as ``params`` say (with ``icc`` when it fits the mode)."""
+    return _encode(img, params, icc)
 
 
 def _fit(width: int, height: int, size: int) -> tuple[int, int]:

@@ -443,6 +443,15 @@ def placeholders_of(img: Image.Image) -> Placeholders:
     return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
 
 
+def placeholders_of_pixels(img: Image.Image) -> Placeholders:
+    """The placeholders of pixels already oriented and flattened (``RGB`` or ``L``), such as a
+    thumbnail's: reduced to the placeholder box as :func:`placeholders_of` does; ``img`` is not
+    changed. SYNC."""
+    small = img.convert("RGB")  # a copy, also when it is RGB already
+    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
+    return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
+
+
 def shares_verify_draft(width: int, height: int) -> bool:
     """Whether the 1/8 draft that JPEG verification decodes is the one
     :func:`compute_placeholders` would decode: both sides at least 8 x its draft box, so both

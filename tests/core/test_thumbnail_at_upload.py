@@ -153,7 +153,8 @@ def test_in_the_upload_job_a_failed_render_gives_no_thumbnail_and_bad_bytes_fail
     def broken(*args: object, **kwargs: object) -> None:
         raise InvalidImage("the encoder gave up")
 
-    monkeypatch.setattr(engine_jobs, "render_thumbnail", broken)
+    monkeypatch.setattr(engine_jobs, "render_thumbnail", broken)  # the render of other formats
+    monkeypatch.setattr(engine_jobs, "encode", broken)  # a JPEG's, from verification's pixels
     made = engine_jobs.upload_image(
         data, info, placeholders=True, thumbnail=params, thumbnail_within=60.0, **checks
     )
