@@ -45,6 +45,15 @@ DRIVER = "chitram"
 """The driver name of this dialect in a URL: ``sqlite+chitram:///path``."""
 
 
+_BEGIN = "BEGIN"
+_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+"""What ``Database`` issues to begin a read and a write transaction (``db.database``)."""
+
+
+async def _now(function: Callable[[], T]) -> T:
+    return function()
+
+
 def _settle(future: asyncio.Future[Any], ok: bool, result: Any) -> None:
     if future.cancelled():  # the caller gave up; the call ran anyway (as aiosqlite's do)
         return
@@ -140,7 +149,13 @@ class AsyncAdaptChitramCursor:
             finally:
                 cursor.close()
 
-        self.description, rows, self.rowcount, self.lastrowid = self._adapt._call(run)
+        adapt = self._adapt
+        if operation == _BEGIN_IMMEDIATE:  # may wait for another process's writer: the thread
+            self.description, rows, self.rowcount, self.lastrowid = adapt._call(run)
+            adapt._writing = True
+        else:
+            inline = adapt._writing or operation == _BEGIN
+            self.description, rows, self.rowcount, self.lastrowid = adapt._run(run, inline)
         self._rows = collections.deque(rows)
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> None:
@@ -156,7 +171,7 @@ class AsyncAdaptChitramCursor:
 
         self.description = None
         self._rows = collections.deque()
-        self.rowcount, self.lastrowid = self._adapt._call(run)
+        self.rowcount, self.lastrowid = self._adapt._run(run, self._adapt._writing)
 
     def fetchone(self) -> Any:
         return self._rows.popleft() if self._rows else None
@@ -196,18 +211,35 @@ class AsyncAdaptChitramConnection(AdaptedConnection):
     so that its ``in_transaction`` flag can be read here; every call on it runs on the thread.
     """
 
-    __slots__ = ("_closed", "_sqlite", "_thread")
+    __slots__ = ("_closed", "_sqlite", "_thread", "_writing")
 
     def __init__(self, thread: _Thread, connection: sqlite3.Connection) -> None:
         self._thread = thread
         self._sqlite = connection
         self._connection = connection  # type: ignore[assignment]  # SQLAlchemy's driver_connection
         self._closed = False
+        self._writing = False  # in a transaction begun with BEGIN IMMEDIATE (holds the lock)
 
     def _call(self, function: Callable[[], T]) -> T:
         if self._closed:
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
         return await_only(self._thread.call(function))
+
+    def _run(self, function: Callable[[], T], inline: bool) -> T:
+        """``function`` right here, on the caller's thread, when ``inline`` and it cannot wait:
+        nothing queued or running on the connection's thread, and either a deferred ``BEGIN``
+        (it takes no lock and does no I/O) or a statement of a write transaction that holds
+        SQLite's write lock (still open: an error SQLite answered with a rollback ends it)."""
+        if (
+            inline
+            and self._thread.idle
+            and not self._closed
+            and (not self._writing or self._sqlite.in_transaction)
+        ):
+            # Still through ``await_only``: SQLAlchemy's asyncio layer checks that an async
+            # driver awaited, and the coroutine runs at once, on the event loop's thread.
+            return await_only(_now(function))
+        return self._call(function)
 
     def cursor(self, server_side: bool = False) -> AsyncAdaptChitramCursor:
         return AsyncAdaptChitramCursor(self)
@@ -234,13 +266,20 @@ class AsyncAdaptChitramConnection(AdaptedConnection):
         self._call(functools.partial(self._sqlite.create_function, *args, **kwargs))
 
     def commit(self) -> None:
-        self._call(self._sqlite.commit)
+        # On the thread: a commit can checkpoint the WAL (writes and an fsync).
+        try:
+            self._call(self._sqlite.commit)
+        finally:
+            self._writing = False
 
     def rollback(self) -> None:
-        # Nothing queued or running, so the flag is current: no transaction, nothing to undo.
-        if self._thread.idle and not self._sqlite.in_transaction:
-            return
-        self._call(self._sqlite.rollback)
+        try:
+            if self._thread.idle and not self._sqlite.in_transaction:
+                return  # nothing queued or running, so the flag is current: nothing to undo
+            # A reader's rollback only lets go of its snapshot; a writer's may restore pages.
+            self._run(self._sqlite.rollback, inline=not self._writing)
+        finally:
+            self._writing = False
 
     def close(self) -> None:
         if self._closed:

@@ -162,3 +162,27 @@ async def test_dispose_stops_every_connection_thread(tmp_path: Path) -> None:
         return alive
 
     assert await anyio.to_thread.run_sync(left) == set()
+
+
+async def test_a_write_transactions_statements_run_on_the_event_loop_and_the_rest_on_the_thread(
+    db: Database,
+) -> None:
+    """Once ``BEGIN IMMEDIATE`` holds SQLite's write lock (taken on the connection's thread,
+    where waiting for another process is harmless), the transaction's statements cannot wait
+    for a lock: they run where the caller is, without a hop. Its commit, and every statement
+    outside a write transaction, runs on the connection's thread."""
+
+    def name_function(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.create_function(  # type: ignore[attr-defined]
+            "thread_name", 0, lambda: threading.current_thread().name
+        )
+
+    sa.event.listen(db.engine.sync_engine, "connect", name_function)
+    await db.engine.dispose()  # new connections, with the function
+    here = threading.current_thread().name
+    async with db.transaction() as conn:
+        assert await conn.scalar(sa.text("SELECT thread_name()")) == here
+        await conn.execute(sa.text("INSERT INTO t (name) VALUES (thread_name())"))
+    async with db.connect() as conn:
+        assert await conn.scalar(sa.text("SELECT thread_name()")) == "chitram-sqlite"
+        assert await conn.scalar(sa.text("SELECT name FROM t")) == here
