@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import anyio
+import anyio.lowlevel
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from chitram_core.db import Database
-from chitram_core.db.sqlite_driver import chitram_url
+from chitram_core.db.sqlite_driver import INLINE_SLICE, chitram_url
 
 pytestmark = pytest.mark.anyio
 
@@ -186,3 +187,35 @@ async def test_a_write_transactions_statements_run_on_the_event_loop_and_the_res
     async with db.connect() as conn:
         assert await conn.scalar(sa.text("SELECT thread_name()")) == "chitram-sqlite"
         assert await conn.scalar(sa.text("SELECT name FROM t")) == here
+
+
+async def test_a_long_write_transaction_on_the_event_loop_still_lets_other_tasks_run(
+    db: Database,
+) -> None:
+    """Thousands of statements in one write transaction run on the loop; every couple of
+    milliseconds (``INLINE_SLICE``) the loop gets a turn, as it would between hops."""
+    assert INLINE_SLICE <= 0.005
+    turns = 0
+    running = True
+
+    async def other_task() -> None:
+        nonlocal turns
+        while running:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(other_task)
+        await anyio.lowlevel.checkpoint()
+        started = time.perf_counter()
+        async with db.transaction() as conn:
+            before = turns
+            for n in range(3000):
+                await conn.execute(sa.text("INSERT INTO t (name) VALUES (:n)"), {"n": str(n)})
+            during = turns - before
+        took = time.perf_counter() - started
+        running = False
+    assert took > 0.04  # long enough to tell
+    assert during >= took / 0.02  # a turn at least every 20 ms
+    async with db.connect() as conn:
+        assert await conn.scalar(sa.text("SELECT count(*) FROM t")) == 3000
