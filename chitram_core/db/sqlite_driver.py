@@ -286,11 +286,10 @@ class AsyncAdaptChitramConnection(AdaptedConnection):
         self._call(functools.partial(self._sqlite.create_function, *args, **kwargs))
 
     def commit(self) -> None:
-        # On the thread: a commit can checkpoint the WAL (writes and an fsync).
-        try:
-            self._call(self._sqlite.commit)
-        finally:
-            self._writing = False
+        # On the thread: a commit can checkpoint the WAL (writes and an fsync). A failed
+        # commit leaves the transaction a writer's, for the rollback that follows.
+        self._call(self._sqlite.commit)
+        self._writing = False
 
     def rollback(self) -> None:
         try:
