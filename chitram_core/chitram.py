@@ -140,6 +140,7 @@ class Chitram:
             settings.upload_wait_timeout,
             per_identity=settings.uploads_per_user,
             queue=settings.upload_queue,
+            room_wait=settings.upload_room_wait,
         )
         self.auth = await AuthChain.open(settings, self.database)
         stack.push_async_callback(self.auth.close)

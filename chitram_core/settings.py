@@ -101,6 +101,7 @@ class Settings:
     upload_concurrency: int = attrs.field(default=10, validator=_positive)
     upload_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
     upload_queue: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    upload_room_wait: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
     allow_anonymous_uploads: bool = False
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     strip_metadata: bool = True

@@ -32,8 +32,10 @@ def test_values_parse() -> None:
             "CHITRAM_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
             "CHITRAM_STORAGE_OPTIONS": '{"endpoint_url": "http://127.0.0.1:9000"}',
             "CHITRAM_THUMBNAIL_FORMAT": "webp",
+            "CHITRAM_UPLOAD_ROOM_WAIT": "0",
         }
     )
+    assert settings.upload_room_wait == 0
     assert settings.max_upload_bytes == 1000
     assert settings.upload_rate_limit is None
     assert settings.auth_rate_limit == RateLimit(5, 30)
@@ -59,6 +61,7 @@ def test_values_parse() -> None:
         ("CHITRAM_THUMBNAIL_FORMAT", "bmp"),
         ("CHITRAM_AUTH_PROVIDERS", ""),
         ("CHITRAM_CACHE_TTL", "0"),
+        ("CHITRAM_UPLOAD_ROOM_WAIT", "-1"),
     ],
 )
 def test_bad_values_name_their_variable(variable: str, value: str) -> None:

@@ -442,6 +442,19 @@ async def test_a_full_upload_queue_refuses_from_the_headers_after_a_short_wait(
         assert (await env.upload(token)).status_code == 201
 
 
+async def test_the_wait_for_room_is_a_setting(tmp_path: Path) -> None:
+    async with open_env(
+        tmp_path, upload_concurrency=1, upload_queue=0, upload_room_wait=1.5
+    ) as env:
+        token = await env.register()
+        async with env.chitram.upload_slots.acquire():
+            started = anyio.current_time()
+            resp = await env.upload(token)
+            waited = anyio.current_time() - started
+        assert_error(resp, 503, "SERVICE_UNAVAILABLE")
+        assert waited >= 1.4
+
+
 async def test_an_upload_waiting_for_room_is_let_in_when_a_slot_frees_up(
     tmp_path: Path,
 ) -> None:
