@@ -13,13 +13,14 @@ thumbnail is exactly ``render_thumbnail``'s and the placeholders come from its p
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import blurhash as reference_blurhash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from chitram_core.engine.jobs import upload_image
+from chitram_core.engine.jobs import UploadWork, upload_image
 from chitram_core.images.formats import probe
 from chitram_core.images.thumbnails import (
     ThumbnailParams,
@@ -67,18 +68,23 @@ def jpegs(draw: st.DrawFn) -> bytes:
     return out.getvalue()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(jpegs())
-def test_the_upload_job_placeholders_are_those_of_a_separate_decode(data: bytes) -> None:
-    info = probe(data)
-    work = upload_image(
+def _upload_job(data: bytes, **options: Any) -> UploadWork:
+    """The upload's engine job as the service runs it, with the placeholders."""
+    return upload_image(
         data,
-        info,
+        probe(data),
         max_pixels=MAX_PIXELS,
         max_scans=100,
         structure_checked=False,
         placeholders=True,
+        **options,
     )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(jpegs())
+def test_the_upload_job_placeholders_are_those_of_a_separate_decode(data: bytes) -> None:
+    work = _upload_job(data)
     assert work.placeholders == compute_placeholders(data, max_pixels=MAX_PIXELS)
 
 
@@ -111,18 +117,8 @@ def test_with_the_thumbnail_one_decode_gives_the_thumbnail_of_a_separate_render(
     those of the thumbnail's pixels. They describe the same picture as the 1/8 draft's of a
     separate decode, but not to the level: BlurHash's AC terms are quantised relative to the
     largest one, so sharp edges (these gradients wrap around) move them."""
-    info = probe(data)
     params = ThumbnailParams()
-    work = upload_image(
-        data,
-        info,
-        max_pixels=MAX_PIXELS,
-        max_scans=100,
-        structure_checked=False,
-        placeholders=True,
-        thumbnail=params,
-        thumbnail_within=60.0,
-    )
+    work = _upload_job(data, thumbnail=params, thumbnail_within=60.0)
     assert work.thumbnail == render_thumbnail(data, params, max_pixels=MAX_PIXELS)
     assert work.placeholders == placeholders_of_pixels(_thumbnail_pixels(data, params))
     separate = compute_placeholders(data, max_pixels=MAX_PIXELS)
