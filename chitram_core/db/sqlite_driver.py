@@ -1,20 +1,24 @@
-"""SQLite for SQLAlchemy's asyncio extension with one thread hop per statement.
+"""SQLite for SQLAlchemy's asyncio extension with at most one thread hop per statement.
 
 SQLAlchemy drives SQLite asynchronously through ``aiosqlite``, whose every call is a round trip
 to the connection's thread: creating a cursor, executing, fetching and closing it are four, and
 a checkout's reset one more. Each round trip wakes a thread and then the event loop (a futex
-and a self-pipe write); on a small virtual machine that costs ~110 µs of CPU, so a one-row
+and a self-pipe write); on a small virtual machine that costs ~100-200 µs of CPU, so a one-row
 insert cost ~460 µs where the same statement through the synchronous driver costs ~30 µs
 (``benchmarks/sqlite_driver.py``). An upload makes about ten statements, so this was the
 largest part of the server's CPU per upload.
 
 This driver keeps aiosqlite's model (one thread owns each ``sqlite3`` connection and runs its
-calls in order, so the event loop never waits on SQLite's lock or disk) and changes the unit of
-work: a statement is executed, its rows fetched and its cursor closed in **one** call on that
-thread. The rows come back as a list (what SQLAlchemy's aiosqlite adapter did too: it fetched
-every row at once), so ``fetchone``/``fetchall`` are plain reads. A ``rollback`` of a connection
-with no transaction open and nothing in flight (the pool's reset on every checkin of a
-read-only connection) is answered without a hop.
+calls in order, so the event loop does not wait on SQLite's lock or disk) and changes the unit
+of work: a statement is executed, its rows fetched and its cursor closed in **one** call on
+that thread. The rows come back as a list (what SQLAlchemy's aiosqlite adapter did too: it
+fetched every row at once), so ``fetchone``/``fetchall`` are plain reads.
+
+What cannot wait needs no hop at all and runs on the caller's thread: a deferred ``BEGIN``,
+a reader's rollback (or none, when nothing is open), and the statements of a write transaction
+once ``BEGIN IMMEDIATE`` (on the thread: it may wait for another process's writer) holds
+SQLite's write lock. ``COMMIT`` always goes to the thread (it may checkpoint the WAL). See
+docs/decisions.md, "SQLite through our own SQLAlchemy driver".
 
 ``Database`` selects it for every ``sqlite`` URL (``sqlite+aiosqlite://`` included: the URL
 names the file, the driver is ours); it registers as ``sqlite+chitram``.
