@@ -71,7 +71,11 @@ class ChitramHandle:
             chitram = self.opener(self.settings)
             await chitram.__aenter__()
             self._chitram = chitram
-            log.info("chitram opened (database %s)", _redacted(self.settings.resolved_database_url))
+            log.info(
+                "chitram opened (database %s, driver %s)",
+                _redacted(self.settings.resolved_database_url),
+                chitram.database.engine.dialect.driver,
+            )
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         if self.owned and self._chitram is not None:
