@@ -97,10 +97,6 @@ async def check_health(
         storage="connected" if checks["storage"].status == "healthy" else "disconnected",
         cache=cache_state,
         rate_limiter=rate_limiter_state(limiter_cache),
-        upload_concurrency={
-            "limit": slots.capacity,
-            "in_use": slots.in_use,
-            "waiting": slots.waiting,
-        },
+        upload_concurrency=slots.snapshot(),
         checks=checks,
     )

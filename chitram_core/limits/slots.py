@@ -87,8 +87,14 @@ class UploadSlots:
         return self._semaphore.value
 
     def snapshot(self) -> dict[str, int]:
-        """The health report's ``upload_concurrency``."""
-        return {"limit": self.capacity, "in_use": self.in_use, "waiting": self.waiting}
+        """The health report's ``upload_concurrency``: ``waiting`` for a slot (in the queue),
+        ``waiting_for_room`` to get into the queue (body unread, see :meth:`room`)."""
+        return {
+            "limit": self.capacity,
+            "in_use": self.in_use,
+            "waiting": self.waiting,
+            "waiting_for_room": len(self._room_waiters),
+        }
 
     def _report(self) -> None:
         observe.observer.upload_slots(self.in_use, self.waiting, self.capacity)

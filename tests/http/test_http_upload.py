@@ -471,8 +471,12 @@ async def test_an_upload_waiting_for_room_is_let_in_when_a_slot_frees_up(
             tg.start_soon(upload)
             await anyio.sleep(0.1)
             assert not results  # waiting for room, neither refused nor through
+            health = (await env.client.get("/health")).json()["upload_concurrency"]
+            assert health == {"limit": 1, "in_use": 1, "waiting": 0, "waiting_for_room": 1}
             slots.release()
         assert results == [201]
+        health = (await env.client.get("/health")).json()["upload_concurrency"]
+        assert health["waiting_for_room"] == 0
 
 
 async def test_identical_bytes_are_two_images(env: Env) -> None:

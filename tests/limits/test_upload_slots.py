@@ -13,7 +13,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_slots_count_in_use() -> None:
     slots = UploadSlots(capacity=2, wait_timeout=1)
-    assert slots.snapshot() == {"limit": 2, "in_use": 0, "waiting": 0}
+    assert slots.snapshot() == {"limit": 2, "in_use": 0, "waiting": 0, "waiting_for_room": 0}
     async with slots.acquire():
         assert slots.in_use == 1
     assert slots.in_use == 0
@@ -42,7 +42,7 @@ async def test_a_request_waits_for_a_free_slot() -> None:
         assert slots.waiting == 1
         released.set()
     assert order == ["first", "second"]
-    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0}
+    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0, "waiting_for_room": 0}
 
 
 async def test_a_request_that_waits_too_long_gets_503_with_retry_after() -> None:
@@ -53,7 +53,7 @@ async def test_a_request_that_waits_too_long_gets_503_with_retry_after() -> None
                 pass  # pragma: no cover
     assert caught.value.status == 503
     assert caught.value.retry_after >= 1
-    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0}
+    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0, "waiting_for_room": 0}
 
 
 async def test_a_failing_upload_releases_its_slot() -> None:
@@ -139,7 +139,7 @@ async def test_when_the_queue_is_full_the_next_upload_gets_503_at_once() -> None
         tg.start_soon(upload, "queued 1")
         tg.start_soon(upload, "queued 2")
         await anyio.sleep(0.01)
-        assert slots.snapshot() == {"limit": 1, "in_use": 1, "waiting": 2}
+        assert slots.snapshot() == {"limit": 1, "in_use": 1, "waiting": 2, "waiting_for_room": 0}
         with anyio.fail_after(1):  # refused at once, not after the 30 s wait
             with pytest.raises(ServiceUnavailable) as caught:
                 async with slots.acquire():
@@ -147,7 +147,7 @@ async def test_when_the_queue_is_full_the_next_upload_gets_503_at_once() -> None
         assert caught.value.status == 503 and caught.value.retry_after == 1
         released.set()
     assert served == ["holder", "queued 1", "queued 2"]  # the queued ones were served
-    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0}
+    assert slots.snapshot() == {"limit": 1, "in_use": 0, "waiting": 0, "waiting_for_room": 0}
 
 
 async def test_a_queue_of_zero_never_waits() -> None:
