@@ -50,9 +50,15 @@ DRIVER = "chitram"
 """The driver name of this dialect in a URL: ``sqlite+chitram:///path``."""
 
 
-_BEGIN = "BEGIN"
-_BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
-"""What ``Database`` issues to begin a read and a write transaction (``db.database``)."""
+def _begins(operation: str) -> str | None:
+    """``"write"`` for ``BEGIN IMMEDIATE``/``EXCLUSIVE`` (it takes the write lock, and may wait
+    for it), ``"read"`` for any other ``BEGIN`` (deferred: no lock, no I/O), else None."""
+    if operation[:5].upper() != "BEGIN":
+        return None
+    words = operation.upper().split()
+    if len(words) > 1 and words[1] in ("IMMEDIATE", "EXCLUSIVE"):
+        return "write"
+    return "read"
 
 
 INLINE_SLICE = 0.002
@@ -164,11 +170,12 @@ class AsyncAdaptChitramCursor:
                 cursor.close()
 
         adapt = self._adapt
-        if operation == _BEGIN_IMMEDIATE:  # may wait for another process's writer: the thread
+        begins = _begins(operation)
+        if begins == "write":  # may wait for another process's writer: on the thread
             self.description, rows, self.rowcount, self.lastrowid = adapt._call(run)
             adapt._writing = True
         else:
-            inline = adapt._writing or operation == _BEGIN
+            inline = adapt._writing or begins == "read"
             self.description, rows, self.rowcount, self.lastrowid = adapt._run(run, inline)
         self._rows = collections.deque(rows)
 

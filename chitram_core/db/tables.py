@@ -57,6 +57,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def ready_columns(*, content_type: str, size: int, width: int, height: int) -> dict[str, object]:
+    """The columns of a rendered row (a thumbnail's, a variant's) once it is ready."""
+    return dict(
+        status="ready", error=None, content_type=content_type, size=size, width=width, height=height
+    )
+
+
 users = Table(
     "users",
     metadata,

@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
-from chitram_core.db.tables import jobs, thumbnails, utcnow
+from chitram_core.db.tables import jobs, ready_columns, thumbnails, utcnow
 from chitram_core.db.upsert import UPSERT_DIALECTS, insert_or_ignore
 
 RETRIED = ("pending", "stalled")
@@ -54,16 +54,9 @@ async def mark_ready(
 
 
 def _ready(*, content_type: str, size: int, width: int, height: int) -> dict[str, object]:
-    """The columns of a ready row."""
-    return dict(
-        status="ready",
-        error=None,
-        content_type=content_type,
-        size=size,
-        width=width,
-        height=height,
-        updated_at=utcnow(),
-    )
+    """The columns of a ready row, with its update time."""
+    columns = ready_columns(content_type=content_type, size=size, width=width, height=height)
+    return {**columns, "updated_at": utcnow()}
 
 
 async def lock_status(conn: AsyncConnection, key: str) -> str | None:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core.db.tables import blobs, variants
+from chitram_core.db.tables import blobs, ready_columns, variants
 
 
 async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
@@ -86,14 +86,7 @@ async def mark_ready(
 ) -> None:
     """The row says ready; inserted when it is gone (the image was deleted and uploaded again
     while rendering)."""
-    values = dict(
-        status="ready",
-        error=None,
-        content_type=content_type,
-        size=size,
-        width=width,
-        height=height,
-    )
+    values = ready_columns(content_type=content_type, size=size, width=width, height=height)
     done = await conn.execute(update(variants).where(variants.c.key == key).values(**values))
     if not done.rowcount:
         await conn.execute(

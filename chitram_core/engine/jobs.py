@@ -156,6 +156,7 @@ def upload_image(
     """:func:`verify_image`, then in the same job (one round trip and one copy of the bytes
     per upload) the placeholders when asked, then the thumbnail with ``thumbnail``'s params
     (:func:`~chitram_core.images.thumbnails.render_thumbnail`, as the thumbnail job renders it).
+    A JPEG with a thumbnail to make is decoded once instead (:func:`_upload_jpeg`).
 
     Only a verification error is raised. A placeholders or thumbnail error gives None for that
     part. The thumbnail is skipped when verification and placeholders have already taken

@@ -117,7 +117,7 @@ def _render(
             shrink_on_load(img, params)
         else:
             img.load()
-        return _encode(finish(img, params, orientation), params, icc)
+        return encode(finish(img, params, orientation), params, icc)
 
 
 def shrink_on_load(img: Image.Image, params: ThumbnailParams) -> None:
@@ -133,11 +133,6 @@ def finish(img: Image.Image, params: ThumbnailParams, orientation: object) -> Im
     output mode; ``img`` is resized in place and may be what is returned."""
     img.thumbnail((params.size, params.size), Image.Resampling.LANCZOS, reducing_gap=2.0)
     return _orient(_normalise(img, keep_alpha=params.format != "JPEG"), orientation)
-
-
-def encode(img: Image.Image, params: ThumbnailParams, icc: object) -> RenderedThumbnail:
-    """Encode :func:`finish`'s pixels as ``params`` say (with ``icc`` when it fits the mode)."""
-    return _encode(img, params, icc)
 
 
 def _fit(width: int, height: int, size: int) -> tuple[int, int]:
@@ -195,7 +190,8 @@ def _normalise(img: Image.Image, *, keep_alpha: bool) -> Image.Image:
     return img
 
 
-def _encode(img: Image.Image, params: ThumbnailParams, icc: object) -> RenderedThumbnail:
+def encode(img: Image.Image, params: ThumbnailParams, icc: object) -> RenderedThumbnail:
+    """Encode :func:`finish`'s pixels as ``params`` say (with ``icc`` when it fits the mode)."""
     options: dict[str, Any] = {}
     if isinstance(icc, bytes) and _icc_matches(icc, img.mode):
         options["icc_profile"] = icc
