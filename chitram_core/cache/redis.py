@@ -36,6 +36,7 @@ import math
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -495,8 +496,10 @@ class RedisCache(Cache):
         finally:
             near.lost()
             self._pubsub = None
+            # Typed here: redis-py annotates ``aclose`` in some releases and not in others.
+            close: Callable[[], Awaitable[object]] = pubsub.aclose
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await close()
 
     def _stopping(self) -> bool:
         if self._closed:
