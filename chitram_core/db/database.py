@@ -15,65 +15,111 @@ from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chitram_core.db.sqlite_driver import chitram_url
+from chitram_core.errors import ConfigurationError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class Database:
-    """Owns the engine; ``transaction()`` is the unit of work every repository runs in."""
+    """Owns the engine; ``transaction()`` is the unit of work every repository runs in.
+
+    Connections are opened and closed explicitly, with the close shielded from cancellation,
+    instead of through SQLAlchemy's ``async with`` (which spawns an asyncio task to finish the
+    close): so the same code runs on asyncio and on trio.
+    """
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
+        self._checkouts: anyio.Semaphore | None = None
+        self._write_lock: anyio.Lock | None = None
+        self._first_connect: anyio.Lock | None = anyio.Lock()
         if self.dialect == "sqlite":
             database = parsed.database
             if database and database != ":memory:":
                 Path(database).parent.mkdir(parents=True, exist_ok=True)
             kwargs["connect_args"] = {"timeout": 30}
+            # SQLite has one writer. Writers of this process queue here, in order, before they
+            # take a connection (so a queue of writers never holds the pool's connections
+            # while readers wait), instead of in SQLite's busy handler, which polls with sleeps
+            # of up to 100 ms. Other processes still meet at SQLite's lock (busy_timeout), on
+            # the connections' threads. Checkouts wait here, not in SQLAlchemy's pool (whose
+            # queue is asyncio's): the pool always has a connection for a checkout let in.
+            self._write_lock = anyio.Lock()
+            self._checkouts = anyio.Semaphore(pool_size)
+            if self._is_file(database):
+                kwargs.update(pool_size=pool_size, max_overflow=0)
         else:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
             kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
         # SQLite goes through our driver (one thread hop per statement, see sqlite_driver).
         # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
         self.engine: AsyncEngine = sa_asyncio.create_async_engine(chitram_url(url), **kwargs)
-        # SQLite has one writer. Writers of this process queue here, in order, instead of in
-        # SQLite's busy handler, which polls with sleeps of up to 100 ms (the lock sits idle
-        # while they sleep). Other processes still meet at SQLite's lock and busy_timeout.
-        self._write_lock = anyio.Lock() if self.dialect == "sqlite" else None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+
+    @staticmethod
+    def _is_file(database: str | None) -> bool:
+        return bool(database) and database != ":memory:" and "mode=memory" not in str(database)
 
     @property
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+        if self._checkouts is None:
+            async with self._open() as conn:
+                yield conn
+            return
+        async with self._checkouts, self._open() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def _open(self) -> AsyncIterator[AsyncConnection]:
+        conn = self.engine.connect()
+        if self._first_connect is None:
+            await conn.start()
+        else:
+            # SQLAlchemy guards its first connect (the dialect's setup) with an asyncio lock;
+            # one at a time here, so it is never contended (trio has no asyncio lock to wait on).
+            async with self._first_connect:
+                await conn.start()
+            self._first_connect = None
+        try:
+            yield conn
+        finally:
+            with anyio.CancelScope(shield=True):  # the connection goes back to the pool whole
+                await conn.close()
+
+    @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
         """A connection inside one transaction: committed on exit, rolled back on error."""
         if self._write_lock is None:
-            async with self.engine.connect() as conn:
+            async with self._connection() as conn:
                 conn = await conn.execution_options(chitram_write=True)
                 async with conn.begin():
                     yield conn
             return
-        async with self.engine.connect() as conn:
+        # The lock is taken before the connection and held for the transaction only.
+        async with self._write_lock, self._connection() as conn:
             conn = await conn.execution_options(chitram_write=True)
-            async with self._write_lock, conn.begin():  # the lock is held for the transaction only
+            async with conn.begin():
                 yield conn
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads, without an explicit write transaction."""
-        async with self.engine.connect() as conn:
+        async with self._connection() as conn:
             yield conn
 
     async def ping(self) -> float:
         """Round-trip a query; the latency in milliseconds."""
         started = time.perf_counter()
-        async with self.engine.connect() as conn:
+        async with self.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return (time.perf_counter() - started) * 1000
 
@@ -85,11 +131,27 @@ class Database:
         await self.engine.dispose()
 
 
+class WALUnavailable(ConfigurationError):
+    """The SQLite file cannot use write-ahead logging."""
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # The driver's own transaction handling is turned off so "begin" below controls it.
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    mode = str(cursor.fetchone()[0]).lower()
+    if mode not in ("wal", "memory"):
+        # Without WAL a reader blocks the writer and a writer every reader, and they wait in
+        # SQLite's busy handler: refuse rather than run slowly and time out under load.
+        cursor.execute("PRAGMA database_list")
+        path = next((row[2] for row in cursor.fetchall() if row[1] == "main"), "") or "?"
+        cursor.close()
+        raise WALUnavailable(
+            f"SQLite database {path} cannot use write-ahead logging (journal_mode stays "
+            f"{mode!r}): put it on a local file system with shared memory (not NFS/SMB), "
+            "or use PostgreSQL"
+        )
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")

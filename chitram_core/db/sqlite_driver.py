@@ -1,27 +1,29 @@
-"""SQLite for SQLAlchemy's asyncio extension with at most one thread hop per statement.
+"""SQLite for SQLAlchemy's async extension: one thread per connection, one hop per statement.
 
 SQLAlchemy drives SQLite asynchronously through ``aiosqlite``, whose every call is a round trip
 to the connection's thread: creating a cursor, executing, fetching and closing it are four, and
 a checkout's reset one more. Each round trip wakes a thread and then the event loop (a futex
 and a self-pipe write); on a small virtual machine that costs ~100-200 µs of CPU, so a one-row
 insert cost ~460 µs where the same statement through the synchronous driver costs ~30 µs
-(``benchmarks/sqlite_driver.py``). An upload makes about ten statements, so this was the
-largest part of the server's CPU per upload.
+(``benchmarks/sqlite_driver.py``).
 
-This driver keeps aiosqlite's model (one thread owns each ``sqlite3`` connection and runs its
-calls in order, so the event loop does not wait on SQLite's lock or disk) and changes the unit
-of work: a statement is executed, its rows fetched and its cursor closed in **one** call on
-that thread. The rows come back as a list (what SQLAlchemy's aiosqlite adapter did too: it
-fetched every row at once), so ``fetchone``/``fetchall`` are plain reads.
+This driver keeps aiosqlite's model and changes the unit of work:
 
-What cannot wait needs no hop at all and runs on the caller's thread: a deferred ``BEGIN``,
-a reader's rollback (or none, when nothing is open), and the statements of a write transaction
-once ``BEGIN IMMEDIATE`` (on the thread: it may wait for another process's writer) holds
-SQLite's write lock. ``COMMIT`` always goes to the thread (it may checkpoint the WAL). See
-docs/decisions.md, "SQLite through our own SQLAlchemy driver".
+- one thread owns each ``sqlite3`` connection and runs **every** statement, in order, so the
+  event loop never waits on SQLite's lock, a page read or a cache spill;
+- a statement is executed, its rows fetched and its cursor closed in **one** call on that thread;
+  the rows come back as a list (what SQLAlchemy's aiosqlite adapter did too);
+- what nobody needs to wait for is posted to the thread without a wake-up of the loop: a
+  deferred ``BEGIN`` (no lock, no I/O) and a reader's rollback (it only lets go of a snapshot);
+- a caller cancelled while its statement runs interrupts it (``sqlite3.Connection.interrupt``),
+  so a cancelled query does not keep the connection's thread busy;
+- the hand-off works on asyncio and on trio: the thread wakes the waiting task with the running
+  backend's own thread-safe call (see :mod:`chitram_core.eventloop`).
 
 ``Database`` selects it for every ``sqlite`` URL (``sqlite+aiosqlite://`` included: the URL
-names the file, the driver is ours); it registers as ``sqlite+chitram``.
+names the file, the driver is ours); it registers as ``sqlite+chitram``. It relies on
+SQLAlchemy's pysqlite dialect and its async adaptation, so ``pyproject.toml`` bounds SQLAlchemy
+to the minor versions it is tested with.
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ import asyncio
 import collections
 import contextlib
 import functools
+import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -44,10 +46,15 @@ from sqlalchemy.engine.url import URL
 from sqlalchemy.util import await_only
 from sqlalchemy.util.concurrency import in_greenlet
 
+from chitram_core.eventloop import running_backend
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 DRIVER = "chitram"
 """The driver name of this dialect in a URL: ``sqlite+chitram:///path``."""
+
+THREAD_NAME = "chitram-sqlite"
 
 
 def _begins(operation: str) -> str | None:
@@ -61,21 +68,25 @@ def _begins(operation: str) -> str | None:
     return "read"
 
 
-INLINE_SLICE = 0.002
-"""Seconds of statements run on the event loop in a row before the loop gets a turn."""
+class _Call:
+    """One function for the connection's thread, and how to tell its caller the outcome."""
+
+    __slots__ = ("cancelled", "function", "notify")
+
+    def __init__(
+        self, function: Callable[[], Any], notify: Callable[[bool, Any], None] | None
+    ) -> None:
+        self.function = function
+        self.notify = notify
+        self.cancelled = False
 
 
-async def _now(function: Callable[[], T]) -> T:
-    return function()
+class _Skipped(Exception):
+    """The caller was cancelled before its call started: it never ran."""
 
 
-async def _after_the_loop(function: Callable[[], T]) -> T:
-    await asyncio.sleep(0)
-    return function()
-
-
-def _settle(future: asyncio.Future[Any], ok: bool, result: Any) -> None:
-    if future.cancelled():  # the caller gave up; the call ran anyway (as aiosqlite's do)
+def _settle_asyncio(future: asyncio.Future[Any], ok: bool, result: Any) -> None:
+    if future.cancelled():  # the caller gave up
         return
     if ok:
         future.set_result(result)
@@ -83,21 +94,28 @@ def _settle(future: asyncio.Future[Any], ok: bool, result: Any) -> None:
         future.set_exception(result)
 
 
+def _settle_trio(box: list[tuple[bool, Any]], event: Any, ok: bool, result: Any) -> None:
+    box.append((ok, result))
+    event.set()
+
+
 class _Thread:
     """One daemon thread running calls in the order they are posted.
 
-    ``submitted`` is written only by callers and ``finished`` only by the thread, so
-    ``idle`` (the two equal) is safe to read without a lock: no call is queued or running.
+    ``submitted`` is written only by callers and ``finished`` only by the thread, so ``idle``
+    (the two equal) is safe to read without a lock: no call is queued or running. ``running``
+    is the call on the thread right now; a cancelled caller whose call is running interrupts
+    the connection (the thread sets ``running`` before it checks ``cancelled``, the caller sets
+    ``cancelled`` before it reads ``running``: one of them sees the other).
     """
 
     def __init__(self) -> None:
-        self._calls: queue.SimpleQueue[
-            tuple[Callable[[], Any], asyncio.AbstractEventLoop | None, asyncio.Future[Any] | None]
-            | None
-        ] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
         self.submitted = 0
         self.finished = 0
-        self._thread = threading.Thread(target=self._serve, name="chitram-sqlite", daemon=True)
+        self.running: _Call | None = None
+        self.connection: sqlite3.Connection | None = None
+        self._thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
     @property
@@ -106,34 +124,84 @@ class _Thread:
 
     def _serve(self) -> None:
         while True:
-            item = self._calls.get()
-            if item is None:
+            call = self._calls.get()
+            if call is None:
                 return
-            function, loop, future = item
+            self.running = call
             ok = True
-            try:
-                result = function()
-            except BaseException as exc:  # handed to the caller, raised there
-                ok, result = False, exc
+            result: Any
+            if call.cancelled:
+                ok, result = False, _Skipped()
+            else:
+                try:
+                    result = call.function()
+                except BaseException as exc:  # handed to the caller, raised there
+                    ok, result = False, exc
+            self.running = None
             self.finished += 1
-            del function, item
-            if loop is None or future is None:
-                continue
-            with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting
-                loop.call_soon_threadsafe(_settle, future, ok, result)
-            del result, future
+            notify = call.notify
+            del call
+            if notify is not None:
+                with contextlib.suppress(RuntimeError):  # the loop or the run has ended
+                    notify(ok, result)
+            elif not ok and not isinstance(result, _Skipped):
+                log.debug("A posted SQLite call failed: %r", result)
+            del result, notify
+
+    def _cancel(self, call: _Call) -> None:
+        call.cancelled = True
+        connection = self.connection
+        if self.running is call and connection is not None:
+            connection.interrupt()
 
     async def call(self, function: Callable[[], T]) -> T:
+        """Run ``function`` on the thread and wait for it, on asyncio or trio."""
+        if running_backend() == "trio":
+            return await self._call_trio(function)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
+
+        def notify(ok: bool, result: Any) -> None:
+            loop.call_soon_threadsafe(_settle_asyncio, future, ok, result)
+
+        call = _Call(function, notify)
         self.submitted += 1
-        self._calls.put((function, loop, future))
-        return await future
+        self._calls.put(call)
+        try:
+            return await future
+        except BaseException:
+            if not future.done() or future.cancelled():
+                self._cancel(call)
+            raise
+
+    async def _call_trio(self, function: Callable[[], T]) -> T:
+        import trio
+
+        token = trio.lowlevel.current_trio_token()
+        event = trio.Event()
+        box: list[tuple[bool, Any]] = []
+
+        def notify(ok: bool, result: Any) -> None:
+            token.run_sync_soon(_settle_trio, box, event, ok, result)
+
+        call = _Call(function, notify)
+        self.submitted += 1
+        self._calls.put(call)
+        try:
+            await event.wait()
+        except BaseException:
+            if not box:
+                self._cancel(call)
+            raise
+        ok, result = box[0]
+        if ok:
+            return result  # type: ignore[no-any-return]
+        raise result
 
     def post(self, function: Callable[[], Any]) -> None:
         """Run ``function`` on the thread without waiting for it (from any thread)."""
         self.submitted += 1
-        self._calls.put((function, None, None))
+        self._calls.put(_Call(function, None))
 
     def stop(self) -> None:
         """Let the thread exit once the calls already posted have run."""
@@ -171,12 +239,14 @@ class AsyncAdaptChitramCursor:
 
         adapt = self._adapt
         begins = _begins(operation)
-        if begins == "write":  # may wait for another process's writer: on the thread
+        if begins == "read":  # a deferred BEGIN takes no lock and does no I/O: nobody waits
+            adapt._post(run)
+            rows: list[Any] = []
+            self.description, self.rowcount, self.lastrowid = None, -1, None
+        else:  # BEGIN IMMEDIATE may wait for another process's writer: on the thread too
             self.description, rows, self.rowcount, self.lastrowid = adapt._call(run)
-            adapt._writing = True
-        else:
-            inline = adapt._writing or begins == "read"
-            self.description, rows, self.rowcount, self.lastrowid = adapt._run(run, inline)
+            if begins == "write":
+                adapt._writing = True
         self._rows = collections.deque(rows)
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> None:
@@ -192,7 +262,7 @@ class AsyncAdaptChitramCursor:
 
         self.description = None
         self._rows = collections.deque()
-        self.rowcount, self.lastrowid = self._adapt._run(run, self._adapt._writing)
+        self.rowcount, self.lastrowid = self._adapt._call(run)
 
     def fetchone(self) -> Any:
         return self._rows.popleft() if self._rows else None
@@ -229,10 +299,11 @@ class AsyncAdaptChitramConnection(AdaptedConnection):
 
     Methods are called from SQLAlchemy's greenlet and wait for the thread with
     ``await_only``. The ``sqlite3`` connection is opened with ``check_same_thread=False`` only
-    so that its ``in_transaction`` flag can be read here; every call on it runs on the thread.
+    so that its ``in_transaction`` flag can be read here and ``interrupt()`` called; every
+    statement on it runs on the thread.
     """
 
-    __slots__ = ("_closed", "_sqlite", "_thread", "_writing", "_yielded")
+    __slots__ = ("_closed", "_failed", "_sqlite", "_thread", "_writing")
 
     def __init__(self, thread: _Thread, connection: sqlite3.Connection) -> None:
         self._thread = thread
@@ -240,37 +311,29 @@ class AsyncAdaptChitramConnection(AdaptedConnection):
         self._connection = connection  # type: ignore[assignment]  # SQLAlchemy's driver_connection
         self._closed = False
         self._writing = False  # in a transaction begun with BEGIN IMMEDIATE (holds the lock)
-        self._yielded = time.perf_counter()  # when this connection last let the loop run
+        self._failed: BaseException | None = None  # what a posted call raised, for the next
 
     def _call(self, function: Callable[[], T]) -> T:
         if self._closed:
             raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+        if self._failed is not None:
+            failed, self._failed = self._failed, None
+            raise failed
         return await_only(self._thread.call(function))
 
-    def _run(self, function: Callable[[], T], inline: bool) -> T:
-        """``function`` right here, on the caller's thread, when ``inline`` and it cannot wait:
-        nothing queued or running on the connection's thread, and either a deferred ``BEGIN``
-        (it takes no lock and does no I/O) or a statement of a write transaction that holds
-        SQLite's write lock (still open: an error SQLite answered with a rollback ends it)."""
-        if (
-            inline
-            and self._thread.idle
-            and not self._closed
-            and (not self._writing or self._sqlite.in_transaction)
-        ):
-            # Still through ``await_only``: SQLAlchemy's asyncio layer checks that an async
-            # driver awaited, and the coroutine runs at once, on the event loop's thread. A
-            # long run of such statements (a transaction of thousands) lets the loop run
-            # every INLINE_SLICE seconds, as a hop would have.
-            now = time.perf_counter()
-            if now - self._yielded < INLINE_SLICE:
-                return await_only(_now(function))
-            self._yielded = now
-            return await_only(_after_the_loop(function))
-        try:
-            return self._call(function)
-        finally:
-            self._yielded = time.perf_counter()
+    def _post(self, function: Callable[[], Any]) -> None:
+        """``function`` on the thread, in order, without waiting; what it raises is raised by
+        the next call that waits."""
+        if self._closed:
+            raise sqlite3.ProgrammingError("Cannot operate on a closed database.")
+
+        def run() -> None:
+            try:
+                function()
+            except BaseException as exc:
+                self._failed = exc
+
+        self._thread.post(run)
 
     def cursor(self, server_side: bool = False) -> AsyncAdaptChitramCursor:
         return AsyncAdaptChitramCursor(self)
@@ -306,8 +369,10 @@ class AsyncAdaptChitramConnection(AdaptedConnection):
         try:
             if self._thread.idle and not self._sqlite.in_transaction:
                 return  # nothing queued or running, so the flag is current: nothing to undo
-            # A reader's rollback only lets go of its snapshot; a writer's may restore pages.
-            self._run(self._sqlite.rollback, inline=not self._writing)
+            if self._writing:  # may restore pages and lets go of the write lock: wait for it
+                self._call(self._sqlite.rollback)
+            elif not self._closed:  # a reader's only lets go of its snapshot; what follows
+                self._thread.post(self._sqlite.rollback)  # queues behind it
         finally:
             self._writing = False
 
@@ -367,6 +432,7 @@ class _DBAPI:
         except BaseException:
             thread.stop()
             raise
+        thread.connection = connection
         return AsyncAdaptChitramConnection(thread, connection)
 
 
