@@ -92,6 +92,7 @@ async def test_a_plugin_factory_that_takes_only_the_url_still_opens(tmp_path: Pa
         ("true", True, False),
     ],
 )
+@pytest.mark.asyncio_only  # redis-py
 async def test_rate_limits_with_redis_down_follow_the_url_then_the_setting(
     tmp_path: Path, unused_port: int, in_url: str | None, setting: bool, refused: bool
 ) -> None:
@@ -109,6 +110,7 @@ async def test_rate_limits_with_redis_down_follow_the_url_then_the_setting(
             assert decision.allowed and decision.degraded
 
 
+@pytest.mark.asyncio_only  # redis-py
 async def test_the_environment_variable_sets_fail_open_when_the_url_does_not(
     tmp_path: Path, unused_port: int
 ) -> None:

@@ -13,7 +13,7 @@ from chitram_core.cache import cache_check
 from chitram_core.cache.base import CacheUnavailable, ResilientCache
 from chitram_core.cache.redis import RedisCache, create_cache
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.asyncio_only]  # redis-py
 
 
 def test_our_options_are_taken_out_of_the_url() -> None:

@@ -1,10 +1,3 @@
 """Tests of what a host application meets: lifecycle, the pytest plugin, packaging, the API."""
 
 from __future__ import annotations
-
-import pytest
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -137,6 +137,7 @@ async def test_when_the_queue_is_full_the_next_upload_gets_503_at_once() -> None
         tg.start_soon(upload, "holder")
         await anyio.sleep(0.01)
         tg.start_soon(upload, "queued 1")
+        await anyio.sleep(0.01)  # queued in this order (trio starts new tasks in any order)
         tg.start_soon(upload, "queued 2")
         await anyio.sleep(0.01)
         assert slots.snapshot() == {"limit": 1, "in_use": 1, "waiting": 2, "waiting_for_room": 0}

@@ -16,11 +16,6 @@ from chitram_core import Chitram, Settings
 from chitram_core.models import Principal
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="session")
 def openai_server() -> Iterator[FakeOpenAI]:
     fake = FakeOpenAI()

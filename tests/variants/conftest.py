@@ -15,11 +15,6 @@ from variantkit import KEYS
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
     async with open_env(tmp_path, variant_keys=KEYS) as opened:
         yield opened
