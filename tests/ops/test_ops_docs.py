@@ -39,13 +39,13 @@ def test_every_metric_the_dashboard_queries_is_exported() -> None:
     assert used and used <= exported_names(), used - exported_names()
 
 
-def test_every_metric_the_runbook_names_is_exported_and_the_contracts_are_there() -> None:
+def test_every_metric_the_runbook_names_is_exported_and_the_required_ones_are_there() -> None:
     text = (ROOT / "docs" / "operations.md").read_text()
     used = set(NAME.findall(text))
     exported = exported_names()
     metric_like = {n for n in used if not n.startswith(("chitram_core", "chitram_falcon"))}
     assert metric_like <= exported, metric_like - exported
-    contract = {
+    required = {
         "chitram_http_requests_total",
         "chitram_http_request_duration_seconds",
         "chitram_uploads_total",
@@ -54,4 +54,4 @@ def test_every_metric_the_runbook_names_is_exported_and_the_contracts_are_there(
         "chitram_image_work_seconds",
         "chitram_auth_provider_up",
     }
-    assert contract <= used and contract <= exported
+    assert required <= used and required <= exported
