@@ -6,7 +6,7 @@ Method
    the rate limits turned off (``CHITRAM_UPLOAD_RATE_LIMIT=off``, ``CHITRAM_AUTH_RATE_LIMIT=off``):
    - **limited**: the defaults (password hashing limited to the CPU count);
    - **baseline**: ``CHITRAM_HASH_CONCURRENCY=40``, which lets as many argon2 hashes run at once
-     as anyio's shared thread pool did before the limiter existed (the wave-1 behaviour), and
+     as anyio's shared thread pool did before the limiter existed (the 0.1.0 behaviour), and
      ``CHITRAM_HASH_WAIT_TIMEOUT=120`` so nothing is refused.
 2. One user is registered on each, the process settles for a second, and the RSS of the server's
    process tree (psutil, the server and its children) is read.

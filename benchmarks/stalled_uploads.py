@@ -6,9 +6,9 @@ Method
   with no ``CHITRAM_*`` variable set except the rate limits off (``CHITRAM_UPLOAD_RATE_LIMIT=off``,
   ``CHITRAM_AUTH_RATE_LIMIT=off``), as issue 12 states the check:
   - **this tree** (the checkout this script is in);
-  - **baseline**: wave 1's last commit (``3a42aa9``, before the edge hardening), extracted with
-    ``git archive`` into a temporary folder and put first on ``PYTHONPATH`` of the same venv
-    (``--baseline-source DIR`` to point at another tree, ``--no-baseline`` to skip it).
+  - **baseline**: the 0.1.0 code (``3a42aa9``, before the upload-edge hardening), extracted
+    with ``git archive`` into a temporary folder and put first on ``PYTHONPATH`` of the
+    same venv (``--baseline-source DIR`` to point at another tree, ``--no-baseline`` to skip it).
 * Four users register. Three of them ("attackers") open **12 uploads** (four each: this tree's
   per-user cap; the baseline has none): ``POST /api/v1/images/upload`` with a 1 MiB
   ``Content-Length``, of which the headers and the first 64 KiB of a multipart body are sent;

@@ -12,7 +12,7 @@ Method
   machine load as the server). ``1 / (seconds per image)`` is the one-core ceiling; it is
   measured right before and right after each load run, and the run's ratio uses the mean of
   the two. Also printed, not used in the ratio: the engine's upload job as the server runs it
-  (since the third session one JPEG decode serves verification, thumbnail and placeholders;
+  (one JPEG decode serves verification, thumbnail and placeholders;
   the placeholders are work (a) does not count).
 * (b) ``chitram serve --workers 1 --quiet`` on the embedded default (SQLite + local files) in a
   fresh data directory, upload rate limit off, every other setting at its default, one

@@ -1,6 +1,6 @@
 """The error tree: every failure a caller can act on carries a stable code and an HTTP status.
 
-The codes are the public contract (CONTRACT §4); hosts map ``status`` onto their own framework.
+The codes are public API (docs/http-api.md#errors); hosts map ``status`` onto their framework.
 """
 
 from __future__ import annotations
@@ -185,10 +185,10 @@ class PluginError(ConfigurationError):
     """A plugin that is configured but cannot be loaded."""
 
 
-# wave 2: social sign-in
+# social sign-in
 class AccountLinkRefused(InvalidRequest):
     """A Supabase identity whose email belongs to a local account with its own password: the
-    account is linked only once its owner proves the password (CONTRACT §6.5)."""
+    account is linked only once its owner proves the password."""
 
     default_message = (
         "An account with this email already exists and has a password: sign in with your "
@@ -196,7 +196,7 @@ class AccountLinkRefused(InvalidRequest):
     )
 
 
-# wave 2: hardening
+# hardening
 class RequestTimeout(ChitramError):
     """The client stopped sending the body, or took too long over it (408)."""
 
@@ -205,7 +205,7 @@ class RequestTimeout(ChitramError):
     default_message = "The request body was not received in time"
 
 
-# wave 2: image-work engine
+# image-work engine
 class DecodeTimeout(InvalidImage):
     """A decode ran past ``CHITRAM_DECODE_TIMEOUT``; its worker was killed."""
 
@@ -222,7 +222,7 @@ class ImageWorkerCrashed(InvalidImage):
     default_message = "The image could not be decoded: the decoder stopped"
 
 
-# wave 2: tags
+# tags
 
 
 class TagNotFound(ChitramError):

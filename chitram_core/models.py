@@ -112,7 +112,7 @@ class HealthReport:
     checks: dict[str, Check]
 
 
-# wave 2: tags --------------------------------------------------------------------------------
+# tags ----------------------------------------------------------------------------------------
 
 TagSource = Literal["user", "ai"]
 
@@ -153,7 +153,7 @@ class SuggestedTag:
 
 @attrs.frozen(kw_only=True)
 class Variant:
-    """A rendered variant of an image (CONTRACT §6.3): its bytes live in storage under ``key``."""
+    """A rendered variant of an image (docs/http-api.md#variants); its bytes are at ``key``."""
 
     image_id: str
     spec: str

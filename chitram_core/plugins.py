@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 STORAGE = "chitram.storage"
 AUTH = "chitram.auth"
 CACHE = "chitram.cache"
-TAGGERS = "chitram.taggers"  # wave 2: tags
+TAGGERS = "chitram.taggers"
 GROUPS = (STORAGE, AUTH, CACHE, TAGGERS)
 
 _INSTALL_HINTS = {

@@ -609,7 +609,7 @@ class ImageService:
             self._ready_thumbnails.pop(thumb.image_id, None)
             raise ServiceUnavailable("The thumbnail is being remade", retry_after=2) from exc
 
-    # variants (wave 2, CONTRACT §6.3) ----------------------------------------------------
+    # variants (docs/http-api.md#variants) -------------------------------------------
 
     def variant_url(
         self,

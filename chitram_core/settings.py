@@ -27,7 +27,7 @@ DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"
 PUBLISHED_JWT_SECRETS = frozenset({DEFAULT_JWT_SECRET})
 
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
-# wave 2: testing kit. "fast": argon2id at minimal cost, for test suites only.
+# testing kit. "fast": argon2id at minimal cost, for test suites only.
 PASSWORD_HASH_PROFILES = ("default", "fast")
 
 
@@ -122,7 +122,7 @@ class Settings:
     auto_migrate: bool | None = None
     web_ui: bool = True
     cookie_secure: bool | None = None
-    # wave 2: social sign-in (OAuth through Supabase)
+    # social sign-in (OAuth through Supabase)
     oauth_providers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     oauth_redirects: tuple[str, ...] = attrs.field(default=(), converter=tuple)
 
@@ -147,7 +147,7 @@ class Settings:
             if not absolute_http_url(url):
                 raise ValueError(f"oauth_redirects: {url!r} is not an absolute http(s) URL")
 
-    # wave 2: hardening
+    # hardening
     upload_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
     upload_timeout: float = attrs.field(default=120.0, validator=_positive)
     uploads_per_user: int = attrs.field(default=4, validator=_positive)
@@ -159,7 +159,7 @@ class Settings:
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     public_url: str | None = None
     health_token: str | None = None
-    # wave 2: testing kit
+    # testing kit
     password_hash_profile: str = attrs.field(default="default")
 
     @password_hash_profile.validator
@@ -172,7 +172,7 @@ class Settings:
         if value == "fast" and self.env == "production":
             raise ValueError("password_hash_profile 'fast' is for tests; refused in production")
 
-    # wave 2: image-work engine
+    # image-work engine
     image_workers: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_positive)
     )
@@ -180,7 +180,7 @@ class Settings:
     image_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
     jpeg_max_scans: int = attrs.field(default=100, validator=_positive)
     max_pixels_unstreamed: int = attrs.field(default=16_000_000, validator=_positive)
-    # wave 2: operations (logs, metrics)
+    # operations (logs, metrics)
     log_format: str = attrs.field(default="text", validator=attrs.validators.in_({"text", "json"}))
     log_level: str = attrs.field(
         default="INFO",
@@ -189,7 +189,7 @@ class Settings:
     metrics_address: str | None = None
     metrics_interval: float = attrs.field(default=15.0, validator=_positive)
     access_log: bool = True
-    # wave 2: tags and auto-tagging
+    # tags and auto-tagging
     taggers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     openai_base_url: str = "https://api.openai.com/v1"
     openai_api_key: str | None = None
@@ -202,7 +202,7 @@ class Settings:
     )
     jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
     jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)
-    # wave 2: variants and placeholders
+    # variants and placeholders
     variant_presets: tuple[str, ...] = attrs.field(default=("w320", "w640", "w1280", "w1920"))
     variant_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     variant_max_renders: int = attrs.field(default=8, validator=_positive)
@@ -385,18 +385,18 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "auto_migrate": _parse_optional_bool,
     "cookie_secure": _parse_optional_bool,
     "thumbnail_format": _parse_upper,
-    # wave 2: hardening
+    # hardening
     "hash_concurrency": lambda raw: _parse_int(raw) if raw.strip() else None,
     "public_url": lambda raw: _parse_public_url(raw),
-    # wave 2: operations (logs, metrics)
+    # operations (logs, metrics)
     "log_format": lambda raw: raw.strip().lower(),
     "log_level": _parse_upper,
     "metrics_address": lambda raw: _parse_address(raw) if raw.strip() else None,
 }
-# wave 2: tags and auto-tagging
+# tags and auto-tagging
 _PARSERS["taggers"] = _parse_list
 
-# wave 2: social sign-in (OAuth through Supabase)
+# social sign-in (OAuth through Supabase)
 _PARSERS["oauth_providers"] = lambda raw: tuple(p.lower() for p in _parse_list(raw))
 _PARSERS["oauth_redirects"] = _parse_list
 
@@ -446,7 +446,7 @@ def _field_in_message(message: str) -> str | None:
     return None
 
 
-# wave 2: image-work engine
+# image-work engine
 def _parse_bytes(raw: str) -> int:
     """``536870912``, ``512MiB``, ``512M``, ``1GiB``, ``1G`` (binary multiples)."""
     m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b?)\s*", raw.lower())
@@ -458,7 +458,7 @@ def _parse_bytes(raw: str) -> int:
 _PARSERS["image_memory_budget"] = _parse_bytes
 
 
-# wave 2: operations (logs, metrics)
+# operations (logs, metrics)
 def _parse_address(raw: str) -> str:
     """``host:port`` for a listener (``[::1]:9464`` for IPv6), checked, kept as given."""
     m = re.fullmatch(r"\[[0-9A-Fa-f:.]+\]:(\d{1,5})|[^:\[\]\s]+:(\d{1,5})", raw.strip())
@@ -467,6 +467,6 @@ def _parse_address(raw: str) -> str:
     return raw.strip()
 
 
-# wave 2: variants and placeholders
+# variants and placeholders
 _PARSERS["variant_presets"] = _parse_list
 _PARSERS["variant_keys"] = _parse_list

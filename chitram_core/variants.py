@@ -1,4 +1,4 @@
-"""Variants (CONTRACT §6.3): authorised, negotiated, rendered once in the engine, kept in storage.
+"""Variants (docs/http-api.md#variants): authorised, negotiated, rendered once by the engine.
 
 A variant is keyed by (content hash, spec with its format resolved): identical images share it,
 and ``auto`` shares the object of the format it resolved to. The ``variants`` row is both the

@@ -174,10 +174,10 @@ def create_app(
     app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/variants/{{spec}}", VariantResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
-    # wave 2: social sign-in (OAuth through Supabase, PKCE)
+    # social sign-in (OAuth through Supabase, PKCE)
     app.add_route(f"{API}/auth/oauth/token", OAuthTokenResource(handle))
     app.add_route(f"{API}/auth/oauth/{{provider}}", OAuthStartResource(handle))
-    # wave 2: tags
+    # tags
     app.add_route(f"{API}/images/{{image_id}}/tags", ImageTagsResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/tags/{{name}}", ImageTagResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/ai-tag", AutoTagResource(handle))

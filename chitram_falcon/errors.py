@@ -1,7 +1,7 @@
 """One error envelope for every failure: ``{"detail": {"code", "message", "details"}}``.
 
 SDK errors carry their own code and status; Falcon's own errors (no route, wrong method, a body
-it cannot parse) are translated to the contract's codes; anything else is a 500 whose text is
+it cannot parse) are translated to the API's error codes; anything else is a 500 whose text is
 generic, with the real exception logged server-side only.
 """
 
@@ -27,7 +27,7 @@ log = logging.getLogger("chitram_falcon")
 
 GENERIC_500 = "Internal server error"
 
-# Falcon's HTTP errors by status, as the contract's codes.
+# Falcon's HTTP errors by status, as the API's error codes (docs/http-api.md#errors).
 _CODES_BY_STATUS = {
     400: "INVALID_REQUEST",
     401: "UNAUTHORIZED",

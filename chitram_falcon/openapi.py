@@ -156,7 +156,7 @@ def _binary_ops(kind: str, types: list[str], summary: str) -> dict[str, Any]:
     return {"get": {**op, "operationId": f"get_{kind}"}, "head": head}
 
 
-# wave 2: variants (CONTRACT §6.3)
+# variants (docs/http-api.md#variants)
 VARIANT_TYPES = ["image/jpeg", "image/png", "image/webp", "image/avif"]
 
 
@@ -665,7 +665,7 @@ def build_spec() -> dict[str, Any]:
                     "thumbnail", THUMBNAIL_TYPES, "The thumbnail (made on demand)"
                 ).items()
             },
-            # wave 2: social sign-in (OAuth through Supabase, PKCE)
+            # social sign-in (OAuth through Supabase, PKCE)
             f"{api}/auth/oauth/{{provider}}": {
                 "get": {
                     "tags": auth_tag,
@@ -742,7 +742,7 @@ def build_spec() -> dict[str, Any]:
                     },
                 }
             },
-            # wave 2: variants (CONTRACT §6.3)
+            # variants
             f"{api}/images/{{image_id}}/variants/{{spec}}": _variant_ops(image_tag),
             "/openapi.json": {
                 "get": {
@@ -760,13 +760,13 @@ def build_spec() -> dict[str, Any]:
             },
         },
     }
-    # wave 2: tags
+    # tags
     spec["paths"].update(_tag_paths(api))
     spec["components"]["schemas"].update(_tag_schemas())
     return spec
 
 
-# wave 2: tags ----------------------------------------------------------------------------------
+# tags ------------------------------------------------------------------------------------------
 
 _LIST_FILTERS: list[dict[str, Any]] = [
     {

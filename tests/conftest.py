@@ -186,7 +186,7 @@ def fresh_postgres_url(postgres_session_url: str) -> str:
         try:
             await conn.execute(
                 "TRUNCATE images, thumbnails, blobs, pending_deletions, refresh_tokens, users"
-                ", tags, jobs"  # wave 2: tags (image_tags goes with images and tags)
+                ", tags, jobs"  # tags (image_tags goes with images and tags)
                 " CASCADE"
             )
         finally:

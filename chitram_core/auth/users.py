@@ -51,7 +51,7 @@ async def link_supabase_identity(
     refusal_error: type[ChitramError] = AccountLinkRefused,
     owner: str = "supabase",
 ) -> None:
-    """Link the existing local account ``row`` to a Supabase identity (CONTRACT §6.5): the one
+    """Link the existing local account ``row`` to a Supabase identity (docs/decisions.md): the one
     place that decides it, for every sign-in path that links.
 
     Refused when the account is already linked to another identity or Supabase has not

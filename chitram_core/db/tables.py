@@ -102,7 +102,7 @@ blobs = Table(
     Column("height", Integer, nullable=False),
     Column("refcount", Integer, nullable=False, default=0),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
-    # wave 2: placeholders (0002_variants); NULL until computed (upload, or the sweep)
+    # placeholders (0002_variants); NULL until computed (upload, or the sweep)
     Column("blurhash", String(64), nullable=True),
     Column("dominant_color", String(7), nullable=True),
 )
@@ -149,7 +149,7 @@ pending_deletions = Table(
     Column("last_error", Text, nullable=True),
 )
 
-# wave 2: tags. ``tags.image_count`` is kept by triggers on ``image_tags`` (see migration
+# tags. ``tags.image_count`` is kept by triggers on ``image_tags`` (see migration
 # 0002_tags), so popular tags are an index walk and a cascade delete of an image keeps counts.
 tags = Table(
     "tags",
@@ -179,7 +179,7 @@ image_tags = Table(
     Index("ix_image_tags_tag", "tag_id", "image_id"),
 )
 
-# wave 2: durable jobs (chitram_core/jobs). One row per (kind, key) still to do; a finished job's
+# durable jobs (chitram_core/jobs). One row per (kind, key) still to do; a finished job's
 # row is deleted. "running" rows carry a lease: a crashed worker's job is claimed again after it.
 jobs = Table(
     "jobs",
@@ -196,7 +196,7 @@ jobs = Table(
     Index("ix_jobs_due", "state", "next_attempt_at"),
 )
 
-# wave 2: variants (0002_variants). One row per (content, resolved spec): identical images
+# variants (0002_variants). One row per (content, resolved spec): identical images
 # share their variants. ``status`` is "rendering" while one process renders it (``claimed_at``
 # says since when, so a crashed renderer's claim goes stale), then "ready" or "failed".
 variants = Table(

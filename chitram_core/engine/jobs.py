@@ -111,7 +111,7 @@ def thumbnail_image(data: bytes, params: ThumbnailParams, *, max_pixels: int) ->
     return render_thumbnail(data, params, max_pixels=max_pixels)
 
 
-# wave 2: variants and placeholders
+# variants and placeholders
 
 
 def variant_cost(info: ImageInfo, *, file_size: int, progressive: bool, side: int) -> int:

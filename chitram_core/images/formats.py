@@ -495,7 +495,7 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-# wave 2: image-work engine ----------------------------------------------------------------
+# image-work engine -----------------------------------------------------------------------
 
 _JPEG_PROGRESSIVE_SOF = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
 

@@ -7,7 +7,7 @@ rewrites). :meth:`MetadataScanner.finish` returns a list of :class:`Edit`; the s
 then produced by :func:`apply_edits` over a second read of the upload. No pixel is decoded or
 re-encoded, so the image data is bit-identical.
 
-What stays is an allow-list (CONTRACT §6.5); everything not on it goes, including segments,
+What stays is an allow-list (docs/http-api.md#uploads); all else goes, including segments,
 chunks and extensions nobody has invented yet (C2PA manifests, vendor blocks, private chunks):
 
 - JPEG keeps the frame and scan structure (SOFn, DHT, DAC, DQT, DRI, DNL, SOS and the entropy

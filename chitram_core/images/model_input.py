@@ -3,8 +3,8 @@
 Smaller is cheaper (a model bills by image size) and safer (no EXIF, GPS or ICC data leaves the
 server). The decode is of user bytes, so it is bounded like a thumbnail's: the pixel limit is
 checked from the header, JPEG shrinks on load (``draft``), only the four accepted formats open,
-and it runs in a worker thread given up after ``decode_timeout``. (The engine work of wave 2
-will route this through the killable process engine, as it will thumbnails.)
+and it runs in a worker thread given up after ``decode_timeout``. (Unlike thumbnails, it does
+not yet run in the killable process engine.)
 """
 
 from __future__ import annotations

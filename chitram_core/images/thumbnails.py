@@ -215,7 +215,7 @@ async def render_thumbnail_async(
     params: ThumbnailParams,
     *,
     max_pixels: int,
-    timeout: float,  # noqa: ASYNC109 - the contract of the service; fail_after is used inside
+    timeout: float,  # noqa: ASYNC109 - the service's signature; fail_after is used inside
     limiter: anyio.CapacityLimiter | None = None,
     engine: ImageEngine | None = None,
     max_scans: int = 100,

@@ -2,7 +2,7 @@
 
 Everything here is pure (no I/O, no event loop): :func:`render_variant` and
 :func:`compute_placeholders` are run by the image engine in a worker process, the rest by the
-server. See CONTRACT §6.3 and docs/architecture.md ("Variants").
+server. See docs/http-api.md#variants and docs/architecture.md ("Variants").
 
 A spec is ``-``-joined tokens in one canonical order: ``w<N>``, ``h<N>``, ``cover`` (``contain``
 is the default and is not written), a format (``jpeg|png|webp|avif|auto``), ``q<N>``. A spec in

@@ -1,4 +1,4 @@
-"""Rate limits, client addresses and upload back-pressure (CONTRACT §3 "Limits")."""
+"""Rate limits, client addresses and upload back-pressure (docs/http-api.md#limits)."""
 
 from __future__ import annotations
 

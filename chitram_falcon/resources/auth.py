@@ -1,4 +1,4 @@
-"""The auth routes of CONTRACT §3, over ``chitram.auth`` (the provider failover chain)."""
+"""The auth routes (docs/http-api.md#auth), over ``chitram.auth`` (the provider failover chain)."""
 
 from __future__ import annotations
 

@@ -623,7 +623,7 @@ class ThumbnailResource(_BinaryResource[tuple[Image, Thumbnail]]):
         return chitram.images.stream_thumbnail(source[1], start, end)
 
 
-# wave 2: variants (CONTRACT §6.3)
+# variants (docs/http-api.md#variants)
 _VARIANT_EXTENSIONS = {**_EXTENSIONS, "image/avif": "avif"}
 
 

@@ -1,4 +1,4 @@
-"""The tag routes (CONTRACT §6.1): an image's tags, tag listing and search, auto-tagging."""
+"""The tag routes (docs/http-api.md#tags): an image's tags, tag listing and search, auto-tagging."""
 
 from __future__ import annotations
 

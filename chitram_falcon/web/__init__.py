@@ -49,12 +49,12 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     app.add_route(f"{prefix}/upload", UploadPage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}", ImagePage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}/delete", DeletePage(ui))
-    app.add_route(f"{prefix}/images/{{image_id}}/tags", TagAddPage(ui))  # wave 2: tags
+    app.add_route(f"{prefix}/images/{{image_id}}/tags", TagAddPage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}/tags/{{name}}/delete", TagRemovePage(ui))
     app.add_route(f"{prefix}/ui/static/{{name}}", StaticResource(static))
     app.add_route(f"{prefix}/ui/api/images", ImageListApi(ui))
     app.add_route(f"{prefix}/ui/api/images/upload", UploadApi(ui))
-    # wave 2: social sign-in
+    # social sign-in
     app.add_route(f"{prefix}/auth/oauth/{{provider}}", OAuthStartPage(ui))
     app.add_route(f"{prefix}/auth/callback", OAuthCallbackPage(ui))
     return ui

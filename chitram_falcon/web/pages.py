@@ -49,7 +49,7 @@ def _text(fields: dict[str, Any], name: str) -> str:
 
 
 def _social_buttons(ui: WebUI, visit: Visit, target: str) -> Markup:
-    from chitram_falcon.web.oauth import social_buttons  # wave 2: social sign-in
+    from chitram_falcon.web.oauth import social_buttons
 
     return social_buttons(ui, visit, target)
 
@@ -436,7 +436,7 @@ class DeletePage(_Page):
         self.ui.redirect(resp, visit.url("/") + "?notice=deleted")
 
 
-# wave 2: tags ----------------------------------------------------------------------------------
+# tags ------------------------------------------------------------------------------------------
 
 
 def gallery_filters(req: falcon.asgi.Request) -> tuple[list[str], str]:

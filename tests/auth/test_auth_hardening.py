@@ -1,4 +1,4 @@
-"""CONTRACT §6.5 at the SDK level: the kept secret, email and password rules, hashing limits."""
+"""Hardening at the SDK level: the kept secret, email and password rules, hashing limits."""
 
 from __future__ import annotations
 

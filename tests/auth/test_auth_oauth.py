@@ -284,7 +284,7 @@ async def test_supabase_down_at_the_exchange_is_unavailable_and_local_login_stil
     assert (await chain.login("local@example.com", PASSWORD)).user.id == local.user.id
 
 
-# Linking (CONTRACT §6.5) -------------------------------------------------------------------------
+# Linking -----------------------------------------------------------------------------------------
 
 
 async def local_user(database: Database, email: str) -> str:

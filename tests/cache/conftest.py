@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from netkit import free_port
 
-pytest.register_assert_rewrite("chitram_core.testing.cache_contract")
+pytest.register_assert_rewrite("chitram_core.testing.cache_conformance")
 
 
 class RedisServer:

@@ -18,7 +18,7 @@ from chitram_core.cache.base import (
 )
 from chitram_core.cache.memory import MemoryCache
 from chitram_core.limits.rate import RateLimiter
-from chitram_core.testing.cache_contract import RateCounterContract
+from chitram_core.testing.cache_conformance import RateCounterConformance
 
 
 class CounterOnly:
@@ -44,7 +44,7 @@ class CounterOnly:
         await self._memory.close()
 
 
-class TestACounterOnlyComponentPassesItsPart(RateCounterContract):
+class TestACounterOnlyComponentPassesItsPart(RateCounterConformance):
     @pytest.fixture
     async def cache(self) -> AsyncIterator[RateCounter]:
         counter = CounterOnly()

@@ -18,7 +18,7 @@ from redis.asyncio import Redis
 from chitram_core.cache import Cache
 from chitram_core.cache.base import ResilientCache
 from chitram_core.cache.redis import RedisCache, create_cache
-from chitram_core.testing.cache_contract import CacheContract
+from chitram_core.testing.cache_conformance import CacheConformance
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -278,8 +278,8 @@ async def test_an_instance_without_near_cache_still_publishes(
     await near.close()
 
 
-class TestRedisNearCacheContract(CacheContract):
-    """The whole contract, with the near cache in use from the first call."""
+class TestRedisNearCacheConformance(CacheConformance):
+    """The whole conformance suite, with the near cache in use from the first call."""
 
     @pytest.fixture
     async def cache(self, redis_url: str, redis_prefix: str) -> AsyncIterator[Cache]:

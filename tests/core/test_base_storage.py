@@ -1,4 +1,4 @@
-"""BaseStorage: a plugin that writes only the four primitives passes the whole storage contract."""
+"""BaseStorage: a plugin writing only the four primitives passes the storage conformance suite."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from chitram_core.storage import open_storage
 from chitram_core.storage.base import BaseStorage, Storage, StorageKeyNotFound, check_key
 from chitram_core.storage.fsspec_storage import FsspecStorage
-from chitram_core.testing.storage_contract import StorageContract, read_all
+from chitram_core.testing.storage_conformance import StorageConformance, read_all
 
 
 class DictStorage(BaseStorage):
@@ -51,7 +51,7 @@ class DictStorage(BaseStorage):
                 yield key
 
 
-class TestMinimalPluginPassesTheContract(StorageContract):
+class TestMinimalPluginPassesTheConformanceSuite(StorageConformance):
     @pytest.fixture
     def storage(self) -> Storage:
         return DictStorage()

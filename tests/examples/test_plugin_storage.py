@@ -18,7 +18,7 @@ from PIL import Image as PILImage
 from chitram_core import Chitram, Settings, plugins
 from chitram_core.storage import open_storage
 from chitram_core.storage.base import Storage
-from chitram_core.testing.storage_contract import StorageContract
+from chitram_core.testing.storage_conformance import StorageConformance
 from chitram_falcon import create_app
 
 PLUGIN = EXAMPLES / "plugin_storage"
@@ -61,10 +61,10 @@ def test_the_entry_point_is_discovered_by_name(installed: None) -> None:
     assert isinstance(storage, Storage)
 
 
-class TestPluginPassesTheStorageContract(StorageContract):
+class TestPluginPassesTheStorageConformanceSuite(StorageConformance):
     @pytest.fixture
     def storage(self, installed: None) -> Storage:
-        return open_storage(f"pmem://contract-{uuid.uuid4().hex}/some/prefix")
+        return open_storage(f"pmem://conformance-{uuid.uuid4().hex}/some/prefix")
 
 
 @pytest.mark.anyio

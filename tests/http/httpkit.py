@@ -73,7 +73,7 @@ async def open_env(data_dir: Path, **overrides: Any) -> AsyncIterator[Env]:
 
 
 def assert_error(resp: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The response is the contract's one error envelope with this status and code."""
+    """The response is the API's one error envelope with this status and code."""
     assert resp.status_code == status, resp.text
     assert resp.headers["content-type"].startswith("application/json")
     body = resp.json()

@@ -1,4 +1,4 @@
-"""CONTRACT §6.5 at the HTTP level: what an attacker or a careless client meets."""
+"""Hardening at the HTTP level: what an attacker or a careless client meets."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Uploads over HTTP: what is served keeps no metadata outside the allow-list (CONTRACT §6.5)."""
+"""Uploads over HTTP: what is served keeps no metadata outside the allow-list (http-api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The metadata allow-list (CONTRACT §6.5): per format, exactly the listed blocks survive.
+"""The metadata allow-list (docs/http-api.md#uploads): per format, only the listed blocks survive.
 
 Each test builds a clean image, adds blocks that must stay and blocks that must go, strips it,
 and reads the result with readers that share no code with the stripper: the walkers in

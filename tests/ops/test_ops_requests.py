@@ -246,7 +246,7 @@ async def test_sdk_log_lines_under_a_request_carry_its_id_and_jobs_their_job_id(
     assert all("job_id" not in r for r in lost)
 
 
-def test_every_json_line_has_the_contract_fields_and_text_lines_carry_the_ids() -> None:
+def test_every_json_line_has_the_documented_fields_and_text_lines_carry_the_ids() -> None:
     from chitram_core.logs import job_context, request_id
 
     record = logging.LogRecord("x.y", logging.WARNING, __file__, 1, "hello %s", ("w",), None)

@@ -1,4 +1,4 @@
-"""Auto-tagging (CONTRACT §6.2): a durable job after the upload, a real OpenAI-compatible server
+"""Auto-tagging: a durable job after the upload, a real OpenAI-compatible server
 (the fake, on 127.0.0.1), retries through an outage and across a restart, and the rules for
 which AI tags are kept."""
 

@@ -1,5 +1,5 @@
-"""The built-in taggers against the tagger contract, the openai tagger's wire protocol against a
-fake OpenAI-compatible server, and the palette tagger's answers."""
+"""The built-in taggers against the tagger conformance suite, the openai tagger's wire protocol
+against a fake OpenAI-compatible server, and the palette tagger's answers."""
 
 from __future__ import annotations
 
@@ -20,12 +20,12 @@ from chitram_core.models import SuggestedTag
 from chitram_core.taggers import Tagger
 from chitram_core.taggers.openai import OpenAITagger, parse_answer
 from chitram_core.taggers.palette import PaletteTagger, palette_tags
-from chitram_core.testing.tagger_contract import TaggerContract, sample_image
+from chitram_core.testing.tagger_conformance import TaggerConformance, sample_image
 
 pytestmark = pytest.mark.anyio
 
 
-class TestOpenAITaggerContract(TaggerContract):
+class TestOpenAITaggerConformance(TaggerConformance):
     @pytest.fixture
     async def tagger(self, openai: FakeOpenAI, tmp_path) -> AsyncIterator[Tagger]:  # type: ignore[no-untyped-def]
         tagger = OpenAITagger(make_settings(tmp_path, openai_base_url=openai.base_url))
@@ -40,7 +40,7 @@ class TestOpenAITaggerContract(TaggerContract):
         await tagger.close()
 
 
-class TestPaletteTaggerContract(TaggerContract):
+class TestPaletteTaggerConformance(TaggerConformance):
     @pytest.fixture
     async def tagger(self) -> AsyncIterator[Tagger]:
         yield PaletteTagger()

@@ -1,4 +1,4 @@
-"""The tag routes over HTTP (CONTRACT §6.1 and the ai-tag route of §6.2), against the real app."""
+"""The tag routes over HTTP (docs/http-api.md#tags, with the ai-tag route), against the real app."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tags in the SDK (CONTRACT §6.1): names, ownership, listing, search, counts, filtering."""
+"""Tags in the SDK: names, ownership, listing, search, counts, filtering."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Property-based: the spec grammar, signing and the size rule (CONTRACT §6.3)."""
+"""Property-based: the spec grammar, signing and the size rule (docs/http-api.md#variants)."""
 
 from __future__ import annotations
 

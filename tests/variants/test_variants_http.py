@@ -1,4 +1,4 @@
-"""GET/HEAD /api/v1/images/{id}/variants/{spec} (CONTRACT §6.3) over the real app."""
+"""GET/HEAD /api/v1/images/{id}/variants/{spec} (docs/http-api.md#variants) over the real app."""
 
 from __future__ import annotations
 

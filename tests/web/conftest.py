@@ -66,7 +66,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "CHITRAM_UPLOAD_RATE_LIMIT": "off",
         "CHITRAM_AUTH_RATE_LIMIT": "off",
         "CHITRAM_TEST_UI_PAGE_SIZE": str(PAGE_SIZE),
-        "CHITRAM_TAGGERS": "palette",  # wave 2: local AI tags for the tag tests
+        "CHITRAM_TAGGERS": "palette",  # local AI tags for the tag tests
         "CHITRAM_JOBS_POLL_INTERVAL": "0.2",
     }
     log = (data_dir / "server.log").open("w")

@@ -1,4 +1,4 @@
-"""Both built-in providers pass the auth-provider contract suite shipped to plugin authors."""
+"""Both built-in providers pass the auth-provider conformance suite shipped to plugin authors."""
 
 from __future__ import annotations
 
@@ -11,23 +11,23 @@ from chitram_core.auth.local import LocalProvider
 from chitram_core.auth.supabase import SupabaseProvider
 from chitram_core.db import Database
 from chitram_core.settings import Settings
-from chitram_core.testing.auth_contract import AuthProviderContract
+from chitram_core.testing.auth_conformance import AuthProviderConformance
 
 
-class TestLocalProviderContract(AuthProviderContract):
+class TestLocalProviderConformance(AuthProviderConformance):
     @pytest.fixture
     def auth_provider(self, local: LocalProvider) -> LocalProvider:
         return local
 
 
-class TestSupabaseProviderContract(AuthProviderContract):
+class TestSupabaseProviderConformance(AuthProviderConformance):
     @pytest.fixture
     def auth_provider(self, supabase: SupabaseProvider) -> SupabaseProvider:
         return supabase
 
 
 @pytest.mark.postgres
-class TestLocalProviderContractOnPostgres(AuthProviderContract):
+class TestLocalProviderConformanceOnPostgres(AuthProviderConformance):
     @pytest.fixture
     async def auth_provider(
         self, postgres_session_url: str, settings: Settings

@@ -1,11 +1,11 @@
-"""The contract every ``chitram.taggers`` plugin meets: subclass it and provide a ``tagger``.
+"""The conformance suite for ``chitram.taggers`` plugins: subclass it and provide a ``tagger``.
 
 ::
 
     import pytest
-    from chitram_core.testing.tagger_contract import TaggerContract
+    from chitram_core.testing.tagger_conformance import TaggerConformance
 
-    class TestMyTagger(TaggerContract):
+    class TestMyTagger(TaggerConformance):
         @pytest.fixture
         async def tagger(self):
             tagger = my_plugin.create_tagger(Settings(...))
@@ -50,7 +50,7 @@ SAMPLES = {
 }
 
 
-class TaggerContract:
+class TaggerConformance:
     """Behaviour shared by every tagger; a subclass overrides :meth:`tagger`."""
 
     pytestmark = [pytest.mark.anyio]
@@ -63,7 +63,7 @@ class TaggerContract:
 
     @pytest.fixture
     async def tagger(self) -> AsyncIterator[Tagger]:
-        raise NotImplementedError("a TaggerContract subclass must override the `tagger` fixture")
+        raise NotImplementedError("a TaggerConformance subclass must override the `tagger` fixture")
         yield  # pragma: no cover
 
     @pytest.fixture

@@ -1,4 +1,4 @@
-"""The plugin contract, run against both built-in backends."""
+"""The plugin conformance suite, run against both built-in backends."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chitram_core.cache import Cache, open_cache
-from chitram_core.testing.cache_contract import CacheContract
+from chitram_core.testing.cache_conformance import CacheConformance
 
 
-class TestMemoryCacheContract(CacheContract):
+class TestMemoryCacheConformance(CacheConformance):
     @pytest.fixture
     async def cache(self) -> AsyncIterator[Cache]:
         cache = open_cache("memory://?max_entries=1000")
@@ -20,7 +20,7 @@ class TestMemoryCacheContract(CacheContract):
 
 
 @pytest.mark.redis
-class TestRedisCacheContract(CacheContract):
+class TestRedisCacheConformance(CacheConformance):
     @pytest.fixture
     async def cache(self, redis_url: str, redis_prefix: str) -> AsyncIterator[Cache]:
         cache = open_cache(redis_url, prefix=redis_prefix)

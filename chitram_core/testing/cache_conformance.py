@@ -1,25 +1,25 @@
-"""The contract every ``chitram.cache`` plugin meets: subclass it and provide a ``cache`` fixture.
+"""The conformance suite for ``chitram.cache`` plugins: subclass it and provide a ``cache`` fixture.
 
 ::
 
     import pytest
-    from chitram_core.testing.cache_contract import CacheContract
+    from chitram_core.testing.cache_conformance import CacheConformance
 
-    class TestMyCache(CacheContract):
+    class TestMyCache(CacheConformance):
         @pytest.fixture
         async def cache(self):
             cache = my_plugin.create_cache("mycache://localhost/?prefix=test-123:")
             yield cache
             await cache.close()
 
-The suite is split as the protocol is: :class:`KeyValueContract`, :class:`FencedCacheContract`
-and :class:`RateCounterContract` test one part each (a component that implements only
+The suite is split as the protocol is: :class:`KeyValueConformance`, :class:`FencedCacheConformance`
+and :class:`RateCounterConformance` test one part each (a component that implements only
 :class:`~chitram_core.cache.base.RateCounter`, say, subclasses that one), and
-:class:`CacheContract` is all of them, for a full ``chitram.cache`` plugin.
+:class:`CacheConformance` is all of them, for a full ``chitram.cache`` plugin.
 
 Each test uses fresh random keys, so a shared server is fine; give each test run its own key
 prefix and remove only those keys afterwards. Register assertion rewriting for nicer failures
-with ``pytest.register_assert_rewrite("chitram_core.testing.cache_contract")`` in a conftest.
+with ``pytest.register_assert_rewrite("chitram_core.testing.cache_conformance")`` in a conftest.
 
 The suite sleeps for short real intervals (TTL expiry, window sliding) and so takes a few seconds.
 """
@@ -44,10 +44,10 @@ from chitram_core.cache.base import (
 
 
 def _key(label: str) -> str:
-    return f"contract:{label}:{uuid.uuid4().hex}"
+    return f"conformance:{label}:{uuid.uuid4().hex}"
 
 
-class CacheServiceContract:
+class CacheServiceConformance:
     """What every part shares: a name, a status and a ping; a subclass overrides :meth:`cache`."""
 
     pytestmark = [pytest.mark.anyio]
@@ -62,7 +62,7 @@ class CacheServiceContract:
 
     @pytest.fixture
     async def cache(self) -> AsyncIterator[CacheService]:
-        raise NotImplementedError("a contract subclass must override the `cache` fixture")
+        raise NotImplementedError("a conformance subclass must override the `cache` fixture")
         yield  # pragma: no cover
 
     async def test_is_a_connected_cache_service(self, cache: CacheService) -> None:
@@ -78,7 +78,7 @@ class CacheServiceContract:
         assert 0 <= latency < 5000
 
 
-class KeyValueContract(CacheServiceContract):
+class KeyValueConformance(CacheServiceConformance):
     """:class:`~chitram_core.cache.base.KeyValueCache`: bytes by key, with a TTL."""
 
     # Values -------------------------------------------------------------------------------
@@ -130,7 +130,7 @@ class KeyValueContract(CacheServiceContract):
         assert await cache.get(b) == b"b"
 
 
-class FencedCacheContract(KeyValueContract):
+class FencedCacheConformance(KeyValueConformance):
     """:class:`~chitram_core.cache.base.FencedCache`: invalidations fence out stale refills."""
 
     async def test_is_a_fenced_cache(self, cache: FencedCache) -> None:
@@ -211,7 +211,7 @@ class FencedCacheContract(KeyValueContract):
         assert await cache.get(other) is None
 
 
-class RateCounterContract(CacheServiceContract):
+class RateCounterConformance(CacheServiceConformance):
     """:class:`~chitram_core.cache.base.RateCounter`: exact sliding-window counts."""
 
     async def test_is_a_rate_counter(self, cache: RateCounter) -> None:
@@ -279,7 +279,7 @@ class RateCounterContract(CacheServiceContract):
         assert (await cache.hit(b, 1, 60)).allowed
 
 
-class CacheContract(FencedCacheContract, RateCounterContract):
+class CacheConformance(FencedCacheConformance, RateCounterConformance):
     """Behaviour shared by every ``chitram.cache`` backend: all of the parts above."""
 
     async def test_is_a_cache(self, cache: Cache) -> None:

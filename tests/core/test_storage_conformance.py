@@ -1,4 +1,4 @@
-"""The storage contract on every built-in URL scheme: file://, memory:// and s3:// (moto)."""
+"""The storage conformance suite on each built-in URL scheme: file://, memory://, s3:// (moto)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import pytest
 from chitram_core.storage import open_storage
 from chitram_core.storage.base import Storage
 from chitram_core.storage.fsspec_storage import LOCAL_WHOLE_WRITE
-from chitram_core.testing.storage_contract import StorageContract, read_all
+from chitram_core.testing.storage_conformance import StorageConformance, read_all
 
 
-class TestFileStorage(StorageContract):
+class TestFileStorage(StorageConformance):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Storage:
         return open_storage((tmp_path / "store").as_uri())
@@ -62,14 +62,14 @@ async def _one(data: bytes):  # type: ignore[no-untyped-def]
     yield data
 
 
-class TestMemoryStorage(StorageContract):
+class TestMemoryStorage(StorageConformance):
     @pytest.fixture
     def storage(self) -> Storage:
-        return open_storage(f"memory://contract-{uuid.uuid4().hex}")
+        return open_storage(f"memory://conformance-{uuid.uuid4().hex}")
 
 
 @pytest.mark.s3
-class TestS3Storage(StorageContract):
+class TestS3Storage(StorageConformance):
     @pytest.fixture
     def storage(self, s3_bucket: str, moto_server: str) -> Iterator[Storage]:
         yield open_storage(

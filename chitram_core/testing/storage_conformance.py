@@ -1,9 +1,9 @@
-"""The storage contract: every ``chitram.storage`` backend must pass these.
+"""The storage conformance suite: every ``chitram.storage`` backend must pass these.
 
-A plugin author subclasses :class:`StorageContract` in their own tests and provides a
+A plugin author subclasses :class:`StorageConformance` in their own tests and provides a
 ``storage`` fixture (a fresh, empty store for each test)::
 
-    class TestMyStore(StorageContract):
+    class TestMyStore(StorageConformance):
         @pytest.fixture
         def storage(self):
             return MyStore("mystore://bucket/prefix")
@@ -49,7 +49,7 @@ _slow = settings(
 
 
 @pytest.mark.anyio
-class StorageContract:
+class StorageConformance:
     """Behaviour the upload and serving flows rely on."""
 
     async def test_write_then_read_round_trips(self, storage: Storage) -> None:

@@ -1,12 +1,12 @@
-"""A contract suite every auth provider passes; plugin authors run it against their own.
+"""A conformance suite every auth provider passes; plugin authors run it against their own.
 
-Subclass :class:`AuthProviderContract` in a test module and provide an async ``auth_provider``
+Subclass :class:`AuthProviderConformance` in a test module and provide an async ``auth_provider``
 fixture that yields a started provider (``await provider.start(database)``) backed by a migrated
 database::
 
-    from chitram_core.testing.auth_contract import AuthProviderContract
+    from chitram_core.testing.auth_conformance import AuthProviderConformance
 
-    class TestMyProvider(AuthProviderContract):
+    class TestMyProvider(AuthProviderConformance):
         @pytest.fixture
         async def auth_provider(self, tmp_path):
             db = Database(f"sqlite+aiosqlite:///{tmp_path}/t.db")
@@ -42,11 +42,11 @@ PASSWORD = "correct horse battery staple"
 
 
 def unique_email(domain: str = "example.com") -> str:
-    return f"contract-{uuid.uuid4().hex[:12]}@{domain}"
+    return f"conformance-{uuid.uuid4().hex[:12]}@{domain}"
 
 
 @pytest.mark.anyio
-class AuthProviderContract:
+class AuthProviderConformance:
     """The behaviour Chitram relies on from any provider in the chain."""
 
     async def test_register_returns_a_session_for_the_new_user(
