@@ -22,6 +22,7 @@ from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
+from chitram_core.eventloop import asyncio_only_parts, running_backend
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
@@ -103,6 +104,11 @@ class Chitram:
         return self
 
     async def _open(self, stack: AsyncExitStack, settings: Settings) -> None:
+        if running_backend() == "trio" and (refused := asyncio_only_parts(settings)):
+            raise ConfigurationError(
+                "under trio, these parts cannot run (run the host on asyncio, or change "
+                "them): " + "; ".join(refused)
+            )
         if settings.is_sqlite or settings.resolved_storage_url.startswith("file:"):
             private_dir(settings.data_dir)
         private_sqlite(settings.resolved_database_url)

@@ -80,30 +80,67 @@ class Intake:
         self.early = bytearray()
 
 
-async def chunks(source: UploadSource) -> AsyncIterator[bytes]:
-    """Any accepted source as a stream of chunks; never reads a file object whole."""
+def chunks(source: UploadSource) -> AsyncIterator[bytes]:
+    """Any accepted source as a stream of chunks; never reads a file object whole.
+
+    An iterator object rather than an async generator: a reader that stops early (a refused
+    upload) leaves nothing to finalise, where an unfinished generator would be closed by the
+    garbage collector (trio warns about that)."""
     if isinstance(source, bytes | bytearray | memoryview):
-        view = memoryview(source)
-        for offset in range(0, len(view), READ_CHUNK):
-            yield bytes(view[offset : offset + READ_CHUNK])
-        return
+        return _BytesChunks(memoryview(source))
     if hasattr(source, "read"):
-        reader: Callable[[int], bytes] = source.read
+        return _FileChunks(source.read)
+    if isinstance(source, AsyncIterable):
+        return _IterableChunks(source.__aiter__())
+    raise InvalidRequest("The upload source must be bytes, a binary file or an async iterable")
+
+
+class _BytesChunks:
+    def __init__(self, view: memoryview) -> None:
+        self._view = view
+        self._offset = 0
+
+    def __aiter__(self) -> _BytesChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._offset >= len(self._view):
+            raise StopAsyncIteration
+        chunk = bytes(self._view[self._offset : self._offset + READ_CHUNK])
+        self._offset += READ_CHUNK
+        return chunk
+
+
+class _FileChunks:
+    def __init__(self, reader: Callable[[int], bytes]) -> None:
+        self._reader = reader
+
+    def __aiter__(self) -> _FileChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
+        chunk = await anyio.to_thread.run_sync(self._reader, READ_CHUNK)
+        if not chunk:
+            raise StopAsyncIteration
+        if not isinstance(chunk, bytes | bytearray):
+            raise InvalidRequest("The file must be opened in binary mode")
+        return bytes(chunk)
+
+
+class _IterableChunks:
+    def __init__(self, iterator: AsyncIterator[Any]) -> None:
+        self._iterator = iterator
+
+    def __aiter__(self) -> _IterableChunks:
+        return self
+
+    async def __anext__(self) -> bytes:
         while True:
-            chunk = await anyio.to_thread.run_sync(reader, READ_CHUNK)
-            if not chunk:
-                return
-            if not isinstance(chunk, bytes | bytearray):
-                raise InvalidRequest("The file must be opened in binary mode")
-            yield bytes(chunk)
-    elif isinstance(source, AsyncIterable):
-        async for chunk in source:
+            chunk = await self._iterator.__anext__()
             if not isinstance(chunk, bytes | bytearray | memoryview):
                 raise InvalidRequest("Upload chunks must be bytes")
             if chunk:
-                yield bytes(chunk)
-    else:
-        raise InvalidRequest("The upload source must be bytes, a binary file or an async iterable")
+                return bytes(chunk)
 
 
 def clean_filename(filename: str | None, fmt: ImageFormat | None = None) -> str:
