@@ -31,9 +31,11 @@ async def test_health_is_503_unhealthy_when_the_database_is_down(env: Env) -> No
     # Point the engine at a database that cannot be opened: a directory, not a file.
     from sqlalchemy.ext.asyncio import create_async_engine
 
+    from chitram_core.db.sqlite_driver import chitram_url
+
     broken = env.chitram.settings.data_dir / "not-a-db"
     broken.mkdir()
-    env.chitram.database.engine = create_async_engine(f"sqlite+aiosqlite:///{broken}")
+    env.chitram.database.engine = create_async_engine(chitram_url(f"sqlite:///{broken}"))
     resp = await env.client.get("/health")
     assert resp.status_code == 503
     body = resp.json()
