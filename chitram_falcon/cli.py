@@ -25,7 +25,7 @@ from chitram_core.errors import ConfigurationError
 from chitram_falcon.progress import ProgressReporter
 
 if TYPE_CHECKING:
-    from chitram_falcon.app import ChitramApp
+    from chitram_falcon.asgi import ChitramApp
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
