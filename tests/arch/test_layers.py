@@ -59,10 +59,6 @@ IMAGES_NOT_YET_LEAF: dict[str, str] = {
     "chitram_core.images.thumbnails": "render_thumbnail_async runs on the engine (moving out)",
 }
 
-# chitram_falcon files allowed to import chitram_core.db or chitram_core.storage for a while
-# (the ``chitram`` command moving onto the SDK's admin surface); an entry fails once clean.
-FALCON_DATA_IMPORTS_FOR_NOW: set[str] = {"chitram_falcon/cli.py"}
-
 # Modules of chitram_core allowed over MAX_LINES for a while, with why; an entry fails once the
 # file is within the limit.
 LONG_FOR_NOW: dict[str, str] = {
@@ -315,9 +311,6 @@ def test_the_reference_app_reaches_data_only_through_the_sdk() -> None:
             ):
                 offenders.setdefault(_rel_any(path), []).append(f"{owner} (line {line})")
     offenders = {rel: sorted(set(found)) for rel, found in offenders.items()}
-    stale = sorted(FALCON_DATA_IMPORTS_FOR_NOW - set(offenders))
-    assert not stale, f"clean now, remove from FALCON_DATA_IMPORTS_FOR_NOW: {stale}"
-    offenders = {k: v for k, v in offenders.items() if k not in FALCON_DATA_IMPORTS_FOR_NOW}
     assert not offenders, f"chitram_falcon imports the database or storage layer: {offenders}"
 
 
