@@ -42,18 +42,32 @@ from chitram_core.errors import (
     ValidationError,
     check_limit,
 )
-from chitram_core.models import SweepReport, User
+from chitram_core.models import User
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
 from chitram_core.storage.migrate import MigrationReport, migrate_storage
 
-__all__ = ["Admin", "MigrationReport", "SchemaState", "open_database"]
+__all__ = ["Admin", "MigrationReport", "SchemaState", "SweepReport", "open_database"]
 
 Progress = Callable[[str, int, int | None], None]
 """``progress(phase, done, total)``: long operations report as they go (``total`` None when
 not known yet)."""
 
 MAX_USERS_PAGE = 1000
+
+
+@attrs.frozen
+class SweepReport:
+    """What one sweep did (``Chitram.sweep``, ``chitram.admin.sweep``, ``chitram sweep``).
+
+    Defined here, with the operation it reports on, so that this module need not import the
+    composition root (``chitram_core.chitram``, which builds an ``Admin``)."""
+
+    orphans_removed: int
+    pending_removed: int
+    pending_left: int
+    thumbnails_made: int
+    placeholders_made: int = 0
 
 
 class Sweeper(Protocol):

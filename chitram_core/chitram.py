@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 
 from chitram_core import observe
-from chitram_core.admin import Admin, open_database
+from chitram_core.admin import Admin, SweepReport, open_database
 from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
@@ -24,7 +24,7 @@ from chitram_core.errors import ConfigurationError
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
-from chitram_core.models import HealthReport, Image, SweepReport
+from chitram_core.models import HealthReport, Image
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage

@@ -170,14 +170,3 @@ class Variant:
         import hashlib
 
         return '"' + hashlib.sha256(f"{self.key}:{self.size}".encode()).hexdigest() + '"'
-
-
-@attrs.frozen
-class SweepReport:
-    """What one sweep did (``Chitram.sweep``, ``chitram.admin.sweep``, ``chitram sweep``)."""
-
-    orphans_removed: int
-    pending_removed: int
-    pending_left: int
-    thumbnails_made: int
-    placeholders_made: int = 0

@@ -1,7 +1,10 @@
-"""``chitram``: serve the reference app, manage the database, sweep, move storage.
+"""``chitram``: serve the reference app, migrate the database, sweep, move storage, manage users.
 
-Configuration comes from ``CHITRAM_*`` variables; a bad value is one line on stderr and exit
-status 2, before anything binds or touches data.
+Everything but ``serve`` parses its arguments and calls the SDK's admin surface
+(:mod:`chitram_core.admin`: ``chitram.admin`` or ``Admin.open``), which opens and closes what it
+needs; this module touches no database or store itself. Configuration comes from ``CHITRAM_*``
+variables; a bad value, or a mistake the SDK refuses (an unknown revision or user...), is one
+line on stderr and exit status 2, before anything binds or touches data.
 """
 
 from __future__ import annotations
