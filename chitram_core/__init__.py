@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chitram_core import errors
-    from chitram_core.chitram import VERSION, Chitram, SweepReport
+    from chitram_core.admin import SweepReport
+    from chitram_core.chitram import VERSION, Chitram
     from chitram_core.errors import ChitramError
     from chitram_core.models import (
         HealthReport,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "VERSION": "chitram_core.chitram",
     "Chitram": "chitram_core.chitram",
-    "SweepReport": "chitram_core.chitram",
+    "SweepReport": "chitram_core.admin",
     "ChitramError": "chitram_core.errors",
     "HealthReport": "chitram_core.models",
     "Image": "chitram_core.models",

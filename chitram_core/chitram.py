@@ -9,16 +9,15 @@ from types import TracebackType
 from typing import Any
 
 import anyio
-import attrs
 
 from chitram_core import observe
+from chitram_core.admin import Admin, SweepReport, open_database
 from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
 from chitram_core.cache.base import Cache
 from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
 from chitram_core.collector import ByteRemover, Collector, Progress
-from chitram_core.datadir import private_dir, private_sqlite
 from chitram_core.db import Database, images
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
@@ -48,15 +47,6 @@ except Exception:  # not installed as a distribution (e.g. run from a source tre
 JOB_STATES = ("pending", "running", "failed")
 
 
-@attrs.frozen
-class SweepReport:
-    orphans_removed: int
-    pending_removed: int
-    pending_left: int
-    thumbnails_made: int
-    placeholders_made: int = 0
-
-
 class Chitram:
     """The SDK's entry point: ``async with Chitram(settings) as chitram: ...``."""
 
@@ -73,6 +63,7 @@ class Chitram:
         self._stack: AsyncExitStack | None = None
         self._background: Background | None = None
         self.database: Database
+        self.admin: Admin
         self.storage: Storage
         self.cache: Cache | None = None
         self.auth: AuthChain
@@ -109,10 +100,7 @@ class Chitram:
                 "under trio, these parts cannot run (run the host on asyncio, or change "
                 "them): " + "; ".join(refused)
             )
-        if settings.is_sqlite or settings.resolved_storage_url.startswith("file:"):
-            private_dir(settings.data_dir)
-        private_sqlite(settings.resolved_database_url)
-        self.database = Database(settings.resolved_database_url)
+        self.database = open_database(settings)
         stack.push_async_callback(self.database.dispose)
         if settings.should_auto_migrate:
             await self.database.upgrade()
@@ -184,6 +172,7 @@ class Chitram:
         )
         self.remover = ByteRemover(self.database, self.storage)
         self.collector = Collector(self.database, self.storage)
+        self.admin = Admin(settings, self.database, storage=self.storage, sweep=self.sweep)
         self.images = ImageService(
             settings,
             self.database,

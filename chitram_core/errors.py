@@ -237,6 +237,30 @@ class TaggerUnavailable(ProviderUnavailable):
     default_message = "The image tagger is unavailable"
 
 
+# Administration (``chitram.admin``, the ``chitram`` command): an operator's mistakes. They
+# carry the codes of their bases, so the list below (what an HTTP client can see) is unchanged.
+
+
+class UserNotFound(NotFound):
+    """An admin operation named a user (by id or email) that does not exist."""
+
+    default_message = "No such user"
+
+
+class InvalidRevision(InvalidRequest):
+    """A migration revision that is unknown, or that the schema cannot move to from here."""
+
+    default_message = "Unknown or unreachable migration revision"
+
+
+class OperationUnavailable(InvalidRequest):
+    """An admin operation that cannot run on what the admin surface at hand has opened: a sweep
+    needs the whole SDK (``chitram.admin``, not ``Admin.open``), and data operations need the
+    schema at the head (run the migrations first)."""
+
+    default_message = "This operation needs an open Chitram"
+
+
 ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
     cls.code: cls
     for cls in (

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from chitram_core.errors import ChitramError, ConfigurationError
+from chitram_core.variant_spec import parse_spec
 
 _log = logging.getLogger(__name__)
 
@@ -210,8 +211,6 @@ class Settings:
 
     @variant_presets.validator
     def _check_presets(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-        from chitram_core.images.variants import parse_spec
-
         for item in value:
             try:
                 parse_spec(item)

@@ -1,7 +1,10 @@
-"""``chitram``: serve the reference app, manage the database, sweep, move storage.
+"""``chitram``: serve the reference app, migrate the database, sweep, move storage, manage users.
 
-Configuration comes from ``CHITRAM_*`` variables; a bad value is one line on stderr and exit
-status 2, before anything binds or touches data.
+Everything but ``serve`` parses its arguments and calls the SDK's admin surface
+(:mod:`chitram_core.admin`: ``chitram.admin`` or ``Admin.open``), which opens and closes what it
+needs; this module touches no database or store itself. Configuration comes from ``CHITRAM_*``
+variables; a bad value, or a mistake the SDK refuses (an unknown revision or user...), is one
+line on stderr and exit status 2, before anything binds or touches data.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import getpass
 import importlib
 import json
 import logging
@@ -16,35 +20,29 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from chitram_core import Chitram, Settings, logs
-from chitram_core.errors import ConfigurationError
+from chitram_core import Chitram, Settings, User, logs, to_json
+from chitram_core.admin import Admin, MigrationReport
+from chitram_core.errors import ChitramError, ConfigurationError
 from chitram_falcon.progress import ProgressReporter
 
 if TYPE_CHECKING:
-    from chitram_falcon.app import ChitramApp
+    from chitram_falcon.asgi import ChitramApp
 
 EXIT_CONFIG = 2
 EXIT_FAILED = 1
 
 log = logging.getLogger("chitram")
 
+T = TypeVar("T")
+
 
 class UsageError(Exception):
-    """A command given something it cannot act on (an unknown revision...): one line, exit 2."""
-
-
-@contextlib.contextmanager
-def _alembic_errors() -> Iterator[None]:
-    from alembic.util.exc import CommandError
-
-    try:
-        yield
-    except CommandError as exc:
-        raise UsageError(str(exc)) from exc
+    """A command given something it cannot act on (passwords that differ...): one line, exit 2.
+    The SDK's own refusals (an unknown revision or user...) are ChitramErrors, shown the same."""
 
 
 def _settings() -> Settings:
@@ -92,7 +90,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1 and settings.should_auto_migrate:
         # Here, once: workers migrating a new SQLite file at the same time race to create the
         # same tables, and the loser fails to start. Each then finds the schema at its head.
-        asyncio.run(_upgrade(settings, "head"))
+        _admin(settings, lambda admin: admin.upgrade("head"))
     common: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -189,71 +187,38 @@ def _version() -> str:
         return "0.0.0"
 
 
-def _database(settings: Settings) -> Any:
-    from chitram_core.db import Database
+def _admin(
+    settings: Settings, operation: Callable[[Admin], Awaitable[T]], *, migrate: bool = False
+) -> T:
+    """Run one admin operation over the database alone (``Admin.open``), then dispose of it.
+    ``migrate``: bring the schema to the head first when the settings ask, as ``serve`` would
+    (the commands that read or write data; never those that move the schema)."""
 
-    if settings.is_sqlite:
-        from chitram_core.datadir import private_dir, private_sqlite
+    async def run() -> T:
+        async with Admin.open(settings, migrate=migrate and settings.should_auto_migrate) as admin:
+            return await operation(admin)
 
-        private_dir(settings.data_dir)
-        private_sqlite(settings.resolved_database_url)
-    return Database(settings.resolved_database_url)
-
-
-async def _upgrade(settings: Settings, revision: str) -> None:
-    database = _database(settings)
-    try:
-        await database.upgrade(revision)
-    finally:
-        await database.dispose()
+    return asyncio.run(run())
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    settings = _settings()
-    with _alembic_errors():
-        asyncio.run(_upgrade(settings, args.revision))
+    _admin(_settings(), lambda admin: admin.upgrade(args.revision))
     print(f"database upgraded to {args.revision}")
     return 0
 
 
 def _db_downgrade(args: argparse.Namespace) -> int:
-    from alembic import command
-
-    from chitram_core.db.database import alembic_config
-
-    settings = _settings()
-    _database(settings)  # makes the SQLite folder, as upgrade does
-    with _alembic_errors():
-        command.downgrade(alembic_config(settings.resolved_database_url), args.revision)
+    _admin(_settings(), lambda admin: admin.downgrade(args.revision))
     print(f"database downgraded to {args.revision}")
     return 0
 
 
 def _db_current(args: argparse.Namespace) -> int:
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    from chitram_core.db.database import alembic_config
-
-    settings = _settings()
-    url = settings.resolved_database_url
-
-    async def run() -> tuple[str, ...]:
-        database = _database(settings)
-        try:
-            async with database.engine.connect() as conn:
-                return tuple(
-                    await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads())
-                )
-        finally:
-            await database.dispose()
-
-    current = asyncio.run(run())
-    heads = set(ScriptDirectory.from_config(alembic_config(url)).get_heads())
-    if not current:
-        print(f"none (head: {', '.join(sorted(heads))}; run 'chitram db upgrade')")
-    for revision in current:
-        print(f"{revision} (head)" if revision in heads else f"{revision} (behind the head)")
+    state = _admin(_settings(), lambda admin: admin.current())
+    if not state.current:
+        print(f"none (head: {', '.join(state.heads)}; run 'chitram db upgrade')")
+    for revision in state.current:
+        print(f"{revision} (head)" if revision in state.heads else f"{revision} (behind the head)")
     return 0
 
 
@@ -263,7 +228,7 @@ def _sweep(args: argparse.Namespace) -> int:
     async def run() -> None:
         with ProgressReporter("sweep", interval=args.progress_interval) as progress:
             async with Chitram(settings, background=False) as chitram:
-                report = await chitram.sweep(older_than=args.older_than, progress=progress)
+                report = await chitram.admin.sweep(older_than=args.older_than, progress=progress)
         print(
             f"orphans queued: {report.orphans_removed}, removed: {report.pending_removed}, "
             f"still queued: {report.pending_left}, thumbnails made: {report.thumbnails_made}, "
@@ -275,10 +240,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _storage_migrate(args: argparse.Namespace) -> int:
-    from chitram_core.db import deletions
-    from chitram_core.storage import StorageError, open_storage
-    from chitram_core.storage.migrate import describe, migrate_storage
-
     settings = _settings()
     try:
         options = json.loads(args.options) if args.options else {}
@@ -286,44 +247,73 @@ def _storage_migrate(args: argparse.Namespace) -> int:
         raise ConfigurationError(f"--options: not JSON: {exc}") from exc
     if not isinstance(options, dict):
         raise ConfigurationError("--options: expected a JSON object")
-    if args.dest_url.rstrip("/") == settings.resolved_storage_url.rstrip("/"):
-        raise ConfigurationError("the destination is the store CHITRAM_STORAGE_URL already names")
 
-    async def run() -> int:
-        try:
-            source = open_storage(settings.resolved_storage_url, dict(settings.storage_options))
-        except StorageError as exc:
-            raise ConfigurationError(f"CHITRAM_STORAGE_URL: {exc}") from exc
-        try:
-            dest = open_storage(args.dest_url, options)
-        except StorageError as exc:
-            raise ConfigurationError(f"DEST_URL: {exc}") from exc
-        database = _database(settings)
-        try:
-            async with database.connect() as conn:
-                referenced = await deletions.migration_keys(conn)
-            with ProgressReporter("migrate", interval=args.progress_interval) as progress:
-                report = await migrate_storage(
-                    source,
-                    dest,
-                    referenced=referenced,
-                    concurrency=args.jobs,
-                    trust_existing=args.trust_existing,
-                    progress=progress,
-                )
-        finally:
-            await database.dispose()
-            await source.close()
-            await dest.close()
-        summary = describe(report)
-        print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in summary.items()))
-        for key, reason in report.failed:
-            print(f"failed: {key}: {reason}", file=sys.stderr)
-        for key in report.missing:
-            print(f"missing from the source: {key}", file=sys.stderr)
-        return 0 if report.ok else EXIT_FAILED
+    async def migrate(admin: Admin) -> MigrationReport:
+        with ProgressReporter("migrate", interval=args.progress_interval) as progress:
+            return await admin.migrate_storage(
+                args.dest_url,
+                options,
+                concurrency=args.jobs,
+                trust_existing=args.trust_existing,
+                progress=progress,
+            )
 
-    return asyncio.run(run())
+    report = _admin(settings, migrate, migrate=True)
+    print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in report.summary().items()))
+    for key, reason in report.failed:
+        print(f"failed: {key}: {reason}", file=sys.stderr)
+    for key in report.missing:
+        print(f"missing from the source: {key}", file=sys.stderr)
+    return 0 if report.ok else EXIT_FAILED
+
+
+def _users_list(args: argparse.Namespace) -> int:
+    active = {"all": None, "enabled": True, "disabled": False}[args.state]
+    users = _admin(
+        _settings(),
+        lambda admin: admin.list_users(limit=args.limit, offset=args.offset, active=active),
+        migrate=True,
+    )
+    for user in users:
+        if args.json:
+            print(json.dumps(to_json(user) | {"provider": user.provider}))
+        else:
+            print("\t".join(_user_columns(user)))
+    return 0
+
+
+def _user_columns(user: User) -> list[str]:
+    state = "enabled" if user.is_active else "disabled"
+    return [user.id, user.email, state, user.provider, user.created_at.isoformat()]
+
+
+def _users_create(args: argparse.Namespace) -> int:
+    settings = _settings()
+    password = _new_password()
+    user = _admin(settings, lambda admin: admin.create_user(args.email, password), migrate=True)
+    print(f"created user {user.id} ({user.email})")
+    return 0
+
+
+def _new_password() -> str:
+    """The new user's password: asked twice on a terminal, else the first line of stdin (never
+    an argument, which other local users could read from the process list)."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("Password: ")
+        if getpass.getpass("Password again: ") != first:
+            raise UsageError("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _users_set_active(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if args.users_command == "disable":
+        user = _admin(settings, lambda admin: admin.disable_user(args.user), migrate=True)
+    else:
+        user = _admin(settings, lambda admin: admin.enable_user(args.user), migrate=True)
+    print(f"{args.users_command}d user {user.id} ({user.email})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -383,6 +373,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--progress-interval", type=float, default=10.0, help=progress_help)
     migrate.set_defaults(func=_storage_migrate)
+
+    users = sub.add_parser("users", help="list, create, disable and enable users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    listing = users_sub.add_parser("list", help="print users, oldest first, one a line")
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
+    listing.add_argument("--offset", type=int, default=0, help="skip this many first")
+    listing.add_argument(
+        "--state", choices=("all", "enabled", "disabled"), default="all", help="default all"
+    )
+    listing.add_argument("--json", action="store_true", help="one JSON object a line")
+    listing.set_defaults(func=_users_list)
+    create = users_sub.add_parser(
+        "create",
+        help="create a local user; the password is asked for, or read from stdin's first line",
+    )
+    create.add_argument("email")
+    create.set_defaults(func=_users_create)
+    for name, what in (
+        ("disable", "refuse the user's logins and tokens, and end their sessions"),
+        ("enable", "let a disabled user sign in again"),
+    ):
+        command = users_sub.add_parser(name, help=what)
+        command.add_argument("user", metavar="USER", help="the user's id or email")
+        command.set_defaults(func=_users_set_active)
     return parser
 
 
@@ -405,12 +419,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(fmt, "INFO")
     try:
         code: int = args.func(args)
-    except (ConfigurationError, UsageError) as exc:
-        text = (
-            f"configuration error: {exc.message}"
-            if isinstance(exc, ConfigurationError)
-            else str(exc)
-        )
+    except (ChitramError, UsageError) as exc:
+        # A setting that cannot work, or a mistake in what was asked (an unknown revision or
+        # user, a taken email, a bad destination): one line, exit 2, no traceback.
+        if isinstance(exc, ConfigurationError):
+            text = f"configuration error: {exc.message}"
+        else:
+            text = exc.message if isinstance(exc, ChitramError) else str(exc)
         if fmt == "json":
             log.error("%s", text)
         else:

@@ -21,10 +21,11 @@ import httpx
 import jwt
 import pydantic
 from supabase_auth import AsyncGoTrueClient
-from supabase_auth.errors import AuthError, AuthRetryableError, AuthUnknownError
+from supabase_auth.errors import AuthError
 
 from chitram_core.auth import oauth, rules, tokens
 from chitram_core.auth import users as user_repo
+from chitram_core.auth.gotrue_errors import CONFIRM_FIRST, gotrue_error
 from chitram_core.auth.passwords import HashLimiter, Passwords, hasher_for
 from chitram_core.db import Database
 from chitram_core.errors import (
@@ -39,7 +40,6 @@ from chitram_core.errors import (
     ProviderUnavailable,
     TokenExpired,
     UserInactive,
-    WeakPassword,
 )
 from chitram_core.models import Check, Principal, Session
 from chitram_core.settings import Settings, absolute_http_url
@@ -51,42 +51,6 @@ T = TypeVar("T")
 AUDIENCE = "authenticated"
 JWKS_TTL = 600.0
 JWKS_MIN_REFETCH = 30.0
-
-_CONFIRM_FIRST = "Confirm your email address, then log in"
-
-# GoTrue error codes with a definite meaning, whatever the operation.
-_CODES: dict[str, Callable[[], ChitramError]] = {
-    "weak_password": WeakPassword,
-    "user_already_exists": EmailExists,
-    "email_exists": EmailExists,
-    "identity_already_exists": EmailExists,
-    "email_address_invalid": InvalidEmail,
-    "email_address_not_authorized": InvalidEmail,
-    "invalid_credentials": InvalidCredentials,
-    "email_not_confirmed": lambda: UserInactive(_CONFIRM_FIRST, confirmation_required=True),
-    "user_banned": UserInactive,
-    "bad_jwt": InvalidToken,
-    "invalid_jwt": InvalidToken,
-    "session_not_found": InvalidToken,
-    "session_expired": TokenExpired,
-    "refresh_token_not_found": InvalidToken,
-    "refresh_token_already_used": InvalidToken,
-}
-
-
-def gotrue_error(exc: Exception, default: Callable[[], ChitramError]) -> ChitramError:
-    """Map a supabase-py failure: 5xx, 429, timeouts and connection errors are unavailability;
-    400 / 401 / 403 / 422 are definite answers (by GoTrue code, else ``default``)."""
-    if isinstance(exc, (TimeoutError, httpx.HTTPError, pydantic.ValidationError)):
-        return ProviderUnavailable(f"Supabase did not answer usefully ({type(exc).__name__})")
-    if isinstance(exc, (AuthRetryableError, AuthUnknownError)):
-        return ProviderUnavailable(f"Supabase is unavailable: {exc}")
-    status = int(getattr(exc, "status", 0) or 0)
-    if status >= 500 or status == 429 or status == 0:
-        return ProviderUnavailable(f"Supabase is unavailable (HTTP {status or 'error'})")
-    code = getattr(exc, "code", None)
-    factory = _CODES.get(code) if isinstance(code, str) else None
-    return (factory or default)()
 
 
 class SupabaseProvider:
@@ -161,7 +125,7 @@ class SupabaseProvider:
         if answer.session is None:
             # Email confirmation is on: the account exists but cannot be used yet.
             await self._sync(answer.user)
-            raise UserInactive(_CONFIRM_FIRST, confirmation_required=True)
+            raise UserInactive(CONFIRM_FIRST, confirmation_required=True)
         return await self._session(answer.session, password=password)
 
     async def login(self, email: str, password: str) -> Session:

@@ -101,11 +101,7 @@ async def link_identity(
     """Link the user to a Supabase identity (``provider`` owns the row afterwards) and revoke
     the user's live refresh tokens: the decision to link is the caller's."""
     await update_user(conn, user_id, supabase_id=supabase_id, provider=provider)
-    await conn.execute(
-        update(refresh_tokens)
-        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
-        .values(revoked_at=now)
-    )
+    await revoke_user(conn, user_id, now)
 
 
 # refresh tokens -----------------------------------------------------------------------------
@@ -156,5 +152,36 @@ async def revoke_family(conn: AsyncConnection, family_id: str, now: datetime) ->
     await conn.execute(
         update(refresh_tokens)
         .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+# administration -----------------------------------------------------------------------------
+
+
+async def page(
+    conn: AsyncConnection, *, limit: int, offset: int = 0, active: bool | None = None
+) -> list[Any]:
+    """Users oldest first (``created_at``, then ``id``: a stable order to page through), only
+    the enabled or disabled ones when ``active`` says so."""
+    query = select(users).order_by(users.c.created_at, users.c.id).limit(limit).offset(offset)
+    if active is not None:
+        query = query.where(users.c.is_active == active)
+    return list((await conn.execute(query)).all())
+
+
+async def set_active(conn: AsyncConnection, user_id: str, active: bool, now: datetime) -> None:
+    """Enable or disable a user; disabling also revokes the user's live refresh tokens, so every
+    session ends (access tokens are refused from the flag, at once)."""
+    await update_user(conn, user_id, is_active=active)
+    if not active:
+        await revoke_user(conn, user_id, now)
+
+
+async def revoke_user(conn: AsyncConnection, user_id: str, now: datetime) -> None:
+    """Revoke every live refresh token of the user."""
+    await conn.execute(
+        update(refresh_tokens)
+        .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
         .values(revoked_at=now)
     )

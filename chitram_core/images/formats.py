@@ -11,7 +11,6 @@ the input: a 500 must not be reachable through a crafted file.
 
 from __future__ import annotations
 
-import enum
 import struct
 import zlib
 from collections.abc import Callable
@@ -20,72 +19,18 @@ from typing import BinaryIO
 import attrs
 from PIL import Image, UnidentifiedImageError
 
-from chitram_core.errors import ChitramError, ImageTooLarge, InvalidFileFormat, InvalidImage
+from chitram_core.errors import ChitramError, ImageTooLarge, InvalidImage
+from chitram_core.images.kinds import PNG_SIGNATURE as PNG_SIGNATURE  # re-exported
+from chitram_core.images.kinds import SNIFF_BYTES as SNIFF_BYTES
+from chitram_core.images.kinds import ImageFormat as ImageFormat
+from chitram_core.images.kinds import sniff as sniff
+from chitram_core.images.metadata import MetadataScanner
 
 HEAD_BYTES = 1024 * 1024
 """How much of the start of a file :func:`probe` is given: enough for any sane header."""
 
 JPEG_DRAFT_SCALE = 8
 """Verification decodes JPEG at 1/8 scale: every block is still entropy-decoded."""
-
-
-class ImageFormat(enum.Enum):
-    """The accepted formats; the value is a stable lower-case name."""
-
-    JPEG = "jpeg"
-    PNG = "png"
-    GIF = "gif"
-    WEBP = "webp"
-
-    @property
-    def mime(self) -> str:
-        return _MIME[self]
-
-    @property
-    def pillow_name(self) -> str:
-        return self.name
-
-    @property
-    def extension(self) -> str:
-        return _EXTENSION[self]
-
-    @classmethod
-    def from_mime(cls, mime: str) -> ImageFormat:
-        for fmt in cls:
-            if fmt.mime == mime:
-                return fmt
-        raise InvalidFileFormat(f"Unsupported content type {mime!r}", content_type=mime)
-
-
-_MIME = {
-    ImageFormat.JPEG: "image/jpeg",
-    ImageFormat.PNG: "image/png",
-    ImageFormat.GIF: "image/gif",
-    ImageFormat.WEBP: "image/webp",
-}
-_EXTENSION = {
-    ImageFormat.JPEG: "jpg",
-    ImageFormat.PNG: "png",
-    ImageFormat.GIF: "gif",
-    ImageFormat.WEBP: "webp",
-}
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SNIFF_BYTES = 12
-"""The longest magic we look at (RIFF....WEBP)."""
-
-
-def sniff(head: bytes) -> ImageFormat:
-    """Decide the format from magic bytes alone; the declared type and filename never count."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return ImageFormat.JPEG
-    if head.startswith(PNG_SIGNATURE):
-        return ImageFormat.PNG
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return ImageFormat.GIF
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return ImageFormat.WEBP
-    raise InvalidFileFormat()
 
 
 @attrs.frozen
@@ -458,8 +403,6 @@ def check_structure(fileobj: BinaryIO, fmt: ImageFormat, chunk_size: int = 64 * 
     This is the metadata scanner run for its validation alone: it reads in chunks and keeps
     O(header) memory.
     """
-    from chitram_core.images.metadata import MetadataScanner
-
     scanner = MetadataScanner(fmt)
     while chunk := fileobj.read(chunk_size):
         scanner.feed(chunk)

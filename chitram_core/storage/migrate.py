@@ -50,6 +50,10 @@ class MigrationReport:
     def ok(self) -> bool:
         return not self.failed
 
+    def summary(self) -> dict[str, Any]:
+        """The counts by name (what ``chitram storage migrate`` prints): see :func:`describe`."""
+        return describe(self)
+
 
 def expected_sha256(key: str) -> str | None:
     """The SHA-256 a content-addressed key promises (blobs), else None."""

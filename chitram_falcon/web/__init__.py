@@ -27,7 +27,7 @@ from chitram_falcon.web.static import StaticFiles, StaticResource
 from chitram_falcon.web.ui import WebUI
 
 if TYPE_CHECKING:
-    from chitram_falcon.app import ChitramApp
+    from chitram_falcon.asgi import ChitramApp
 
 __all__ = ["WebUI", "mount"]
 

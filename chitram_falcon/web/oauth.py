@@ -22,33 +22,15 @@ from chitram_core.errors import (
 )
 from chitram_falcon.web.pages import SignInPage
 from chitram_falcon.web.session import PendingOAuth
-from chitram_falcon.web.templates import Markup, join, render
+from chitram_falcon.web.social import LABELS
 from chitram_falcon.web.ui import Visit, WebUI, html_errors
 
-LABELS = {"github": "GitHub", "google": "Google", "gitlab": "GitLab", "azure": "Microsoft"}
 BAD_CALLBACK = "This sign-in attempt is not valid or was already used. Please start again."
 DENIED = "Sign-in was cancelled at the provider. Please try again."
 LINK_FIRST = (
     "An account with this email already exists and has a password. Sign in with your password "
     "below, and your {label} sign-in will be connected to it."
 )
-
-
-def social_buttons(ui: WebUI, visit: Visit, target: str) -> Markup:
-    """One "Continue with ..." link per configured provider (nothing when none is)."""
-    providers = ui.chitram.auth.oauth_providers
-    if not providers:
-        return Markup("")
-    buttons = join(
-        render(
-            "social_button.html",
-            href=visit.url(f"/auth/oauth/{name}") + "?next=" + quote(target, safe="/"),
-            label=LABELS.get(name, name.capitalize()),
-            provider=name,
-        )
-        for name in providers
-    )
-    return render("social.html", buttons=buttons)
 
 
 def callback_url(req: falcon.asgi.Request, visit: Visit) -> str:

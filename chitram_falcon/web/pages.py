@@ -21,6 +21,7 @@ from chitram_core.errors import (
 from chitram_falcon.context import auth_rate_limit, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
 from chitram_falcon.security import public_base
+from chitram_falcon.web.social import social_buttons  # wave 2: social sign-in
 from chitram_falcon.web.templates import Markup, escape, human_size, join, render
 from chitram_falcon.web.ui import Visit, WebUI, html_errors
 
@@ -46,12 +47,6 @@ def _form_error(message: str | None) -> Markup:
 def _text(fields: dict[str, Any], name: str) -> str:
     value = fields.get(name)
     return value if isinstance(value, str) else ""
-
-
-def _social_buttons(ui: WebUI, visit: Visit, target: str) -> Markup:
-    from chitram_falcon.web.oauth import social_buttons
-
-    return social_buttons(ui, visit, target)
 
 
 def _when(image: Image) -> str:
@@ -125,7 +120,7 @@ class SignInPage(_Page):
             notice=notice,
             register=visit.url("/register"),
             reset=visit.url("/password-reset"),
-            social=_social_buttons(self.ui, visit, target),
+            social=social_buttons(self.ui, visit, target),
         )
         self.ui.page(resp, visit, title="Sign in", body=body, status=status, section="signin")
 
