@@ -21,7 +21,7 @@ from chitram_core.errors import (
 from chitram_falcon.context import auth_rate_limit, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
 from chitram_falcon.security import public_base
-from chitram_falcon.web.social import social_buttons  # wave 2: social sign-in
+from chitram_falcon.web.social import social_buttons
 from chitram_falcon.web.templates import Markup, escape, human_size, join, render
 from chitram_falcon.web.ui import Visit, WebUI, html_errors
 
