@@ -23,19 +23,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
-from chitram_core.background import Background
 from chitram_core.db import Database
 from chitram_core.db import blobs as blobs_sql
 from chitram_core.db import jobs as jobs_sql
 from chitram_core.db import thumbnails as sql
 from chitram_core.db.tables import utcnow
+from chitram_core.engine.base import Engine
+from chitram_core.engine.render import render_thumbnail_async
 from chitram_core.errors import (
     ChitramError,
     ImageTooLarge,
@@ -43,19 +45,12 @@ from chitram_core.errors import (
     InvalidImage,
     ServiceUnavailable,
 )
-from chitram_core.images.thumbnails import (
-    RenderedThumbnail,
-    ThumbnailParams,
-    render_thumbnail_async,
-)
+from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
 from chitram_core.jobs import JobFailed, JobRunner, RetryLater
 from chitram_core.logs import job_context
 from chitram_core.models import Image, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
-
-if TYPE_CHECKING:
-    from chitram_core.engine import ImageEngine
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +72,8 @@ class Thumbnailer:
         database: Database,
         storage: Storage,
         *,
+        engine: Engine,
         on_ready: Callable[[str], Awaitable[None]] | None = None,
-        engine: ImageEngine | None = None,
         jobs: JobRunner | None = None,
     ) -> None:
         self.settings = settings
@@ -95,7 +90,6 @@ class Thumbnailer:
         self.jobs: JobRunner | None = None
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
-        self._background: Background | None = None
         self._stopping = False
         self._wake = anyio.Event()
         if jobs is not None:
@@ -174,20 +168,6 @@ class Thumbnailer:
         await jobs_sql.finish(conn, THUMBNAIL_JOB, key)
         return "readied"
 
-    def attach(self, background: Background) -> None:
-        """Background work is on in this process: uploads wake the job runner."""
-        self._background = background
-
-    def schedule(self, image: Image) -> None:
-        """After an upload commits: have the job runner look for its job now."""
-        if (
-            self._background is not None
-            and self.jobs is not None
-            and not self._stopping
-            and not image.thumbnail_ready
-        ):
-            self.jobs.wake()
-
     async def adopt(self, limit: int = 1000) -> int:
         """Give a job to every row still to render that has none; how many got one."""
         if self.jobs is None:
@@ -220,7 +200,6 @@ class Thumbnailer:
         """Stop adopting and wake the loop so it ends (the job runner stops on its own)."""
         self._stopping = True
         self._wake.set()
-        self._background = None
 
     async def run_pending(
         self, limit: int = 100, progress: Callable[[str, int, int | None], None] | None = None
@@ -334,17 +313,20 @@ class Thumbnailer:
             # Whole, in few reads: the engine needs every byte (each chunk is a thread hop).
             source = self.storage.read(blob_key(sha256), chunk_size=WHOLE_READ_CHUNK)
             data = b"".join([chunk async for chunk in source])
+            # Background renders: at most ``thumbnail_workers`` at once; a request waiting
+            # for its thumbnail (force) goes first.
+            limited: AbstractAsyncContextManager[Any] = nullcontext() if force else self._limiter
             with observe.observer.image_work("thumbnail"):
-                rendered = await render_thumbnail_async(
-                    data,
-                    self.params,
-                    max_pixels=self.settings.max_pixels,
-                    timeout=self.settings.decode_timeout,
-                    limiter=self._limiter,
-                    engine=self.engine,
-                    max_scans=self.settings.jpeg_max_scans,
-                    background=not force,  # a request waiting for it (force) goes first
-                )
+                async with limited:
+                    rendered = await render_thumbnail_async(
+                        data,
+                        self.params,
+                        engine=self.engine,
+                        max_pixels=self.settings.max_pixels,
+                        timeout=self.settings.decode_timeout,
+                        max_scans=self.settings.jpeg_max_scans,
+                        background=not force,
+                    )
 
             async def body() -> AsyncIterator[bytes]:
                 yield rendered.data
