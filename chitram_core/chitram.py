@@ -153,20 +153,20 @@ class Chitram:
         # Closed after the thumbnailer and the task group (the stack unwinds in reverse).
         self.engine = ImageEngine.from_settings(settings)
         stack.push_async_callback(self.engine.aclose)
-        self.thumbnails = Thumbnailer(
-            settings,
-            self.database,
-            self.storage,
-            engine=self.engine,
-            on_ready=self._thumbnail_ready,
-        )
-        self.variants = VariantService(settings, self.database, self.storage, self.engine)
         self.jobs = JobRunner(
             self.database,
             poll_interval=settings.jobs_poll_interval,
             max_backoff=settings.jobs_max_backoff,
         )
-        self.thumbnails.run_on(self.jobs)
+        self.thumbnails = Thumbnailer(
+            settings,
+            self.database,
+            self.storage,
+            engine=self.engine,
+            jobs=self.jobs,
+            on_ready=self._thumbnail_ready,
+        )
+        self.variants = VariantService(settings, self.database, self.storage, self.engine)
         taggers = load_taggers(settings)
         for tagger in taggers:
             stack.push_async_callback(close_tagger, tagger)

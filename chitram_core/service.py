@@ -6,7 +6,7 @@ Each flow lives in its own module and is composed here once from the parts it is
 - ``get``, the original's and the thumbnail's bytes: :mod:`chitram_core.reads`, over the one
   ranged read of :mod:`chitram_core.streaming`;
 - ``list``: :mod:`chitram_core.listing`; ``delete``: :mod:`chitram_core.deletes`;
-- variants: :class:`~chitram_core.variants.VariantService`.
+- variants: :class:`~chitram_core.variants.VariantService` (:class:`NoVariants` without one).
 
 Nothing here decides anything: every method hands over to its flow.
 """
@@ -14,7 +14,7 @@ Nothing here decides anything: every method hands over to its flow.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from chitram_core.cache import ImageCache
 from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
@@ -36,9 +36,60 @@ from chitram_core.streaming import ObjectReader
 from chitram_core.thumbnailer import Thumbnailer
 
 if TYPE_CHECKING:
-    from chitram_core.variants import VariantService
+    from chitram_core.images.variants import VariantSpec
 
-__all__ = ["ImageService", "RecordHook"]
+__all__ = ["ImageService", "NoVariants", "RecordHook", "Variants"]
+
+
+class Variants(Protocol):
+    """What the facade asks of :class:`~chitram_core.variants.VariantService`."""
+
+    def url(
+        self,
+        image_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "contain",
+        format: str | None = None,
+        quality: int | None = None,
+    ) -> str: ...
+
+    async def get(
+        self, image: Image, spec: VariantSpec, *, accept: str | None = None
+    ) -> Variant: ...
+
+    def stream(
+        self, variant: Variant, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]: ...
+
+
+class NoVariants:
+    """An instance without variants: every variant request is 503."""
+
+    def url(
+        self,
+        image_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "contain",
+        format: str | None = None,
+        quality: int | None = None,
+    ) -> str:
+        raise _no_variants()
+
+    async def get(self, image: Image, spec: VariantSpec, *, accept: str | None = None) -> Variant:
+        raise _no_variants()
+
+    def stream(
+        self, variant: Variant, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        raise _no_variants()
+
+
+def _no_variants() -> ServiceUnavailable:
+    return ServiceUnavailable("Variants are not available in this instance")
 
 
 class ImageService:
@@ -47,8 +98,9 @@ class ImageService:
     ``thumbnailer``: thumbnails made with the upload, as jobs, and on request. ``engine``: the
     image work (an :class:`InlineEngine`, worker threads, when not given). ``cache``: the
     cache-aside of image rows (``DISABLED`` when not given). ``variants``: variant reads.
-    ``record_hooks`` run in the upload's transaction (tagging's job); ``wake`` is called once
-    after an upload that recorded a job (``tagging``: each does). Without ``remover`` and
+    ``record_hooks`` run in the upload's transaction (tagging's job); ``wake`` (the
+    thumbnailer's job runner's when not given) is called once after an upload that recorded a
+    job (``tagging``: each does). Without ``remover`` and
     ``small_objects`` the service makes its own.
     """
 
@@ -61,7 +113,7 @@ class ImageService:
         thumbnailer: Thumbnailer,
         cache: ImageCache | None = None,
         engine: Engine | None = None,
-        variants: VariantService | None = None,
+        variants: Variants | None = None,
         record_hooks: Sequence[RecordHook] = (),
         wake: Callable[[], None] | None = None,
         tagging: bool = False,
@@ -75,7 +127,7 @@ class ImageService:
         self.engine: Engine = engine if engine is not None else InlineEngine.from_settings(settings)
         self.thumbnailer = thumbnailer
         self.thumbnail_params = thumbnailer.params_key
-        self.variants = variants
+        self.variants: Variants = variants if variants is not None else NoVariants()
         self.record_hooks = tuple(record_hooks)
         self.remover = remover if remover is not None else ByteRemover(database, storage)
         self.small_objects = (
@@ -88,7 +140,7 @@ class ImageService:
             engine=self.engine,
             thumbnailer=thumbnailer,
             record_hooks=self.record_hooks,
-            wake=wake if wake is not None else _no_wake,
+            wake=wake if wake is not None else thumbnailer.jobs.wake,
             tagging=tagging,
         )
         self.objects = ObjectReader(storage, self.small_objects)
@@ -172,7 +224,7 @@ class ImageService:
         quality: int | None = None,
     ) -> str:
         """A signed relative URL of a variant, for host templates (``<img srcset>``)."""
-        return self._variants().url(
+        return self.variants.url(
             image_id, width=width, height=height, fit=fit, format=format, quality=quality
         )
 
@@ -185,20 +237,15 @@ class ImageService:
 
         parsed = parse_spec(spec)
         image = await self.get(image_id)
-        return image, await self._variants().get(image, parsed, accept=accept)
+        return image, await self.variants.get(image, parsed, accept=accept)
 
     async def variant(
         self, image_id: str, spec: str, *, accept: str | None = None
     ) -> AsyncIterator[bytes]:
         """The variant's bytes as an async stream (rendered first if needed)."""
         _, found = await self.variant_info(image_id, spec, accept=accept)
-        async for chunk in self._variants().stream(found):
+        async for chunk in self.variants.stream(found):
             yield chunk
-
-    def _variants(self) -> VariantService:
-        if self.variants is None:
-            raise ServiceUnavailable("Variants are not available in this instance")
-        return self.variants
 
     # listing and deleting -----------------------------------------------------------------
 
@@ -225,7 +272,3 @@ class ImageService:
     ) -> None:
         """Delete by owner or delete token (v1 order); the row goes even if storage fails."""
         await self.deletes.delete(image_id, principal=principal, delete_token=delete_token)
-
-
-def _no_wake() -> None:
-    """No job runner to wake (the jobs run at the next sweep)."""

@@ -73,9 +73,12 @@ class Thumbnailer:
         storage: Storage,
         *,
         engine: Engine,
-        on_ready: Callable[[str], Awaitable[None]] | None = None,
-        jobs: JobRunner | None = None,
+        jobs: JobRunner,
+        on_ready: Callable[[str], Awaitable[None]],
     ) -> None:
+        """Background renders are ``thumbnail`` jobs of ``jobs`` (as many at once as thumbnail
+        workers). ``on_ready(sha256)``: a thumbnail of these bytes is now ready or failed for
+        good (cached rows of their images are stale)."""
         self.settings = settings
         self.db = database
         self.storage = storage
@@ -87,34 +90,28 @@ class Thumbnailer:
         self.params_key = self.params.key_suffix
         self.on_ready = on_ready
         self.engine = engine
-        self.jobs: JobRunner | None = None
+        self.jobs = jobs
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
         self._stopping = False
         self._wake = anyio.Event()
-        if jobs is not None:
-            self.run_on(jobs)
+        jobs.register(
+            THUMBNAIL_JOB,
+            self.run_job,
+            lease=JOB_LEASE,
+            concurrency=settings.thumbnail_workers,
+            swept=False,  # run_pending is the sweep's pass over them
+        )
 
     def key_for(self, sha256: str) -> str:
         return thumbnail_key(sha256, self.params_key)
 
     # scheduling ---------------------------------------------------------------------------
 
-    def run_on(self, jobs: JobRunner) -> None:
-        """Make background renders jobs of ``jobs`` (as many at once as thumbnail workers)."""
-        self.jobs = jobs
-        jobs.register(
-            THUMBNAIL_JOB,
-            self.run_job,
-            lease=JOB_LEASE,
-            concurrency=self.settings.thumbnail_workers,
-            swept=False,  # run_pending is the sweep's pass over them
-        )
-
     async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
         """Record the pending thumbnail and its job in the caller's transaction (the upload's)."""
         key = self.key_for(sha256)
-        if await sql.add_pending(conn, key, sha256, self.params_key) and self.jobs is not None:
+        if await sql.add_pending(conn, key, sha256, self.params_key):
             await self.jobs.enqueue(conn, THUMBNAIL_JOB, key)
 
     async def record_rendered(
@@ -170,8 +167,6 @@ class Thumbnailer:
 
     async def adopt(self, limit: int = 1000) -> int:
         """Give a job to every row still to render that has none; how many got one."""
-        if self.jobs is None:
-            return 0
         async with self.db.connect() as conn:
             keys = await sql.without_job(conn, self.params_key, THUMBNAIL_JOB, limit)
         if not keys:
@@ -206,8 +201,6 @@ class Thumbnailer:
     ) -> int:
         """Run every due thumbnail job now, one after another (the sweep); how many became
         ready."""
-        if self.jobs is None:
-            raise RuntimeError("the thumbnailer has no job runner (see run_on)")
         await self.adopt()
         due = await self.jobs.due(THUMBNAIL_JOB, limit)
         made = 0
@@ -356,8 +349,7 @@ class Thumbnailer:
                 height=rendered.height,
             )
             await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # a request made it: no job left
-        if self.on_ready is not None:
-            await self.on_ready(sha256)
+        await self.on_ready(sha256)
 
     async def _fail(
         self, sha256: str, key: str, reason: str, *, definite: bool, final: str = "stalled"
@@ -380,7 +372,7 @@ class Thumbnailer:
                 error=reason[:1000],
                 next_attempt_at=utcnow() + timedelta(seconds=delay),
             )
-        if give_up and self.on_ready is not None:
+        if give_up:
             await self.on_ready(sha256)  # cached rows must now show the error
         log.warning(
             "thumbnail %s failed (attempt %d%s): %s",

@@ -89,14 +89,8 @@ def build_ingest(
         StageThumbnail(storage),  # image_job.py
         Record(database, storage, thumbnailer, record_hooks),  # record.py
     ]
-    after = AfterCommit(
-        storage, wake=wake, on_ready=thumbnailer.on_ready or _nothing, tagging=tagging
-    )
+    after = AfterCommit(storage, wake=wake, on_ready=thumbnailer.on_ready, tagging=tagging)
     return Ingest(storage, stages, after)
-
-
-async def _nothing(sha256: str) -> None:
-    """No cached rows to refresh."""
 
 
 def _upload_result(exc: BaseException) -> str:
