@@ -2,7 +2,7 @@
 request.
 
 Usually the upload renders the thumbnail in its own image-engine job and records it ready in
-its transaction (:meth:`Thumbnailer.record_rendered`, see ``ImageService.upload``); the job
+its transaction (:meth:`Thumbnailer.record_rendered`, see :mod:`chitram_core.ingest`); the job
 below is for the rest (the render did not fit, failed or was skipped, storage refused it,
 ``CHITRAM_THUMBNAIL_AT_UPLOAD=false``).
 
