@@ -17,7 +17,7 @@ Method
    Each render reads the file from disk. The median wall time of each is reported, and the
    ratio full/draft (target: at least 4x).
 3. Throughput (each source): ``--jobs`` renders (draft mode) through
-   ``render_thumbnail_async`` with an ``anyio.CapacityLimiter(2)`` (two worker threads, as
+   ``render_thumbnail_async`` in an ``InlineEngine`` limited to two worker threads (as
    ``CHITRAM_THUMBNAIL_WORKERS=2``); the figure is jobs / total wall time. Pillow releases
    the GIL while decoding, so two threads can use two cores.
 
@@ -36,11 +36,8 @@ from pathlib import Path
 import anyio
 from PIL import Image
 
-from chitram_core.images.thumbnails import (
-    ThumbnailParams,
-    render_thumbnail,
-    render_thumbnail_async,
-)
+from chitram_core.engine import InlineEngine, render_thumbnail_async
+from chitram_core.images.thumbnails import ThumbnailParams, render_thumbnail
 
 WIDTH, HEIGHT = 4000, 3000
 MAX_PIXELS = 40_000_000
@@ -66,16 +63,18 @@ def time_render(path: Path, params: ThumbnailParams, *, draft: bool) -> float:
 
 
 async def throughput(data: bytes, params: ThumbnailParams, jobs: int, workers: int) -> float:
-    limiter = anyio.CapacityLimiter(workers)
+    engine = InlineEngine(
+        decode_timeout=60, wait_timeout=3600, limiter=anyio.CapacityLimiter(workers)
+    )
     started = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for _ in range(jobs):
-            tg.start_soon(_one, data, params, limiter)
+            tg.start_soon(_one, data, params, engine)
     return jobs / (time.perf_counter() - started)
 
 
-async def _one(data: bytes, params: ThumbnailParams, limiter: anyio.CapacityLimiter) -> None:
-    await render_thumbnail_async(data, params, max_pixels=MAX_PIXELS, timeout=60, limiter=limiter)
+async def _one(data: bytes, params: ThumbnailParams, engine: InlineEngine) -> None:
+    await render_thumbnail_async(data, params, engine=engine, max_pixels=MAX_PIXELS)
 
 
 def main() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
@@ -25,7 +24,7 @@ from chitram_core.eventloop import asyncio_only_parts, running_backend
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
-from chitram_core.models import HealthReport, Image
+from chitram_core.models import HealthReport
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -77,7 +76,7 @@ class Chitram:
         self.upload_slots: UploadSlots
         self.remover: ByteRemover
         self.collector: Collector
-        self._image_cache: ImageCache | None = None
+        self._image_cache = ImageCache(None)
         self._limiter_cache: Cache | None = None
 
     async def __aenter__(self) -> Chitram:
@@ -142,28 +141,26 @@ class Chitram:
             observe.observer.auth_provider(name, breaker.state.value)
         observe.observer.upload_slots(0, 0, settings.upload_concurrency)
 
-        # ``is not None``: an empty MemoryCache has ``__len__`` 0 and so is falsy.
-        self._image_cache = (
-            ImageCache(self.cache, ttl=settings.cache_ttl) if self.cache is not None else None
-        )
+        # Without a cache, an ImageCache of nothing: every read is DISABLED.
+        self._image_cache = ImageCache(self.cache, ttl=settings.cache_ttl)
         # Every part is built after the parts it needs and given them; none is set afterwards.
         # Closed after the thumbnailer and the task group (the stack unwinds in reverse).
         self.engine = ImageEngine.from_settings(settings)
         stack.push_async_callback(self.engine.aclose)
-        self.thumbnails = Thumbnailer(
-            settings,
-            self.database,
-            self.storage,
-            on_ready=self._thumbnail_ready,
-            engine=self.engine,
-        )
-        self.variants = VariantService(settings, self.database, self.storage, self.engine)
         self.jobs = JobRunner(
             self.database,
             poll_interval=settings.jobs_poll_interval,
             max_backoff=settings.jobs_max_backoff,
         )
-        self.thumbnails.run_on(self.jobs)
+        self.thumbnails = Thumbnailer(
+            settings,
+            self.database,
+            self.storage,
+            engine=self.engine,
+            jobs=self.jobs,
+            on_ready=self._thumbnail_ready,
+        )
+        self.variants = VariantService(settings, self.database, self.storage, self.engine)
         taggers = load_taggers(settings)
         for tagger in taggers:
             stack.push_async_callback(close_tagger, tagger)
@@ -177,12 +174,13 @@ class Chitram:
             settings,
             self.database,
             self.storage,
+            thumbnailer=self.thumbnails,
             cache=self._image_cache,
             engine=self.engine,
-            thumbnailer=self.thumbnails,
             variants=self.variants,
             record_hooks=(self.tags.enqueue,),
-            on_uploaded=_wake_after_upload(self.jobs, tagging=bool(taggers)),
+            wake=self.jobs.wake,
+            tagging=bool(taggers),
             remover=self.remover,
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
         )
@@ -194,7 +192,6 @@ class Chitram:
             stack.push_async_callback(runner.aclose)
             stack.push_async_callback(self.thumbnails.stop)
             self._background = runner
-            self.thumbnails.attach(runner)
             runner.start_soon(self.thumbnails.run_forever)
             if observe.observer.enabled:
                 reporting = anyio.Event()
@@ -204,7 +201,7 @@ class Chitram:
             runner.start_soon(self.jobs.run_forever)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
-        if self._image_cache is None:
+        if not self._image_cache.enabled:
             return
         async with self.database.connect() as conn:
             ids = await images.ids_for_blob(conn, sha256)
@@ -280,18 +277,6 @@ class Chitram:
             thumbnails_made=made,
             placeholders_made=len(filled),
         )
-
-
-def _wake_after_upload(jobs: JobRunner, *, tagging: bool) -> Callable[[Image], None]:
-    """Wake the job runner after an upload that recorded a job (the upload's jobs are committed
-    by now): a tag job when taggers exist, a thumbnail job when the thumbnail was not made with
-    the upload. Other uploads leave the runner to its poll: a wake costs a query per kind."""
-
-    def wake(image: Image) -> None:
-        if tagging or not image.thumbnail_ready:
-            jobs.wake()
-
-    return wake
 
 
 def _cache_options(settings: Settings) -> dict[str, Any]:

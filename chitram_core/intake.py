@@ -1,6 +1,6 @@
 """Upload intake: what an upload may be given as, and what the streaming pass learns of it.
 
-Each chunk is counted (size limit), hashed, kept in a bounded head buffer (format sniffing and
+Each chunk is counted, hashed, kept in a bounded head buffer (format sniffing and
 header probing) and fed to the metadata scanner and the JPEG scan counter while the upload
 writes it to storage; nothing here holds a whole file. The display name is cleaned here too.
 """
@@ -15,7 +15,7 @@ from typing import IO, Any
 import anyio
 import attrs
 
-from chitram_core.errors import FileTooLarge, ImageTooLarge, InvalidRequest
+from chitram_core.errors import ImageTooLarge, InvalidRequest
 from chitram_core.images.formats import HEAD_BYTES, ImageFormat, ImageInfo, JpegScans, sniff
 from chitram_core.images.metadata import MetadataScanner
 
@@ -29,7 +29,6 @@ MAX_FILENAME = 255
 class Intake:
     """What the streaming pass learns about an upload while writing it."""
 
-    max_bytes: int
     strip: bool
     max_scans: int = 100
     size: int = 0
@@ -42,11 +41,6 @@ class Intake:
 
     def take(self, chunk: bytes) -> None:
         self.size += len(chunk)
-        if self.size > self.max_bytes:
-            raise FileTooLarge(
-                f"The file is larger than the {self.max_bytes} byte limit",
-                max_bytes=self.max_bytes,
-            )
         self.hasher.update(chunk)
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]

@@ -2,7 +2,7 @@
 request.
 
 Usually the upload renders the thumbnail in its own image-engine job and records it ready in
-its transaction (:meth:`Thumbnailer.record_rendered`, see ``ImageService.upload``); the job
+its transaction (:meth:`Thumbnailer.record_rendered`, see :mod:`chitram_core.ingest`); the job
 below is for the rest (the render did not fit, failed or was skipped, storage refused it,
 ``CHITRAM_THUMBNAIL_AT_UPLOAD=false``).
 
@@ -23,19 +23,21 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core import observe
-from chitram_core.background import Background
 from chitram_core.db import Database
 from chitram_core.db import blobs as blobs_sql
 from chitram_core.db import jobs as jobs_sql
 from chitram_core.db import thumbnails as sql
 from chitram_core.db.tables import utcnow
+from chitram_core.engine.base import Engine
+from chitram_core.engine.render import render_thumbnail_async
 from chitram_core.errors import (
     ChitramError,
     ImageTooLarge,
@@ -43,19 +45,12 @@ from chitram_core.errors import (
     InvalidImage,
     ServiceUnavailable,
 )
-from chitram_core.images.thumbnails import (
-    RenderedThumbnail,
-    ThumbnailParams,
-    render_thumbnail_async,
-)
+from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
 from chitram_core.jobs import JobFailed, JobRunner, RetryLater
 from chitram_core.logs import job_context
 from chitram_core.models import Image, Thumbnail
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
-
-if TYPE_CHECKING:
-    from chitram_core.engine import ImageEngine
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +72,13 @@ class Thumbnailer:
         database: Database,
         storage: Storage,
         *,
-        on_ready: Callable[[str], Awaitable[None]] | None = None,
-        engine: ImageEngine | None = None,
-        jobs: JobRunner | None = None,
+        engine: Engine,
+        jobs: JobRunner,
+        on_ready: Callable[[str], Awaitable[None]],
     ) -> None:
+        """Background renders are ``thumbnail`` jobs of ``jobs`` (as many at once as thumbnail
+        workers). ``on_ready(sha256)``: a thumbnail of these bytes is now ready or failed for
+        good (cached rows of their images are stale)."""
         self.settings = settings
         self.db = database
         self.storage = storage
@@ -92,35 +90,28 @@ class Thumbnailer:
         self.params_key = self.params.key_suffix
         self.on_ready = on_ready
         self.engine = engine
-        self.jobs: JobRunner | None = None
+        self.jobs = jobs
         self._jobs: dict[str, anyio.Event] = {}
         self._limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
-        self._background: Background | None = None
         self._stopping = False
         self._wake = anyio.Event()
-        if jobs is not None:
-            self.run_on(jobs)
+        jobs.register(
+            THUMBNAIL_JOB,
+            self.run_job,
+            lease=JOB_LEASE,
+            concurrency=settings.thumbnail_workers,
+            swept=False,  # run_pending is the sweep's pass over them
+        )
 
     def key_for(self, sha256: str) -> str:
         return thumbnail_key(sha256, self.params_key)
 
     # scheduling ---------------------------------------------------------------------------
 
-    def run_on(self, jobs: JobRunner) -> None:
-        """Make background renders jobs of ``jobs`` (as many at once as thumbnail workers)."""
-        self.jobs = jobs
-        jobs.register(
-            THUMBNAIL_JOB,
-            self.run_job,
-            lease=JOB_LEASE,
-            concurrency=self.settings.thumbnail_workers,
-            swept=False,  # run_pending is the sweep's pass over them
-        )
-
     async def enqueue(self, conn: AsyncConnection, sha256: str) -> None:
         """Record the pending thumbnail and its job in the caller's transaction (the upload's)."""
         key = self.key_for(sha256)
-        if await sql.add_pending(conn, key, sha256, self.params_key) and self.jobs is not None:
+        if await sql.add_pending(conn, key, sha256, self.params_key):
             await self.jobs.enqueue(conn, THUMBNAIL_JOB, key)
 
     async def record_rendered(
@@ -174,24 +165,8 @@ class Thumbnailer:
         await jobs_sql.finish(conn, THUMBNAIL_JOB, key)
         return "readied"
 
-    def attach(self, background: Background) -> None:
-        """Background work is on in this process: uploads wake the job runner."""
-        self._background = background
-
-    def schedule(self, image: Image) -> None:
-        """After an upload commits: have the job runner look for its job now."""
-        if (
-            self._background is not None
-            and self.jobs is not None
-            and not self._stopping
-            and not image.thumbnail_ready
-        ):
-            self.jobs.wake()
-
     async def adopt(self, limit: int = 1000) -> int:
         """Give a job to every row still to render that has none; how many got one."""
-        if self.jobs is None:
-            return 0
         async with self.db.connect() as conn:
             keys = await sql.without_job(conn, self.params_key, THUMBNAIL_JOB, limit)
         if not keys:
@@ -220,15 +195,12 @@ class Thumbnailer:
         """Stop adopting and wake the loop so it ends (the job runner stops on its own)."""
         self._stopping = True
         self._wake.set()
-        self._background = None
 
     async def run_pending(
         self, limit: int = 100, progress: Callable[[str, int, int | None], None] | None = None
     ) -> int:
         """Run every due thumbnail job now, one after another (the sweep); how many became
         ready."""
-        if self.jobs is None:
-            raise RuntimeError("the thumbnailer has no job runner (see run_on)")
         await self.adopt()
         due = await self.jobs.due(THUMBNAIL_JOB, limit)
         made = 0
@@ -334,17 +306,20 @@ class Thumbnailer:
             # Whole, in few reads: the engine needs every byte (each chunk is a thread hop).
             source = self.storage.read(blob_key(sha256), chunk_size=WHOLE_READ_CHUNK)
             data = b"".join([chunk async for chunk in source])
+            # Background renders: at most ``thumbnail_workers`` at once; a request waiting
+            # for its thumbnail (force) goes first.
+            limited: AbstractAsyncContextManager[Any] = nullcontext() if force else self._limiter
             with observe.observer.image_work("thumbnail"):
-                rendered = await render_thumbnail_async(
-                    data,
-                    self.params,
-                    max_pixels=self.settings.max_pixels,
-                    timeout=self.settings.decode_timeout,
-                    limiter=self._limiter,
-                    engine=self.engine,
-                    max_scans=self.settings.jpeg_max_scans,
-                    background=not force,  # a request waiting for it (force) goes first
-                )
+                async with limited:
+                    rendered = await render_thumbnail_async(
+                        data,
+                        self.params,
+                        engine=self.engine,
+                        max_pixels=self.settings.max_pixels,
+                        timeout=self.settings.decode_timeout,
+                        max_scans=self.settings.jpeg_max_scans,
+                        background=not force,
+                    )
 
             async def body() -> AsyncIterator[bytes]:
                 yield rendered.data
@@ -374,8 +349,7 @@ class Thumbnailer:
                 height=rendered.height,
             )
             await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # a request made it: no job left
-        if self.on_ready is not None:
-            await self.on_ready(sha256)
+        await self.on_ready(sha256)
 
     async def _fail(
         self, sha256: str, key: str, reason: str, *, definite: bool, final: str = "stalled"
@@ -398,7 +372,7 @@ class Thumbnailer:
                 error=reason[:1000],
                 next_attempt_at=utcnow() + timedelta(seconds=delay),
             )
-        if give_up and self.on_ready is not None:
+        if give_up:
             await self.on_ready(sha256)  # cached rows must now show the error
         log.warning(
             "thumbnail %s failed (attempt %d%s): %s",

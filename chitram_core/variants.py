@@ -47,7 +47,7 @@ from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, StorageKeyNotFound, blob_key
 
 if TYPE_CHECKING:
-    from chitram_core.engine import ImageEngine
+    from chitram_core.engine.base import Engine
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class VariantService:
         settings: Settings,
         database: Database,
         storage: Storage,
-        engine: ImageEngine,
+        engine: Engine,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -298,28 +298,15 @@ class VariantService:
         could not do it now (the sweep fills them in later)."""
         if not self.settings.placeholders:
             return None, None
-        from chitram_core.engine.jobs import placeholders_image, variant_cost
-        from chitram_core.errors import ChitramError
-        from chitram_core.images.variants import PLACEHOLDER_SIDE
+        from chitram_core.engine.render import placeholders_async
 
-        try:
-            info = probe(data[:HEAD_BYTES])
-            progressive = False
-            if info.format is ImageFormat.JPEG:
-                progressive = count_jpeg_scans(data, self.settings.jpeg_max_scans).progressive
-            result = await self.engine.run(
-                placeholders_image,
-                data,
-                max_pixels=self.settings.max_pixels,
-                memory=variant_cost(
-                    info, file_size=size, progressive=progressive, side=PLACEHOLDER_SIDE * 2
-                ),
-                op="placeholders",
-            )
-        except ChitramError as exc:
-            log.info("placeholders not computed now (%s); the sweep will", exc.message)
-            return None, None
-        return result.blurhash, result.dominant_color
+        return await placeholders_async(
+            data,
+            size,
+            engine=self.engine,
+            max_pixels=self.settings.max_pixels,
+            max_scans=self.settings.jpeg_max_scans,
+        )
 
     async def backfill_placeholders(self, limit: int = 1000) -> list[str]:
         """Compute missing placeholders (images uploaded before them); the SHA-256s filled."""

@@ -160,7 +160,7 @@ def _decode(raw: bytes) -> Image | None:
 class ImageCache:
     """Cache-aside for :class:`Image` rows, keyed by image id.
 
-    The read path (what ``ImageService`` does)::
+    The read path (what :mod:`chitram_core.reads` does)::
 
         image = await image_cache.get_image(image_id)          # a HIT when not None
         if image is None:

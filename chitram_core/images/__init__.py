@@ -19,7 +19,6 @@ from chitram_core.images.thumbnails import (
     RenderedThumbnail,
     ThumbnailParams,
     render_thumbnail,
-    render_thumbnail_async,
 )
 
 __all__ = [
@@ -34,7 +33,6 @@ __all__ = [
     "check_limits",
     "probe",
     "render_thumbnail",
-    "render_thumbnail_async",
     "sniff",
     "strip_bytes",
     "verify",

@@ -1,4 +1,4 @@
-"""Thumbnails: bounded, orientation-correct, any Pillow mode, made in worker threads.
+"""Thumbnails: bounded, orientation-correct, any Pillow mode; pure functions the engine runs.
 
 Decoding is the expensive and dangerous part, so it is kept small: the pixel count is checked
 against ``max_pixels`` for every call (Pillow's process-global ``MAX_IMAGE_PIXELS`` stays as a
@@ -13,21 +13,15 @@ keep an alpha channel when the source has one.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import io
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-import anyio
-import anyio.to_thread
 import attrs
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage
 from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
-
-if TYPE_CHECKING:
-    from chitram_core.engine import ImageEngine
 
 THUMBNAIL_FORMATS = ("JPEG", "WEBP", "PNG")
 ALGORITHM_VERSION = 1
@@ -82,7 +76,7 @@ Source = bytes | IO[bytes]
 def render_thumbnail(
     source: Source, params: ThumbnailParams, *, max_pixels: int, draft: bool = True
 ) -> RenderedThumbnail:
-    """Render a thumbnail fitting a ``params.size`` box; SYNC, run it in a worker thread.
+    """Render a thumbnail fitting a ``params.size`` box; SYNC: the image engine runs it.
 
     ``draft=False`` disables JPEG shrink-on-load (for the benchmark's comparison only).
     Any failure is :class:`InvalidImage` with the reason.
@@ -210,78 +204,8 @@ def _icc_matches(icc: bytes, mode: str) -> bool:
     return (space == b"RGB " and mode in ("RGB", "RGBA")) or (space == b"GRAY" and mode == "L")
 
 
-async def render_thumbnail_async(
-    data: Source,
-    params: ThumbnailParams,
-    *,
-    max_pixels: int,
-    timeout: float,  # noqa: ASYNC109 - the service's signature; fail_after is used inside
-    limiter: anyio.CapacityLimiter | None = None,
-    engine: ImageEngine | None = None,
-    max_scans: int = 100,
-    background: bool = False,
-) -> RenderedThumbnail:
-    """:func:`render_thumbnail` in the image engine's worker processes when ``engine`` is
-    given (bounded memory, killed after ``timeout``), else in a worker thread.
-
-    In a thread, Python cannot kill the decode: on timeout the thread is *abandoned* (it runs
-    on to the end of its decode, which ``max_pixels`` bounds, and its result is dropped) and the
-    caller gets ``InvalidImage("decoding took longer than N s")`` at once.
-    """
-    if engine is not None:
-        if background and limiter is not None:  # background renders: at most the limiter's
-            async with limiter:
-                return await _render_in_engine(
-                    engine, data, params, max_pixels, timeout, max_scans, background
-                )
-        return await _render_in_engine(
-            engine, data, params, max_pixels, timeout, max_scans, background
-        )
-    call = functools.partial(render_thumbnail, data, params, max_pixels=max_pixels)
-    try:
-        with anyio.fail_after(timeout):
-            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=limiter)
-    except TimeoutError:
-        raise InvalidImage(f"decoding took longer than {timeout:g} s", timeout=timeout) from None
-
-
-async def _render_in_engine(
-    engine: ImageEngine,
-    data: Source,
-    params: ThumbnailParams,
-    max_pixels: int,
-    timeout: float,  # noqa: ASYNC109
-    max_scans: int,
-    background: bool,
-) -> RenderedThumbnail:
-    from chitram_core.engine.jobs import decode_cost, thumbnail_image
-    from chitram_core.images.formats import HEAD_BYTES, count_jpeg_scans, probe
-
-    if not isinstance(data, bytes | bytearray):
-        data = data.read()
-    data = bytes(data)
-    info = probe(data[:HEAD_BYTES])  # the header decides the reservation, before any decode
-    progressive = False
-    if info.format is ImageFormat.JPEG:
-        progressive = count_jpeg_scans(data, max_scans).progressive
-    cost = decode_cost(
-        info, file_size=len(data), progressive=progressive, thumbnail_size=params.size
-    )
-    return await engine.run(
-        thumbnail_image,
-        data,
-        params,
-        max_pixels=max_pixels,
-        memory=cost,
-        timeout=timeout,
-        op="thumbnail",
-        background=background,
-    )
-
-
 __all__ = [
     "RenderedThumbnail",
     "ThumbnailParams",
     "render_thumbnail",
-    "render_thumbnail_async",
 ]

@@ -45,25 +45,15 @@ PENDING: set[str] = set()
 
 # Import edges allowed to close a circle, for a while: (importer, imported) -> why. An entry
 # fails the test when the edge is gone or no longer closes a circle.
-KNOWN_CIRCLES: dict[tuple[str, str], str] = {
-    # images/thumbnails.py's render_thumbnail_async asks the engine to run the render, and the
-    # engine's jobs run images' renderers: the ingest split (in flight) moves the async entry
-    # point out of images/, after which these two edges are gone.
-    ("chitram_core.images.thumbnails", "chitram_core.engine"): "engine <-> images/thumbnails",
-    ("chitram_core.images.thumbnails", "chitram_core.engine.jobs"): "engine <-> images/thumbnails",
-}
+KNOWN_CIRCLES: dict[tuple[str, str], str] = {}
 
 # Imports from chitram_core/images/ into the engine or the settings allowed for a while, by
 # importing module (the same in-flight work as above); an entry fails once it imports neither.
-IMAGES_NOT_YET_LEAF: dict[str, str] = {
-    "chitram_core.images.thumbnails": "render_thumbnail_async runs on the engine (moving out)",
-}
+IMAGES_NOT_YET_LEAF: dict[str, str] = {}
 
 # Modules of chitram_core allowed over MAX_LINES for a while, with why; an entry fails once the
 # file is within the limit.
-LONG_FOR_NOW: dict[str, str] = {
-    "service.py": "being split into an ingest pipeline (in flight)",
-}
+LONG_FOR_NOW: dict[str, str] = {}
 
 
 # -- reading the source ----------------------------------------------------------------------

@@ -103,11 +103,11 @@ async def test_a_job_makes_it_when_the_upload_job_would_not_fit_its_share_of_the
 async def test_a_thumbnail_the_upload_job_did_not_make_is_left_to_a_job(
     chitram: Chitram, user: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chitram_core.service as service
+    import chitram_core.ingest.image_job as image_job
 
     # Verification "took" all of the thumbnail's share of the decode timeout: the worker
     # skips the render, as it does when rendering fails.
-    monkeypatch.setattr(service, "THUMBNAIL_TIME_SHARE", 0.0)
+    monkeypatch.setattr(image_job, "THUMBNAIL_TIME_SHARE", 0.0)
     image = await chitram.images.upload(photo(3), filename="p.jpg", owner=user)
     assert not image.thumbnail_ready
     assert await status(chitram, image.sha256) == "pending"
@@ -182,10 +182,10 @@ async def test_a_duplicate_keeps_the_ready_thumbnail_and_leaves_nothing(
 async def test_a_duplicate_makes_a_pending_thumbnail_ready_for_every_image(
     chitram: Chitram, user: Principal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import chitram_core.service as service
+    import chitram_core.ingest.image_job as image_job
 
     data = photo(7)
-    monkeypatch.setattr(service, "THUMBNAIL_TIME_SHARE", 0.0)
+    monkeypatch.setattr(image_job, "THUMBNAIL_TIME_SHARE", 0.0)
     first = await chitram.images.upload(data, filename="a.jpg", owner=user)
     assert not (await chitram.images.get(first.id)).thumbnail_ready  # cached as pending
     monkeypatch.undo()

@@ -11,6 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from chitram_core.engine import InlineEngine, render_thumbnail_async
+from chitram_core.engine import jobs as engine_jobs
 from chitram_core.errors import InvalidImage
 from chitram_core.images import thumbnails
 from chitram_core.images.formats import ImageFormat
@@ -18,7 +20,6 @@ from chitram_core.images.thumbnails import (
     RenderedThumbnail,
     ThumbnailParams,
     render_thumbnail,
-    render_thumbnail_async,
 )
 from chitram_core.testing.strategies import (
     SampleImage,
@@ -260,9 +261,9 @@ async def test_render_async_runs_in_a_worker_thread() -> None:
     import anyio
 
     data = encode(make_image("RGB", 120, 60), ImageFormat.JPEG)
-    limiter = anyio.CapacityLimiter(1)
+    engine = InlineEngine(limiter=anyio.CapacityLimiter(1))
     thumb = await render_thumbnail_async(
-        data, DEFAULT, max_pixels=MAX_PIXELS, timeout=10, limiter=limiter
+        data, DEFAULT, engine=engine, max_pixels=MAX_PIXELS, timeout=10
     )
     assert (thumb.width, thumb.height) == (120, 60)
 
@@ -275,10 +276,13 @@ async def test_a_decode_past_the_time_limit_is_abandoned_with_invalid_image(
         time.sleep(0.5)
         raise AssertionError("unreachable: the caller has gone")
 
-    monkeypatch.setattr(thumbnails, "render_thumbnail", slow)
+    monkeypatch.setattr(engine_jobs, "render_thumbnail", slow)
+    data = encode(make_image("RGB", 120, 60), ImageFormat.JPEG)
     started = time.monotonic()
     with pytest.raises(InvalidImage, match=r"decoding took longer than 0\.05 s"):
-        await render_thumbnail_async(b"x", DEFAULT, max_pixels=MAX_PIXELS, timeout=0.05)
+        await render_thumbnail_async(
+            data, DEFAULT, engine=InlineEngine(), max_pixels=MAX_PIXELS, timeout=0.05
+        )
     assert time.monotonic() - started < 0.4
 
 

@@ -237,7 +237,7 @@ async def test_sdk_log_lines_under_a_request_carry_its_id_and_jobs_their_job_id(
     )
     assert thumb.status_code == 503
     lines = records(json_lines)
-    lost = [r for r in lines if r["logger"] == "chitram_core.service" and r["level"] == "ERROR"]
+    lost = [r for r in lines if r["logger"] == "chitram_core.reads" and r["level"] == "ERROR"]
     assert lost and all(r["request_id"] == "lost-bytes" for r in lost)
     failed = [r for r in lines if r["logger"] == "chitram_core.thumbnailer"]
     assert failed, lines

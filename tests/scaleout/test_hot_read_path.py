@@ -141,8 +141,8 @@ async def test_a_small_image_on_a_warm_path_is_served_without_a_storage_read(
     assert len(small) < 64 * 1024 < len(large)
     first = await chitram.images.upload(small, filename="small.jpg")
     second = await chitram.images.upload(large, filename="large.jpg")
-    counting = CountingReads(chitram.images.storage)
-    chitram.images.storage = counting
+    counting = CountingReads(chitram.images.objects.storage)
+    chitram.images.objects.storage = counting
     transport = httpx.ASGITransport(app=create_app(chitram))
     async with httpx.AsyncClient(transport=transport, base_url="http://chitram.test") as client:
         for image, data in ((first, small), (second, large)):

@@ -1,0 +1,83 @@
+"""The engine jobs a flow asks for by what it wants: a thumbnail, placeholders.
+
+Each call reads the header first (the reservation is decided before any decode), then runs the
+job through the one :class:`~chitram_core.engine.base.Engine` it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from chitram_core.engine.base import Engine
+from chitram_core.engine.jobs import (
+    decode_cost,
+    placeholders_image,
+    thumbnail_image,
+    variant_cost,
+)
+from chitram_core.errors import ChitramError
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, count_jpeg_scans, probe
+from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
+from chitram_core.images.variants import PLACEHOLDER_SIDE
+
+log = logging.getLogger(__name__)
+
+
+def _progressive(data: bytes, max_scans: int) -> bool:
+    """Whether a JPEG is progressive (its cost is higher); False for other formats."""
+    if probe(data[:HEAD_BYTES]).format is ImageFormat.JPEG:
+        return count_jpeg_scans(data, max_scans).progressive
+    return False
+
+
+async def render_thumbnail_async(
+    data: bytes,
+    params: ThumbnailParams,
+    *,
+    engine: Engine,
+    max_pixels: int,
+    timeout: float | None = None,  # noqa: ASYNC109 - the engine enforces it
+    max_scans: int = 100,
+    background: bool = False,
+) -> RenderedThumbnail:
+    """:func:`~chitram_core.images.thumbnails.render_thumbnail` in ``engine``."""
+    data = bytes(data)
+    info = probe(data[:HEAD_BYTES])  # the header decides the reservation, before any decode
+    cost = decode_cost(
+        info,
+        file_size=len(data),
+        progressive=_progressive(data, max_scans),
+        thumbnail_size=params.size,
+    )
+    return await engine.run(
+        thumbnail_image,
+        data,
+        params,
+        max_pixels=max_pixels,
+        memory=cost,
+        timeout=timeout,
+        op="thumbnail",
+        background=background,
+    )
+
+
+async def placeholders_async(
+    data: bytes, size: int, *, engine: Engine, max_pixels: int, max_scans: int
+) -> tuple[str | None, str | None]:
+    """(BlurHash, dominant colour) of verified image bytes, in ``engine``; (None, None) when
+    the engine could not make them now (the sweep fills them in later)."""
+    try:
+        info = probe(data[:HEAD_BYTES])
+        memory = variant_cost(
+            info,
+            file_size=size,
+            progressive=_progressive(data, max_scans),
+            side=PLACEHOLDER_SIDE * 2,
+        )
+        found = await engine.run(
+            placeholders_image, data, max_pixels=max_pixels, memory=memory, op="placeholders"
+        )
+    except ChitramError as exc:
+        log.info("placeholders not computed now (%s); the sweep will", exc.message)
+        return None, None
+    return found.blurhash, found.dominant_color
