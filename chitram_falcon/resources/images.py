@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -23,7 +23,6 @@ from chitram_core.errors import (
     InvalidRequest,
     RequestTimeout,
     ValidationError,
-    check_limit,
 )
 from chitram_core.limits import UploadSlots
 from chitram_core.limits.slots import Room
@@ -39,6 +38,7 @@ from chitram_falcon.http import (
     none_match,
     parse_range,
 )
+from chitram_falcon.listing import list_query, page_json
 from chitram_falcon.security import Policy
 
 log = logging.getLogger("chitram_falcon")
@@ -158,12 +158,24 @@ class UploadResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        # Room for one more upload (a free slot or a place in the queue), waiting a little for
-        # it, else 503: before authentication's database reads and the body, so that refusing
-        # costs the server as little as possible.
-        async with chitram.upload_slots.room() as room:
-            required = not chitram.settings.allow_anonymous_uploads
-            principal = await authenticate(req, chitram, required=required)
+        required = not chitram.settings.allow_anonymous_uploads
+        await self.admit(req, resp, lambda: authenticate(req, chitram, required=required))
+
+    async def admit(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        identify: Callable[[], Awaitable[Principal | None]],
+    ) -> None:
+        """An upload through any front door (the API, the web UI): room for it first, then
+        ``identify`` (who uploads; it may refuse), then :meth:`accept`.
+
+        Room for one more upload (a free slot or a place in the queue) is waited for a little,
+        else 503: before authentication's database reads and the body, so that refusing costs
+        the server as little as possible.
+        """
+        async with self.handle.chitram.upload_slots.room() as room:
+            principal = await identify()
             await self.accept(req, resp, principal, room)
 
     async def accept(
@@ -173,7 +185,7 @@ class UploadResource:
         principal: Principal | None,
         room: Room | None = None,
     ) -> None:
-        """Everything after authentication, for any front door (the API, the web UI)."""
+        """Everything after authentication (see :meth:`admit`, which gives ``room``)."""
         chitram = self.handle.chitram
         settings = chitram.settings
         limit = settings.max_upload_bytes
@@ -256,26 +268,15 @@ class ImageListResource:
         chitram = self.handle.chitram
         principal = await authenticate(req, chitram, required=True)
         assert principal is not None
-        raw_limit = req.get_param("limit")
-        limit = 20
-        if raw_limit is not None:
-            try:
-                limit = int(raw_limit)
-            except ValueError:
-                raise ValidationError("limit must be an integer", field="limit") from None
-        check_limit(limit)
-        cursor = req.get_param("cursor") or None
+        query = list_query(req)
         page = await chitram.images.list(
             principal,
-            limit=limit,
-            cursor=cursor,
-            tags=req.get_param_as_list("tag") or None,
-            query=req.get_param("q") or None,
+            limit=query.limit,
+            cursor=query.cursor,
+            tags=query.tags,
+            query=query.query,
         )
-        resp.media = {
-            "items": [to_json(image) for image in page.items],
-            "next_cursor": page.next_cursor,
-        }
+        resp.media = page_json(page)
         resp.cache_control = ["private, no-store"]
 
 
