@@ -38,11 +38,9 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     def __init__(self, handle: ChitramHandle, **options: Any) -> None:
         self.handle = handle
         self.fast_reads = FastReads(handle.settings)  # before Falcon's __init__ adds middleware
-        middleware = options.pop("middleware", None) or []
-        if not isinstance(middleware, list | tuple):
-            middleware = [middleware]
         # The matched route template for the access log, metrics and span, from public API.
-        super().__init__(middleware=[*middleware, observed.RouteTemplate()], **options)
+        middleware = [*_components(options.pop("middleware", None)), observed.RouteTemplate()]
+        super().__init__(middleware=middleware, **options)
 
     # falcon.asgi.App.__call__ is itself an [override] of the WSGI App.__call__ (falcon ignores it
     # the same way), and our receive yields dict events, as ASGI servers send, not Mappings.
@@ -64,8 +62,8 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
         """Falcon's (one middleware object or several), and a middleware other than ours turns
         the prepared reads off: it then sees every request, as Falcon promises. Falcon's
         ``__init__`` adds its ``middleware`` option (and CORS) through here too."""
-        super().add_middleware(middleware)
-        added = middleware if isinstance(middleware, list | tuple) else [middleware]
+        added = _components(middleware)
+        super().add_middleware(added)
         if any(not isinstance(m, _OWN_MIDDLEWARE) for m in added):
             self.fast_reads.enabled = False
 
@@ -79,6 +77,17 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     def chitram(self) -> Chitram:
         """The open instance (503 SERVICE_UNAVAILABLE before the lifespan has opened it)."""
         return self.handle.chitram
+
+
+def _components(middleware: Any) -> list[Any]:
+    """Falcon's reading of a ``middleware`` argument: nothing, one component, or an iterable of
+    them (read once, here, so we see the same list Falcon gets)."""
+    if not middleware:
+        return []
+    try:
+        return list(middleware)
+    except TypeError:
+        return [middleware]
 
 
 def _defer_first_event(receive: Receive) -> Receive:
