@@ -22,7 +22,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _DEFERRED_FIRST_EVENT: dict[str, Any] = {"type": "http.request", "body": b"", "more_body": True}
 _BODYLESS = frozenset({"GET", "HEAD"})
-_OWN_MIDDLEWARE = (ChitramHandle, SecurityHeaders)
+_OWN_MIDDLEWARE = (ChitramHandle, SecurityHeaders, observed.RouteTemplate)
 
 
 class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
@@ -38,7 +38,9 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     def __init__(self, handle: ChitramHandle, **options: Any) -> None:
         self.handle = handle
         self.fast_reads = FastReads(handle.settings)  # before Falcon's __init__ adds middleware
-        super().__init__(**options)
+        # The matched route template for the access log, metrics and span, from public API.
+        middleware = [*_components(options.pop("middleware", None)), observed.RouteTemplate()]
+        super().__init__(middleware=middleware, **options)
 
     # falcon.asgi.App.__call__ is itself an [override] of the WSGI App.__call__ (falcon ignores it
     # the same way), and our receive yields dict events, as ASGI servers send, not Mappings.
@@ -57,10 +59,12 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
         await super().__call__(scope, receive, send)
 
     def add_middleware(self, middleware: Any) -> None:
-        """Falcon's, and a middleware other than ours turns the prepared reads off: it then sees
-        every request, as Falcon promises."""
-        super().add_middleware(middleware)
-        if any(not isinstance(m, _OWN_MIDDLEWARE) for m in self._unprepared_middleware):
+        """Falcon's (one middleware object or several), and a middleware other than ours turns
+        the prepared reads off: it then sees every request, as Falcon promises. Falcon's
+        ``__init__`` adds its ``middleware`` option (and CORS) through here too."""
+        added = _components(middleware)
+        super().add_middleware(added)
+        if any(not isinstance(m, _OWN_MIDDLEWARE) for m in added):
             self.fast_reads.enabled = False
 
     def add_route(self, uri_template: str, resource: object, **kwargs: Any) -> None:
@@ -69,16 +73,21 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
         super().add_route(uri_template, resource, **kwargs)
         self.fast_reads.route(uri_template, None if kwargs else resource)
 
-    def _get_responder(self, req: Any) -> Any:
-        """Falcon's routing, leaving the matched route template where the access log finds it."""
-        found = super()._get_responder(req)
-        req.scope[observed.ROUTE_KEY] = found[3]
-        return found
-
     @property
     def chitram(self) -> Chitram:
         """The open instance (503 SERVICE_UNAVAILABLE before the lifespan has opened it)."""
         return self.handle.chitram
+
+
+def _components(middleware: Any) -> list[Any]:
+    """Falcon's reading of a ``middleware`` argument: nothing, one component, or an iterable of
+    them (read once, here, so we see the same list Falcon gets)."""
+    if not middleware:
+        return []
+    try:
+        return list(middleware)
+    except TypeError:
+        return [middleware]
 
 
 def _defer_first_event(receive: Receive) -> Receive:

@@ -1,9 +1,11 @@
 """Warm public reads answered before Falcon builds a request.
 
 A public ``GET`` (or ``HEAD``) of ``/file``, ``/thumbnail`` or an image's metadata, for an image
-whose response the resource has prepared (``_Prepared`` in ``resources/images.py``) and whose
-bytes are in memory, is answered here from the prepared header list: the same lookup as every
-request (what refuses a deleted image), then two ``send`` calls. It runs inside the observation
+whose answer the resource has prepared (a :class:`chitram_falcon.answers.Prepared`, the object
+the resource's Falcon answer takes its headers from too) and whose bytes are in memory, is
+answered here from that answer's header list: the same lookup as every request (what refuses a
+deleted image), then two ``send`` calls. The security headers and the https decision are
+``chitram_falcon.security``'s, as for every answer. It runs inside the observation
 wrapper (``observed.serve``), so the request id, access line, metrics and span are as for any
 request, and the answer is byte for byte the one Falcon gives (a test compares them).
 
@@ -22,9 +24,8 @@ from typing import Any, Protocol
 
 from chitram_core import Settings
 from chitram_falcon.observed import ROUTE_KEY
-from chitram_falcon.security import HSTS, forwarded_https
+from chitram_falcon.security import RawHeaders, is_https
 
-RawHeaders = tuple[tuple[bytes, bytes], ...]
 Answer = tuple[RawHeaders, bytes]
 """The header list of a 200 (Content-Length included) and the whole body."""
 
@@ -34,14 +35,15 @@ PREFIX = "/api/v1/images/"
 _ID_LENGTH = 36  # a canonical UUID; anything else is Falcon's (404 or another route)
 _DECLINED = frozenset({b"authorization", b"range", b"if-range", b"if-none-match"})
 _FORWARDED_PROTO = b"x-forwarded-proto"
-_HSTS = (b"strict-transport-security", HSTS.encode())
 _READS = frozenset({"GET", "HEAD"})
 
 
 class PreparedRead(Protocol):
     """A resource that can answer a warm anonymous GET from what it prepared."""
 
-    async def prepared(self, image_id: str) -> Answer | None: ...
+    async def prepared(self, image_id: str, https: bool) -> Answer | None:
+        """The whole header list (security headers included, HSTS when ``https``) and body of
+        the 200, or None to let Falcon answer."""
 
 
 class FastReads:
@@ -89,30 +91,21 @@ class FastReads:
         template, resource, methods = found
         if method not in methods:  # HEAD on metadata is Falcon's 405
             return None
-        answer = await resource.prepared(image_id)
+        client = scope.get("client")
+        https = is_https(
+            scope.get("scheme", "http"),
+            None if forwarded is None else forwarded.decode("latin-1"),
+            client[0] if client else "127.0.0.1",  # Falcon's remote_addr default
+            self.settings,
+        )
+        answer = await resource.prepared(image_id, https)
         if answer is None:
             return None
         headers, body = answer
-        if forwarded is None and scope.get("scheme") != "https":
-            headers = (*headers, extra)
-        else:
-            headers = (
-                (*headers, _HSTS, extra) if self._https(scope, forwarded) else (*headers, extra)
-            )
         scope[ROUTE_KEY] = template
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": 200, "headers": (*headers, extra)})
         if method == "GET":
             await send({"type": "http.response.body", "body": body})
             return len(body)
         await send({"type": "http.response.body", "body": b""})
         return 0
-
-    def _https(self, scope: dict[str, Any], forwarded: bytes | None) -> bool:
-        """``security.request_is_https`` on the raw scope."""
-        if scope.get("scheme") == "https":
-            return True
-        if forwarded is None or not self.settings.trusted_proxies:
-            return False
-        client = scope.get("client")
-        peer = client[0] if client else "127.0.0.1"  # Falcon's remote_addr default
-        return forwarded_https(forwarded.decode("latin-1"), peer, self.settings)

@@ -112,6 +112,20 @@ async def serve(
         request_id.reset(token)
 
 
+class RouteTemplate:
+    """Falcon middleware: leaves the route template Falcon matched (its public
+    ``req.uri_template``, set once it has routed) where the access log, metrics and span find
+    it. Unmatched requests, and those a middleware answered before routing, keep
+    :data:`UNMATCHED`; the answers sent before Falcon set their own template."""
+
+    async def process_response(
+        self, req: Any, resp: Any, resource: Any, req_succeeded: bool
+    ) -> None:
+        template = req.uri_template
+        if template is not None:
+            req.scope[ROUTE_KEY] = template
+
+
 def _record_template() -> dict[str, Any]:
     """The attributes every access record shares, as ``LogRecord.__init__`` would set them with
     caller, thread and process collection off (what ``chitram_core.logs.configure`` does)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Generic, TypeVar
 
 import anyio
@@ -23,13 +23,13 @@ from chitram_core.errors import (
     InvalidRequest,
     RequestTimeout,
     ValidationError,
-    check_limit,
 )
 from chitram_core.limits import UploadSlots
 from chitram_core.limits.slots import Room
 from chitram_core.models import Thumbnail
+from chitram_falcon.answers import Prepared
 from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
-from chitram_falcon.fastread import Answer, RawHeaders
+from chitram_falcon.fastread import Answer
 from chitram_falcon.http import (
     ByteRange,
     RangeNotSatisfiable,
@@ -38,6 +38,8 @@ from chitram_falcon.http import (
     none_match,
     parse_range,
 )
+from chitram_falcon.listing import list_query, page_json
+from chitram_falcon.security import Policy
 
 log = logging.getLogger("chitram_falcon")
 
@@ -45,10 +47,6 @@ MULTIPART_OVERHEAD = 64 * 1024
 """Room for the boundaries, part headers and small extra fields around the file itself."""
 
 IMMUTABLE = "public, max-age=31536000, immutable"
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "Content-Security-Policy": "default-src 'none'; sandbox",
-}
 PREPARED_LIMIT = 4096
 """Images whose response headers (or JSON) each resource keeps ready; past it, start over."""
 T = TypeVar("T")
@@ -160,12 +158,24 @@ class UploadResource:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        # Room for one more upload (a free slot or a place in the queue), waiting a little for
-        # it, else 503: before authentication's database reads and the body, so that refusing
-        # costs the server as little as possible.
-        async with chitram.upload_slots.room() as room:
-            required = not chitram.settings.allow_anonymous_uploads
-            principal = await authenticate(req, chitram, required=required)
+        required = not chitram.settings.allow_anonymous_uploads
+        await self.admit(req, resp, lambda: authenticate(req, chitram, required=required))
+
+    async def admit(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        identify: Callable[[], Awaitable[Principal | None]],
+    ) -> None:
+        """An upload through any front door (the API, the web UI): room for it first, then
+        ``identify`` (who uploads; it may refuse), then :meth:`accept`.
+
+        Room for one more upload (a free slot or a place in the queue) is waited for a little,
+        else 503: before authentication's database reads and the body, so that refusing costs
+        the server as little as possible.
+        """
+        async with self.handle.chitram.upload_slots.room() as room:
+            principal = await identify()
             await self.accept(req, resp, principal, room)
 
     async def accept(
@@ -175,7 +185,7 @@ class UploadResource:
         principal: Principal | None,
         room: Room | None = None,
     ) -> None:
-        """Everything after authentication, for any front door (the API, the web UI)."""
+        """Everything after authentication (see :meth:`admit`, which gives ``room``)."""
         chitram = self.handle.chitram
         settings = chitram.settings
         limit = settings.max_upload_bytes
@@ -258,26 +268,15 @@ class ImageListResource:
         chitram = self.handle.chitram
         principal = await authenticate(req, chitram, required=True)
         assert principal is not None
-        raw_limit = req.get_param("limit")
-        limit = 20
-        if raw_limit is not None:
-            try:
-                limit = int(raw_limit)
-            except ValueError:
-                raise ValidationError("limit must be an integer", field="limit") from None
-        check_limit(limit)
-        cursor = req.get_param("cursor") or None
+        query = list_query(req)
         page = await chitram.images.list(
             principal,
-            limit=limit,
-            cursor=cursor,
-            tags=req.get_param_as_list("tag") or None,
-            query=req.get_param("q") or None,
+            limit=query.limit,
+            cursor=query.cursor,
+            tags=query.tags,
+            query=query.query,
         )
-        resp.media = {
-            "items": [to_json(image) for image in page.items],
-            "next_cursor": page.next_cursor,
-        }
+        resp.media = page_json(page)
         resp.cache_control = ["private, no-store"]
 
 
@@ -319,7 +318,7 @@ class ImageResource:
 
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
-        self._bodies = _Prepared[bytes]()
+        self._bodies = _Prepared[tuple[Prepared, bytes]]()
 
     async def on_get(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
@@ -328,17 +327,20 @@ class ImageResource:
         if req.auth is not None:
             await authenticate(req, chitram, required=False)
         image, cache_status = await chitram.images.get_with_cache_status(image_id)
-        body = self._bodies.get(image.id, image)
-        if body is None:
+        found = self._bodies.get(image.id, image)
+        if found is None:
             # Serialised once per image by the app's own JSON handler, as resp.media would.
             handler = resp.options.media_handlers[falcon.MEDIA_JSON]
             rendered = handler.serialize(to_json(image), falcon.MEDIA_JSON)
-            body = self._bodies.put(image.id, image, rendered)
+            answer = Prepared(fields=(), content_type=falcon.MEDIA_JSON, length=len(rendered))
+            found = self._bodies.put(image.id, image, (answer, rendered))
+        answer, body = found
         resp.set_header("X-Cache", cache_status)
-        resp.content_type = falcon.MEDIA_JSON
+        answer.apply(resp)
+        resp.content_type = answer.content_type
         resp.data = body
 
-    async def prepared(self, image_id: str) -> Answer | None:
+    async def prepared(self, image_id: str, https: bool) -> Answer | None:
         """The answer to an anonymous GET when this image's JSON is prepared (see
         ``chitram_falcon.fastread``); None to let Falcon answer."""
         if not self._bodies.has(image_id):
@@ -347,10 +349,11 @@ class ImageResource:
             image, cache_status = await self.handle.chitram.images.get_with_cache_status(image_id)
         except Exception:  # Falcon looks it up again and answers as for any error
             return None
-        body = self._bodies.get(image_id, image)
-        if body is None:
+        found = self._bodies.get(image_id, image)
+        if found is None:
             return None
-        return _json_headers(cache_status, len(body)), body
+        answer, body = found
+        return ((b"x-cache", cache_status.encode()), *answer.raw_headers(https)), body
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
@@ -360,20 +363,6 @@ class ImageResource:
         token = req.get_header("X-Delete-Token") or req.get_param("delete_token") or None
         await chitram.images.delete(image_id, principal=principal, delete_token=token)
         resp.status = 204
-
-
-_JSON_HEADERS = (
-    (b"content-type", falcon.MEDIA_JSON.encode()),
-    (b"x-content-type-options", b"nosniff"),
-)
-
-
-def _json_headers(cache_status: str, length: int) -> RawHeaders:
-    return (
-        (b"x-cache", cache_status.encode()),
-        *_JSON_HEADERS,
-        (b"content-length", b"%d" % length),
-    )
 
 
 def _fallback_name(image: Image, suffix: str = "") -> str:
@@ -414,33 +403,30 @@ async def _send_body(resp: falcon.asgi.Response, body: AsyncIterator[bytes], len
 
 @attrs.frozen
 class _Served:
-    """What /file and /thumbnail answer for one image, apart from the body: prepared once per
-    image (see :class:`_Prepared`) so a request only copies the headers."""
+    """What /file, /thumbnail and a variant answer for one image, apart from the body: prepared
+    once per image (see :class:`_Prepared`) so a request only copies the headers."""
 
     etag: str
-    size: int
-    content_type: str
-    headers: tuple[tuple[str, str], ...]
-    """ETag, Cache-Control, Accept-Ranges, Content-Disposition and the security headers."""
-    raw: RawHeaders
-    """The whole header list of a 200 for the full body, as the ASGI server takes it: the
-    headers above, Content-Type and Content-Length (see ``prepared``)."""
+    answer: Prepared
+    """ETag, Cache-Control, Accept-Ranges, Content-Disposition, Content-Type and the file
+    policy's security headers: what both the Falcon answer and the prepared one carry."""
+
+    @property
+    def size(self) -> int:
+        return self.answer.length
 
     @classmethod
     def build(
         cls, *, etag: str, size: int, content_type: str, filename: str, fallback: str
     ) -> _Served:
-        headers = {
-            "ETag": etag,
-            "Cache-Control": IMMUTABLE,
-            "Accept-Ranges": "bytes",
-            "Content-Disposition": content_disposition(filename, fallback),
-            **SECURITY_HEADERS,
-        }
-        named = tuple((name.lower(), value) for name, value in headers.items())
-        raw = [(name.encode(), value.encode("latin-1")) for name, value in named]
-        raw += [(b"content-type", content_type.encode()), (b"content-length", b"%d" % size)]
-        return cls(etag=etag, size=size, content_type=content_type, headers=named, raw=tuple(raw))
+        fields = (
+            ("etag", etag),
+            ("cache-control", IMMUTABLE),
+            ("accept-ranges", "bytes"),
+            ("content-disposition", content_disposition(filename, fallback)),
+        )
+        answer = Prepared(fields, content_type, size, Policy.FILE)
+        return cls(etag=etag, answer=answer)
 
 
 class _BinaryResource(Generic[S]):
@@ -465,7 +451,7 @@ class _BinaryResource(Generic[S]):
     ) -> None:
         await self._serve(req, resp, image_id, body=False)
 
-    async def prepared(self, image_id: str) -> Answer | None:
+    async def prepared(self, image_id: str, https: bool) -> Answer | None:
         """The answer to an anonymous GET or HEAD without validators or a range, when this
         image's response is prepared and its bytes are in memory (see
         ``chitram_falcon.fastread``); None to let Falcon answer. The lookup is the one every
@@ -483,7 +469,7 @@ class _BinaryResource(Generic[S]):
         data = self._in_memory(chitram, source)
         if data is None or len(data) != served.size:
             return None
-        return served.raw, data
+        return served.answer.raw_headers(https), data
 
     async def _source(self, chitram: Chitram, image_id: str) -> S:
         """What is served, looked up afresh (404 for an image that is gone)."""
@@ -528,14 +514,14 @@ class _BinaryResource(Generic[S]):
         stream: Callable[[int, int], AsyncIterator[bytes]],
     ) -> None:
         """Validators, 304, ranges, HEAD and the body for any ``_Served`` (shared by all)."""
-        resp.set_headers(served.headers)
+        served.answer.apply(resp)
         if_none_match = req.get_header("If-None-Match")
         if if_none_match is not None and none_match(if_none_match, served.etag):
             resp.status = 304
             return
         size = served.size
         selected = self._range(req, served.etag, size)
-        resp.content_type = served.content_type
+        resp.content_type = served.answer.content_type
         start, end = 0, size
         if selected is not None:
             start, end = selected.start, selected.end

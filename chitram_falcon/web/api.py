@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import falcon.asgi
 
-from chitram_core import Principal, to_json
-from chitram_core.errors import Unauthorized, ValidationError, check_limit
+from chitram_core import Principal
+from chitram_core.errors import Unauthorized
+from chitram_falcon.listing import list_query, page_json
 from chitram_falcon.resources.images import UploadResource
 from chitram_falcon.web.ui import Visit, WebUI
 
@@ -29,37 +30,34 @@ class ImageListApi:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         _, principal = await _signed_in(self.ui, req, resp)
-        try:
-            limit = int(req.get_param("limit") or self.ui.page_size)
-        except ValueError:
-            raise ValidationError("limit must be an integer", field="limit") from None
-        check_limit(limit)
+        query = list_query(req, default_limit=self.ui.page_size)  # the API's parameters
         page = await self.ui.chitram.images.list(
             principal,
-            limit=limit,
-            cursor=req.get_param("cursor") or None,
-            tags=[t for t in req.get_param_as_list("tag") or [] if t.strip()] or None,
-            query=req.get_param("q") or None,
+            limit=query.limit,
+            cursor=query.cursor,
+            tags=query.tags,
+            query=query.query,
         )
-        resp.media = {
-            "items": [to_json(image) for image in page.items],
-            "next_cursor": page.next_cursor,
-        }
+        resp.media = page_json(page)
         resp.set_header("Cache-Control", "private, no-store")
 
 
 class UploadApi:
-    """POST multipart ``file``: the API's upload (same checks in the same order, before the
-    body is read), for the session's user, with the CSRF token in ``X-CSRF-Token``."""
+    """POST multipart ``file``: the API's upload (the same wait for room, then the same checks
+    in the same order, before the body is read), for the session's user, with the CSRF token
+    in ``X-CSRF-Token``."""
 
     def __init__(self, ui: WebUI) -> None:
         self.ui = ui
         self.upload = UploadResource(ui.handle)
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        self.ui.check_origin(req)
+        self.ui.check_origin(req)  # headers only: before the wait for room
+        await self.upload.admit(req, resp, lambda: self._uploader(req, resp))
+
+    async def _uploader(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> Principal:
         visit = await self.ui.visit(req, resp)
         self.ui.check_token(visit, req.get_header("X-CSRF-Token"))
         if visit.principal is None:
             raise Unauthorized("Your session has ended: sign in again")
-        await self.upload.accept(req, resp, visit.principal)
+        return visit.principal

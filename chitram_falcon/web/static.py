@@ -44,8 +44,7 @@ class StaticResource:
             raise falcon.HTTPNotFound()
         data, content_type, digest = found
         etag = f'"{digest}"'
-        resp.set_header("ETag", etag)
-        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("ETag", etag)  # nosniff and HSTS: chitram_falcon/security.py
         resp.set_header(
             "Cache-Control", IMMUTABLE if req.get_param("v") == digest else "public, max-age=300"
         )

@@ -13,6 +13,7 @@ import falcon.asgi
 from chitram_core import Chitram, Principal, Session
 from chitram_core.errors import ChitramError, Forbidden, Unauthorized, is_internal
 from chitram_falcon.context import ChitramHandle
+from chitram_falcon.security import Policy, use_policy
 from chitram_falcon.web.session import (
     SessionCodec,
     WebSession,
@@ -22,19 +23,6 @@ from chitram_falcon.web.session import (
 )
 from chitram_falcon.web.static import StaticFiles
 from chitram_falcon.web.templates import Markup, render
-
-PAGE_HEADERS = {
-    "Content-Security-Policy": (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-    ),
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "same-origin",
-    "Cross-Origin-Opener-Policy": "same-origin",
-    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
-    "Cache-Control": "no-store",
-}
 
 SAFE_FETCH_SITES = {"same-origin", "none"}
 
@@ -198,8 +186,8 @@ class WebUI:
             icon=visit.url(self.static.url("icon.svg")),
             home=visit.url("/"),
         )
-        for name, value in PAGE_HEADERS.items():
-            resp.set_header(name, value)
+        resp.set_header("Cache-Control", "no-store")
+        use_policy(resp, Policy.PAGE)  # its security headers: chitram_falcon/security.py
 
     def _nav(self, visit: Visit, section: str) -> Markup:
         def link(path: str, label: str, key: str) -> Markup:

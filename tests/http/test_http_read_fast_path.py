@@ -326,3 +326,32 @@ async def test_warm_reads_are_logged_and_counted_under_their_route(
         ("GET", "/api/v1/images/{image_id}/file", 200, len(resp.content))
     ]
     assert resp.headers["x-request-id"]
+
+
+@pytest.mark.parametrize("form", ["one", "list", "generator"])
+async def test_a_host_middleware_in_any_form_falcon_takes_turns_the_prepared_reads_off(
+    env: Env, form: str
+) -> None:
+    class Counting:
+        async def process_request(self, req: Any, resp: Any) -> None:
+            pass
+
+    image = await _uploaded(env)
+    await _warm(env, image)
+    middleware = Counting()
+    env.app.add_middleware(
+        {"one": middleware, "list": [middleware], "generator": (m for m in [middleware])}[form]
+    )
+    answered = _count_prepared(env)
+    assert (await env.client.get(_url(image, "file"))).status_code == 200
+    assert answered == [False]
+
+
+def test_the_app_class_overrides_nothing_private_of_falcon() -> None:
+    """Routing, middleware and the route template go through Falcon's public API only."""
+    import falcon.asgi
+
+    from chitram_falcon.asgi import ChitramApp
+
+    own = {name for name in vars(ChitramApp) if name.startswith("_") and not name.endswith("__")}
+    assert not own & set(dir(falcon.asgi.App)), own
