@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from chitram_core import Chitram, Settings, User, logs, to_json
 from chitram_core.admin import Admin, MigrationReport
 from chitram_core.errors import ChitramError, ConfigurationError
+from chitram_core.observe import Observer, combine
 from chitram_falcon.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -161,21 +162,27 @@ def app_factory() -> ChitramApp:
 
     settings = _settings()
     logging.captureWarnings(True)
+    return create_app(settings=settings, observer=build_observer(settings))
+
+
+def build_observer(settings: Settings) -> Observer:
+    """The served instance's observer: Prometheus metrics with ``CHITRAM_METRICS_ADDRESS``,
+    OpenTelemetry when the ``otel`` extra is installed and the OTEL_* variables ask, both, or
+    one that does nothing."""
+    observers: list[Observer] = []
     if settings.metrics_address:
         from chitram_core import metrics
 
-        metrics.install()
-    _tracing(settings)
-    return create_app(settings=settings)
-
-
-def _tracing(settings: Settings) -> None:
-    """OpenTelemetry, when the ``otel`` extra is installed and the OTEL_* variables ask."""
+        observers.append(metrics.observer())
     try:
         from chitram_core import tracing
     except ImportError:
-        return
-    tracing.setup_from_env()
+        pass
+    else:
+        traced = tracing.observer_from_env()
+        if traced is not None:
+            observers.append(traced)
+    return combine(observers)
 
 
 def _version() -> str:
