@@ -15,8 +15,8 @@ import logging
 from collections.abc import AsyncIterator
 
 from chitram_core.engine.base import Engine
-from chitram_core.engine.jobs import decode_cost, upload_image, variant_cost
 from chitram_core.engine.render import placeholders_async
+from chitram_core.engine.work import decode_cost, upload_image, variant_cost
 from chitram_core.images.formats import ImageInfo
 from chitram_core.images.thumbnails import ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
