@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from chitram_core import metrics
+from chitram_core import Settings, metrics
+from chitram_core.observe import Observer
+from chitram_falcon.cli import build_observer
 
 
 def test_observers_on_one_registry_share_its_collectors() -> None:
@@ -28,3 +33,15 @@ def test_another_registry_has_its_own_collectors() -> None:
     assert one.get_sample_value("chitram_cache_requests_total", {"result": "hit"}) == 1
     assert metrics.observer(other).metrics is not metrics.observer(one).metrics
     assert other.get_sample_value("chitram_cache_requests_total", {"result": "hit"}) == 0
+
+
+def test_the_command_builds_the_served_instances_observer_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+    off = build_observer(Settings(env="test", data_dir=tmp_path))
+    assert type(off) is Observer
+    on = build_observer(Settings(env="test", data_dir=tmp_path, metrics_address="127.0.0.1:9"))
+    assert isinstance(on, metrics.PrometheusObserver)
