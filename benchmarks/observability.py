@@ -74,6 +74,7 @@ async def _measure(mode: str, requests: int, rounds: int, log_path: str) -> dict
     from PIL import Image as PILImage
 
     from chitram_core import Chitram, Settings, logs
+    from chitram_core.observe import Observer
     from chitram_falcon import create_app
 
     fmt = "text" if mode == "text" else "json"
@@ -95,13 +96,14 @@ async def _measure(mode: str, requests: int, rounds: int, log_path: str) -> dict
         uvicorn_access.addHandler(own)
         uvicorn_access.setLevel(logging.INFO)
         uvicorn_access.propagate = False
+    observer = Observer()
     if mode in {"metrics", "multiproc"}:
         from chitram_core import metrics
 
-        metrics.install()
+        observer = metrics.observer()
     data_dir = Path(tempfile.mkdtemp(prefix="chitram-bench-obs-"))
     settings = Settings(data_dir=data_dir, upload_rate_limit=None, web_ui=False)
-    async with Chitram(settings, background=False) as chitram:
+    async with Chitram(settings, background=False, observer=observer) as chitram:
         app = create_app(chitram)
         buffer = io.BytesIO()
         PILImage.new("RGB", (64, 64), "red").save(buffer, "PNG")

@@ -67,8 +67,8 @@ from variants import MAX_PIXELS, make_photo
 
 from chitram_core import Settings
 from chitram_core.engine import ImageEngine
-from chitram_core.engine.jobs import variant_cost, variant_image
 from chitram_core.engine.pool import RETIRE_ABOVE
+from chitram_core.engine.work import variant_cost, variant_image
 from chitram_core.images.formats import HEAD_BYTES, count_jpeg_scans, probe
 from chitram_core.images.variants import (
     avif_available,

@@ -112,7 +112,7 @@ def job_ceiling(data: bytes, count: int) -> float:
     (``upload_image``: one decode at the thumbnail's scale for a JPEG, the thumbnail and the
     placeholders; the structure already walked by the upload's scanner). For comparison with
     (a), which is the issue's definition of the image work."""
-    from chitram_core.engine.jobs import upload_image
+    from chitram_core.engine.work import upload_image
     from chitram_core.images.formats import probe
     from chitram_core.images.thumbnails import ThumbnailParams
 

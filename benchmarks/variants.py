@@ -45,7 +45,7 @@ from PIL import Image
 
 from chitram_core import Chitram, Settings
 from chitram_core.engine import ImageEngine
-from chitram_core.engine.jobs import variant_image
+from chitram_core.engine.work import variant_image
 from chitram_core.images.variants import (
     _PILLOW,
     DEFAULT_QUALITY,

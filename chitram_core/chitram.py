@@ -9,7 +9,6 @@ from typing import Any
 
 import anyio
 
-from chitram_core import observe
 from chitram_core.admin import Admin, SweepReport, open_database
 from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
@@ -25,6 +24,7 @@ from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
 from chitram_core.models import HealthReport
+from chitram_core.observe import Observer
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -55,8 +55,12 @@ class Chitram:
         *,
         storage: Storage | None = None,
         background: bool = True,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        self.observer = observer if observer is not None else Observer()
+        """What this instance reports to (metrics, tracing, a test); a do-nothing
+        :class:`Observer` unless given. Every part reports to it, and only to it."""
         self._storage_override = storage
         self.background = background
         self._stack: AsyncExitStack | None = None
@@ -76,7 +80,7 @@ class Chitram:
         self.upload_slots: UploadSlots
         self.remover: ByteRemover
         self.collector: Collector
-        self._image_cache = ImageCache(None)
+        self._image_cache = ImageCache(None, observer=self.observer)
         self._limiter_cache: Cache | None = None
 
     async def __aenter__(self) -> Chitram:
@@ -134,15 +138,16 @@ class Chitram:
             per_identity=settings.uploads_per_user,
             queue=settings.upload_queue,
             room_wait=settings.upload_room_wait,
+            observer=self.observer,
         )
-        self.auth = await AuthChain.open(settings, self.database)
+        self.auth = await AuthChain.open(settings, self.database, observer=self.observer)
         stack.push_async_callback(self.auth.close)
         for name, breaker in self.auth.breakers.items():
-            observe.observer.auth_provider(name, breaker.state.value)
-        observe.observer.upload_slots(0, 0, settings.upload_concurrency)
+            self.observer.auth_provider(name, breaker.state.value)
+        self.observer.upload_slots(0, 0, settings.upload_concurrency)
 
         # Without a cache, an ImageCache of nothing: every read is DISABLED.
-        self._image_cache = ImageCache(self.cache, ttl=settings.cache_ttl)
+        self._image_cache = ImageCache(self.cache, ttl=settings.cache_ttl, observer=self.observer)
         # Every part is built after the parts it needs and given them; none is set afterwards.
         # Closed after the thumbnailer and the task group (the stack unwinds in reverse).
         self.engine = ImageEngine.from_settings(settings)
@@ -159,6 +164,7 @@ class Chitram:
             engine=self.engine,
             jobs=self.jobs,
             on_ready=self._thumbnail_ready,
+            observer=self.observer,
         )
         self.variants = VariantService(settings, self.database, self.storage, self.engine)
         taggers = load_taggers(settings)
@@ -183,6 +189,7 @@ class Chitram:
             tagging=bool(taggers),
             remover=self.remover,
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
+            observer=self.observer,
         )
         if self.background:
             # Its own task, not a task group held open until __aexit__: the host may close
@@ -193,7 +200,7 @@ class Chitram:
             stack.push_async_callback(self.thumbnails.stop)
             self._background = runner
             runner.start_soon(self.thumbnails.run_forever)
-            if observe.observer.enabled:
+            if self.observer.enabled:
                 reporting = anyio.Event()
                 stack.push_async_callback(_set_event, reporting)
                 runner.start_soon(self._report_jobs, reporting)
@@ -237,7 +244,7 @@ class Chitram:
             # Shielded: a query cancelled mid-flight at shutdown can leave a driver task behind.
             with anyio.CancelScope(shield=True), anyio.move_on_after(10):
                 try:
-                    observe.observer.jobs(await self.job_counts())
+                    self.observer.jobs(await self.job_counts())
                 except Exception as exc:  # a database outage shows in health; keep going
                     log.debug("could not count jobs for metrics: %s", exc)
             with anyio.move_on_after(self.settings.metrics_interval):

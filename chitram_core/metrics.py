@@ -1,4 +1,6 @@
-"""Prometheus metrics (extra ``metrics``: prometheus-client), installed as an observer.
+"""Prometheus metrics (extra ``metrics``: prometheus-client), recorded by an observer.
+
+``Chitram(settings, observer=metrics.observer())`` records an instance's metrics.
 
 Works in one process and under ``chitram serve --workers N``: the command points
 ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before any worker imports prometheus-client,
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -42,13 +46,10 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
 
 
-class PrometheusObserver(observe.Observer):
-    """Every metric in docs/operations.md, recorded from the observer hooks."""
+class _Metrics:
+    """Every metric in docs/operations.md, registered once in a registry."""
 
-    enabled = True
-
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        r = registry
+    def __init__(self, r: CollectorRegistry) -> None:
         self.http_requests = Counter(
             "chitram_http_requests_total",
             "HTTP requests answered, by method, route template and status",
@@ -127,10 +128,24 @@ class PrometheusObserver(observe.Observer):
             registry=r,
             multiprocess_mode="livesum",
         )
+
+
+class PrometheusObserver(observe.Observer):
+    """Records the metrics from the observer hooks.
+
+    The collectors are registered once per registry (``REGISTRY`` by default, process-wide by
+    Prometheus's design) and shared: every observer on one registry, one per Chitram instance,
+    adds to the same series, and a second one registers nothing twice.
+    """
+
+    enabled = True
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.metrics = _registered(registry)
         for result in ("stored", "deduplicated"):
-            self.uploads.labels(result)  # present at 0 before the first upload
+            self.metrics.uploads.labels(result)  # present at 0 before the first upload
         for result in ("hit", "miss"):
-            self.cache_requests.labels(result)
+            self.metrics.cache_requests.labels(result)
         # Labelled children, cached: ``labels()`` takes a lock and builds a tuple each time.
         self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self._seen_jobs: set[tuple[str, str]] = set()
@@ -140,58 +155,67 @@ class PrometheusObserver(observe.Observer):
         children = self._http.get(key)
         if children is None:
             children = (
-                self.http_requests.labels(method, route, str(status)),
-                self.http_duration.labels(method, route),
+                self.metrics.http_requests.labels(method, route, str(status)),
+                self.metrics.http_duration.labels(method, route),
             )
             self._http[key] = children
         children[0].inc()
         children[1].observe(seconds)
 
     def upload(self, result: str) -> None:
-        self.uploads.labels(result).inc()
+        self.metrics.uploads.labels(result).inc()
 
     def cache(self, result: str) -> None:
-        self.cache_requests.labels(result).inc()
+        self.metrics.cache_requests.labels(result).inc()
 
     @contextmanager
     def image_work(self, op: str) -> Iterator[None]:
-        gauge = self.image_work_in_progress.labels(op)
+        gauge = self.metrics.image_work_in_progress.labels(op)
         gauge.inc()
         started = perf_counter()
         try:
             yield
         finally:
             gauge.dec()
-            self.image_work_seconds.labels(op).observe(perf_counter() - started)
+            self.metrics.image_work_seconds.labels(op).observe(perf_counter() - started)
 
     def auth_provider(self, provider: str, state: str) -> None:
-        self.auth_up.labels(provider).set(0.0 if state == "open" else 1.0)
-        self.breaker_state.labels(provider).set(_BREAKER.get(state, 2.0))
+        self.metrics.auth_up.labels(provider).set(0.0 if state == "open" else 1.0)
+        self.metrics.breaker_state.labels(provider).set(_BREAKER.get(state, 2.0))
 
     def upload_slots(self, in_use: int, waiting: int, capacity: int) -> None:
-        self.slots_in_use.set(in_use)
-        self.slots_waiting.set(waiting)
-        self.slots_capacity.set(capacity)
+        self.metrics.slots_in_use.set(in_use)
+        self.metrics.slots_waiting.set(waiting)
+        self.metrics.slots_capacity.set(capacity)
 
     def jobs(self, counts: Mapping[tuple[str, str], int]) -> None:
         # A state that emptied reads 0 rather than keeping its last count.
         for key in self._seen_jobs - set(counts):
-            self.jobs_gauge.labels(*key).set(0)
+            self.metrics.jobs_gauge.labels(*key).set(0)
         for key, value in counts.items():
-            self.jobs_gauge.labels(*key).set(value)
+            self.metrics.jobs_gauge.labels(*key).set(value)
         self._seen_jobs |= set(counts)
 
 
-_installed: PrometheusObserver | None = None
+_REGISTERED: weakref.WeakKeyDictionary[CollectorRegistry, _Metrics] = weakref.WeakKeyDictionary()
+_REGISTERING = threading.Lock()
 
 
-def install() -> PrometheusObserver:
-    """Record Chitram's metrics in this process (idempotent: one set of metrics per process)."""
-    global _installed
-    if _installed is None:
-        _installed = PrometheusObserver()
-        observe.install(_installed)
-    return _installed
+def _registered(registry: CollectorRegistry) -> _Metrics:
+    """The registry's collectors, registered at the first call for it."""
+    with _REGISTERING:
+        found = _REGISTERED.get(registry)
+        if found is None:
+            found = _REGISTERED[registry] = _Metrics(registry)
+        return found
+
+
+def observer(registry: CollectorRegistry = REGISTRY) -> PrometheusObserver:
+    """An observer recording Chitram's metrics: pass it as ``Chitram(settings, observer=...)``.
+
+    Each call makes a new observer over the registry's one set of collectors, so several
+    instances in a process can each have one (their counts add up in the same series)."""
+    return PrometheusObserver(registry)
 
 
 def parse_address(text: str) -> tuple[str, int]:

@@ -1,9 +1,11 @@
 """The seam between Chitram and whatever watches it (Prometheus, OpenTelemetry, a test).
 
-The SDK reports what happens through the one module-level :data:`observer`; by default it is an
-:class:`Observer` whose methods do nothing, so the SDK depends on no metrics library and a call
-costs a method lookup. ``chitram_core.metrics`` (extra ``metrics``) and ``chitram_core.tracing``
-(extra ``otel``) install real ones with :func:`install`.
+Each :class:`~chitram_core.Chitram` reports what happens to its own observer
+(``Chitram(settings, observer=...)``, then ``chitram.observer``), which it hands to every part
+it builds; by default an :class:`Observer` whose methods do nothing, so the SDK depends on no
+metrics library and a call costs a method lookup. ``chitram_core.metrics`` (extra ``metrics``)
+and ``chitram_core.tracing`` (extra ``otel``) build real ones; :func:`combine` makes several one.
+Nothing here is process-wide: two instances in one process each see only their own events.
 
 Labels are small closed sets (route templates, result names, error codes), never ids or paths.
 """
@@ -11,7 +13,7 @@ Labels are small closed sets (route templates, result names, error codes), never
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -46,12 +48,17 @@ class Observer:
     def jobs(self, counts: Mapping[tuple[str, str], int]) -> None:
         """Background jobs by ``(kind, state)``, counted in the database (all processes)."""
 
+    def request_span(self, scope: Mapping[str, Any]) -> RequestSpan | None:
+        """The server span of one ASGI request (from its scope) when this observer traces
+        requests; None otherwise (the HTTP adapter then makes none)."""
+        return None
+
 
 class Fanout(Observer):
     """Several observers as one (metrics and tracing together)."""
 
-    def __init__(self, observers: list[Observer]) -> None:
-        self.observers = observers
+    def __init__(self, observers: Sequence[Observer]) -> None:
+        self.observers = list(observers)
         self.enabled = any(o.enabled for o in observers)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -85,6 +92,14 @@ class Fanout(Observer):
         for o in self.observers:
             o.jobs(counts)
 
+    def request_span(self, scope: Mapping[str, Any]) -> RequestSpan | None:
+        """The first observer's span that makes one (one server span per request)."""
+        for o in self.observers:
+            span = o.request_span(scope)
+            if span is not None:
+                return span
+        return None
+
 
 class RequestSpan(Protocol):
     """A traced request (see ``chitram_core.tracing``)."""
@@ -94,27 +109,11 @@ class RequestSpan(Protocol):
     def finish(self, method: str, route: str, status: int) -> None: ...
 
 
-request_tracer: Callable[[Mapping[str, Any]], RequestSpan] | None = None
-"""Set when tracing is on: makes the server span of one ASGI request from its scope."""
-
-observer: Observer = Observer()
-"""The current observer. Call hooks as ``observe.observer.upload(...)`` (looked up each time)."""
-
-_installed: list[Observer] = []
-
-
-def install(new: Observer) -> None:
-    """Add an observer; from now on every hook reaches it too."""
-    global observer
-    _installed.append(new)
-    observer = _installed[0] if len(_installed) == 1 else Fanout(list(_installed))
-
-
-def uninstall(old: Observer) -> None:
-    global observer
-    if old in _installed:
-        _installed.remove(old)
-    if not _installed:
-        observer = Observer()
-    else:
-        observer = _installed[0] if len(_installed) == 1 else Fanout(list(_installed))
+def combine(observers: Sequence[Observer]) -> Observer:
+    """One observer for ``observers``: a do-nothing one for none, itself for one, else a
+    :class:`Fanout`."""
+    if not observers:
+        return Observer()
+    if len(observers) == 1:
+        return observers[0]
+    return Fanout(observers)

@@ -29,6 +29,7 @@ from chitram_core.ingest.record import RecordHook
 from chitram_core.intake import UploadSource
 from chitram_core.listing import Listing
 from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
+from chitram_core.observe import Observer
 from chitram_core.reads import ImageReads, ThumbnailReads
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
@@ -119,6 +120,7 @@ class ImageService:
         tagging: bool = False,
         remover: ByteRemover | None = None,
         small_objects: SmallObjects | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -142,6 +144,7 @@ class ImageService:
             record_hooks=self.record_hooks,
             wake=wake if wake is not None else thumbnailer.jobs.wake,
             tagging=tagging,
+            observer=observer if observer is not None else thumbnailer.observer,
         )
         self.objects = ObjectReader(storage, self.small_objects)
         self.reads = ImageReads(database, self.cache, self.objects, self.thumbnail_params)

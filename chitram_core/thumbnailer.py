@@ -30,7 +30,6 @@ from typing import Any
 import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chitram_core import observe
 from chitram_core.db import Database
 from chitram_core.db import blobs as blobs_sql
 from chitram_core.db import jobs as jobs_sql
@@ -49,6 +48,7 @@ from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
 from chitram_core.jobs import JobFailed, JobRunner, RetryLater
 from chitram_core.logs import job_context
 from chitram_core.models import Image, Thumbnail
+from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
 
@@ -75,6 +75,7 @@ class Thumbnailer:
         engine: Engine,
         jobs: JobRunner,
         on_ready: Callable[[str], Awaitable[None]],
+        observer: Observer | None = None,
     ) -> None:
         """Background renders are ``thumbnail`` jobs of ``jobs`` (as many at once as thumbnail
         workers). ``on_ready(sha256)``: a thumbnail of these bytes is now ready or failed for
@@ -82,6 +83,7 @@ class Thumbnailer:
         self.settings = settings
         self.db = database
         self.storage = storage
+        self.observer = observer if observer is not None else Observer()
         self.params = ThumbnailParams(
             size=settings.thumbnail_size,
             format=settings.thumbnail_format,
@@ -309,7 +311,7 @@ class Thumbnailer:
             # Background renders: at most ``thumbnail_workers`` at once; a request waiting
             # for its thumbnail (force) goes first.
             limited: AbstractAsyncContextManager[Any] = nullcontext() if force else self._limiter
-            with observe.observer.image_work("thumbnail"):
+            with self.observer.image_work("thumbnail"):
                 async with limited:
                     rendered = await render_thumbnail_async(
                         data,

@@ -6,7 +6,10 @@ Configured by the standard variables. Tracing is on when ``OTEL_TRACES_EXPORTER`
 ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) is set, unless ``OTEL_SDK_DISABLED=true``; the
 exporter then reads its own ``OTEL_EXPORTER_OTLP_*`` settings, the resource reads
 ``OTEL_SERVICE_NAME`` / ``OTEL_RESOURCE_ATTRIBUTES``, and sampling ``OTEL_TRACES_SAMPLER``.
-A host that set up its own tracer provider calls :func:`setup` with it instead.
+:func:`observer_from_env` builds that observer; a host that set up its own tracer provider
+calls :func:`observer` with it instead, and passes the result as ``Chitram(settings,
+observer=...)``. The libraries' instrumentation (SQLAlchemy, Redis, httpx) is process-wide by
+OpenTelemetry's design and is done once, by the first observer built.
 
 SQL, Redis and httpx spans come from the OpenTelemetry instrumentation packages; request spans
 (named ``<METHOD> <route template>``, with the W3C ``traceparent`` of the caller) and image-work
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -35,7 +39,8 @@ log = logging.getLogger(__name__)
 
 TRACER_NAME = "chitram"
 
-_state: dict[str, Any] = {}
+_instrumented: list[Any] = []  # the provider the libraries were instrumented with, once
+_instrumenting = threading.Lock()
 
 
 def enabled_by_env(environ: Mapping[str, str] | None = None) -> bool:
@@ -64,35 +69,34 @@ def _exporter(name: str) -> SpanExporter:
     )
 
 
-def setup_from_env() -> bool:
-    """Turn tracing on if the ``OTEL_*`` variables ask for it; whether it is on."""
-    if _state:
-        return True
+def observer_from_env() -> TracingObserver | None:
+    """A tracing observer if the ``OTEL_*`` variables ask for tracing, else None.
+
+    The first call sets OpenTelemetry's global tracer provider (its API has one per process);
+    later calls reuse it."""
     if not enabled_by_env():
-        return False
-    if not os.environ.get("OTEL_SERVICE_NAME"):
-        os.environ["OTEL_SERVICE_NAME"] = "chitram"
-    provider = TracerProvider(resource=Resource.create())
-    names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
-    for name in (n.strip() for n in names.split(",") if n.strip()):
-        provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
-    trace.set_tracer_provider(provider)
-    setup(provider)
-    return True
+        return None
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        if not os.environ.get("OTEL_SERVICE_NAME"):
+            os.environ["OTEL_SERVICE_NAME"] = "chitram"
+        provider = TracerProvider(resource=Resource.create())
+        names = os.environ.get("OTEL_TRACES_EXPORTER", "otlp").strip().lower() or "otlp"
+        for name in (n.strip() for n in names.split(",") if n.strip()):
+            provider.add_span_processor(BatchSpanProcessor(_exporter(name)))
+        trace.set_tracer_provider(provider)
+    return observer(provider)
 
 
-def setup(provider: Any) -> None:
-    """Trace with ``provider`` (a ``TracerProvider``): instrument SQLAlchemy, Redis and httpx,
-    and make request and image-work spans. Once per process."""
-    if _state:
-        return
-    tracer = provider.get_tracer(TRACER_NAME)
-    _state["tracer"] = tracer
-    _state["provider"] = provider
-    _instrument(provider)
-    observe.request_tracer = lambda scope: _RequestSpan(tracer, scope)
-    observe.install(TracingObserver(tracer))
-    log.info("OpenTelemetry tracing is on")
+def observer(provider: Any) -> TracingObserver:
+    """An observer tracing with ``provider`` (a ``TracerProvider``): request and image-work
+    spans. The first call also instruments SQLAlchemy, Redis and httpx with ``provider``."""
+    with _instrumenting:
+        if not _instrumented:
+            _instrument(provider)
+            _instrumented.append(provider)
+            log.info("OpenTelemetry tracing is on")
+    return TracingObserver(provider.get_tracer(TRACER_NAME))
 
 
 def _instrument(provider: Any) -> None:
@@ -113,10 +117,13 @@ def _instrument(provider: Any) -> None:
 
 
 class TracingObserver(observe.Observer):
-    """Image work as spans; the rest of the hooks are metrics' business."""
+    """Requests and image work as spans; the rest of the hooks are metrics' business."""
 
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
+
+    def request_span(self, scope: Mapping[str, Any]) -> _RequestSpan:
+        return _RequestSpan(self.tracer, scope)
 
     @contextlib.contextmanager
     def image_work(self, op: str) -> Iterator[None]:

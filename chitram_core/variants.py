@@ -227,7 +227,7 @@ class VariantService:
                 log.exception("could not release the render claim on %s", key)
 
     async def _render(self, sha256: str, spec: VariantSpec, key: str) -> None:
-        from chitram_core.engine.jobs import variant_cost, variant_image
+        from chitram_core.engine.work import variant_cost, variant_image
         from chitram_core.images.variants import variant_cost_side
 
         try:

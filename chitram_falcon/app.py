@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from chitram_core import Chitram, Settings
+from chitram_core.observe import Observer
 from chitram_falcon import errors, redaction
 from chitram_falcon.asgi import ChitramApp as ChitramApp  # re-exported: its home before
 from chitram_falcon.context import ChitramHandle
@@ -54,6 +55,7 @@ def create_app(
     *,
     extensions: Iterable[Extension] = (),
     web_ui: bool | None = None,
+    observer: Observer | None = None,
 ) -> ChitramApp:
     """The reference ASGI app.
 
@@ -62,6 +64,8 @@ def create_app(
     lifespan and closes it at shutdown. Settings are read and checked here, so a bad
     configuration fails before the server binds. ``extensions`` mount extra routes; the web UI
     (``chitram_falcon.web``, when installed and ``settings.web_ui``) is mounted the same way.
+    ``observer`` (without ``chitram``): the opened instance's, which also observes the requests;
+    with ``chitram``, requests go to ``chitram.observer``.
     """
     if chitram is not None:
         settings = chitram.settings
@@ -70,7 +74,7 @@ def create_app(
     settings.check_production()
     if chitram is None:
         settings = settings.with_jwt_secret()
-    handle = ChitramHandle(chitram, settings)
+    handle = ChitramHandle(chitram, settings, observer)
     redaction.install()
 
     app = ChitramApp(handle, middleware=[handle, SecurityHeaders(settings)])

@@ -52,9 +52,17 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
             if scope["method"] in _BODYLESS:
                 # A warm public read is answered from what is prepared (fastread), else Falcon.
                 fast = self.fast_reads.answer
-                await observed.serve(super().__call__, scope, receive, send, fast)
+                await observed.serve(
+                    super().__call__, scope, receive, send, fast, self.handle.observer
+                )
             else:
-                await observed.serve(super().__call__, scope, _defer_first_event(receive), send)
+                await observed.serve(
+                    super().__call__,
+                    scope,
+                    _defer_first_event(receive),
+                    send,
+                    observer=self.handle.observer,
+                )
             return
         await super().__call__(scope, receive, send)
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from chitram_core import Chitram, Settings, User, logs, to_json
 from chitram_core.admin import Admin, MigrationReport
 from chitram_core.errors import ChitramError, ConfigurationError
+from chitram_core.observe import Observer, combine
 from chitram_falcon.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -45,8 +46,15 @@ class UsageError(Exception):
     The SDK's own refusals (an unknown revision or user...) are ChitramErrors, shown the same."""
 
 
-def _settings() -> Settings:
-    settings = Settings.from_env()
+SERVE_OVERRIDES = "CHITRAM_SERVE_OVERRIDES"
+"""How ``chitram serve --workers N`` hands its workers the settings it changed (``--quiet``'s
+log level, the cache turned off): a JSON object of ``Settings`` field names to values, set in
+the environment uvicorn's workers start with (they import :func:`app_factory` by name, with no
+arguments). The variables the operator set are left as they were."""
+
+
+def _settings(**overrides: Any) -> Settings:
+    settings = Settings.from_env(**overrides)
     settings.check_production()
     return settings
 
@@ -76,8 +84,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = _settings()  # fail here, in the parent, with one line, not in each worker
     level = "WARNING" if args.quiet else settings.log_level
+    overrides: dict[str, Any] = {}
     if args.quiet:
-        os.environ["CHITRAM_LOG_LEVEL"] = level  # the workers read it too
+        overrides["log_level"] = level
     loop, http = server_stack()
     if args.workers > 1 and settings.cache_url.startswith("memory"):
         # Per-process caches cannot see each other's invalidations: a deleted image could be
@@ -86,7 +95,7 @@ def _serve(args: argparse.Namespace) -> int:
             "several workers with the in-process cache: image metadata caching is off "
             "and rate limits count per worker; set CHITRAM_CACHE_URL=redis://... to share them"
         )
-        os.environ["CHITRAM_CACHE_URL"] = "off"
+        overrides["cache_url"] = "off"
     if args.workers > 1 and settings.should_auto_migrate:
         # Here, once: workers migrating a new SQLite file at the same time race to create the
         # same tables, and the loser fails to start. Each then finds the schema at its head.
@@ -108,11 +117,15 @@ def _serve(args: argparse.Namespace) -> int:
     }
     with _metrics_listener(settings):
         if args.workers > 1:
-            uvicorn.run(
-                "chitram_falcon.cli:app_factory", factory=True, workers=args.workers, **common
-            )
+            os.environ[SERVE_OVERRIDES] = json.dumps(overrides)
+            try:
+                uvicorn.run(
+                    "chitram_falcon.cli:app_factory", factory=True, workers=args.workers, **common
+                )
+            finally:
+                os.environ.pop(SERVE_OVERRIDES, None)
         else:
-            uvicorn.run(app_factory(), **common)
+            uvicorn.run(app_factory(overrides), **common)
     return 0
 
 
@@ -155,27 +168,51 @@ def _metrics_listener(settings: Settings) -> Iterator[None]:
             shutil.rmtree(path, ignore_errors=True)
 
 
-def app_factory() -> ChitramApp:
-    """What each uvicorn worker imports: the app opening its own Chitram in the lifespan."""
+def app_factory(overrides: dict[str, Any] | None = None) -> ChitramApp:
+    """What each uvicorn worker imports: the app opening its own Chitram in the lifespan.
+
+    ``overrides``: settings that win over the ``CHITRAM_*`` variables; without them (a worker),
+    those ``chitram serve`` left in :data:`SERVE_OVERRIDES`."""
     from chitram_falcon.app import create_app
 
-    settings = _settings()
+    if overrides is None:
+        overrides = _serve_overrides()
+    settings = _settings(**overrides)
     logging.captureWarnings(True)
+    return create_app(settings=settings, observer=build_observer(settings))
+
+
+def _serve_overrides() -> dict[str, Any]:
+    raw = os.environ.get(SERVE_OVERRIDES, "").strip()
+    if not raw:
+        return {}
+    try:
+        overrides = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigurationError(f"{SERVE_OVERRIDES}: not JSON: {exc}") from exc
+    if not isinstance(overrides, dict):
+        raise ConfigurationError(f"{SERVE_OVERRIDES}: expected a JSON object")
+    return overrides
+
+
+def build_observer(settings: Settings) -> Observer:
+    """The served instance's observer: Prometheus metrics with ``CHITRAM_METRICS_ADDRESS``,
+    OpenTelemetry when the ``otel`` extra is installed and the OTEL_* variables ask, both, or
+    one that does nothing."""
+    observers: list[Observer] = []
     if settings.metrics_address:
         from chitram_core import metrics
 
-        metrics.install()
-    _tracing(settings)
-    return create_app(settings=settings)
-
-
-def _tracing(settings: Settings) -> None:
-    """OpenTelemetry, when the ``otel`` extra is installed and the OTEL_* variables ask."""
+        observers.append(metrics.observer())
     try:
         from chitram_core import tracing
     except ImportError:
-        return
-    tracing.setup_from_env()
+        pass
+    else:
+        traced = tracing.observer_from_env()
+        if traced is not None:
+            observers.append(traced)
+    return combine(observers)
 
 
 def _version() -> str:

@@ -22,6 +22,7 @@ from chitram_core.errors import (
     ValidationError,
 )
 from chitram_core.limits import client_address, rate_limit_identity
+from chitram_core.observe import Observer
 from chitram_core.settings import RateLimit
 from chitram_falcon.http import bearer_token
 
@@ -44,13 +45,21 @@ class ChitramHandle:
     task group is entered and left in the same task, as anyio requires.
     """
 
-    opener: Callable[[Settings], Chitram] = Chitram
-    """How the lifespan makes the instance it owns (tests swap in ``background=False``)."""
+    opener: Callable[..., Chitram] = Chitram
+    """How the lifespan makes the instance it owns, called as ``opener(settings,
+    observer=...)`` (tests swap in ``background=False``)."""
 
-    def __init__(self, chitram: Chitram | None, settings: Settings) -> None:
+    def __init__(
+        self, chitram: Chitram | None, settings: Settings, observer: Observer | None = None
+    ) -> None:
         self._chitram = chitram
         self.owned = chitram is None
         self.settings = settings
+        self.observer: Observer = (
+            chitram.observer if chitram is not None else observer or Observer()
+        )
+        """The instance's observer, known before the lifespan opens it: requests are
+        observed from the first one."""
 
     @property
     def chitram(self) -> Chitram:
@@ -68,7 +77,7 @@ class ChitramHandle:
 
     async def process_startup(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         if self.owned and self._chitram is None:
-            chitram = self.opener(self.settings)
+            chitram = self.opener(self.settings, observer=self.observer)
             await chitram.__aenter__()
             self._chitram = chitram
             log.info(

@@ -14,8 +14,8 @@ from time import perf_counter, time
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from chitram_core import observe
 from chitram_core.logs import new_request_id, request_id, valid_request_id
+from chitram_core.observe import Observer
 from chitram_falcon.redaction import REDACTED, SECRET_PARAMS
 
 access_log = logging.getLogger("chitram_falcon.access")
@@ -26,6 +26,7 @@ ROUTE_KEY = "chitram.route"
 UNMATCHED = "<unmatched>"
 
 
+_NOTHING = Observer()
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _HEADER = b"x-request-id"
 
@@ -65,8 +66,11 @@ async def serve(
     receive: Receive,
     send: Send,
     fast: FastAnswer | None = None,
+    observer: Observer | None = None,
 ) -> None:
-    """Run ``fast``, then (when it did not answer) ``app`` for one HTTP request, observed."""
+    """Run ``fast``, then (when it did not answer) ``app`` for one HTTP request, observed by
+    ``observer`` (the app's Chitram instance's: ``ChitramHandle.observer``)."""
+    observer = observer if observer is not None else _NOTHING
     rid = _incoming_id(scope["headers"]) or new_request_id()
     rid_header = (_HEADER, rid.encode())
     token = request_id.set(rid)
@@ -84,8 +88,7 @@ async def serve(
             message["headers"] = [*message.get("headers", ()), rid_header]
         await send(message)
 
-    tracer = observe.request_tracer
-    span = tracer(scope) if tracer is not None else None
+    span = observer.request_span(scope)
     try:
         if span is None:
             answered = await fast(scope, send, rid_header) if fast is not None else None
@@ -104,7 +107,7 @@ async def serve(
         method = scope["method"]
         if method not in _METHODS:
             method = "OTHER"
-        observe.observer.http_request(method, route, status, seconds)
+        observer.http_request(method, route, status, seconds)
         if span is not None:
             span.finish(method, route, status)
         if access_log.isEnabledFor(logging.INFO):

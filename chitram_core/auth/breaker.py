@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from chitram_core import observe
+from chitram_core.observe import Observer
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,10 @@ class Breaker:
         threshold: int = 3,
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> None:
         self.name = name
+        self.observer = observer if observer is not None else Observer()
         self.threshold = threshold
         self.cooldown = cooldown
         self._clock = clock
@@ -99,4 +101,4 @@ class Breaker:
             self._failures,
         )
         self._state = state
-        observe.observer.auth_provider(self.name, state.value)
+        self.observer.auth_provider(self.name, state.value)

@@ -25,6 +25,7 @@ from chitram_core.auth.oauth import OAuthProvider, OAuthStart
 from chitram_core.db import Database
 from chitram_core.errors import ChitramError, InvalidToken, NotFound, ProviderUnavailable
 from chitram_core.models import Check, Principal, Session, User
+from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class AuthChain:
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         password_common_check: bool = True,
+        observer: Observer | None = None,
     ) -> None:
         if not providers:
             raise ValueError("an auth chain needs at least one provider")
@@ -49,7 +51,9 @@ class AuthChain:
         self.database = database
         self.password_common_check = password_common_check
         self.breakers = {
-            p.name: Breaker(p.name, threshold=threshold, cooldown=cooldown, clock=clock)
+            p.name: Breaker(
+                p.name, threshold=threshold, cooldown=cooldown, clock=clock, observer=observer
+            )
             for p in self.providers
         }
 
@@ -61,6 +65,7 @@ class AuthChain:
         *,
         providers: Sequence[AuthProvider] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
     ) -> AuthChain:
         """Load the providers named in ``settings.auth_providers`` (or take ``providers``) and
         start them. A configured provider that cannot load is a PluginError, naming it."""
@@ -84,6 +89,7 @@ class AuthChain:
             cooldown=settings.breaker_cooldown,
             clock=clock,
             password_common_check=settings.password_common_check,
+            observer=observer,
         )
 
     async def close(self) -> None:

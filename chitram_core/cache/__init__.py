@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
-from chitram_core import observe, plugins
+from chitram_core import plugins
 from chitram_core.cache.base import (
     Cache,
     CacheService,
@@ -29,6 +29,7 @@ from chitram_core.cache.base import (
 )
 from chitram_core.errors import ConfigurationError
 from chitram_core.models import Check, Image
+from chitram_core.observe import Observer
 
 __all__ = [
     "Cache",
@@ -174,9 +175,15 @@ class ImageCache:
     """
 
     def __init__(
-        self, cache: FencedCache | None, *, ttl: float = 300.0, prefix: str = "image:"
+        self,
+        cache: FencedCache | None,
+        *,
+        ttl: float = 300.0,
+        prefix: str = "image:",
+        observer: Observer | None = None,
     ) -> None:
         self.cache = cache
+        self.observer = observer if observer is not None else Observer()
         self.ttl = ttl
         self.prefix = prefix
         # The last value decoded for each key and its Image: decoding is a pure function of
@@ -234,9 +241,9 @@ class ImageCache:
             return await load(image_id), "DISABLED"
         cached = await self.get_image(image_id)
         if cached is not None:
-            observe.observer.cache("hit")
+            self.observer.cache("hit")
             return cached, "HIT"
-        observe.observer.cache("miss")
+        self.observer.cache("miss")
         token = await self.begin_fill(image_id)
         image = await load(image_id)
         await self.fill_image(image, token)

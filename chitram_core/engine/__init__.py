@@ -8,9 +8,9 @@ processes, :class:`InlineEngine` in worker threads.
 from chitram_core.engine.base import Engine
 from chitram_core.engine.budget import MemoryBudget
 from chitram_core.engine.inline import InlineEngine
-from chitram_core.engine.jobs import decode_cost, thumbnail_image, verify_image
 from chitram_core.engine.pool import ImageEngine
 from chitram_core.engine.render import placeholders_async, render_thumbnail_async
+from chitram_core.engine.work import decode_cost, thumbnail_image, verify_image
 
 __all__ = [
     "Engine",

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 class Engine(Protocol):
     """Runs module-level functions of picklable arguments (the jobs of
-    :mod:`chitram_core.engine.jobs`) after reserving their worst-case ``memory``."""
+    :mod:`chitram_core.engine.work`) after reserving their worst-case ``memory``."""
 
     budget: MemoryBudget
     decode_timeout: float

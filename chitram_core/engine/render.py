@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from chitram_core.engine.base import Engine
-from chitram_core.engine.jobs import (
+from chitram_core.engine.work import (
     decode_cost,
     placeholders_image,
     thumbnail_image,

@@ -234,7 +234,7 @@ def verify(
     shrink: Callable[[Image.Image], None] | None = None,
 ) -> None:
     """Prove that the bytes really decode as ``info.format``; SYNC (the upload runs it in the
-    image engine's worker processes, see ``chitram_core.engine.jobs.verify_image``).
+    image engine's worker processes, see ``chitram_core.engine.work.verify_image``).
 
     Pillow opens the file with only that format's plugin, the size must equal the probed size,
     ``Image.verify()`` checks the structure (and PNG checksums) and then a real decode runs:

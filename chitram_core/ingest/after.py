@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 
-from chitram_core import observe
 from chitram_core.ingest.store import discard
 from chitram_core.ingest.upload import Upload
+from chitram_core.observe import Observer
 from chitram_core.storage import Storage
 
 log = logging.getLogger(__name__)
@@ -30,15 +30,17 @@ class AfterCommit:
         wake: Callable[[], None],
         on_ready: Callable[[str], Awaitable[None]],
         tagging: bool,
+        observer: Observer | None = None,
     ) -> None:
         self.storage = storage
+        self.observer = observer if observer is not None else Observer()
         self.wake = wake
         self.on_ready = on_ready
         self.tagging = tagging
 
     async def run(self, upload: Upload) -> None:
         image = upload.image()
-        observe.observer.upload("stored" if upload.new_blob else "deduplicated")
+        self.observer.upload("stored" if upload.new_blob else "deduplicated")
         if upload.thumbnail_outcome == "readied":
             try:
                 await self.on_ready(image.sha256)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import AsyncIterator
 
-from chitram_core import observe
 from chitram_core.errors import InvalidRequest
 from chitram_core.images.formats import HEAD_BYTES, check_limits, probe
 from chitram_core.images.metadata import Edit, apply_edits
 from chitram_core.ingest.store import temporary_key
 from chitram_core.ingest.upload import Tapped, Upload
 from chitram_core.intake import READ_CHUNK, Intake, check_unstreamed
+from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
 
@@ -57,8 +57,9 @@ class HeaderChecks:
 
 
 class StripMetadata:
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: Storage, *, observer: Observer | None = None) -> None:
         self.storage = storage
+        self.observer = observer if observer is not None else Observer()
 
     async def run(self, upload: Upload) -> None:
         scanner = upload.streamed().scanner
@@ -66,7 +67,7 @@ class StripMetadata:
         if not edits:
             return  # stored byte for byte
         source, stripped = upload.stored_key, temporary_key(upload)
-        with observe.observer.image_work("strip"):
+        with self.observer.image_work("strip"):
             upload.sha256, upload.size, upload.content = await self._rewrite(
                 source, stripped, edits
             )

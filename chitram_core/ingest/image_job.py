@@ -14,16 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
-from chitram_core import observe
 from chitram_core.engine.base import Engine
-from chitram_core.engine.jobs import decode_cost, upload_image, variant_cost
 from chitram_core.engine.render import placeholders_async
+from chitram_core.engine.work import decode_cost, upload_image, variant_cost
 from chitram_core.images.formats import ImageInfo
 from chitram_core.images.thumbnails import ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
 from chitram_core.ingest.store import temporary_key
 from chitram_core.ingest.upload import Staged, Upload
 from chitram_core.intake import READ_CHUNK
+from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError
 
@@ -49,8 +49,10 @@ class ImageJob:
         engine: Engine,
         *,
         thumbnail: ThumbnailParams | None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
+        self.observer = observer if observer is not None else Observer()
         self.storage = storage
         self.engine = engine
         self.thumbnail = thumbnail
@@ -70,7 +72,7 @@ class ImageJob:
             placeholders=wanted,
             thumbnail=self.thumbnail,
         )
-        with observe.observer.image_work("verify"):
+        with self.observer.image_work("verify"):
             work = await self.engine.run(
                 upload_image,
                 content,

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 
 import anyio
 
-from chitram_core import observe
 from chitram_core.db import Database
 from chitram_core.engine.base import Engine
 from chitram_core.errors import ChitramError
@@ -34,14 +33,23 @@ from chitram_core.ingest.source import Source
 from chitram_core.ingest.store import Spool, discard
 from chitram_core.ingest.upload import Stage, Upload
 from chitram_core.models import Image
+from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
 from chitram_core.thumbnailer import Thumbnailer
 
 
 class Ingest:
-    def __init__(self, storage: Storage, stages: Sequence[Stage], after: AfterCommit) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        stages: Sequence[Stage],
+        after: AfterCommit,
+        *,
+        observer: Observer | None = None,
+    ) -> None:
         self.storage = storage
+        self.observer = observer if observer is not None else Observer()
         self.stages = tuple(stages)
         self.after = after
 
@@ -52,7 +60,7 @@ class Ingest:
             for stage in self.stages:
                 await stage.run(upload)
         except BaseException as exc:
-            observe.observer.upload(_upload_result(exc))
+            self.observer.upload(_upload_result(exc))
             with anyio.CancelScope(shield=True):
                 await discard(self.storage, upload.temporary)
             raise
@@ -70,6 +78,7 @@ def build_ingest(
     record_hooks: Sequence[RecordHook] = (),
     wake: Callable[[], None],
     tagging: bool = False,
+    observer: Observer | None = None,
 ) -> Ingest:
     """The upload's stages in the order they run, composed once.
 
@@ -78,19 +87,22 @@ def build_ingest(
     before the body is read (a quota) next to ``SizeLimit``. ``Record`` is last: no stage runs
     after rows exist.
     """
+    observer = observer if observer is not None else Observer()
     at_upload = thumbnailer.params if settings.thumbnail_at_upload else None
     stages: list[Stage] = [
         SizeLimit(settings),  # limits.py
         StreamChecks(settings),  # checks.py
         Spool(storage),  # store.py: drives the two above
         HeaderChecks(settings),  # checks.py
-        StripMetadata(storage),  # checks.py
-        ImageJob(settings, storage, engine, thumbnail=at_upload),  # image_job.py
+        StripMetadata(storage, observer=observer),  # checks.py
+        ImageJob(settings, storage, engine, thumbnail=at_upload, observer=observer),  # image_job.py
         StageThumbnail(storage),  # image_job.py
         Record(database, storage, thumbnailer, record_hooks),  # record.py
     ]
-    after = AfterCommit(storage, wake=wake, on_ready=thumbnailer.on_ready, tagging=tagging)
-    return Ingest(storage, stages, after)
+    after = AfterCommit(
+        storage, wake=wake, on_ready=thumbnailer.on_ready, tagging=tagging, observer=observer
+    )
+    return Ingest(storage, stages, after, observer=observer)
 
 
 def _upload_result(exc: BaseException) -> str:

@@ -35,8 +35,8 @@ from contextlib import asynccontextmanager
 
 import anyio
 
-from chitram_core import observe
 from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
+from chitram_core.observe import Observer
 
 
 class Room:
@@ -59,6 +59,7 @@ class UploadSlots:
         queue: int | None = None,
         room_wait: float = 0.5,
         room_hold: float = 2.0,
+        observer: Observer | None = None,
     ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be positive, got {capacity}")
@@ -67,6 +68,7 @@ class UploadSlots:
         if queue is not None and queue < 0:
             raise ValueError(f"queue must not be negative, got {queue}")
         self.capacity = capacity
+        self.observer = observer if observer is not None else Observer()
         self.wait_timeout = wait_timeout
         self.queue = queue
         self.room_wait = room_wait
@@ -97,7 +99,7 @@ class UploadSlots:
         }
 
     def _report(self) -> None:
-        observe.observer.upload_slots(self.in_use, self.waiting, self.capacity)
+        self.observer.upload_slots(self.in_use, self.waiting, self.capacity)
 
     @asynccontextmanager
     async def acquire(self) -> AsyncIterator[None]:

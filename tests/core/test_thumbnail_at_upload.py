@@ -139,13 +139,13 @@ async def test_storage_refusing_the_thumbnail_does_not_fail_the_upload(
 def test_in_the_upload_job_a_failed_render_gives_no_thumbnail_and_bad_bytes_fail(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import chitram_core.engine.jobs as engine_jobs
+    import chitram_core.engine.work as engine_work
 
     data = photo(5, (320, 240))
     info = probe(data)
     checks = dict(max_pixels=40_000_000, max_scans=100, structure_checked=False)
     params = ThumbnailParams()
-    made = engine_jobs.upload_image(
+    made = engine_work.upload_image(
         data, info, placeholders=True, thumbnail=params, thumbnail_within=60.0, **checks
     )
     assert made.placeholders is not None and made.thumbnail is not None
@@ -153,14 +153,14 @@ def test_in_the_upload_job_a_failed_render_gives_no_thumbnail_and_bad_bytes_fail
     def broken(*args: object, **kwargs: object) -> None:
         raise InvalidImage("the encoder gave up")
 
-    monkeypatch.setattr(engine_jobs, "render_thumbnail", broken)  # the render of other formats
-    monkeypatch.setattr(engine_jobs, "encode", broken)  # a JPEG's, from verification's pixels
-    made = engine_jobs.upload_image(
+    monkeypatch.setattr(engine_work, "render_thumbnail", broken)  # the render of other formats
+    monkeypatch.setattr(engine_work, "encode", broken)  # a JPEG's, from verification's pixels
+    made = engine_work.upload_image(
         data, info, placeholders=True, thumbnail=params, thumbnail_within=60.0, **checks
     )
     assert made.placeholders is not None and made.thumbnail is None
     with pytest.raises(InvalidImage):  # verification errors still fail the upload
-        engine_jobs.upload_image(
+        engine_work.upload_image(
             data[: len(data) // 2], info, thumbnail=params, thumbnail_within=60.0, **checks
         )
 

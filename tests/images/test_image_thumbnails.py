@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from chitram_core.engine import InlineEngine, render_thumbnail_async
-from chitram_core.engine import jobs as engine_jobs
+from chitram_core.engine import work as engine_work
 from chitram_core.errors import InvalidImage
 from chitram_core.images import thumbnails
 from chitram_core.images.formats import ImageFormat
@@ -276,7 +276,7 @@ async def test_a_decode_past_the_time_limit_is_abandoned_with_invalid_image(
         time.sleep(0.5)
         raise AssertionError("unreachable: the caller has gone")
 
-    monkeypatch.setattr(engine_jobs, "render_thumbnail", slow)
+    monkeypatch.setattr(engine_work, "render_thumbnail", slow)
     data = encode(make_image("RGB", 120, 60), ImageFormat.JPEG)
     started = time.monotonic()
     with pytest.raises(InvalidImage, match=r"decoding took longer than 0\.05 s"):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from chitram_core.engine.jobs import UploadWork, upload_image
+from chitram_core.engine.work import UploadWork, upload_image
 from chitram_core.images.formats import probe
 from chitram_core.images.thumbnails import (
     ThumbnailParams,

@@ -32,14 +32,14 @@ class _Quiet(http.server.BaseHTTPRequestHandler):
         pass
 
 
-async def main(data_dir: Path, cache_url: str) -> None:
+async def main(data_dir: Path, cache_url: str, observer: tracing.TracingObserver) -> None:
     from chitram_core import Chitram
     from chitram_falcon import create_app
 
     # Thumbnails as a separate render (on request), so both kinds of image work make a span:
     # with thumbnails made at upload the upload's one engine job is "image.verify".
     settings = make_settings(data_dir, cache_url=cache_url, thumbnail_at_upload=False)
-    async with Chitram(settings, background=False) as chitram:
+    async with Chitram(settings, background=False, observer=observer) as chitram:
         transport = httpx.ASGITransport(app=create_app(chitram))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             reg = await client.post(
@@ -69,8 +69,7 @@ if __name__ == "__main__":
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.setup(provider)
-    anyio.run(main, Path(sys.argv[1]), sys.argv[2])
+    anyio.run(main, Path(sys.argv[1]), sys.argv[2], tracing.observer(provider))
     for span in exporter.get_finished_spans():
         parent = span.parent
         print(

@@ -26,7 +26,8 @@ def test_spans_for_requests_sql_redis_outgoing_http_and_image_work(
     result = subprocess.run(
         [sys.executable, str(HERE / "otel_probe.py"), str(tmp_path), cache_url],
         cwd=HERE,
-        env={**os.environ, "PYTHONPATH": f"{HERE}{os.pathsep}{HERE.parent}"},
+        # The caller's PYTHONPATH kept last: a source tree under test is the one imported.
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), _path()])},
         capture_output=True,
         text=True,
         timeout=180,
@@ -78,3 +79,7 @@ def _is_sql(span: dict[str, Any]) -> bool:
 )
 def test_tracing_is_on_only_when_the_otel_variables_ask(environ: dict[str, str], on: bool) -> None:
     assert enabled_by_env(environ) is on
+
+
+def _path() -> str:
+    return os.environ.get("PYTHONPATH", "")

@@ -1,7 +1,9 @@
-"""The image jobs run by the engine, and what each may cost in memory.
+"""The image work the engine runs in its workers, and what each piece may cost in memory.
 
-Jobs are plain module-level functions of picklable arguments (bytes in, small values out), so
-they run the same in a worker process, a thread or a test. Their costs are deliberately
+(Not the durable job runner, :mod:`chitram_core.jobs`: these are the functions its jobs and
+the upload ask the engine to run.) They are plain module-level functions of picklable
+arguments (bytes in, small values out), so they run the same in a worker process, a thread or
+a test. Their costs are deliberately
 pessimistic: the budget is a promise that decoding never takes the server past it.
 """
 

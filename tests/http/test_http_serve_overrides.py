@@ -1,0 +1,58 @@
+"""``chitram serve`` hands its workers the settings it changed explicitly, leaving the
+operator's ``CHITRAM_*`` variables as they were."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from netkit import free_port
+
+from chitram_falcon.cli import SERVE_OVERRIDES, app_factory, main
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("CHITRAM_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CHITRAM_DATA_DIR", str(tmp_path))
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_workers_get_the_changed_settings_in_one_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: list[dict[str, str | None]] = []
+
+    def run(app: object, **options: object) -> None:
+        seen.append({k: os.environ.get(k) for k in (SERVE_OVERRIDES, "CHITRAM_CACHE_URL")})
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    assert main(["serve", "--port", str(free_port()), "--workers", "2", "--quiet"]) == 0
+    [during] = seen
+    assert during["CHITRAM_CACHE_URL"] is None
+    assert json.loads(during[SERVE_OVERRIDES] or "") == {"cache_url": "off", "log_level": "WARNING"}
+    assert SERVE_OVERRIDES not in os.environ and "CHITRAM_LOG_LEVEL" not in os.environ
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_one_worker_gets_them_as_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    apps: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: apps.append(app))
+    assert main(["serve", "--port", str(free_port()), "--quiet"]) == 0
+    [app] = apps
+    assert app.handle.settings.log_level == "WARNING"  # type: ignore[attr-defined]
+    assert SERVE_OVERRIDES not in os.environ and "CHITRAM_LOG_LEVEL" not in os.environ
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_the_factory_reads_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SERVE_OVERRIDES, json.dumps({"cache_url": "off"}))
+    assert app_factory().handle.settings.cache_url == "off"
+    monkeypatch.setenv(SERVE_OVERRIDES, "[1]")
+    with pytest.raises(Exception, match=SERVE_OVERRIDES):
+        app_factory()
