@@ -142,7 +142,16 @@ def _record_template() -> dict[str, Any]:
 
 ACCESS_FORMAT = "%s %s %d %dB %.1fms"
 _TEMPLATE = _record_template()
-_START = getattr(logging, "_startTime", time())
+
+
+def _logging_start() -> float:
+    """When logging started, in seconds (``relativeCreated`` counts from it); read off a record,
+    since ``logging._startTime`` is seconds before Python 3.13 and nanoseconds from it."""
+    probe = logging.LogRecord("chitram", logging.INFO, "", 0, "", None, None)
+    return probe.created - probe.relativeCreated / 1000
+
+
+_START = _logging_start()
 
 
 def _access(
