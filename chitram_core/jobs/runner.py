@@ -69,7 +69,7 @@ class JobRunner:
         poll_interval: float = 2.0,
         base_backoff: float = 1.0,
         max_backoff: float = 300.0,
-        lease: float = 300.0,
+        lease: float = 60.0,
         concurrency: int = 2,
         max_attempts: int = 8,
     ) -> None:
