@@ -5,11 +5,12 @@ upload's write records nothing."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import cast
 
 import asyncpg
+import httpx
 import pytest
 from imagekit import jpeg_bytes, make_settings
 from sqlalchemy import text
@@ -19,6 +20,7 @@ from chitram_core.db import Database
 from chitram_core.db.database import DatabaseUnavailable
 from chitram_core.errors import ServiceUnavailable
 from chitram_core.storage import Storage, StorageError, open_storage
+from chitram_falcon import create_app
 
 pytestmark = pytest.mark.anyio
 
@@ -72,29 +74,75 @@ async def test_a_server_that_cannot_be_reached_is_unavailable(unused_port: int) 
         await db.dispose()
 
 
-class WritesRefused:
-    """A real local store whose writes fail, as a store in an outage does."""
+class StoreOutage:
+    """A real local store that fails every write and read while ``down``, as a store in an
+    outage does."""
 
     def __init__(self, inner: Storage) -> None:
         self.inner = inner
+        self.down = False
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
     async def write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
-        raise StorageError("the store refused the write")
+        if self.down:
+            raise StorageError("the store refused the write")
+        return await self.inner.write(key, chunks)
+
+    async def read(
+        self, key: str, start: int = 0, end: int | None = None, **kwargs: object
+    ) -> AsyncIterator[bytes]:
+        if self.down:
+            raise StorageError("the store is not answering")
+        async for chunk in self.inner.read(key, start, end, **kwargs):  # type: ignore[arg-type]
+            yield chunk
 
 
-async def test_a_store_refusing_writes_is_unavailable_and_records_nothing(
-    tmp_path: Path,
-) -> None:
+async def test_a_store_in_an_outage_is_unavailable_for_uploads_and_reads(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    storage = WritesRefused(open_storage(f"file://{tmp_path / 'store'}"))
+    storage = StoreOutage(open_storage(f"file://{tmp_path / 'store'}"))
     async with Chitram(settings, storage=cast(Storage, storage), background=False) as chitram:
         session = await chitram.auth.register("store@example.com", "correct horse battery")
         owner = await chitram.auth.authenticate(session.access_token)
+        kept = await chitram.images.upload(jpeg_bytes(), filename="kept.jpg", owner=owner)
+        storage.down = True
         with pytest.raises(ServiceUnavailable) as caught:
-            await chitram.images.upload(jpeg_bytes(), filename="a.jpg", owner=owner)
+            await chitram.images.upload(jpeg_bytes(color="red"), filename="a.jpg", owner=owner)
         assert caught.value.status == 503 and caught.value.retry_after == 5
         listed = await chitram.images.list(owner=owner)
-        assert list(listed.items) == []
+        assert [image.id for image in listed.items] == [kept.id]  # the refused one: nothing
+        with pytest.raises(ServiceUnavailable):
+            _ = [chunk async for chunk in chitram.images.read(kept.id)]
+        storage.down = False
+        data = b"".join([chunk async for chunk in chitram.images.read(kept.id)])
+        assert len(data) == kept.file_size
+
+
+async def test_over_http_a_read_in_a_store_outage_is_an_uncacheable_503(tmp_path: Path) -> None:
+    storage = StoreOutage(open_storage(f"file://{tmp_path / 'store'}"))
+    settings = make_settings(tmp_path)
+    async with Chitram(settings, storage=cast(Storage, storage), background=False) as chitram:
+        transport = httpx.ASGITransport(app=create_app(chitram))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            registered = await client.post(
+                "/api/v1/auth/register",
+                json={"email": "reader@example.com", "password": "correct horse battery"},
+            )
+            auth = {"Authorization": f"Bearer {registered.json()['access_token']}"}
+            uploaded = await client.post(
+                "/api/v1/images/upload",
+                files={"file": ("a.jpg", jpeg_bytes(), "image/jpeg")},
+                headers=auth,
+            )
+            image_id = uploaded.json()["id"]
+            storage.down = True
+            resp = await client.get(f"/api/v1/images/{image_id}/file")
+            assert resp.status_code == 503
+            assert resp.json()["detail"]["code"] == "SERVICE_UNAVAILABLE"
+            assert resp.headers["retry-after"] == "5"
+            assert resp.headers["cache-control"] == "no-store"
+            assert "etag" not in resp.headers and "content-disposition" not in resp.headers
+            storage.down = False
+            resp = await client.get(f"/api/v1/images/{image_id}/file")
+            assert resp.status_code == 200 and "immutable" in resp.headers["cache-control"]
