@@ -145,9 +145,8 @@ def _worker(args: argparse.Namespace) -> int:
     if args.jobs is not None:
         overrides["jobs_concurrency"] = args.jobs
     settings = _settings(**overrides)
-    observer = build_observer(settings)
 
-    async def main() -> None:
+    async def main(observer: Observer) -> None:
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
 
@@ -163,7 +162,8 @@ def _worker(args: argparse.Namespace) -> int:
             tg.cancel_scope.cancel()
 
     with _metrics_listener(settings):
-        anyio.run(main)
+        # Built inside: the listener sets up the multiprocess directory the metrics write to.
+        anyio.run(main, build_observer(settings))
     return 0
 
 

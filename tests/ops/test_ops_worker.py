@@ -9,7 +9,9 @@ import subprocess
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
+from netkit import free_port
 from opskit import PYTHON, clean_env
 from PIL import Image as PILImage
 
@@ -46,6 +48,7 @@ async def thumbnail_status(chitram: Chitram, image_id: str) -> str:
 
 async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path: Path) -> None:
     settings = api_settings(tmp_path / "data")
+    metrics_port = free_port()
     async with Chitram(settings) as api:
         session = await api.auth.register("worker@example.com", "correct horse battery")
         owner = await api.auth.authenticate(session.access_token)
@@ -59,6 +62,7 @@ async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path:
             CHITRAM_RUN_JOBS="false",  # the worker runs jobs whatever the API processes say
             CHITRAM_JOBS_POLL_INTERVAL="0.2",
             CHITRAM_SHUTDOWN_GRACE="20",
+            CHITRAM_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}",
         )
         output: list[bytes] = []
         async with (
@@ -85,6 +89,10 @@ async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path:
                         await anyio.sleep(0.1)
                 key = api.thumbnails.key_for(image.sha256)
                 assert await api.jobs.job("thumbnail", key) is None
+                # The worker's own metrics: the render it did.
+                async with httpx.AsyncClient() as client:
+                    metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+                assert 'chitram_image_work_seconds_count{op="thumbnail"} 1.0' in metrics
                 worker.send_signal(signal.SIGTERM)
                 with anyio.fail_after(60):
                     await worker.wait()
