@@ -463,6 +463,9 @@ async def kill_a_worker_mid_job(fleet: Fleet, report: Report) -> None:
 
 async def terminate_an_api(fleet: Fleet, report: Report) -> None:
     api = fleet.apis[1]
+    # Until the restarted process is ready (and --settle after): a client's pooled keep-alive
+    # connection to the old process may fail on its next use, as with any restart.
+    report.fault_on("api-restart")
     api.up = False  # clients stop choosing it; requests in flight must still finish
     await anyio.sleep(0.2)
     started = time.monotonic()
@@ -476,6 +479,7 @@ async def terminate_an_api(fleet: Fleet, report: Report) -> None:
     await anyio.sleep(3)
     api.start()
     await anyio.to_thread.run_sync(api.wait_ready)
+    report.fault_off("api-restart")
     report.faults.append(
         {
             "fault": "SIGTERM of an API process, restarted after 3 s",
