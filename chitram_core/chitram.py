@@ -156,6 +156,7 @@ class Chitram:
             self.database,
             poll_interval=settings.jobs_poll_interval,
             max_backoff=settings.jobs_max_backoff,
+            concurrency=settings.jobs_concurrency,
         )
         self.thumbnails = Thumbnailer(
             settings,
@@ -191,7 +192,7 @@ class Chitram:
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
             observer=self.observer,
         )
-        if self.background:
+        if self.background and settings.run_jobs:
             # Its own task, not a task group held open until __aexit__: the host may close
             # Chitram from another task; closing drains jobs instead of cancelling them.
             runner = Background("chitram-thumbnails")
@@ -204,7 +205,7 @@ class Chitram:
                 reporting = anyio.Event()
                 stack.push_async_callback(_set_event, reporting)
                 runner.start_soon(self._report_jobs, reporting)
-            stack.push_async_callback(self.jobs.stop)
+            stack.push_async_callback(self.jobs.stop, settings.shutdown_grace)
             runner.start_soon(self.jobs.run_forever)
 
     async def _thumbnail_ready(self, sha256: str) -> None:

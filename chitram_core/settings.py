@@ -203,6 +203,14 @@ class Settings:
     )
     jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
     jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)
+    jobs_concurrency: int = attrs.field(default=2, validator=_positive)
+    """Background jobs (tagging) one process runs at once; thumbnails have their own count."""
+    run_jobs: bool = True
+    """Run the durable background jobs in this process; false: only enqueue them, for API
+    processes beside ``chitram worker`` processes that run them."""
+    shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds a stopping process (SIGTERM) gives in-flight jobs to finish before it hands the
+    rest back to the queue."""
     # variants and placeholders
     variant_presets: tuple[str, ...] = attrs.field(default=("w320", "w640", "w1280", "w1920"))
     variant_keys: tuple[str, ...] = attrs.field(default=(), repr=False)

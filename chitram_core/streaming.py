@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator, Callable
 import attrs
 
 from chitram_core.cache.small import SMALL_OBJECT_BYTES, SmallObjects
-from chitram_core.errors import ChitramError, InvalidRequest
-from chitram_core.storage import Storage, StorageKeyNotFound
+from chitram_core.errors import ChitramError, InvalidRequest, ServiceUnavailable
+from chitram_core.storage import Storage, StorageError, StorageKeyNotFound
 
 
 @attrs.frozen
@@ -70,6 +70,9 @@ class ObjectReader:
                 yield chunk
         except StorageKeyNotFound as exc:
             raise missing(exc) from exc
+        except StorageError as exc:
+            # The store is down or failing: an outage, not a fault of the request (503, retry).
+            raise ServiceUnavailable("Storage is not answering", retry_after=5) from exc
 
     def forget(self, *memory_keys: str) -> None:
         """Drop objects whose bytes are being removed."""

@@ -112,6 +112,9 @@ def _serve(args: argparse.Namespace) -> int:
         "proxy_headers": False,
         # No "server: uvicorn": it names our stack to every client and costs a header per answer.
         "server_header": False,
+        # SIGTERM: stop accepting, let in-flight requests finish for the grace, then close
+        # (the lifespan's shutdown gives running jobs the same grace).
+        "timeout_graceful_shutdown": settings.shutdown_grace,
         "loop": loop,
         "http": http,
     }
@@ -126,6 +129,41 @@ def _serve(args: argparse.Namespace) -> int:
                 os.environ.pop(SERVE_OVERRIDES, None)
         else:
             uvicorn.run(app_factory(overrides), **common)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import signal
+
+    import anyio
+
+    from chitram_core.worker import run_worker
+
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    overrides: dict[str, Any] = {"run_jobs": True}
+    if args.jobs is not None:
+        overrides["jobs_concurrency"] = args.jobs
+    settings = _settings(**overrides)
+
+    async def main(observer: Observer) -> None:
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+
+            async def on_signals() -> None:
+                with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+                    async for signum in received:
+                        log.info("%s received", signal.Signals(signum).name)
+                        stop.set()
+                        return
+
+            tg.start_soon(on_signals)
+            await run_worker(settings, stop, observer=observer)
+            tg.cancel_scope.cancel()
+
+    with _metrics_listener(settings):
+        # Built inside: the listener sets up the multiprocess directory the metrics write to.
+        anyio.run(main, build_observer(settings))
     return 0
 
 
@@ -364,6 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--quiet", action="store_true", help="log warnings and errors only")
     serve.set_defaults(func=_serve)
+
+    worker = sub.add_parser(
+        "worker",
+        help="run the background jobs and the image engine, without HTTP (beside API "
+        "processes started with CHITRAM_RUN_JOBS=false)",
+    )
+    worker.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="tagging jobs at once (default CHITRAM_JOBS_CONCURRENCY, 2); thumbnails: "
+        "CHITRAM_THUMBNAIL_WORKERS",
+    )
+    worker.set_defaults(func=_worker)
 
     db = sub.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", required=True)

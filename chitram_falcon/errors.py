@@ -39,6 +39,13 @@ _CODES_BY_STATUS = {
     429: "RATE_LIMIT_EXCEEDED",
     503: "SERVICE_UNAVAILABLE",
 }
+_SUCCESS_ONLY_HEADERS = (
+    "ETag",
+    "Last-Modified",
+    "Accept-Ranges",
+    "Content-Range",
+    "Content-Disposition",
+)
 _MESSAGES_BY_STATUS = {
     404: "Not found",
     405: "Method not allowed",
@@ -61,6 +68,12 @@ def render(
     resp.content_type = falcon.MEDIA_JSON
     resp.text = json.dumps(envelope(code, message, details), default=str)
     resp.stream = None
+    # An error raised after a responder prepared a success (an image read failing in the store)
+    # must not keep what described that success: a cache would keep the error for a year.
+    for name in _SUCCESS_ONLY_HEADERS:
+        resp.delete_header(name)
+    if status >= 500 or resp.get_header("Cache-Control") is not None:
+        resp.set_header("Cache-Control", "no-store")
 
 
 def www_authenticate(error: ChitramError | None) -> str:

@@ -11,13 +11,21 @@ from typing import Any
 import anyio
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from chitram_core.db.sqlite_driver import chitram_url
-from chitram_core.errors import ConfigurationError
+from chitram_core.errors import ConfigurationError, ServiceUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database could not be reached, or dropped the connection mid-statement: 503 with
+    ``Retry-After``, never a 500 (the transaction was rolled back; nothing was recorded)."""
+
+    default_message = "The database is unavailable; retry shortly"
 
 
 class Database:
@@ -71,24 +79,36 @@ class Database:
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection]:
-        if self._checkouts is None:
-            async with self._open() as conn:
+        try:
+            if self._checkouts is None:
+                async with self._open() as conn:
+                    yield conn
+                return
+            async with self._checkouts, self._open() as conn:
                 yield conn
-            return
-        async with self._checkouts, self._open() as conn:
-            yield conn
+        except DBAPIError as exc:
+            # The server went away under a statement (restarted, failed over, the connection
+            # terminated): the pool drops the connection, and the caller may try again.
+            if exc.connection_invalidated:
+                raise DatabaseUnavailable() from exc
+            raise
 
     @asynccontextmanager
     async def _open(self) -> AsyncIterator[AsyncConnection]:
         conn = self.engine.connect()
-        if self._first_connect is None:
-            await conn.start()
-        else:
-            # SQLAlchemy guards its first connect (the dialect's setup) with an asyncio lock;
-            # one at a time here, so it is never contended (trio has no asyncio lock to wait on).
-            async with self._first_connect:
+        try:
+            if self._first_connect is None:
                 await conn.start()
-            self._first_connect = None
+            else:
+                # SQLAlchemy guards its first connect (the dialect's setup) with an asyncio
+                # lock; one at a time here, so it is never contended (trio has no asyncio lock).
+                async with self._first_connect:
+                    await conn.start()
+                self._first_connect = None
+        except (OSError, DBAPIError) as exc:
+            if self.dialect == "sqlite":
+                raise  # a file that cannot be opened is a configuration error, not an outage
+            raise DatabaseUnavailable() from exc
         try:
             yield conn
         finally:

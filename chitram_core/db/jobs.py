@@ -86,6 +86,53 @@ async def claim(
     return int(row[0]) if row is not None else None
 
 
+async def claim_due(
+    conn: AsyncConnection, kind: str, now: datetime, lease_until: datetime, limit: int
+) -> list[tuple[str, int]]:
+    """Claim up to ``limit`` of ``kind``'s claimable jobs at once, oldest due first; the claimed
+    keys with their attempt numbers. Call it in a write transaction.
+
+    On PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``: workers claiming at the
+    same time take disjoint jobs without waiting for each other's row locks. On SQLite the write
+    transaction (``BEGIN IMMEDIATE``) already admits one claimer at a time. The UPDATE repeats
+    the claimable condition, so a job claimed since the pick is never taken twice.
+    """
+    if limit <= 0:
+        return []
+    pick = (
+        select(jobs.c.key)
+        .where(and_(jobs.c.kind == kind, _claimable(now)))
+        .order_by(jobs.c.next_attempt_at)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        pick = pick.with_for_update(skip_locked=True)
+    keys = [r[0] for r in await conn.execute(pick)]
+    if not keys:
+        return []
+    await conn.execute(
+        update(jobs)
+        .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), _claimable(now)))
+        .values(
+            state="running",
+            attempts=jobs.c.attempts + 1,
+            lease_until=lease_until,
+            updated_at=now,
+        )
+    )
+    rows = await conn.execute(
+        select(jobs.c.key, jobs.c.attempts).where(
+            and_(
+                jobs.c.kind == kind,
+                jobs.c.key.in_(keys),
+                jobs.c.state == "running",  # ours: the picked rows are locked by this transaction
+            )
+        )
+    )
+    claimed = {r[0]: int(r[1]) for r in rows}
+    return [(key, claimed[key]) for key in keys if key in claimed]
+
+
 async def insert_missing(
     conn: AsyncConnection, kind: str, keys: Sequence[str], when: datetime
 ) -> int:

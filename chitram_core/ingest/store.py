@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from chitram_core.errors import InternalError
+from chitram_core.errors import ServiceUnavailable
 from chitram_core.ingest.upload import Upload
 from chitram_core.storage import Storage, StorageError
 
@@ -34,7 +34,8 @@ class Spool:
         try:
             await self.storage.write(key, upload.stream)
         except StorageError as exc:
-            raise InternalError("Storage is not accepting writes") from exc
+            # An outage of the store, not a fault of this request or of the code: 503, retry.
+            raise ServiceUnavailable("Storage is not accepting writes", retry_after=5) from exc
 
 
 async def discard(storage: Storage, keys: list[str]) -> None:

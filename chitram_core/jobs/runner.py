@@ -69,7 +69,7 @@ class JobRunner:
         poll_interval: float = 2.0,
         base_backoff: float = 1.0,
         max_backoff: float = 300.0,
-        lease: float = 300.0,
+        lease: float = 60.0,
         concurrency: int = 2,
         max_attempts: int = 8,
     ) -> None:
@@ -149,32 +149,34 @@ class JobRunner:
             tg.cancel_scope.cancel()
 
     async def _dispatch(self, tg: TaskGroup) -> None:
-        """Start as many due jobs of each kind as it has free slots (asked per kind, so a
-        backlog of one kind never hides another's due jobs)."""
-        now = utcnow()
+        """Claim and start as many due jobs of each kind as it has free slots (claimed per kind
+        in one transaction, so a backlog of one kind never hides another's due jobs, and
+        several processes claiming at once take disjoint jobs)."""
         for kind, spec in self._kinds.items():
             if self._stopping:
                 return
             free = spec.slots.value
             if free <= 0:
                 continue  # a finishing job wakes the loop
+            now = utcnow()
+            # A read first: most looks find nothing, and they need not take the write lock.
             async with self.db.connect() as conn:
-                due = await sql.due(conn, [kind], now, free)
-            for _, key in due:
-                if self._stopping:
-                    return
-                if (kind, key) in self._running:
+                if not await sql.due(conn, [kind], now, 1):
                     continue
-                try:
-                    spec.slots.acquire_nowait()
-                except anyio.WouldBlock:
-                    break
+            async with self.db.transaction() as conn:
+                claimed = await sql.claim_due(
+                    conn, kind, now, now + timedelta(seconds=spec.lease), free
+                )
+            for key, attempt in claimed:
+                # Only this loop takes slots, so the ones counted free are still free.
+                spec.slots.acquire_nowait()
+                self._running.add((kind, key))
                 self._busy += 1
-                tg.start_soon(self._run_held, spec, kind, key)
+                tg.start_soon(self._run_held, spec, kind, key, attempt)
 
-    async def _run_held(self, spec: _Kind, kind: str, key: str) -> None:
+    async def _run_held(self, spec: _Kind, kind: str, key: str, attempt: int) -> None:
         try:
-            await self.run_one(kind, key)
+            await self._execute(spec, kind, key, attempt)
         finally:
             self._busy -= 1
             spec.slots.release()
@@ -232,6 +234,11 @@ class JobRunner:
         if attempt is None:
             return False  # another worker has it, or it is not due
         self._running.add((kind, key))
+        return await self._execute(spec, kind, key, attempt)
+
+    async def _execute(self, spec: _Kind, kind: str, key: str, attempt: int) -> bool:
+        """Run a job this process claimed (it is in ``_running``) and settle it; True when it
+        finished."""
         try:
             with job_context(kind, key):
                 await spec.handler(key)

@@ -128,3 +128,58 @@ async def test_stopping_lets_a_running_job_finish_within_the_grace(database: Dat
         await runner.stop(grace=10)
     assert finished.is_set()
     assert await runner.job("job", "k") is None  # done, not handed back
+
+
+async def test_runners_sharing_a_database_run_each_job_exactly_once(database: Database) -> None:
+    """Several processes' runners claim from one table: every job runs once, none twice."""
+    runs: list[str] = []
+
+    async def handler(key: str) -> None:
+        runs.append(key)
+        await anyio.sleep(0.01)
+
+    runners = [JobRunner(database, poll_interval=0.05, concurrency=3) for _ in range(3)]
+    for runner in runners:
+        runner.register("work", handler)
+    keys = [f"k{i}" for i in range(40)]
+    async with database.transaction() as conn:
+        for key in keys:
+            await runners[0].enqueue(conn, "work", key)
+    async with anyio.create_task_group() as tg:
+        for runner in runners:
+            await tg.start(runner.run_forever)
+            runner.wake()
+        with anyio.fail_after(60):
+            while (await runners[0].counts()).get(("work", "pending"), 0) or len(runs) < 40:  # noqa: ASYNC110
+                await anyio.sleep(0.05)
+        for runner in runners:
+            await runner.stop()
+    assert sorted(runs) == sorted(keys)
+
+
+@pytest.mark.postgres
+async def test_claims_skip_the_rows_another_worker_is_claiming(fresh_postgres_url: str) -> None:
+    """On PostgreSQL a claim picks rows ``FOR UPDATE SKIP LOCKED``: a worker whose claim
+    transaction is still open neither blocks another worker's claim nor shares its jobs."""
+    from datetime import timedelta
+
+    from chitram_core.db import jobs as sql
+
+    database = Database(fresh_postgres_url)
+    try:
+        now = utcnow()
+        async with database.transaction() as conn:
+            for i in range(5):
+                await sql.enqueue(conn, "work", f"k{i}", now - timedelta(seconds=5 - i))
+        lease = now + timedelta(seconds=60)
+        async with database.transaction() as first:
+            mine = await sql.claim_due(first, "work", now, lease, 2)
+            assert [key for key, _ in mine] == ["k0", "k1"]
+            # The first transaction is still open and holds its rows' locks.
+            with anyio.fail_after(10):  # a claim that waited for those locks would hang here
+                async with database.transaction() as second:
+                    theirs = await sql.claim_due(second, "work", now, lease, 10)
+            assert [key for key, _ in theirs] == ["k2", "k3", "k4"]
+            assert all(attempt == 1 for _, attempt in mine + theirs)
+    finally:
+        await database.dispose()

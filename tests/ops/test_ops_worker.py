@@ -1,0 +1,133 @@
+"""``chitram worker``: API processes started with ``CHITRAM_RUN_JOBS=false`` only record jobs;
+a worker process sharing the database runs them, and stops cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+from netkit import free_port
+from opskit import PYTHON, clean_env
+from PIL import Image as PILImage
+
+from chitram_core import Chitram, Settings
+
+pytestmark = pytest.mark.anyio
+
+
+def jpeg() -> bytes:
+    out = io.BytesIO()
+    PILImage.new("RGB", (640, 480), (200, 40, 90)).save(out, "JPEG")
+    return out.getvalue()
+
+
+def api_settings(data_dir: Path) -> Settings:
+    return Settings(
+        env="test",
+        data_dir=data_dir,
+        run_jobs=False,
+        thumbnail_at_upload=False,  # every thumbnail is a background job
+        upload_rate_limit=None,
+        password_hash_profile="fast",
+    )
+
+
+async def thumbnail_status(chitram: Chitram, image_id: str) -> str:
+    from chitram_core.db import thumbnails
+
+    image = await chitram.images.get(image_id)
+    async with chitram.database.connect() as conn:
+        row = await thumbnails.get(conn, chitram.thumbnails.key_for(image.sha256))
+    return "missing" if row is None else str(row["status"])
+
+
+async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path: Path) -> None:
+    settings = api_settings(tmp_path / "data")
+    metrics_port = free_port()
+    async with Chitram(settings) as api:
+        session = await api.auth.register("worker@example.com", "correct horse battery")
+        owner = await api.auth.authenticate(session.access_token)
+        image = await api.images.upload(jpeg(), filename="a.jpg", owner=owner)
+        assert await api.jobs.job("thumbnail", api.thumbnails.key_for(image.sha256)) is not None
+        assert await thumbnail_status(api, image.id) == "pending"
+
+        env = clean_env(
+            CHITRAM_ENV="test",
+            CHITRAM_DATA_DIR=str(settings.data_dir),
+            CHITRAM_RUN_JOBS="false",  # the worker runs jobs whatever the API processes say
+            CHITRAM_JOBS_POLL_INTERVAL="0.2",
+            CHITRAM_SHUTDOWN_GRACE="20",
+            CHITRAM_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}",
+        )
+        output: list[bytes] = []
+        async with (
+            await anyio.open_process(
+                [PYTHON, "-m", "chitram_falcon", "worker", "--jobs", "1"],
+                cwd=tmp_path,
+                env=env,
+                stderr=subprocess.STDOUT,
+            ) as worker,
+            anyio.create_task_group() as tg,
+        ):
+            assert worker.stdout is not None
+            stdout = worker.stdout
+
+            async def collect() -> None:
+                async for chunk in stdout:
+                    output.append(chunk)
+
+            tg.start_soon(collect)
+            try:
+                with anyio.fail_after(90):
+                    while await thumbnail_status(api, image.id) != "ready":
+                        assert worker.returncode is None, b"".join(output).decode()
+                        await anyio.sleep(0.1)
+                key = api.thumbnails.key_for(image.sha256)
+                assert await api.jobs.job("thumbnail", key) is None
+                # The worker's own metrics: the render it did.
+                async with httpx.AsyncClient() as client:
+                    metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+                assert 'chitram_image_work_seconds_count{op="thumbnail"} 1.0' in metrics
+                worker.send_signal(signal.SIGTERM)
+                with anyio.fail_after(60):
+                    await worker.wait()
+            finally:
+                if worker.returncode is None:
+                    worker.kill()
+    text = b"".join(output).decode()
+    assert worker.returncode == 0, text
+    assert "worker started" in text
+    assert "SIGTERM received" in text
+    assert "worker stopped" in text
+
+
+def test_worker_refuses_a_bad_jobs_count(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "chitram_falcon", "worker", "--jobs", "0"],
+        cwd=tmp_path,
+        env=clean_env(CHITRAM_DATA_DIR=str(tmp_path / "d")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == "chitram: --jobs must be at least 1"
+
+
+@pytest.mark.parametrize("grace", ["0", "-1", "soon"])
+def test_a_bad_shutdown_grace_names_its_variable(tmp_path: Path, grace: str) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "chitram_falcon", "worker"],
+        cwd=tmp_path,
+        env=clean_env(CHITRAM_DATA_DIR=str(tmp_path / "d"), CHITRAM_SHUTDOWN_GRACE=grace),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "CHITRAM_SHUTDOWN_GRACE" in done.stderr
