@@ -70,7 +70,7 @@ class VariantSpec:
             tokens.append(f"q{self.quality}")
         return "-".join(tokens) or "original"
 
-    def with_format(self, fmt: str) -> VariantSpec:
+    def with_format(self, fmt: str | None) -> VariantSpec:
         return attrs.evolve(self, format=fmt)
 
 

@@ -12,7 +12,6 @@ Renders in flight per process are capped (``variant_max_renders``): beyond it, 5
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -33,10 +32,11 @@ from chitram_core.errors import (
 )
 from chitram_core.images.formats import HEAD_BYTES, ImageFormat, count_jpeg_scans, probe
 from chitram_core.images.variants import (
+    Adapted,
     VariantSigner,
     VariantSpec,
+    adapted_formats,
     avif_available,
-    may_have_alpha,
     parse_spec,
     resolve_format,
     spec_for,
@@ -54,7 +54,6 @@ log = logging.getLogger(__name__)
 CLAIM_GRACE = 30.0
 """Seconds past the decode timeout after which another process's render claim is stale."""
 POLL_INTERVAL = 0.05
-ALPHA_CACHE = 4096
 
 
 class VariantService:
@@ -78,7 +77,6 @@ class VariantService:
         self.avif = avif_available()
         self._jobs: dict[str, anyio.Event] = {}
         self._rendering = 0
-        self._alpha: OrderedDict[str, bool] = OrderedDict()
         # Counters for monitoring.
         self.renders = 0
         self.hits = 0
@@ -114,18 +112,22 @@ class VariantService:
 
     async def get(self, image: Image, spec: VariantSpec, *, accept: str | None = None) -> Variant:
         """The rendered variant of ``image``, rendered now if needed (shared with others)."""
-        original = ImageFormat.from_mime(image.content_type)
-        has_alpha = False
-        if spec.format == "auto" and original is not ImageFormat.JPEG:
-            has_alpha = await self._has_alpha(image.sha256, original)
-        fmt = resolve_format(spec, original, accept=accept, has_alpha=has_alpha, avif=self.avif)
-        resolved = spec.with_format(fmt)
-        key = variant_key(image.sha256, resolved)
+        adapt: Adapted | None = None
+        if spec.format in (None, "auto"):
+            # The content picks the format (lossless for flat images, a photo codec for
+            # photos) among what the client accepts: one object per pair of candidates.
+            adapt = adapted_formats(accept, avif=self.avif)
+            resolved = spec.with_format(None)
+        else:
+            original = ImageFormat.from_mime(image.content_type)
+            fmt = resolve_format(spec, original, accept=accept, has_alpha=False, avif=self.avif)
+            resolved = spec.with_format(fmt)
+        key = variant_key(image.sha256, resolved, adapt)
         row = await self._row(key)
         if row is None or row["status"] != "ready":
             if row is not None and row["status"] == "failed":
                 raise InvalidImage(f"This variant cannot be made: {row['error']}")
-            await self._render_shared(image.sha256, resolved, key)
+            await self._render_shared(image.sha256, resolved, key, adapt)
             row = await self._row(key)
             if row is None or row["status"] != "ready":
                 if row is not None and row["status"] == "failed":
@@ -141,7 +143,7 @@ class VariantService:
             size=row["size"],
             width=row["width"],
             height=row["height"],
-            negotiated=spec.format == "auto",
+            negotiated=adapt is not None,
         )
 
     async def stream(
@@ -161,20 +163,11 @@ class VariantService:
         async with self.db.connect() as conn:
             return await sql.get(conn, key)
 
-    async def _has_alpha(self, sha256: str, fmt: ImageFormat) -> bool:
-        known = self._alpha.get(sha256)
-        if known is not None:
-            return known
-        head = b"".join([c async for c in self.storage.read(blob_key(sha256), 0, 64 * 1024)])
-        result = may_have_alpha(head, fmt)
-        self._alpha[sha256] = result
-        if len(self._alpha) > ALPHA_CACHE:
-            self._alpha.popitem(last=False)
-        return result
-
     # rendering ----------------------------------------------------------------------------
 
-    async def _render_shared(self, sha256: str, spec: VariantSpec, key: str) -> None:
+    async def _render_shared(
+        self, sha256: str, spec: VariantSpec, key: str, adapt: Adapted | None
+    ) -> None:
         running = self._jobs.get(key)
         if running is not None:
             await running.wait()
@@ -186,7 +179,7 @@ class VariantService:
         self._rendering += 1
         try:
             if await self._claim(sha256, spec, key):
-                await self._render(sha256, spec, key)
+                await self._render(sha256, spec, key, adapt)
         finally:
             self._rendering -= 1
             del self._jobs[key]
@@ -226,7 +219,9 @@ class VariantService:
             except Exception:
                 log.exception("could not release the render claim on %s", key)
 
-    async def _render(self, sha256: str, spec: VariantSpec, key: str) -> None:
+    async def _render(
+        self, sha256: str, spec: VariantSpec, key: str, adapt: Adapted | None
+    ) -> None:
         from chitram_core.engine.work import variant_cost, variant_image
         from chitram_core.images.variants import variant_cost_side
 
@@ -250,6 +245,7 @@ class VariantService:
                 data,
                 spec,
                 max_pixels=self.settings.max_pixels,
+                adapt=adapt,
                 memory=memory,
                 op="variant",
             )

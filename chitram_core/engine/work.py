@@ -34,6 +34,7 @@ from chitram_core.images.thumbnails import (
     shrink_on_load,
 )
 from chitram_core.images.variants import (
+    Adapted,
     Placeholders,
     RenderedVariant,
     VariantSpec,
@@ -125,9 +126,11 @@ def variant_cost(info: ImageInfo, *, file_size: int, progressive: bool, side: in
     )
 
 
-def variant_image(data: bytes, spec: VariantSpec, *, max_pixels: int) -> RenderedVariant:
+def variant_image(
+    data: bytes, spec: VariantSpec, *, max_pixels: int, adapt: Adapted | None = None
+) -> RenderedVariant:
     """Render a variant (see :func:`~chitram_core.images.variants.render_variant`)."""
-    return render_variant(data, spec, max_pixels=max_pixels)
+    return render_variant(data, spec, max_pixels=max_pixels, adapt=adapt)
 
 
 def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:

@@ -166,6 +166,36 @@ def resolve_format(
     return "png" if has_alpha else "jpeg"
 
 
+@attrs.frozen
+class Adapted:
+    """A variant whose format follows its content (no format in the spec, or ``auto``): the
+    renderer encodes the resized pixels both ways and keeps the smaller, a lossless one
+    (``lossless``: WebP, or PNG when the client takes no WebP) unless a lossy one (``lossy``:
+    AVIF, WebP or JPEG by ``Accept``) is clearly smaller, so flat graphics stay exact and small
+    and photos get a photo codec. A JPEG source is a photo: only the lossy one is tried. When
+    nothing was resized and the result would be larger than the original, the original's bytes
+    are the variant."""
+
+    lossy: str
+    lossless: str
+
+    @property
+    def token(self) -> str:
+        """What the variant's key holds of it (one stored object per pair)."""
+        return f"{self.lossy}.{self.lossless}"
+
+
+LOSSLESS_BONUS = 1.1
+"""A lossless encoding up to this many times the lossy one's size is kept (it is exact)."""
+
+
+def adapted_formats(accept: str | None, *, avif: bool) -> Adapted:
+    """The two candidate formats of a content-adapted variant for this ``Accept`` header."""
+    webp = accepts(accept, "image/webp")
+    lossy = "avif" if avif and accepts(accept, "image/avif") else "webp" if webp else "jpeg"
+    return Adapted(lossy=lossy, lossless="webp" if webp else "png")
+
+
 def may_have_alpha(head: bytes, fmt: ImageFormat) -> bool:
     """From the header alone: could the image have transparent pixels? (errs towards yes)"""
     if fmt is ImageFormat.JPEG:
@@ -223,17 +253,25 @@ def output_size(spec: VariantSpec, width: int, height: int) -> tuple[int, int, i
 
 
 def render_variant(
-    source: bytes | IO[bytes], spec: VariantSpec, *, max_pixels: int, draft: bool = True
+    source: bytes | IO[bytes],
+    spec: VariantSpec,
+    *,
+    max_pixels: int,
+    draft: bool = True,
+    adapt: Adapted | None = None,
 ) -> RenderedVariant:
-    """Render ``spec`` (whose format is resolved, not ``auto``); SYNC, for the engine.
+    """Render ``spec`` (whose format is resolved, not ``auto``), or with ``adapt`` in the format
+    that suits the content (see :class:`Adapted`); SYNC, for the engine.
 
     JPEG is decoded with ``draft()`` at the smallest 1/1..1/8 scale still covering the target
     (shrink on load), the rest with ``reduce()`` then Lanczos; EXIF orientation is applied;
     animated images give their first frame. ``draft=False`` is the naive path (benchmark only).
     """
-    assert spec.format in OUTPUT_FORMATS, spec
+    assert adapt is not None or spec.format in OUTPUT_FORMATS, spec
     fileobj: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
+        if adapt is not None:
+            return _render_adapted(fileobj, spec, max_pixels, draft, adapt)
         return _render(fileobj, spec, max_pixels, draft)
     except ChitramError as exc:
         if isinstance(exc, InvalidImage):
@@ -247,6 +285,55 @@ def render_variant(
 def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool) -> RenderedVariant:
     fmt = spec.format
     assert fmt is not None
+    frame, icc, _, _ = _frame(fileobj, spec, max_pixels, draft, keep_alpha=fmt != "jpeg")
+    return _encode(frame, fmt, spec.quality, icc)
+
+
+_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
+"""Source formats whose bytes may stand in for a variant (GIF may be animated: never)."""
+
+
+def _render_adapted(
+    fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool, adapt: Adapted
+) -> RenderedVariant:
+    frame, icc, resized, source_format = _frame(fileobj, spec, max_pixels, draft, keep_alpha=True)
+    alpha = frame.mode in ("RGBA", "LA") and _min_alpha(frame) < 255
+    if frame.mode in ("RGBA", "LA") and not alpha:
+        frame = frame.convert(frame.mode[:-1])  # an opaque alpha channel is only weight
+    candidates: list[RenderedVariant] = []
+    lossless: RenderedVariant | None = None
+    if source_format not in ("JPEG", "MPO") or alpha:
+        lossless = _encode(frame, adapt.lossless, None, icc, lossless=True)
+        candidates.append(lossless)
+    if not (alpha and adapt.lossy == "jpeg"):
+        candidates.append(_encode(frame, adapt.lossy, spec.quality, icc))
+    best = min(candidates, key=lambda c: len(c.data))
+    if lossless is not None and len(lossless.data) <= LOSSLESS_BONUS * len(best.data):
+        best = lossless
+    passthrough = _PASSTHROUGH.get(source_format)
+    if (
+        not resized
+        and passthrough is not None
+        and passthrough in (adapt.lossy, adapt.lossless, "jpeg", "png")
+    ):
+        fileobj.seek(0)
+        original = fileobj.read()
+        if len(best.data) >= len(original):
+            return RenderedVariant(original, best.width, best.height, _MIME[passthrough])
+    return best
+
+
+def _min_alpha(frame: Image.Image) -> int:
+    low = frame.getchannel("A").getextrema()[0]
+    assert isinstance(low, int)
+    return low
+
+
+def _frame(
+    fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool, *, keep_alpha: bool
+) -> tuple[Image.Image, object, bool, str]:
+    """The upright, resized and cropped pixels of ``spec``; with the ICC profile, whether any
+    resize or crop happened, and the source's Pillow format name."""
     with Image.open(fileobj, formats=_INPUT_FORMATS) as img:
         width, height = img.size
         if width * height > max_pixels:
@@ -264,8 +351,11 @@ def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool)
             img.draft(img.mode if img.mode in ("RGB", "L") else None, target)
         else:
             img.load()
-        keep_alpha = fmt != "jpeg"
+        source_format = str(img.format)
         frame = _normalise(img, keep_alpha=keep_alpha)
+        # Any change to the pixels' geometry (an upright turn included): the original's bytes
+        # cannot stand in for such a variant.
+        resized = frame.size != target or (ow, oh) != upright or orientation not in (0, 1)
         if frame.size != target:
             frame = frame.resize(
                 target,
@@ -276,10 +366,14 @@ def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool)
         if (ow, oh) != frame.size:
             left, top = (frame.width - ow) // 2, (frame.height - oh) // 2
             frame = frame.crop((left, top, left + ow, top + oh))
-        return _encode(frame, fmt, spec.quality, icc)
+        if frame is img:
+            frame = img.copy()  # its pixels, loaded while the file is still open
+        return frame, icc, resized, source_format
 
 
-def _encode(img: Image.Image, fmt: str, quality: int | None, icc: object) -> RenderedVariant:
+def _encode(
+    img: Image.Image, fmt: str, quality: int | None, icc: object, *, lossless: bool = False
+) -> RenderedVariant:
     options: dict[str, Any] = {}
     if isinstance(icc, bytes) and _icc_matches(icc, img.mode):
         options["icc_profile"] = icc
@@ -288,6 +382,8 @@ def _encode(img: Image.Image, fmt: str, quality: int | None, icc: object) -> Ren
         if img.mode not in ("RGB", "L"):
             img = img.convert("RGB")
         options.update(quality=q, optimize=True, progressive=img.width * img.height > 10_000)
+    elif fmt == "webp" and lossless:
+        options.update(lossless=True, quality=80, method=4)
     elif fmt == "webp":
         options.update(quality=q, method=4)
     elif fmt == "avif":
@@ -375,18 +471,25 @@ def dominant_color(img: Image.Image) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def variant_key(sha256: str, spec: VariantSpec) -> str:
-    """Where a rendered variant lives; ``spec`` has its format resolved."""
+def variant_key(sha256: str, spec: VariantSpec, adapt: Adapted | None = None) -> str:
+    """Where a rendered variant lives; ``spec`` has its format resolved, or ``adapt`` says
+    which pair of formats the content chose between (the key then has no extension: the row
+    holds the content type)."""
+    base = f"variants/{sha256[:2]}/{sha256}/v{ALGORITHM_VERSION}-"
+    if adapt is not None:
+        return f"{base}{spec.with_format(None)}-{adapt.token}"
     assert spec.format in OUTPUT_FORMATS
-    return f"variants/{sha256[:2]}/{sha256}/v{ALGORITHM_VERSION}-{spec}.{EXTENSIONS[spec.format]}"
+    return f"{base}{spec}.{EXTENSIONS[spec.format]}"
 
 
 __all__ = [
+    "Adapted",
     "Placeholders",
     "RenderedVariant",
     "VariantSigner",
     "VariantSpec",
     "accepts",
+    "adapted_formats",
     "avif_available",
     "compute_placeholders",
     "derive_key",

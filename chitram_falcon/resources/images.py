@@ -643,8 +643,9 @@ class VariantResource(_BinaryResource[Image]):
         if req.auth is not None:
             await authenticate(req, chitram, required=False)
         parsed = chitram.variants.authorize(image_id, spec, req.get_param("sig"))
-        if parsed.format == "auto":
-            resp.set_header("Vary", "Accept")  # on errors and 304s too
+        if parsed.format in (None, "auto"):
+            # The content and Accept pick the format: on errors and 304s too.
+            resp.set_header("Vary", "Accept")
         image = await chitram.images.get(image_id)
         variant = await chitram.variants.get(image, parsed, accept=req.get_header("Accept"))
         ext = _VARIANT_EXTENSIONS.get(variant.content_type, "bin")

@@ -50,11 +50,11 @@ async def test_presets_are_served_unsigned_with_exact_sizes_and_etag_304(env: En
         url = f"/api/v1/images/{image['id']}/variants/{preset}"
         resp = await env.client.get(url)
         assert resp.status_code == 200, resp.text
-        assert resp.headers["content-type"] == "image/jpeg"  # the original's format
+        assert resp.headers["content-type"] == "image/jpeg"  # a photo, no WebP in Accept
         assert _size(resp) == (width, width // 2)
         assert resp.headers["content-length"] == str(len(resp.content))
         assert resp.headers["cache-control"] == "public, max-age=31536000, immutable"
-        assert "vary" not in resp.headers
+        assert resp.headers["vary"] == "Accept"  # the content and Accept pick the format
         etag = resp.headers["etag"]
         sizes[preset] = etag
         again = await env.client.get(url, headers={"If-None-Match": etag})
@@ -302,3 +302,67 @@ async def test_upload_response_has_blurhash_and_dominant_color(env: Env) -> None
     fetched = (await env.client.get(f"/api/v1/images/{image['id']}")).json()
     assert fetched["blurhash"] == image["blurhash"]
     assert fetched["dominant_color"] == "#fac80a"
+
+
+def _photo_png(width: int = 1600, height: int = 1200) -> bytes:
+    """A photo saved as PNG (the case a source-format variant made 8x too large)."""
+    img = PILImage.effect_noise((width // 4, height // 4), 60).convert("RGB")
+    img = img.resize((width, height), PILImage.Resampling.BICUBIC)
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+def _flat_png(width: int = 1200, height: int = 900) -> bytes:
+    """A flat graphic: a few solid shapes, as a diagram or a screenshot of one."""
+    img = PILImage.new("RGB", (width, height), (250, 250, 250))
+    for i in range(6):
+        img.paste((30 * i, 120, 200 - 30 * i), (i * 150, i * 100, i * 150 + 300, i * 100 + 200))
+    out = io.BytesIO()
+    img.save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [("image/webp,*/*", "image/webp"), ("*/*", "image/jpeg"), (None, "image/jpeg")],
+)
+async def test_a_png_photo_gets_a_photo_codec(env: Env, accept: str | None, expected: str) -> None:
+    data = _photo_png()
+    image = await _upload(env, data, name="photo.png", ctype="image/png")
+    headers = {"Accept": accept} if accept else {}
+    resp = await env.client.get(f"/api/v1/images/{image['id']}/variants/w640", headers=headers)
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == expected
+    assert resp.headers["vary"] == "Accept"
+    assert _size(resp) == (640, 480)
+    # What keeping the source format gave: a PNG of the same pixels.
+    with PILImage.open(io.BytesIO(data)) as img:
+        as_png = io.BytesIO()
+        img.resize((640, 480), PILImage.Resampling.LANCZOS).save(as_png, "PNG")
+    assert len(resp.content) * 3 < len(as_png.getvalue())
+
+
+@pytest.mark.parametrize(("accept", "expected"), [("image/webp,*/*", "WEBP"), ("*/*", "PNG")])
+async def test_a_flat_graphic_stays_lossless(env: Env, accept: str, expected: str) -> None:
+    image = await _upload(env, _flat_png(), name="diagram.png", ctype="image/png")
+    resp = await env.client.get(
+        f"/api/v1/images/{image['id']}/variants/w640", headers={"Accept": accept}
+    )
+    assert resp.status_code == 200, resp.text
+    with PILImage.open(io.BytesIO(resp.content)) as img:
+        assert img.format == expected and img.size == (640, 480)
+        colours = img.convert("RGB").getcolors(maxcolors=100_000) or []
+    # Lossless: the resize's edges add colours, but no codec noise spreads over the flat areas.
+    assert len(colours) < 2_000
+
+
+async def test_a_variant_is_never_larger_than_an_original_that_needs_no_resize(
+    env: Env,
+) -> None:
+    data = _noise_jpeg(300, 200)  # noise: re-encoding it cannot win
+    image = await _upload(env, data)
+    resp = await env.client.get(f"/api/v1/images/{image['id']}/variants/w640")
+    assert resp.status_code == 200
+    assert _size(resp) == (300, 200)
+    assert len(resp.content) <= image["file_size"]
