@@ -28,7 +28,9 @@ class RateLimit:
     """``limit`` events per ``period`` seconds, checked over a sliding window."""
 
     limit: int
+    """Events allowed per window."""
     period: int
+    """The window, in seconds."""
 
     @classmethod
     def parse(cls, text: str) -> RateLimit | None:
