@@ -77,8 +77,8 @@ def settings_table() -> str:
     lines = ["| variable | type | default | what it does |", "|---|---|---|---|"]
     for variable, name, type_name, default, description in settings_rows():
         lines.append(
-            f"| `{variable}` | `{cell(type_name)}` | `{cell(default)}` | {cell(description)} |"
-            f" <a id='{name}'></a>"
+            f"| <a id='{name}'></a>`{variable}` | `{cell(type_name)}` | `{cell(default)}` "
+            f"| {cell(description)} |"
         )
     return "\n".join(lines) + "\n"
 
