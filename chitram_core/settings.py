@@ -16,7 +16,21 @@ from typing import Any
 
 import attrs
 
-from chitram_core.env_values import RateLimit, absolute_http_url, settings_from_env
+# The parser table and its helpers live in chitram_core/env_values.py and are reachable from
+# here too: a setting with a syntax of its own adds ``_PARSERS["field"] = parser`` in either.
+from chitram_core.env_values import (  # noqa: F401
+    _PARSERS,
+    RateLimit,
+    _parse_bool,
+    _parse_bytes,
+    _parse_float,
+    _parse_int,
+    _parse_list,
+    _parse_optional_bool,
+    _parse_upper,
+    absolute_http_url,
+    settings_from_env,
+)
 from chitram_core.errors import ChitramError, ConfigurationError
 from chitram_core.variant_spec import parse_spec
 
