@@ -78,10 +78,12 @@ def plugin_protocols() -> dict[str, list[str]]:
 
 
 def conformance_suites() -> list[str]:
-    """Dotted paths of the plugin conformance suites."""
+    """Dotted paths of the testing kit's modules: the pytest plugin, the plugin conformance
+    suites and the Hypothesis strategies."""
     return [
         f"chitram_core.testing.{path.stem}"
-        for path in sorted((PACKAGE / "testing").glob("*_conformance.py"))
+        for path in sorted((PACKAGE / "testing").glob("*.py"))
+        if path.stem in {"pytest_plugin", "strategies"} or path.stem.endswith("_conformance")
     ]
 
 
@@ -124,7 +126,7 @@ def pages() -> dict[str, str]:
                 f"The protocol of `{group}` plugins ([Plugins](../../../plugins.md)).\n\n",
             )
             index.append(f"| `{group}` | [`{name}`](plugins/{name}.md) |")
-    index += ["", "## Conformance suites", ""]
+    index += ["", "## Testing kit: the pytest plugin, conformance suites, strategies", ""]
     for path in conformance_suites():
         name = path.rpartition(".")[2]
         out[f"api/python/testing/{name}.md"] = _page(path, path)
