@@ -5,6 +5,8 @@
 - ``lint``, ``typecheck``: ruff and ``mypy --strict`` with the locked versions.
 - ``latest``: mypy and the suite against the newest releases our bounds allow, ignoring the
   lock, so a break in a new release shows up here first, not as a red CI on an unrelated change.
+- ``docs``: serve the documentation site on http://127.0.0.1:8000 (``nox -s docs -- build``
+  builds it into ``site/`` with ``--strict``, as CI does).
 - ``lock``: refresh the lock (one universal file for every supported Python), then run
   ``latest``'s checks through CI before committing it.
 """
@@ -37,6 +39,16 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-c", LOCK, "-e", ".[dev]")
     session.run("mypy")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    # ruff formats the signatures; server and metrics: the route and metrics pages import them
+    session.install("-c", LOCK, "-e", ".[docs,server,metrics]", "ruff")
+    if session.posargs[:1] == ["build"]:
+        session.run("mkdocs", "build", "--strict", *session.posargs[1:])
+    else:
+        session.run("mkdocs", "serve", *session.posargs)
 
 
 @nox.session

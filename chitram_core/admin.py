@@ -64,10 +64,15 @@ class SweepReport:
     composition root (``chitram_core.chitram``, which builds an ``Admin``)."""
 
     orphans_removed: int
+    """Stored objects no row referenced, queued for removal."""
     pending_removed: int
+    """Queued removals done (this sweep's and earlier failures')."""
     pending_left: int
+    """Queued removals that failed again and stay queued."""
     thumbnails_made: int
+    """Missing thumbnails rendered."""
     placeholders_made: int = 0
+    """Images given their missing BlurHash and dominant colour."""
 
 
 class Sweeper(Protocol):

@@ -39,6 +39,7 @@ try:
     from importlib.metadata import version as _version
 
     VERSION = _version("chitram")
+    """The installed distribution's version (``0.0.0`` when run from a bare source tree)."""
 except Exception:  # not installed as a distribution (e.g. run from a source tree)
     VERSION = "0.0.0"
 
@@ -58,28 +59,45 @@ class Chitram:
         observer: Observer | None = None,
     ) -> None:
         self.settings = settings or Settings.from_env()
+        """The settings it runs with (from ``CHITRAM_*`` when none are given)."""
         self.observer = observer if observer is not None else Observer()
         """What this instance reports to (metrics, tracing, a test); a do-nothing
         :class:`Observer` unless given. Every part reports to it, and only to it."""
         self._storage_override = storage
         self.background = background
+        """Whether opening starts the background job runner (False in short-lived tools)."""
         self._stack: AsyncExitStack | None = None
         self._background: Background | None = None
         self.database: Database
+        """The database (SQLAlchemy async engine and the schema), once open."""
         self.admin: Admin
+        """Administration on this instance: users, migrations, storage moves, the sweep."""
         self.storage: Storage
+        """The store of image bytes (a ``chitram.storage`` plugin), once open."""
         self.cache: Cache | None = None
+        """The cache (a ``chitram.cache`` plugin), or None when ``cache_url`` is ``off``."""
         self.auth: AuthChain
+        """Registration, login, tokens and sessions over the configured auth providers."""
         self.images: ImageService
+        """Upload, get, read, list and delete images."""
         self.thumbnails: Thumbnailer
+        """Thumbnails: made at upload or on demand, and their pending jobs."""
         self.engine: ImageEngine
+        """The image engine: worker processes that run every decode, bounded in memory."""
         self.jobs: JobRunner
+        """The durable background job runner (auto-tagging and other deferred work)."""
         self.tags: TagService
+        """Tags on images, tag search and auto-tagging."""
         self.variants: VariantService
+        """Resized or re-encoded variants of images, and their signed URLs."""
         self.rate_limiter: RateLimiter
+        """The rate limiter (uploads, auth) over the rate-limit backend."""
         self.upload_slots: UploadSlots
+        """The per-process limit on uploads in progress, with its bounded queue."""
         self.remover: ByteRemover
+        """Removes stored bytes no row references any more, retrying failures."""
         self.collector: Collector
+        """Finds stored objects no row references (the sweep's first phase)."""
         self._image_cache = ImageCache(None, observer=self.observer)
         self._limiter_cache: Cache | None = None
 
@@ -229,6 +247,7 @@ class Chitram:
     # operations ---------------------------------------------------------------------------
 
     def rate_limiter_state(self) -> str:
+        """The rate-limit backend as health reports it: connected, degraded or disabled."""
         return rate_limiter_state(self._limiter_cache)
 
     async def job_counts(self) -> dict[tuple[str, str], int]:
@@ -252,6 +271,7 @@ class Chitram:
                 await closing.wait()
 
     async def health(self) -> HealthReport:
+        """Check the database, the store, the cache and the auth providers, and report."""
         return await check_health(
             version=VERSION,
             database=self.database,

@@ -13,15 +13,21 @@ class ChitramError(Exception):
     """Base of every actionable Chitram failure."""
 
     code: ClassVar[str] = "INTERNAL_ERROR"
+    """The stable error code clients see (``detail.code``); each subclass has its own."""
     status: ClassVar[int] = 500
+    """The HTTP status a host answers with."""
     default_message: ClassVar[str] = "Internal server error"
+    """The message when none is given."""
 
     def __init__(self, message: str | None = None, **details: Any) -> None:
         self.message = message or self.default_message
+        """What went wrong, for people (``detail.message``)."""
         self.details: dict[str, Any] = dict(details)
+        """Machine-readable specifics, e.g. the field (``detail.details``)."""
         super().__init__(self.message)
 
     def to_dict(self) -> dict[str, Any]:
+        """The ``detail`` object of the HTTP error body: ``code``, ``message``, ``details``."""
         return {"code": self.code, "message": self.message, "details": self.details}
 
     def __repr__(self) -> str:
@@ -29,119 +35,161 @@ class ChitramError(Exception):
 
 
 class ValidationError(ChitramError):
+    """A field of the request is out of range or malformed (422)."""
+
     code = "VALIDATION_ERROR"
     status = 422
     default_message = "The request is not valid"
 
 
 class InvalidRequest(ChitramError):
+    """The request cannot be served as asked (400); subclasses say why."""
+
     code = "INVALID_REQUEST"
     status = 400
     default_message = "The request is not valid"
 
 
 class EmailExists(ChitramError):
+    """Registration with an email that already has an account (400)."""
+
     code = "EMAIL_EXISTS"
     status = 400
     default_message = "An account with this email already exists"
 
 
 class InvalidFileFormat(ChitramError):
+    """The upload is not JPEG, PNG, GIF or WebP, judged from its bytes (400)."""
+
     code = "INVALID_FILE_FORMAT"
     status = 400
     default_message = "Unsupported file format: only JPEG, PNG, GIF and WebP are accepted"
 
 
 class InvalidImage(ChitramError):
+    """The upload claims a supported format but does not decode as one (400)."""
+
     code = "INVALID_IMAGE"
     status = 400
     default_message = "The file is not a valid image"
 
 
 class ImageTooLarge(ChitramError):
+    """The image's pixels or a side are over the limits, or its decode cannot fit (400)."""
+
     code = "IMAGE_TOO_LARGE"
     status = 400
     default_message = "The image has too many pixels"
 
 
 class FileTooLarge(ChitramError):
+    """The body or file is over ``max_upload_bytes`` (413)."""
+
     code = "FILE_TOO_LARGE"
     status = 413
     default_message = "The file is too large"
 
 
 class Unauthorized(ChitramError):
+    """No usable credentials: a bearer token is missing or not accepted (401)."""
+
     code = "UNAUTHORIZED"
     status = 401
     default_message = "Authentication required"
 
 
 class InvalidToken(Unauthorized):
+    """The bearer or refresh token is malformed, forged or revoked (401)."""
+
     code = "INVALID_TOKEN"
     default_message = "The token is invalid"
 
 
 class TokenExpired(Unauthorized):
+    """The token was valid but has expired (401)."""
+
     code = "TOKEN_EXPIRED"
     default_message = "The token has expired"
 
 
 class InvalidCredentials(Unauthorized):
+    """Wrong email or password (401)."""
+
     code = "INVALID_CREDENTIALS"
     default_message = "Incorrect email or password"
 
 
 class UserInactive(Unauthorized):
+    """The account exists but may not log in, e.g. an unconfirmed email (401)."""
+
     code = "USER_INACTIVE"
     default_message = "This account is disabled"
 
 
 class Forbidden(ChitramError):
+    """The caller is known but may not do this (403)."""
+
     code = "FORBIDDEN"
     status = 403
     default_message = "You are not allowed to do this"
 
 
 class DeleteTokenRequired(Forbidden):
+    """Deleting an anonymous upload needs its delete token (403)."""
+
     code = "DELETE_TOKEN_REQUIRED"
     default_message = "A delete token is required to delete an anonymous image"
 
 
 class InvalidDeleteToken(Forbidden):
+    """The delete token does not match the image (403)."""
+
     code = "INVALID_DELETE_TOKEN"
     default_message = "The delete token is not valid for this image"
 
 
 class NotFound(ChitramError):
+    """Nothing at this route or id (404)."""
+
     code = "NOT_FOUND"
     status = 404
     default_message = "Not found"
 
 
 class ImageNotFound(NotFound):
+    """No image with this id, or it was deleted (404)."""
+
     code = "IMAGE_NOT_FOUND"
     default_message = "Image not found"
 
 
 class MethodNotAllowed(ChitramError):
+    """The route exists but not with this method (405)."""
+
     code = "METHOD_NOT_ALLOWED"
     status = 405
     default_message = "Method not allowed"
 
 
 class WeakPassword(ChitramError):
+    """The password is too short, too common or too like the email (422)."""
+
     code = "WEAK_PASSWORD"
     status = 422
     default_message = "The password must be 8 to 1024 characters long"
 
 
 class InvalidEmail(ChitramError):
+    """The email address is not one that can receive mail (422)."""
+
     code = "INVALID_EMAIL"
     status = 422
     default_message = "The email address is not valid"
 
 
 class RateLimitExceeded(ChitramError):
+    """Too many requests in the window; ``retry_after`` says when to retry (429)."""
+
     code = "RATE_LIMIT_EXCEEDED"
     status = 429
     default_message = "Too many requests"
@@ -149,16 +197,22 @@ class RateLimitExceeded(ChitramError):
     def __init__(self, message: str | None = None, *, limit: int, retry_after: int) -> None:
         super().__init__(message, limit=limit, retry_after=retry_after)
         self.limit = limit
+        """The limit that was exceeded (requests per window)."""
         self.retry_after = retry_after
+        """Seconds until a retry can succeed (the ``Retry-After`` header)."""
 
 
 class InternalError(ChitramError):
+    """A failure of the server's own; shown to clients only as a generic 500."""
+
     code = "INTERNAL_ERROR"
     status = 500
     default_message = "Internal server error"
 
 
 class ServiceUnavailable(ChitramError):
+    """A dependency or a limit refuses for now; retry after ``retry_after`` (503)."""
+
     code = "SERVICE_UNAVAILABLE"
     status = 503
     default_message = "The service is temporarily unavailable"
@@ -166,9 +220,12 @@ class ServiceUnavailable(ChitramError):
     def __init__(self, message: str | None = None, *, retry_after: int = 1, **details: Any) -> None:
         super().__init__(message, retry_after=retry_after, **details)
         self.retry_after = retry_after
+        """Seconds the client should wait before retrying (the ``Retry-After`` header)."""
 
 
 class ProviderUnavailable(ServiceUnavailable):
+    """The auth provider (or another outside service) is down (503)."""
+
     code = "PROVIDER_UNAVAILABLE"
     default_message = "The authentication provider is unavailable"
 
@@ -226,6 +283,8 @@ class ImageWorkerCrashed(InvalidImage):
 
 
 class TagNotFound(ChitramError):
+    """The image has no tag of this name (404)."""
+
     code = "TAG_NOT_FOUND"
     status = 404
     default_message = "The tag is not on this image"

@@ -22,6 +22,7 @@ from cattrs.gen import (
 from chitram_core.models import Image, Session, User
 
 converter = cattrs.Converter()
+"""The cattrs converter of the models: datetimes as ISO 8601 UTC, the v1 wire fields."""
 
 
 def _unstructure_datetime(value: datetime) -> str:

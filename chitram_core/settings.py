@@ -7,19 +7,41 @@ fails at start-up instead of at the first request.
 from __future__ import annotations
 
 import ipaddress
-import json
 import logging
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import attrs
 
+# The parser table and its helpers live in chitram_core/env_values.py and are reachable from
+# here too: a setting with a syntax of its own adds ``_PARSERS["field"] = parser`` in either.
+from chitram_core.env_values import (  # noqa: F401
+    _PARSERS,
+    RateLimit,
+    _parse_bool,
+    _parse_bytes,
+    _parse_float,
+    _parse_int,
+    _parse_list,
+    _parse_optional_bool,
+    _parse_upper,
+    absolute_http_url,
+    settings_from_env,
+)
 from chitram_core.errors import ChitramError, ConfigurationError
 from chitram_core.variant_spec import parse_spec
+
+__all__ = [
+    "DEFAULT_JWT_SECRET",
+    "PASSWORD_HASH_PROFILES",
+    "PUBLISHED_JWT_SECRETS",
+    "RateLimit",
+    "Settings",
+    "absolute_http_url",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -27,36 +49,8 @@ DEFAULT_JWT_SECRET = "chitram-development-secret-change-me-0123456789abcdef"
 """The development secret once printed in the source: published, so never signed or accepted."""
 PUBLISHED_JWT_SECRETS = frozenset({DEFAULT_JWT_SECRET})
 
-_PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 # testing kit. "fast": argon2id at minimal cost, for test suites only.
 PASSWORD_HASH_PROFILES = ("default", "fast")
-
-
-@attrs.frozen
-class RateLimit:
-    """``limit`` events per ``period`` seconds, checked over a sliding window."""
-
-    limit: int
-    period: int
-
-    @classmethod
-    def parse(cls, text: str) -> RateLimit | None:
-        """Parse ``"10/minute"``, ``"5/30s"`` or ``"off"``; None means disabled."""
-        value = text.strip().lower()
-        if value in {"off", "none", "0", "false", "disabled"}:
-            return None
-        m = re.fullmatch(r"(\d+)\s*/\s*(\d*)\s*(second|minute|hour|day|s|m|h|d)s?", value)
-        if not m:
-            raise ValueError(f"expected '<count>/<second|minute|hour|day>' or 'off', got {text!r}")
-        count, mult, unit = int(m.group(1)), m.group(2), m.group(3)
-        unit = {"s": "second", "m": "minute", "h": "hour", "d": "day"}.get(unit, unit)
-        period = _PERIODS[unit] * (int(mult) if mult else 1)
-        if count < 1 or period < 1:
-            raise ValueError(f"a rate limit needs a positive count and period, got {text!r}")
-        return cls(limit=count, period=period)
-
-    def __str__(self) -> str:
-        return f"{self.limit}/{self.period}s"
 
 
 def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
@@ -66,66 +60,116 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
 
 @attrs.frozen(kw_only=True)
 class Settings:
-    """Everything a Chitram instance needs; see docs/operations.md for each variable."""
+    """Everything a Chitram instance needs, frozen.
+
+    Build it by hand (``Settings(data_dir=...)``) or from ``CHITRAM_*`` variables with
+    :meth:`from_env`. Each field's docstring says what it does, its default and its unit; the
+    documentation's settings reference is generated from them.
+    """
 
     env: str = attrs.field(
         default="development", validator=attrs.validators.in_({"development", "production", "test"})
     )
+    """`development`, `production` (refuses unsafe secrets) or `test`; default development."""
     data_dir: Path = attrs.field(default=Path("./chitram-data"), converter=Path)
+    """Where the embedded defaults live, created if needed; default `./chitram-data`."""
     database_url: str | None = None
+    """SQLAlchemy async URL; default SQLite at `<data dir>/chitram.db`."""
     storage_url: str | None = None
+    """Any fsspec URL or a `chitram.storage` plugin's; default `<data dir>/images`."""
     storage_options: Mapping[str, Any] = attrs.field(factory=dict)
+    """JSON object passed to the storage factory (s3fs options for s3); default {}."""
     cache_url: str = "memory://"
+    """`memory://`, `redis://...`, a `chitram.cache` plugin's URL or `off`; default memory."""
     cache_ttl: float = attrs.field(default=300.0, validator=_positive)
+    """Seconds an image's metadata stays cached; default 300 s."""
     cache_fail_open: bool = True
+    """A cache or rate-limit outage lets requests through (else refused); default on."""
     rate_limit_url: str | None = None
+    """A separate backend for rate-limit counters; default the cache URL."""
     auth_providers: tuple[str, ...] = attrs.field(
         default=("local",), converter=tuple, validator=attrs.validators.min_len(1)
     )
+    """Ordered failover chain of auth providers, e.g. `supabase,local`; default local."""
     jwt_secret: str | None = None
+    """HS256 key of local tokens and cookies; default a secret kept in the data dir."""
     jwt_issuer: str = "chitram"
+    """`iss` of local access tokens (routes them to the local provider); default chitram."""
     access_token_ttl: int = attrs.field(default=1800, validator=_positive)
+    """Access-token lifetime (`expires_in`); default 1800 s."""
     refresh_token_ttl: int = attrs.field(default=30 * 86400, validator=_positive)
+    """Refresh-token lifetime; default 2592000 s (30 days)."""
     supabase_url: str | None = None
+    """Supabase project URL, needed when `supabase` is in the chain; default unset."""
     supabase_key: str | None = None
+    """The Supabase project API key for GoTrue calls; default unset."""
     supabase_jwt_secret: str | None = None
+    """Verifies HS256 Supabase tokens locally, even in an outage; default unset."""
     supabase_jwks_url: str | None = None
+    """JWKS of asymmetric Supabase tokens, cached 10 min; default unset."""
     supabase_password_fallback: bool = True
+    """Keep a hash at Supabase logins for local login in outages; default on."""
     auth_timeout: float = attrs.field(default=5.0, validator=_positive)
+    """Seconds per Supabase call (the local provider gets at least 10); default 5 s."""
     breaker_threshold: int = attrs.field(default=3, validator=_positive)
+    """Unavailability failures in a row that open a provider's circuit; default 3."""
     breaker_cooldown: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds an open circuit waits before one trial call; default 30 s."""
     max_upload_bytes: int = attrs.field(default=5 * 1024 * 1024, validator=_positive)
+    """Upload size limit (413 `FILE_TOO_LARGE`); default 5242880 bytes (5 MiB)."""
     max_pixels: int = attrs.field(default=40_000_000, validator=_positive)
+    """Width x height limit from the header (`IMAGE_TOO_LARGE`); default 40000000 px."""
     max_dimension: int = attrs.field(default=12_000, validator=_positive)
+    """Limit per side, from the header; default 12000 px."""
     upload_rate_limit: RateLimit | None = RateLimit(10, 60)
+    """Uploads per user (per address when anonymous), or off; default 10/minute."""
     auth_rate_limit: RateLimit | None = RateLimit(10, 60)
+    """Register, login, reset per address and per email, or off; default 10/minute."""
     upload_concurrency: int = attrs.field(default=10, validator=_positive)
+    """Uploads processed at once per process; default 10."""
     upload_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds an upload waits for a slot before 503; default 10 s."""
     upload_queue: int = attrs.field(default=10, validator=attrs.validators.ge(0))
+    """Uploads that may wait for a slot at once (0: never wait); default 10."""
     upload_room_wait: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    """Seconds an upload finding the queue full waits for room; default 0.5 s."""
     allow_anonymous_uploads: bool = False
+    """Allow uploads without a bearer token (they get a delete token); default off."""
     trusted_proxies: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """IPs or networks whose `X-Forwarded-For` is believed; default none."""
     strip_metadata: bool = True
+    """Remove EXIF/XMP/text metadata from stored originals; default on."""
     thumbnail_size: int = attrs.field(
         default=300,
         validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(4096)),
     )
+    """Thumbnail bounding box, 1..4096; default 300 px."""
     thumbnail_format: str = attrs.field(
         default="JPEG", validator=attrs.validators.in_({"JPEG", "WEBP", "PNG"})
     )
+    """Thumbnail format: `JPEG`, `WEBP` or `PNG`; default JPEG."""
     thumbnail_quality: int = attrs.field(
         default=85,
         validator=attrs.validators.and_(attrs.validators.ge(1), attrs.validators.le(100)),
     )
+    """Thumbnail encoder quality, 1..100; default 85."""
     decode_timeout: float = attrs.field(default=15.0, validator=_positive)
+    """Seconds one decode may take before its worker is killed; default 15 s."""
     thumbnail_workers: int = attrs.field(default=2, validator=_positive)
+    """Thumbnail renders at once per process; default 2."""
     thumbnail_at_upload: bool = True
+    """Render the thumbnail in the upload's own engine job; default on."""
     auto_migrate: bool | None = None
+    """Migrate at start-up: true, false, or None (auto: only on SQLite); default auto."""
     web_ui: bool = True
+    """Mount the browser UI in `create_app`; default on."""
     cookie_secure: bool | None = None
+    """Web UI cookies' `Secure` flag; None (default) follows the request's scheme."""
     # social sign-in (OAuth through Supabase)
     oauth_providers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Social sign-in providers through Supabase, e.g. `github,google`; default none."""
     oauth_redirects: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Absolute URLs an API client may pass as OAuth `redirect_to`; default none."""
 
     @oauth_providers.validator
     def _check_oauth_providers(
@@ -150,18 +194,28 @@ class Settings:
 
     # hardening
     upload_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
+    """Seconds an upload body may send nothing before 408; default 15 s."""
     upload_timeout: float = attrs.field(default=120.0, validator=_positive)
+    """Seconds the whole upload body may take before 408; default 120 s."""
     uploads_per_user: int = attrs.field(default=4, validator=_positive)
+    """Uploads of one user (or address) in progress at once per process; default 4."""
     hash_concurrency: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_positive)
     )
+    """Password hashes at once per provider and process; default the CPU count."""
     hash_wait_timeout: float = attrs.field(default=5.0, validator=_positive)
+    """Seconds a login waits for a hashing slot before 503; default 5 s."""
     password_common_check: bool = True
+    """Refuse passwords in the shipped common-password list; default on."""
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    """Seconds a rotated refresh token still returns its successor; default 10 s."""
     public_url: str | None = None
+    """The URL people reach the app at, used for share links; default unset."""
     health_token: str | None = None
+    """Bearer token that shows `/health`'s full report remotely; default unset."""
     # testing kit
     password_hash_profile: str = attrs.field(default="default")
+    """`default` argon2id costs, or `fast` for test suites only; default default."""
 
     @password_hash_profile.validator
     def _check_hash_profile(self, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -177,45 +231,67 @@ class Settings:
     image_workers: int | None = attrs.field(
         default=None, validator=attrs.validators.optional(_positive)
     )
+    """Image engine worker processes per server process; default the CPU count."""
     image_memory_budget: int = attrs.field(default=512 * 1024 * 1024, validator=_positive)
+    """Worst-case decode memory reserved at once per process; default 512 MiB."""
     image_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds an image job waits for memory and a worker before 503; default 10 s."""
     jpeg_max_scans: int = attrs.field(default=100, validator=_positive)
+    """A JPEG with more scans is refused before any decode; default 100."""
     max_pixels_unstreamed: int = attrs.field(default=16_000_000, validator=_positive)
+    """Pixel limit of formats decoded whole (WebP); default 16000000 px."""
     # operations (logs, metrics)
     log_format: str = attrs.field(default="text", validator=attrs.validators.in_({"text", "json"}))
+    """`text` or `json` (one object per line); default text."""
     log_level: str = attrs.field(
         default="INFO",
         validator=attrs.validators.in_({"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}),
     )
+    """`DEBUG`, `INFO`, `WARNING`, `ERROR` or `CRITICAL`; default INFO."""
     metrics_address: str | None = None
+    """`host:port` of a separate Prometheus `/metrics` listener; default unset (off)."""
     metrics_interval: float = attrs.field(default=15.0, validator=_positive)
+    """Seconds between job counts for `chitram_jobs`; default 15 s."""
     access_log: bool = True
+    """One access line per request; default on."""
     # tags and auto-tagging
     taggers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Auto-tagging `chitram.taggers` plugins, e.g. `palette,openai`; default none (off)."""
     openai_base_url: str = "https://api.openai.com/v1"
+    """Any OpenAI-compatible API; default `https://api.openai.com/v1`."""
     openai_api_key: str | None = None
+    """Bearer key for the OpenAI-compatible API; default unset (no header)."""
     openai_model: str = "gpt-4o-mini"
+    """The vision model the `openai` tagger asks; default gpt-4o-mini."""
     openai_timeout: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds per request to the model before it counts as unavailable; default 30 s."""
     tags_max_ai: int = attrs.field(default=5, validator=attrs.validators.ge(0))
+    """AI tags kept per image, the most confident; default 5."""
     tags_min_confidence: int = attrs.field(
         default=70,
         validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(100)),
     )
+    """AI suggestions under this confidence (0..100) are dropped; default 70."""
     jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
+    """Seconds between the job runner's looks for due jobs; default 2 s."""
     jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)
+    """Cap of a job's retry back-off while a tagger is unavailable; default 300 s."""
     jobs_concurrency: int = attrs.field(default=2, validator=_positive)
-    """Background jobs (tagging) one process runs at once; thumbnails have their own count."""
+    """Background jobs (tagging) one process runs at once; thumbnails have their own; default 2."""
     run_jobs: bool = True
-    """Run the durable background jobs in this process; false: only enqueue them, for API
-    processes beside ``chitram worker`` processes that run them."""
+    """Run the durable background jobs in this process; false: only enqueue them (API processes
+    beside `chitram worker`); default on."""
     shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
-    """Seconds a stopping process (SIGTERM) gives in-flight jobs to finish before it hands the
-    rest back to the queue."""
+    """Seconds a stopping process gives in-flight requests and jobs; default 30 s."""
     # variants and placeholders
     variant_presets: tuple[str, ...] = attrs.field(default=("w320", "w640", "w1280", "w1920"))
+    """Variant specs served without a signature; default w320, w640, w1280, w1920."""
     variant_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
+    """HMAC keys of signed variant URLs, the first signs; default one derived key."""
     variant_max_renders: int = attrs.field(default=8, validator=_positive)
+    """Variant renders in flight per process, then 503; default 8."""
     placeholders: bool = True
+    """Compute `blurhash` and `dominant_color` at upload; default on."""
 
     @variant_presets.validator
     def _check_presets(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -234,26 +310,31 @@ class Settings:
 
     @property
     def resolved_database_url(self) -> str:
+        """``database_url``, or the SQLite file in the data dir when it is unset."""
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'chitram.db').resolve()}"
 
     @property
     def resolved_storage_url(self) -> str:
+        """``storage_url``, or the ``images`` folder of the data dir when it is unset."""
         if self.storage_url:
             return self.storage_url
         return (self.data_dir / "images").resolve().as_uri()
 
     @property
     def is_sqlite(self) -> bool:
+        """Whether the database is SQLite."""
         return self.resolved_database_url.startswith("sqlite")
 
     @property
     def should_auto_migrate(self) -> bool:
+        """``auto_migrate``, or (when it is None) whether the database is SQLite."""
         return self.auto_migrate if self.auto_migrate is not None else self.is_sqlite
 
     @property
     def resolved_rate_limit_url(self) -> str:
+        """``rate_limit_url``, else the cache URL (``memory://`` when the cache is off)."""
         if self.rate_limit_url:
             return self.rate_limit_url
         return self.cache_url if self.cache_url != "off" else "memory://"
@@ -304,176 +385,11 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from ``CHITRAM_*`` variables; a bad value names its variable."""
+        """Build settings from ``CHITRAM_*`` variables; a bad value names its variable.
+
+        Each variable is ``CHITRAM_`` and a field's name in capitals; one not set keeps the
+        field's default, and ``overrides`` win over the environment.
+        """
         env = os.environ if environ is None else environ
-        kwargs: dict[str, Any] = {}
-        for field in attrs.fields(cls):
-            var = "CHITRAM_" + field.name.upper()
-            if var not in env:
-                continue
-            raw = env[var]
-            parser = _PARSERS.get(field.name, _parser_for(field.type))
-            try:
-                kwargs[field.name] = parser(raw)
-            except (ValueError, TypeError) as exc:
-                raise ConfigurationError(f"{var}: {exc}", variable=var) from exc
-        kwargs.update(overrides)
-        try:
-            return cls(**kwargs)
-        except (ValueError, TypeError) as exc:
-            text = str(exc.args[0]) if exc.args else str(exc)
-            name = _field_in_message(text)
-            var = f"CHITRAM_{name.upper()}" if name else "CHITRAM_*"
-            raise ConfigurationError(f"{var}: {text}", variable=var) from exc
-
-
-def _parse_bool(raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(f"expected true or false, got {raw!r}")
-
-
-def _parse_optional_bool(raw: str) -> bool | None:
-    return None if raw.strip().lower() in {"", "auto"} else _parse_bool(raw)
-
-
-def _parse_int(raw: str) -> int:
-    try:
-        return int(raw.strip().replace("_", ""))
-    except ValueError:
-        raise ValueError(f"expected an integer, got {raw!r}") from None
-
-
-def _parse_float(raw: str) -> float:
-    try:
-        return float(raw.strip())
-    except ValueError:
-        raise ValueError(f"expected a number, got {raw!r}") from None
-
-
-def _parse_list(raw: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def _parse_optional_str(raw: str) -> str | None:
-    return raw or None
-
-
-def _parse_json_object(raw: str) -> dict[str, Any]:
-    value = json.loads(raw) if raw.strip() else {}
-    if not isinstance(value, dict):
-        raise ValueError("expected a JSON object")
-    return value
-
-
-def _parse_proxies(raw: str) -> tuple[str, ...]:
-    items = _parse_list(raw)
-    for item in items:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ValueError(f"{item!r} is not an IP address or network") from None
-    return items
-
-
-def _parse_upper(raw: str) -> str:
-    return raw.strip().upper()
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "upload_rate_limit": RateLimit.parse,
-    "auth_rate_limit": RateLimit.parse,
-    "auth_providers": _parse_list,
-    "trusted_proxies": _parse_proxies,
-    "storage_options": _parse_json_object,
-    "auto_migrate": _parse_optional_bool,
-    "cookie_secure": _parse_optional_bool,
-    "thumbnail_format": _parse_upper,
-    # hardening
-    "hash_concurrency": lambda raw: _parse_int(raw) if raw.strip() else None,
-    "public_url": lambda raw: _parse_public_url(raw),
-    # operations (logs, metrics)
-    "log_format": lambda raw: raw.strip().lower(),
-    "log_level": _parse_upper,
-    "metrics_address": lambda raw: _parse_address(raw) if raw.strip() else None,
-}
-# tags and auto-tagging
-_PARSERS["taggers"] = _parse_list
-
-# social sign-in (OAuth through Supabase)
-_PARSERS["oauth_providers"] = lambda raw: tuple(p.lower() for p in _parse_list(raw))
-_PARSERS["oauth_redirects"] = _parse_list
-
-
-def absolute_http_url(url: str) -> bool:
-    """An http(s) URL with a host, no fragment, no credentials and no whitespace or controls."""
-    if any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url) or "\\" in url:
-        return False
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        return False
-    return (
-        parts.scheme in {"http", "https"}
-        and bool(parts.hostname)
-        and not parts.fragment
-        and parts.username is None
-        and parts.password is None
-    )
-
-
-def _parse_public_url(raw: str) -> str | None:
-    value = raw.strip().rstrip("/")
-    if value and not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
-        raise ValueError(f"expected an http(s) URL such as https://img.example.org, got {raw!r}")
-    return value or None
-
-
-def _parser_for(type_: Any) -> Callable[[str], Any]:
-    text = str(type_)
-    if "None" in text and "str" in text:
-        return _parse_optional_str
-    if "bool" in text:
-        return _parse_bool
-    if "int" in text:
-        return _parse_int
-    if "float" in text:
-        return _parse_float
-    return str
-
-
-def _field_in_message(message: str) -> str | None:
-    for field in attrs.fields(Settings):
-        if re.search(rf"\b{field.name}\b", message) or f"'{field.name}'" in message:
-            return field.name
-    return None
-
-
-# image-work engine
-def _parse_bytes(raw: str) -> int:
-    """``536870912``, ``512MiB``, ``512M``, ``1GiB``, ``1G`` (binary multiples)."""
-    m = re.fullmatch(r"\s*(\d+)\s*([kmg]?)(i?b?)\s*", raw.lower())
-    if not m:
-        raise ValueError(f"expected a byte count such as 536870912 or 512MiB, got {raw!r}")
-    return int(m.group(1)) * {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[m.group(2)]
-
-
-_PARSERS["image_memory_budget"] = _parse_bytes
-
-
-# operations (logs, metrics)
-def _parse_address(raw: str) -> str:
-    """``host:port`` for a listener (``[::1]:9464`` for IPv6), checked, kept as given."""
-    m = re.fullmatch(r"\[[0-9A-Fa-f:.]+\]:(\d{1,5})|[^:\[\]\s]+:(\d{1,5})", raw.strip())
-    if not m or not 0 < int(m.group(1) or m.group(2)) < 65536:
-        raise ValueError(f"expected host:port (e.g. 127.0.0.1:9464), got {raw!r}")
-    return raw.strip()
-
-
-# variants and placeholders
-_PARSERS["variant_presets"] = _parse_list
-_PARSERS["variant_keys"] = _parse_list
+        settings: Settings = settings_from_env(cls, env, overrides)
+        return settings

@@ -18,6 +18,13 @@ from chitram_core.models import Check, Principal, Session
 
 @runtime_checkable
 class AuthProvider(Protocol):
+    """An identity backend: the ``chitram.auth`` plugin protocol.
+
+    Providers form an ordered failover chain (``CHITRAM_AUTH_PROVIDERS``); each method raises
+    the :mod:`chitram_core.errors` named in its docstring, and ``ProviderUnavailable`` when its
+    backend cannot answer, so the chain can try the next one.
+    """
+
     name: str
     """The plugin name; user rows record it as their owning ``provider``."""
 
@@ -27,7 +34,8 @@ class AuthProvider(Protocol):
     async def start(self, database: Database) -> None:
         """Bind to the user database and acquire resources (HTTP clients, key sets)."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release what :meth:`start` acquired."""
 
     async def register(self, email: str, password: str) -> Session:
         """Create a user and log them in. EmailExists, InvalidEmail, WeakPassword."""
@@ -63,4 +71,5 @@ class AuthProvider(Protocol):
     def issued(self, token: str) -> bool:
         """Cheap and unverified: does this access or refresh token say it is mine?"""
 
-    async def health(self) -> Check: ...
+    async def health(self) -> Check:
+        """Whether the provider (and any service behind it) can answer now."""

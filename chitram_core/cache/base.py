@@ -107,7 +107,9 @@ class CacheService(Protocol):
     """What every cache backend has, whatever it stores: a name, health and a lifecycle."""
 
     name: str
+    """The plugin name (e.g. ``memory``, ``redis``)."""
     url: str
+    """The URL the cache was opened with (credentials left out)."""
 
     @property
     def status(self) -> str:
@@ -118,20 +120,26 @@ class CacheService(Protocol):
         """Round-trip latency in milliseconds; raises :class:`CacheUnavailable` when down."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections; the cache is not used after it."""
+        ...
 
 
 @runtime_checkable
 class KeyValueCache(CacheService, Protocol):
     """Opaque bytes by key, each with a TTL in seconds."""
 
-    async def get(self, key: str) -> bytes | None: ...
+    async def get(self, key: str) -> bytes | None:
+        """The value stored under ``key``, or None when absent, expired or unavailable."""
+        ...
 
     async def set(self, key: str, value: bytes, ttl: float) -> bool:
         """Store unconditionally; False when the backend could not store it."""
         ...
 
-    async def delete(self, key: str) -> None: ...
+    async def delete(self, key: str) -> None:
+        """Remove ``key``; removing a missing key is not an error."""
+        ...
 
 
 @runtime_checkable

@@ -41,7 +41,14 @@ def check_key(key: str) -> str:
 
 @runtime_checkable
 class Storage(Protocol):
+    """Where image bytes live: the ``chitram.storage`` plugin protocol.
+
+    Keys are relative paths chosen by Chitram; every method is async except :meth:`open_sync`
+    (for worker threads). Subclass :class:`BaseStorage` to write only four primitives.
+    """
+
     url: str
+    """The URL the store was opened with (credentials left out)."""
 
     async def write(self, key: str, chunks: AsyncIterable[bytes]) -> int:
         """Store the chunks under ``key`` atomically; the number of bytes written."""
@@ -57,9 +64,13 @@ class Storage(Protocol):
         """A blocking, seekable binary file for worker threads (image decoding)."""
         ...
 
-    async def size(self, key: str) -> int: ...
+    async def size(self, key: str) -> int:
+        """The size of ``key`` in bytes; :class:`StorageKeyNotFound` if absent."""
+        ...
 
-    async def exists(self, key: str) -> bool: ...
+    async def exists(self, key: str) -> bool:
+        """Whether ``key`` is stored."""
+        ...
 
     async def modified(self, key: str) -> datetime | None:
         """When ``key`` was last written (timezone-aware); None when absent or unknown.
@@ -85,7 +96,9 @@ class Storage(Protocol):
         """Write, read back and delete a tiny object; the latency in milliseconds."""
         ...
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Release connections and clients; the store is not used after it."""
+        ...
 
 
 class StorageError(Exception):

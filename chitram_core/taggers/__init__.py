@@ -22,11 +22,22 @@ from chitram_core.settings import Settings
 
 @runtime_checkable
 class Tagger(Protocol):
+    """Suggests tags for an image: the ``chitram.taggers`` plugin protocol.
+
+    A factory ``create_tagger(settings)`` makes one; Chitram keeps the most confident
+    suggestions (``CHITRAM_TAGS_MAX_AI``, ``CHITRAM_TAGS_MIN_CONFIDENCE``).
+    """
+
     name: str
+    """The plugin name; AI tags record it."""
 
-    async def suggest(self, image: bytes, content_type: str) -> Sequence[SuggestedTag]: ...
+    async def suggest(self, image: bytes, content_type: str) -> Sequence[SuggestedTag]:
+        """Tags for the image's bytes; ``TaggerUnavailable`` when it cannot answer now."""
+        ...
 
-    async def health(self) -> Check: ...
+    async def health(self) -> Check:
+        """Whether the tagger (and any service behind it) can answer."""
+        ...
 
 
 def load_taggers(settings: Settings) -> list[Tagger]:
