@@ -28,6 +28,44 @@ class Principal:
     email: str
     provider: str = "local"
     token_id: str | None = None
+    scopes: frozenset[str] | None = None
+    """What an API token allows (``images:read`` ...); None for a signed-in session, which may
+    do everything its user may."""
+    api_token_id: str | None = None
+    """The API token the caller used, if any."""
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """What a user's images take, and their limits (None: no limit)."""
+
+    bytes: int
+    images: int
+    quota_bytes: int | None = None
+    quota_images: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ApiToken:
+    """A personal API token as listed: never its secret."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CreatedToken:
+    """A token just made: the only time its secret (``token``) is known."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    token: str
+    created_at: datetime
+    expires_at: datetime | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -208,6 +208,15 @@ class Settings:
     variant_keys: tuple[str, ...] = attrs.field(default=(), repr=False)
     variant_max_renders: int = attrs.field(default=8, validator=_positive)
     placeholders: bool = True
+    # quotas
+    quota_bytes: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    """Bytes each user's images may take in all, each image its own size; default none."""
+    quota_images: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    """How many images each user may keep; default none (no limit)."""
 
     @variant_presets.validator
     def _check_presets(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -455,6 +464,17 @@ def _parse_bytes(raw: str) -> int:
 
 
 _PARSERS["image_memory_budget"] = _parse_bytes
+
+
+def parse_optional_bytes(raw: str) -> int | None:
+    """A byte count (``1G``, ``512MiB``, ``1000``), or ``none``/empty for no limit."""
+    return None if raw.strip().lower() in {"", "none"} else _parse_bytes(raw)
+
+
+_PARSERS["quota_bytes"] = parse_optional_bytes
+_PARSERS["quota_images"] = lambda raw: (
+    None if raw.strip().lower() in {"", "none"} else _parse_int(raw)
+)
 
 
 # operations (logs, metrics)
