@@ -57,15 +57,10 @@ class ApiToken:
 
 
 @attrs.frozen(kw_only=True)
-class CreatedToken:
+class CreatedToken(ApiToken):
     """A token just made: the only time its secret (``token``) is known."""
 
-    id: str
-    name: str
-    scopes: tuple[str, ...]
     token: str
-    created_at: datetime
-    expires_at: datetime | None = None
 
 
 @attrs.frozen(kw_only=True)

@@ -19,7 +19,7 @@ from cattrs.gen import (
     make_dict_unstructure_fn_from_attrs,
 )
 
-from chitram_core.models import Image, Session, User
+from chitram_core.models import CreatedToken, Image, Session, User
 
 converter = cattrs.Converter()
 
@@ -46,6 +46,8 @@ WIRE_FIELDS: dict[type, tuple[str, ...]] = {
     User: ("id", "email", "is_active", "created_at"),
     # The v1 AuthResponse's order.
     Session: ("user", "access_token", "token_type", "refresh_token", "expires_in"),
+    # The secret in the middle, as the token routes document it.
+    CreatedToken: ("id", "name", "scopes", "token", "created_at", "expires_at"),
     # Not on the wire: owner_id, thumbnail_error. url and thumbnail_url are properties.
     Image: (
         "id",

@@ -12,10 +12,10 @@ import falcon.asgi
 from chitram_core.auth.api_tokens import SCOPES
 from chitram_core.errors import ChitramError, ValidationError, is_internal
 from chitram_core.models import CreatedToken
-from chitram_falcon.context import read_fields
 from chitram_falcon.security import public_base
+from chitram_falcon.web.pages import _Page, _text
 from chitram_falcon.web.templates import Markup, join, render
-from chitram_falcon.web.ui import Visit, WebUI, html_errors
+from chitram_falcon.web.ui import Visit, html_errors
 
 
 def sharex_uploader(base: str, api_root: str, token: str, name: str) -> dict[str, Any]:
@@ -35,21 +35,7 @@ def sharex_uploader(base: str, api_root: str, token: str, name: str) -> dict[str
     }
 
 
-class _TokenForm:
-    def __init__(self, ui: WebUI) -> None:
-        self.ui = ui
-
-    async def _posted(
-        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
-    ) -> tuple[Visit, dict[str, Any]]:
-        self.ui.check_origin(req)
-        visit = await self.ui.visit(req, resp)
-        fields = await read_fields(req)
-        self.ui.check_token(visit, _text(fields, "csrf_token"))
-        return visit, fields
-
-
-class TokensPage(_TokenForm):
+class TokensPage(_Page):
     @html_errors
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         visit = await self.ui.visit(req, resp)
@@ -128,7 +114,7 @@ class TokensPage(_TokenForm):
         )
 
 
-class TokenRevokePage(_TokenForm):
+class TokenRevokePage(_Page):
     @html_errors
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, token_id: str
@@ -139,11 +125,6 @@ class TokenRevokePage(_TokenForm):
             return
         await self.ui.chitram.tokens.revoke(visit.principal, token_id)
         self.ui.redirect(resp, visit.url("/tokens"))
-
-
-def _text(fields: dict[str, Any], name: str) -> str:
-    value = fields.get(name)
-    return value if isinstance(value, str) else ""
 
 
 def _days(raw: str) -> int | None:
