@@ -42,7 +42,8 @@ from chitram_core.errors import (
     ValidationError,
     check_limit,
 )
-from chitram_core.models import User
+from chitram_core.models import Usage, User
+from chitram_core.quotas import Quotas
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
 from chitram_core.storage.migrate import MigrationReport, migrate_storage
@@ -298,6 +299,27 @@ class Admin:
         """Enable a disabled user again (by id or email); they sign in afresh, as their old
         sessions were revoked. :class:`~chitram_core.errors.UserNotFound`."""
         return await self._set_active(user, True)
+
+    async def set_quota(
+        self, user: str, *, bytes: int | None = None, images: int | None = None
+    ) -> Usage:
+        """Give the user with this id or email their own quota (None for either: the
+        deployment's default, ``CHITRAM_QUOTA_BYTES`` / ``CHITRAM_QUOTA_IMAGES``, applies; both
+        None clears the user's own). Their usage and limits after the change.
+        :class:`~chitram_core.errors.UserNotFound`."""
+        await self._require_schema()
+        async with self.database.connect() as conn:
+            row = await self._find(conn, user)
+        return await Quotas(self.settings, self.database).set_quota(
+            row.id, bytes=bytes, images=images
+        )
+
+    async def usage(self, user: str) -> Usage:
+        """What the user's (by id or email) images take, and their limits."""
+        await self._require_schema()
+        async with self.database.connect() as conn:
+            row = await self._find(conn, user)
+        return await Quotas(self.settings, self.database).usage(row.id)
 
     async def _set_active(self, user: str, active: bool) -> User:
         await self._require_schema()

@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 
 from chitram_core.admin import Admin, SweepReport, open_database
+from chitram_core.auth.api_tokens import ApiTokens
 from chitram_core.auth.chain import AuthChain
 from chitram_core.background import Background
 from chitram_core.cache import ImageCache, open_cache
@@ -25,6 +26,7 @@ from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
 from chitram_core.models import HealthReport
 from chitram_core.observe import Observer
+from chitram_core.quotas import Quotas
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -78,6 +80,10 @@ class Chitram:
         """The cache (a ``chitram.cache`` plugin), or None when ``cache_url`` is ``off``."""
         self.auth: AuthChain
         """Registration, login, tokens and sessions over the configured auth providers."""
+        self.tokens: ApiTokens
+        """Personal API tokens: ``create``, ``list``, ``revoke``."""
+        self.users: Quotas
+        """Users' usage and quotas: ``usage``, ``set_quota``, ``check_declared``."""
         self.images: ImageService
         """Upload, get, read, list and delete images."""
         self.thumbnails: Thumbnailer
@@ -158,7 +164,11 @@ class Chitram:
             room_wait=settings.upload_room_wait,
             observer=self.observer,
         )
-        self.auth = await AuthChain.open(settings, self.database, observer=self.observer)
+        self.tokens = ApiTokens(settings, self.database)
+        self.users = Quotas(settings, self.database)
+        self.auth = await AuthChain.open(
+            settings, self.database, observer=self.observer, api_tokens=self.tokens
+        )
         stack.push_async_callback(self.auth.close)
         for name, breaker in self.auth.breakers.items():
             self.observer.auth_provider(name, breaker.state.value)
@@ -209,6 +219,7 @@ class Chitram:
             remover=self.remover,
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
             observer=self.observer,
+            quotas=self.users,
         )
         if self.background and settings.run_jobs:
             # Its own task, not a task group held open until __aexit__: the host may close

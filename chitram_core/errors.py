@@ -90,6 +90,12 @@ class FileTooLarge(ChitramError):
     default_message = "The file is too large"
 
 
+class QuotaExceeded(ChitramError):
+    code = "QUOTA_EXCEEDED"
+    status = 413
+    default_message = "The upload would pass your storage quota"
+
+
 class Unauthorized(ChitramError):
     """No usable credentials: a bearer token is missing or not accepted (401)."""
 
@@ -132,6 +138,11 @@ class Forbidden(ChitramError):
     code = "FORBIDDEN"
     status = 403
     default_message = "You are not allowed to do this"
+
+
+class InsufficientScope(Forbidden):
+    code = "INSUFFICIENT_SCOPE"
+    default_message = "The API token's scopes do not allow this"
 
 
 class DeleteTokenRequired(Forbidden):
@@ -330,12 +341,14 @@ ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
         InvalidImage,
         ImageTooLarge,
         FileTooLarge,
+        QuotaExceeded,
         Unauthorized,
         InvalidToken,
         TokenExpired,
         InvalidCredentials,
         UserInactive,
         Forbidden,
+        InsufficientScope,
         DeleteTokenRequired,
         InvalidDeleteToken,
         NotFound,

@@ -40,6 +40,39 @@ class Principal:
     """The auth provider that issued the token."""
     token_id: str | None = None
     """The token's id (``jti``) when the provider gives one."""
+    scopes: frozenset[str] | None = None
+    """What an API token allows (``images:read`` ...); None for a signed-in session, which may
+    do everything its user may."""
+    api_token_id: str | None = None
+    """The API token the caller used, if any."""
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """What a user's images take, and their limits (None: no limit)."""
+
+    bytes: int
+    images: int
+    quota_bytes: int | None = None
+    quota_images: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ApiToken:
+    """A personal API token as listed: never its secret."""
+
+    id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class CreatedToken(ApiToken):
+    """A token just made: the only time its secret (``token``) is known."""
+
+    token: str
 
 
 @attrs.frozen(kw_only=True)

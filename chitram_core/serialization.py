@@ -19,7 +19,7 @@ from cattrs.gen import (
     make_dict_unstructure_fn_from_attrs,
 )
 
-from chitram_core.models import Image, Session, User
+from chitram_core.models import CreatedToken, Image, Principal, Session, User
 
 converter = cattrs.Converter()
 """The cattrs converter of the models: datetimes as ISO 8601 UTC, the v1 wire fields."""
@@ -47,6 +47,10 @@ WIRE_FIELDS: dict[type, tuple[str, ...]] = {
     User: ("id", "email", "is_active", "created_at"),
     # The v1 AuthResponse's order.
     Session: ("user", "access_token", "token_type", "refresh_token", "expires_in"),
+    # Not on the wire: an API token's scopes and id (the caller's own business, not a client's).
+    Principal: ("user_id", "email", "provider", "token_id"),
+    # The secret in the middle, as the token routes document it.
+    CreatedToken: ("id", "name", "scopes", "token", "created_at", "expires_at"),
     # Not on the wire: owner_id, thumbnail_error. url and thumbnail_url are properties.
     Image: (
         "id",

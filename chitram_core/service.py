@@ -30,6 +30,7 @@ from chitram_core.intake import UploadSource
 from chitram_core.listing import Listing
 from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
 from chitram_core.observe import Observer
+from chitram_core.quotas import Quotas
 from chitram_core.reads import ImageReads, ThumbnailReads
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
@@ -121,6 +122,7 @@ class ImageService:
         remover: ByteRemover | None = None,
         small_objects: SmallObjects | None = None,
         observer: Observer | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
@@ -135,10 +137,12 @@ class ImageService:
         self.small_objects = (
             small_objects if small_objects is not None else SmallObjects(SMALL_OBJECTS_BUDGET)
         )
+        self.quotas = quotas if quotas is not None else Quotas(settings, database)
         self.ingest = build_ingest(
             settings,
             database,
             storage,
+            quotas=self.quotas,
             engine=self.engine,
             thumbnailer=thumbnailer,
             record_hooks=self.record_hooks,

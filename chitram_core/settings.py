@@ -292,6 +292,15 @@ class Settings:
     """Variant renders in flight per process, then 503; default 8."""
     placeholders: bool = True
     """Compute `blurhash` and `dominant_color` at upload; default on."""
+    # quotas
+    quota_bytes: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    """Bytes each user's images may take in all, each image its own size; default none."""
+    quota_images: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    """How many images each user may keep; default none (no limit)."""
 
     @variant_presets.validator
     def _check_presets(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -393,3 +402,15 @@ class Settings:
         env = os.environ if environ is None else environ
         settings: Settings = settings_from_env(cls, env, overrides)
         return settings
+
+
+def parse_optional_bytes(raw: str) -> int | None:
+    """A byte count (``1G``, ``512MiB``, ``1000``), or ``none``/empty for no limit."""
+    return None if raw.strip().lower() in {"", "none"} else _parse_bytes(raw)
+
+
+# quotas
+_PARSERS["quota_bytes"] = parse_optional_bytes
+_PARSERS["quota_images"] = lambda raw: (
+    None if raw.strip().lower() in {"", "none"} else _parse_int(raw)
+)

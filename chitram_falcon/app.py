@@ -13,6 +13,8 @@ from chitram_falcon.asgi import ChitramApp as ChitramApp  # re-exported: its hom
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.openapi import OpenAPIResource
 from chitram_falcon.resources.auth import (
+    ApiTokenResource,
+    ApiTokensResource,
     LoginResource,
     LogoutResource,
     MeResource,
@@ -92,6 +94,8 @@ def create_app(
     app.add_route(f"{API}/auth/logout", LogoutResource(handle))
     app.add_route(f"{API}/auth/me", MeResource(handle))
     app.add_route(f"{API}/auth/password-reset", PasswordResetResource(handle))
+    app.add_route(f"{API}/auth/tokens", ApiTokensResource(handle))
+    app.add_route(f"{API}/auth/tokens/{{token_id}}", ApiTokenResource(handle))
     app.add_route(f"{API}/images/upload", UploadResource(handle))
     app.add_route(f"{API}/images", ImageListResource(handle))
     app.add_route(f"{API}/images/{{image_id}}", ImageResource(handle))

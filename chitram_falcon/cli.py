@@ -28,6 +28,7 @@ from chitram_core import Chitram, Settings, User, logs, to_json
 from chitram_core.admin import Admin, MigrationReport
 from chitram_core.errors import ChitramError, ConfigurationError
 from chitram_core.observe import Observer, combine
+from chitram_core.settings import parse_optional_bytes
 from chitram_falcon.progress import ProgressReporter
 
 if TYPE_CHECKING:
@@ -391,6 +392,48 @@ def _users_set_active(args: argparse.Namespace) -> int:
     return 0
 
 
+def _users_quota(args: argparse.Namespace) -> int:
+    """Show the user's usage and limits; with ``--bytes``/``--images`` set the user's own quota
+    (an option left out, or ``none``: the deployment's default applies), with ``--clear``
+    remove it."""
+    settings = _settings()
+    if args.clear and (args.bytes is not None or args.images is not None):
+        raise UsageError("--clear removes the user's own quota: give it alone")
+    if args.clear or args.bytes is not None or args.images is not None:
+        quota_bytes = _quota_value(args.bytes, parse_optional_bytes, "--bytes")
+        quota_images = _quota_value(args.images, _parse_count, "--images")
+        usage = _admin(
+            settings,
+            lambda admin: admin.set_quota(args.user, bytes=quota_bytes, images=quota_images),
+            migrate=True,
+        )
+    else:
+        usage = _admin(settings, lambda admin: admin.usage(args.user), migrate=True)
+    if args.json:
+        print(json.dumps(to_json(usage)))
+    else:
+        limit_bytes = "none" if usage.quota_bytes is None else str(usage.quota_bytes)
+        limit_images = "none" if usage.quota_images is None else str(usage.quota_images)
+        print(f"bytes: {usage.bytes} of {limit_bytes}\timages: {usage.images} of {limit_images}")
+    return 0
+
+
+def _parse_count(raw: str) -> int | None:
+    return None if raw.strip().lower() in {"", "none"} else int(raw.strip().replace("_", ""))
+
+
+def _quota_value(raw: str | None, parse: Callable[[str], int | None], flag: str) -> int | None:
+    if raw is None:
+        return None
+    try:
+        value = parse(raw)
+    except ValueError:
+        raise UsageError(f"{flag}: expected a number such as 1000, 1G or 512MiB, or none") from None
+    if value is not None and value < 0:
+        raise UsageError(f"{flag}: must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chitram", description="Chitram image hosting")
     parser.add_argument("--version", action="version", version=f"chitram {_version()}")
@@ -464,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--progress-interval", type=float, default=10.0, help=progress_help)
     migrate.set_defaults(func=_storage_migrate)
 
-    users = sub.add_parser("users", help="list, create, disable and enable users")
+    users = sub.add_parser("users", help="list, create, disable and enable users; quotas")
     users_sub = users.add_subparsers(dest="users_command", required=True)
     listing = users_sub.add_parser("list", help="print users, oldest first, one a line")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (1-1000)")
@@ -487,6 +530,17 @@ def build_parser() -> argparse.ArgumentParser:
         command = users_sub.add_parser(name, help=what)
         command.add_argument("user", metavar="USER", help="the user's id or email")
         command.set_defaults(func=_users_set_active)
+    quota = users_sub.add_parser(
+        "quota", help="show a user's usage and quota, or set (--bytes, --images) or --clear it"
+    )
+    quota.add_argument("user", metavar="USER", help="the user's id or email")
+    quota.add_argument("--bytes", help="bytes the user's images may take: 1G, 512MiB, or none")
+    quota.add_argument("--images", help="how many images the user may keep, or none")
+    quota.add_argument(
+        "--clear", action="store_true", help="remove the user's own quota (defaults apply)"
+    )
+    quota.add_argument("--json", action="store_true", help="print the usage as JSON")
+    quota.set_defaults(func=_users_quota)
     return parser
 
 

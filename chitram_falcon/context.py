@@ -13,6 +13,7 @@ import falcon.asgi
 
 from chitram_core import Chitram, Principal, Settings
 from chitram_core.auth import rules
+from chitram_core.auth.api_tokens import require_scope, require_session
 from chitram_core.cache.base import RateDecision
 from chitram_core.errors import (
     FileTooLarge,
@@ -99,12 +100,22 @@ def _redacted(url: str) -> str:
     return scheme + sep + rest
 
 
+ACCOUNT = "account"
+"""The ``scope`` of routes only a signed-in session may use: API tokens get 403 there."""
+ANY = "any"
+"""The ``scope`` of routes any API token may use (who am I, my usage)."""
+READ, WRITE, DELETE, TAGS = "images:read", "images:write", "images:delete", "tags:write"
+"""The API token scopes, one per class of routes (``chitram_core.auth.api_tokens.SCOPES``)."""
+
+
 async def authenticate(
-    req: falcon.asgi.Request, chitram: Chitram, *, required: bool
+    req: falcon.asgi.Request, chitram: Chitram, *, required: bool, scope: str = ACCOUNT
 ) -> Principal | None:
     """The caller, from the Authorization header only (never the body).
 
-    A token that is present but bad is always a 401, even where anonymity is allowed.
+    A token that is present but bad is always a 401, even where anonymity is allowed. An API
+    token without ``scope`` is a 403 ``INSUFFICIENT_SCOPE``; routes that declare no scope
+    (``ACCOUNT``: the account, its tokens) refuse API tokens altogether.
     """
     token = bearer_token(req.get_header("Authorization"))
     if token is None:
@@ -112,6 +123,10 @@ async def authenticate(
             raise Unauthorized("Authentication required: send 'Authorization: Bearer <token>'")
         return None
     principal = await chitram.auth.authenticate(token)
+    if scope == ACCOUNT:
+        require_session(principal)
+    elif scope != ANY:
+        require_scope(principal, scope)
     req.context.access_token = token
     return principal
 

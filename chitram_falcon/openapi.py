@@ -13,6 +13,7 @@ from typing import Any
 import falcon
 import falcon.asgi
 
+from chitram_core.auth.api_tokens import SCOPES
 from chitram_core.chitram import VERSION
 from chitram_core.errors import ERRORS_BY_CODE
 
@@ -51,9 +52,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
         401: _error(
             "Missing, invalid or expired bearer token, or wrong credentials", ["WWW-Authenticate"]
         ),
-        403: _error("Not allowed (FORBIDDEN, DELETE_TOKEN_REQUIRED, INVALID_DELETE_TOKEN)"),
+        403: _error(
+            "Not allowed (FORBIDDEN, DELETE_TOKEN_REQUIRED, INVALID_DELETE_TOKEN, "
+            "INSUFFICIENT_SCOPE)"
+        ),
         404: _error("Not found"),
-        413: _error("Body or file too large (FILE_TOO_LARGE)"),
+        413: _error("Body or file too large (FILE_TOO_LARGE), or over the quota (QUOTA_EXCEEDED)"),
         416: _error("Range not satisfiable", ["Content-Range"]),
         422: _error("Validation error"),
         429: _error(
@@ -763,7 +767,121 @@ def build_spec() -> dict[str, Any]:
     # tags
     spec["paths"].update(_tag_paths(api))
     spec["components"]["schemas"].update(_tag_schemas())
+    # quotas and API tokens
+    spec["paths"].update(_token_paths(api))
+    spec["components"]["schemas"].update(_token_schemas())
+    me = spec["paths"][f"{api}/auth/me"]["get"]
+    me["responses"]["200"] = _json(_ref("Me"), "The user and what their images use")
     return spec
+
+
+# quotas and API tokens ---------------------------------------------------------------------
+
+
+def _token_schemas() -> dict[str, Any]:
+    timestamp = {"type": "string", "format": "date-time"}
+    limit = {"type": ["integer", "null"], "minimum": 0}
+    token_fields = {
+        "id": {"type": "string"},
+        "name": {"type": "string"},
+        "scopes": {"type": "array", "items": {"enum": list(SCOPES)}},
+        "created_at": timestamp,
+        "expires_at": {"type": ["string", "null"], "format": "date-time"},
+    }
+    return {
+        "Usage": {
+            "type": "object",
+            "required": ["bytes", "images", "quota_bytes", "quota_images"],
+            "properties": {
+                "bytes": {"type": "integer", "minimum": 0},
+                "images": {"type": "integer", "minimum": 0},
+                "quota_bytes": limit,
+                "quota_images": limit,
+            },
+        },
+        "Me": {
+            "allOf": [
+                _ref("User"),
+                {"type": "object", "required": ["usage"], "properties": {"usage": _ref("Usage")}},
+            ]
+        },
+        "ApiToken": {"type": "object", "required": list(token_fields), "properties": token_fields},
+        "CreatedToken": {
+            "type": "object",
+            "required": [*token_fields, "token"],
+            "properties": {**token_fields, "token": {"type": "string"}},
+        },
+    }
+
+
+def _token_paths(api: str) -> dict[str, Any]:
+    tags = ["auth"]
+    body = {
+        "required": True,
+        "content": {
+            JSON: {
+                "schema": {
+                    "type": "object",
+                    "required": ["name", "scopes"],
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                        "scopes": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"enum": list(SCOPES)},
+                        },
+                        "expires_in_days": {
+                            "type": ["integer", "null"],
+                            "minimum": 1,
+                            "maximum": 3650,
+                        },
+                    },
+                }
+            }
+        },
+    }
+    return {
+        f"{api}/auth/tokens": {
+            "post": {
+                "tags": tags,
+                "operationId": "create_api_token",
+                "security": _BEARER,
+                "summary": "Make a personal API token (its secret is shown this once)",
+                "requestBody": body,
+                "responses": {
+                    "201": _json(_ref("CreatedToken"), "The token, with its secret"),
+                    **_errors(401, 403, 413, 422, 503),
+                },
+            },
+            "get": {
+                "tags": tags,
+                "operationId": "list_api_tokens",
+                "security": _BEARER,
+                "summary": "The caller's API tokens (no secrets)",
+                "responses": {
+                    "200": _json({"type": "array", "items": _ref("ApiToken")}, "Tokens"),
+                    **_errors(401, 403, 503),
+                },
+            },
+        },
+        f"{api}/auth/tokens/{{token_id}}": {
+            "delete": {
+                "tags": tags,
+                "operationId": "revoke_api_token",
+                "security": _BEARER,
+                "summary": "Revoke one of the caller's API tokens",
+                "parameters": [
+                    {
+                        "name": "token_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {"204": {"description": "Revoked"}, **_errors(401, 403, 404, 503)},
+            }
+        },
+    }
 
 
 # tags ------------------------------------------------------------------------------------------

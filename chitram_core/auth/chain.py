@@ -19,6 +19,7 @@ import anyio
 from chitram_core import plugins
 from chitram_core.auth import rules
 from chitram_core.auth import users as user_repo
+from chitram_core.auth.api_tokens import ApiTokens, is_api_token
 from chitram_core.auth.base import AuthProvider
 from chitram_core.auth.breaker import Breaker, State
 from chitram_core.auth.oauth import OAuthProvider, OAuthStart
@@ -44,11 +45,14 @@ class AuthChain:
         clock: Callable[[], float] = time.monotonic,
         password_common_check: bool = True,
         observer: Observer | None = None,
+        api_tokens: ApiTokens | None = None,
     ) -> None:
         if not providers:
             raise ValueError("an auth chain needs at least one provider")
         self.providers = tuple(providers)
         self.database = database
+        self.api_tokens = api_tokens
+        """Personal API tokens (``chitram_pat_...``), checked before any provider."""
         self.password_common_check = password_common_check
         self.breakers = {
             p.name: Breaker(
@@ -66,6 +70,7 @@ class AuthChain:
         providers: Sequence[AuthProvider] | None = None,
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
+        api_tokens: ApiTokens | None = None,
     ) -> AuthChain:
         """Load the providers named in ``settings.auth_providers`` (or take ``providers``) and
         start them. A configured provider that cannot load is a PluginError, naming it."""
@@ -90,6 +95,7 @@ class AuthChain:
             clock=clock,
             password_common_check=settings.password_common_check,
             observer=observer,
+            api_tokens=api_tokens,
         )
 
     async def close(self) -> None:
@@ -140,7 +146,11 @@ class AuthChain:
 
     async def authenticate(self, token: str) -> Principal:
         """The caller behind ``token``, checked by its issuer; when the issuer is down, by any
-        provider that can verify it offline (Supabase tokens against the project secret)."""
+        provider that can verify it offline (Supabase tokens against the project secret).
+        A personal API token (``chitram_pat_...``) is checked against the database first, and
+        never sent to a provider."""
+        if self.api_tokens is not None and is_api_token(token):
+            return await self.api_tokens.authenticate(token)
         owners = [p for p in self.providers if p.issued(token)]
         if not owners:
             raise InvalidToken()

@@ -214,3 +214,30 @@ variants = Table(
     Column("height", Integer, nullable=True),
     Column("created_at", UTCDateTime, nullable=False, default=utcnow),
 )
+
+# quotas and API tokens (0005_quotas_tokens). A user's own limits, when an operator set any;
+# without a row (or with a NULL column) the deployment's defaults apply. Usage is not kept
+# here: it is counted from the user's image rows (see ``db/quotas.py``).
+user_quotas = Table(
+    "user_quotas",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("quota_bytes", BigInteger, nullable=True),
+    Column("quota_images", BigInteger, nullable=True),
+    Column("updated_at", UTCDateTime, nullable=False, default=utcnow),
+)
+
+# Personal API tokens: only a keyed hash of the secret is kept (see ``auth/api_tokens.py``).
+# Revoking deletes the row. ``scopes`` is space-separated.
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("scopes", String(200), nullable=False),
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Index("ix_api_tokens_user", "user_id", "created_at"),
+)

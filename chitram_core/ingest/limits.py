@@ -2,8 +2,8 @@
 moment it passes it (``FILE_TOO_LARGE``).
 
 Rate limits, per-user fair share and the wait for room are decided by the host from the request
-headers before the body is read (see docs/decisions.md); a quota would be a stage next to
-this one.
+headers before the body is read (see docs/decisions.md); the quota's declared-length check is
+the stage after this one (``quota.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ::
 
-    source ─► SizeLimit ─► StreamChecks ─► Spool ─► HeaderChecks ─► StripMetadata
+    source ─► SizeLimit ─► QuotaCheck ─► StreamChecks ─► Spool ─► HeaderChecks ─► StripMetadata
                                                                           │
          AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ ImageJob ◄────────────┘
 
@@ -10,8 +10,8 @@ Each stage has one job and reads and fills in the :class:`Upload` (see docs/arch
 The stream stages (size limit, stream checks) wrap the body; it flows when the spool writes it
 to a temporary object. A stage that refuses raises a ``ChitramError``: every temporary object
 of the upload is removed (shielded from cancellation) and nothing is recorded, since only the
-record stage writes rows and it does so in one transaction. New stages (a quota, a moderation
-gate) go into :func:`build_ingest`'s list where they belong; new sources are new
+record stage writes rows and it does so in one transaction. New stages (a moderation gate) go
+into :func:`build_ingest`'s list where they belong; new sources are new
 :class:`~chitram_core.ingest.source.Source` implementations.
 """
 
@@ -28,12 +28,14 @@ from chitram_core.ingest.after import AfterCommit
 from chitram_core.ingest.checks import HeaderChecks, StreamChecks, StripMetadata
 from chitram_core.ingest.image_job import ImageJob, StageThumbnail
 from chitram_core.ingest.limits import SizeLimit
+from chitram_core.ingest.quota import QuotaCheck
 from chitram_core.ingest.record import Record, RecordHook
 from chitram_core.ingest.source import Source
 from chitram_core.ingest.store import Spool, discard
 from chitram_core.ingest.upload import Stage, Upload
 from chitram_core.models import Image
 from chitram_core.observe import Observer
+from chitram_core.quotas import Quotas
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
 from chitram_core.thumbnailer import Thumbnailer
@@ -79,25 +81,28 @@ def build_ingest(
     wake: Callable[[], None],
     tagging: bool = False,
     observer: Observer | None = None,
+    quotas: Quotas | None = None,
 ) -> Ingest:
     """The upload's stages in the order they run, composed once.
 
     The stream stages come before the spool that drives them; a stage that must see the
     verified image (a moderation gate) goes after ``ImageJob``; one that must know the size
-    before the body is read (a quota) next to ``SizeLimit``. ``Record`` is last: no stage runs
-    after rows exist.
+    before the body is read (the quota's declared-length check) next to ``SizeLimit``.
+    ``Record`` is last: no stage runs after rows exist; it charges the quota with the exact
+    size in its transaction.
     """
     observer = observer if observer is not None else Observer()
     at_upload = thumbnailer.params if settings.thumbnail_at_upload else None
     stages: list[Stage] = [
         SizeLimit(settings),  # limits.py
+        *([QuotaCheck(quotas)] if quotas is not None else []),  # quota.py
         StreamChecks(settings),  # checks.py
         Spool(storage),  # store.py: drives the two above
         HeaderChecks(settings),  # checks.py
         StripMetadata(storage, observer=observer),  # checks.py
         ImageJob(settings, storage, engine, thumbnail=at_upload, observer=observer),  # image_job.py
         StageThumbnail(storage),  # image_job.py
-        Record(database, storage, thumbnailer, record_hooks),  # record.py
+        Record(database, storage, thumbnailer, record_hooks, quotas=quotas),  # record.py
     ]
     after = AfterCommit(
         storage, wake=wake, on_ready=thumbnailer.on_ready, tagging=tagging, observer=observer

@@ -1,11 +1,12 @@
 """The record: one transaction makes the upload exist, or nothing of it does.
 
-In order: the blob row claimed (new content) or its refcount bumped (deduplicated: the bytes
-are already stored), the image row, the durable jobs of the record hooks (tagging), the bytes
-moved from their temporary object onto the content-addressed ``blobs/...`` key when the blob is
-new (inside the transaction: a failed move records nothing, and a concurrent remover of the
-same key is held off by the blob row's lock), and last the thumbnail: the staged one recorded
-ready, else a pending row and its background job.
+In order: the owner's quota charged (their row locked, so concurrent uploads of one user are
+counted one after the other), the blob row claimed (new content) or its refcount bumped
+(deduplicated: the bytes are already stored), the image row, the durable jobs of the record
+hooks (tagging), the bytes moved from their temporary object onto the content-addressed
+``blobs/...`` key when the blob is new (inside the transaction: a failed move records nothing,
+and a concurrent remover of the same key is held off by the blob row's lock), and last the
+thumbnail: the staged one recorded ready, else a pending row and its background job.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chitram_core.delete_policy import hash_token
 from chitram_core.ingest.upload import Upload
 from chitram_core.intake import clean_filename
 from chitram_core.models import Image
+from chitram_core.quotas import Quotas
 from chitram_core.storage import Storage, blob_key
 from chitram_core.thumbnailer import Thumbnailer
 
@@ -41,7 +43,10 @@ class Record:
         storage: Storage,
         thumbnailer: Thumbnailer,
         hooks: Sequence[RecordHook] = (),
+        *,
+        quotas: Quotas | None = None,
     ) -> None:
+        self.quotas = quotas
         self.db = database
         self.storage = storage
         self.thumbnailer = thumbnailer
@@ -55,6 +60,8 @@ class Record:
         created = utcnow()
         name = clean_filename(upload.source.filename, info.format)
         async with self.db.transaction() as conn:
+            if self.quotas is not None and owner is not None:  # first: it locks the user's row
+                await self.quotas.charge(conn, owner.user_id, upload.size)
             is_new = await blobs.claim(
                 conn,
                 sha256=sha256,

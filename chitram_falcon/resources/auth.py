@@ -7,7 +7,9 @@ import falcon.asgi
 
 from chitram_core import to_json
 from chitram_core.auth import rules
+from chitram_core.errors import ValidationError
 from chitram_falcon.context import (
+    ANY,
     ChitramHandle,
     auth_rate_limit,
     authenticate,
@@ -89,11 +91,57 @@ class LogoutResource(_AuthResource):
 class MeResource(_AuthResource):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        principal = await authenticate(req, chitram, required=True)
+        principal = await authenticate(req, chitram, required=True, scope=ANY)
         assert principal is not None
         user = await chitram.auth.get_user(principal.user_id)
-        resp.media = to_json(user)
+        usage = await chitram.users.usage(principal.user_id)
+        resp.media = to_json(user) | {"usage": to_json(usage)}
         resp.cache_control = ["no-store"]
+
+
+class ApiTokensResource(_AuthResource):
+    """POST (make one; its secret is shown this once) and GET (list, no secrets)
+    /api/v1/auth/tokens: a signed-in session only, never an API token."""
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=True)
+        assert principal is not None
+        fields = await read_fields(req)
+        expires = fields.get("expires_in_days")
+        if expires is not None and (isinstance(expires, bool) or not isinstance(expires, int)):
+            raise ValidationError(
+                "expires_in_days must be a whole number of days", field="expires_in_days"
+            )
+        scopes = fields.get("scopes")
+        if not isinstance(scopes, list):
+            raise ValidationError("scopes must be a list of scope names", field="scopes")
+        created = await chitram.tokens.create(
+            principal, required_str(fields, "name"), scopes, expires
+        )
+        resp.status = 201
+        resp.media = to_json(created)
+        resp.cache_control = ["no-store"]
+
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=True)
+        assert principal is not None
+        resp.media = to_json(await chitram.tokens.list(principal))
+        resp.cache_control = ["no-store"]
+
+
+class ApiTokenResource(_AuthResource):
+    """DELETE /api/v1/auth/tokens/{id}: revoke one of the caller's tokens."""
+
+    async def on_delete(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, token_id: str
+    ) -> None:
+        chitram = self.handle.chitram
+        principal = await authenticate(req, chitram, required=True)
+        assert principal is not None
+        await chitram.tokens.revoke(principal, token_id)
+        resp.status = 204
 
 
 class PasswordResetResource(_AuthResource):

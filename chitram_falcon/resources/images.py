@@ -28,7 +28,15 @@ from chitram_core.limits import UploadSlots
 from chitram_core.limits.slots import Room
 from chitram_core.models import Thumbnail
 from chitram_falcon.answers import Prepared
-from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
+from chitram_falcon.context import (
+    DELETE,
+    READ,
+    WRITE,
+    ChitramHandle,
+    authenticate,
+    client_bucket,
+    rate_limit,
+)
 from chitram_falcon.fastread import Answer
 from chitram_falcon.http import (
     ByteRange,
@@ -159,7 +167,9 @@ class UploadResource:
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
         required = not chitram.settings.allow_anonymous_uploads
-        await self.admit(req, resp, lambda: authenticate(req, chitram, required=required))
+        await self.admit(
+            req, resp, lambda: authenticate(req, chitram, required=required, scope=WRITE)
+        )
 
     async def admit(
         self,
@@ -204,6 +214,10 @@ class UploadResource:
         # server discards the unread body and keeps the connection), not after receiving and
         # parsing a file only to refuse it. Checked again when the file has arrived (take).
         chitram.upload_slots.check_room()
+        if principal is not None:  # a quota the declared body would pass: 413 before reading it
+            declared = req.content_length
+            file_at_least = max(0, declared - MULTIPART_OVERHEAD) if declared is not None else None
+            await chitram.users.check_declared(principal.user_id, file_at_least)
         held: list[bool] = []
         async with chitram.upload_slots.per_identity(identity):
             try:
@@ -266,7 +280,7 @@ class ImageListResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        principal = await authenticate(req, chitram, required=True)
+        principal = await authenticate(req, chitram, required=True, scope=READ)
         assert principal is not None
         query = list_query(req)
         page = await chitram.images.list(
@@ -325,7 +339,7 @@ class ImageResource:
     ) -> None:
         chitram = self.handle.chitram
         if req.auth is not None:
-            await authenticate(req, chitram, required=False)
+            await authenticate(req, chitram, required=False, scope=READ)
         image, cache_status = await chitram.images.get_with_cache_status(image_id)
         found = self._bodies.get(image.id, image)
         if found is None:
@@ -359,7 +373,7 @@ class ImageResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
         chitram = self.handle.chitram
-        principal = await authenticate(req, chitram, required=False)
+        principal = await authenticate(req, chitram, required=False, scope=DELETE)
         token = req.get_header("X-Delete-Token") or req.get_param("delete_token") or None
         await chitram.images.delete(image_id, principal=principal, delete_token=token)
         resp.status = 204
@@ -489,7 +503,7 @@ class _BinaryResource(Generic[S]):
     ) -> None:
         chitram = self.handle.chitram
         if req.auth is not None:
-            await authenticate(req, chitram, required=False)
+            await authenticate(req, chitram, required=False, scope=READ)
         source = await self._source(chitram, image_id)
         served = self._served.get(image_id, source)
         if served is None:
@@ -641,7 +655,7 @@ class VariantResource(_BinaryResource[Image]):
     ) -> None:
         chitram = self.handle.chitram
         if req.auth is not None:
-            await authenticate(req, chitram, required=False)
+            await authenticate(req, chitram, required=False, scope=READ)
         parsed = chitram.variants.authorize(image_id, spec, req.get_param("sig"))
         if parsed.format in (None, "auto"):
             # The content and Accept pick the format: on errors and 304s too.

@@ -7,7 +7,7 @@ import falcon.asgi
 
 from chitram_core import to_json
 from chitram_core.errors import ValidationError, check_limit
-from chitram_falcon.context import ChitramHandle, authenticate, read_fields
+from chitram_falcon.context import READ, TAGS, ChitramHandle, authenticate, read_fields
 
 NO_STORE = ["private, no-store"]
 
@@ -33,14 +33,14 @@ class ImageTagsResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False)
+        await authenticate(req, chitram, required=False, scope=READ)
         resp.media = to_json(await chitram.tags.for_image(image_id))
 
     async def on_post(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
         chitram = self.handle.chitram
-        principal = await authenticate(req, chitram, required=True)
+        principal = await authenticate(req, chitram, required=True, scope=TAGS)
         assert principal is not None
         fields = await read_fields(req)
         if "tag" not in fields:
@@ -62,7 +62,7 @@ class ImageTagResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str, name: str
     ) -> None:
         chitram = self.handle.chitram
-        principal = await authenticate(req, chitram, required=True)
+        principal = await authenticate(req, chitram, required=True, scope=TAGS)
         assert principal is not None
         await chitram.tags.remove(image_id, name, principal=principal)
         resp.status = 204
@@ -78,7 +78,7 @@ class AutoTagResource:
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
     ) -> None:
         chitram = self.handle.chitram
-        principal = await authenticate(req, chitram, required=True)
+        principal = await authenticate(req, chitram, required=True, scope=TAGS)
         assert principal is not None
         resp.media = to_json(await chitram.tags.auto_tag(image_id, principal=principal))
         resp.cache_control = NO_STORE
@@ -92,7 +92,7 @@ class TagsResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False)
+        await authenticate(req, chitram, required=False, scope=READ)
         resp.media = to_json(await chitram.tags.all(int_param(req, "limit", 20)))
 
 
@@ -104,7 +104,7 @@ class PopularTagsResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False)
+        await authenticate(req, chitram, required=False, scope=READ)
         resp.media = to_json(await chitram.tags.popular(int_param(req, "limit", 20)))
 
 
@@ -116,7 +116,7 @@ class TagSearchResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False)
+        await authenticate(req, chitram, required=False, scope=READ)
         q = req.get_param("q") or ""
         if len(q) > 50:
             raise ValidationError("q has at most 50 characters", field="q")

@@ -24,6 +24,7 @@ from chitram_falcon.web.pages import (
     UploadPage,
 )
 from chitram_falcon.web.static import StaticFiles, StaticResource
+from chitram_falcon.web.tokens import TokenRevokePage, TokensPage
 from chitram_falcon.web.ui import WebUI
 
 if TYPE_CHECKING:
@@ -51,6 +52,8 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     app.add_route(f"{prefix}/images/{{image_id}}/delete", DeletePage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}/tags", TagAddPage(ui))
     app.add_route(f"{prefix}/images/{{image_id}}/tags/{{name}}/delete", TagRemovePage(ui))
+    app.add_route(f"{prefix}/tokens", TokensPage(ui))
+    app.add_route(f"{prefix}/tokens/{{token_id}}/revoke", TokenRevokePage(ui))
     app.add_route(f"{prefix}/ui/static/{{name}}", StaticResource(static))
     app.add_route(f"{prefix}/ui/api/images", ImageListApi(ui))
     app.add_route(f"{prefix}/ui/api/images/upload", UploadApi(ui))

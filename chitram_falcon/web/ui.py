@@ -12,6 +12,7 @@ import falcon.asgi
 
 from chitram_core import Chitram, Principal, Session
 from chitram_core.errors import ChitramError, Forbidden, Unauthorized, is_internal
+from chitram_core.models import Usage
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.security import Policy, use_policy
 from chitram_falcon.web.session import (
@@ -22,7 +23,7 @@ from chitram_falcon.web.session import (
     write_cookie,
 )
 from chitram_falcon.web.static import StaticFiles
-from chitram_falcon.web.templates import Markup, render
+from chitram_falcon.web.templates import Markup, human_size, render
 
 SAFE_FETCH_SITES = {"same-origin", "none"}
 
@@ -43,6 +44,8 @@ class Visit:
     """Path prefix of every UI link: the ASGI root path plus the UI's mount prefix."""
     root: str
     """The ASGI root path alone (the API's own paths hang from it)."""
+    usage: Usage | None = None
+    """What the signed-in visitor's images take (the header shows it)."""
 
     def url(self, path: str) -> str:
         return self.base + path
@@ -80,6 +83,7 @@ class WebUI:
                 principal, session = await self._renew(session)
                 changed = True
         root = req.root_path or ""
+        usage = await self.chitram.users.usage(principal.user_id) if principal else None
         visit = Visit(
             session=session,
             principal=principal,
@@ -87,6 +91,7 @@ class WebUI:
             csrf=self.codec.csrf_token(session),
             base=root + self.prefix,
             root=root,
+            usage=usage,
         )
         req.context.visit = visit
         if changed:
@@ -204,6 +209,8 @@ class WebUI:
             "nav_user.html",
             gallery=link("/", "My images", "gallery"),
             upload=link("/upload", "Upload", "upload"),
+            tokens=link("/tokens", "API tokens", "tokens"),
+            usage=_usage_text(visit.usage),
             email=visit.principal.email,
             signout=visit.url("/signout"),
             csrf=visit.csrf,
@@ -292,3 +299,17 @@ def _same_origin(origin: str, req: falcon.asgi.Request) -> bool:
     return bool(parts.scheme in {"http", "https"} and parts.netloc) and (
         parts.netloc.lower() == host.lower()
     )
+
+
+def _usage_text(usage: Usage | None) -> str:
+    """``1.2 MB of 1.0 GB · 3 of 100 images`` (the limits only where there are any)."""
+    if usage is None:
+        return ""
+    size = human_size(usage.bytes)
+    if usage.quota_bytes is not None:
+        size += f" of {human_size(usage.quota_bytes)}"
+    count = f"{usage.images}"
+    if usage.quota_images is not None:
+        count += f" of {usage.quota_images}"
+    noun = "image" if usage.images == 1 and usage.quota_images is None else "images"
+    return f"{size} \u00b7 {count} {noun}"

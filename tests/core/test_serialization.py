@@ -10,7 +10,9 @@ import attrs
 import pytest
 
 from chitram_core.models import (
+    ApiToken,
     Check,
+    CreatedToken,
     HealthReport,
     Image,
     ImageTag,
@@ -21,6 +23,7 @@ from chitram_core.models import (
     SuggestedTag,
     Tag,
     Thumbnail,
+    Usage,
     User,
     Variant,
 )
@@ -110,6 +113,18 @@ SAMPLES = {
         height=100,
         negotiated=True,
     ),
+    "usage": Usage(bytes=10, images=1, quota_bytes=None, quota_images=5),
+    "api_token": ApiToken(
+        id="k1", name="sharex", scopes=("images:write",), created_at=IST, expires_at=None
+    ),
+    "created_token": CreatedToken(
+        id="k1",
+        name="sharex",
+        scopes=("images:write",),
+        token="chitram_pat_x",
+        created_at=IST,
+        expires_at=IST,
+    ),
     "datetime": NAIVE,
 }
 
@@ -131,6 +146,9 @@ BEFORE = {
     "popular": "[{'name': 'cat', 'category': None, 'count': 3}]",
     "suggested": "{'name': 'red', 'confidence': 80, 'category': 'color'}",
     "variant": "{'image_id': 'i1', 'spec': 'w200', 'key': 'variants/x', 'content_type': 'image/jpeg', 'size': 9, 'width': 200, 'height': 100, 'negotiated': True}",
+    "usage": "{'bytes': 10, 'images': 1, 'quota_bytes': None, 'quota_images': 5}",
+    "api_token": "{'id': 'k1', 'name': 'sharex', 'scopes': ['images:write'], 'created_at': '2026-01-02T03:04:05+00:00', 'expires_at': None}",
+    "created_token": "{'id': 'k1', 'name': 'sharex', 'scopes': ['images:write'], 'token': 'chitram_pat_x', 'created_at': '2026-01-02T03:04:05+00:00', 'expires_at': '2026-01-02T03:04:05+00:00'}",
     "datetime": "'2026-01-02T03:04:05.678901+00:00'",
 }
 

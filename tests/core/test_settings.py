@@ -135,3 +135,14 @@ def test_bad_hardening_values_name_their_variable(variable: str, value: str) -> 
     with pytest.raises(ConfigurationError) as info:
         Settings.from_env({variable: value})
     assert variable in info.value.message
+
+
+def test_quota_settings_take_byte_counts_and_none() -> None:
+    parsed = Settings.from_env({"CHITRAM_QUOTA_BYTES": "1G", "CHITRAM_QUOTA_IMAGES": "1_000"})
+    assert (parsed.quota_bytes, parsed.quota_images) == (1024**3, 1000)
+    unset = Settings.from_env({"CHITRAM_QUOTA_BYTES": "none", "CHITRAM_QUOTA_IMAGES": ""})
+    assert (unset.quota_bytes, unset.quota_images) == (None, None)
+    for var, raw in (("CHITRAM_QUOTA_BYTES", "lots"), ("CHITRAM_QUOTA_IMAGES", "-1")):
+        with pytest.raises(ConfigurationError) as raised:
+            Settings.from_env({var: raw})
+        assert var in raised.value.message

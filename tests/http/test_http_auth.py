@@ -131,7 +131,8 @@ async def test_me_returns_the_user(env: Env) -> None:
     session = await _register(env)
     resp = await env.client.get(f"{AUTH}/me", headers=bearer(session["access_token"]))
     assert resp.status_code == 200
-    assert resp.json() == session["user"]
+    usage = {"bytes": 0, "images": 0, "quota_bytes": None, "quota_images": None}
+    assert resp.json() == session["user"] | {"usage": usage}
 
 
 async def test_me_without_a_token_is_401_unauthorized(env: Env) -> None:

@@ -88,9 +88,14 @@ def test_the_document_is_openapi_3_1_with_every_route() -> None:
         "/api/v1/tags": {"get"},
         "/api/v1/tags/popular": {"get"},
         "/api/v1/tags/search": {"get"},
+        "/api/v1/auth/tokens": {"get", "post"},
+        "/api/v1/auth/tokens/{token_id}": {"delete"},
     }.items():
         assert methods <= set(paths[path]), path
-    for name in ("Image", "User", "AuthResponse", "Page", "Health", "Error", "Tag", "ImageTag"):
+    for name in (
+        *("Image", "User", "AuthResponse", "Page", "Health", "Error", "Tag", "ImageTag"),
+        *("Usage", "Me", "ApiToken", "CreatedToken"),
+    ):
         assert name in spec["components"]["schemas"]
 
 

@@ -87,3 +87,32 @@ def test_a_database_behind_is_refused_until_upgraded(tmp_path: Path) -> None:
     )
     assert upgrade.returncode == 0, upgrade.stderr
     assert users(["list"], tmp_path, env).returncode == 0
+
+
+def test_quota_show_set_and_clear(tmp_path: Path) -> None:
+    env = clean_env(CHITRAM_QUOTA_IMAGES="50")
+    assert users(["create", "q@example.com"], tmp_path, env, stdin=PASSWORD).returncode == 0
+    shown = users(["quota", "q@example.com"], tmp_path, env)
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.strip() == "bytes: 0 of none\timages: 0 of 50"
+    set_ = users(["quota", "Q@example.com", "--bytes", "1G", "--images", "1000"], tmp_path, env)
+    assert set_.returncode == 0, set_.stderr
+    assert set_.stdout.strip() == f"bytes: 0 of {1024**3}\timages: 0 of 1000"
+    only = users(["quota", "q@example.com", "--bytes", "512MiB", "--json"], tmp_path, env)
+    assert json.loads(only.stdout) == {
+        "bytes": 0,
+        "images": 0,
+        "quota_bytes": 512 * 1024**2,
+        "quota_images": 50,  # left out: the default applies again
+    }
+    cleared = users(["quota", "q@example.com", "--clear"], tmp_path, env)
+    assert cleared.stdout.strip() == "bytes: 0 of none\timages: 0 of 50"
+    for args, says in (
+        (["quota", "q@example.com", "--bytes", "lots"], "--bytes"),
+        (["quota", "q@example.com", "--images", "-3"], "--images"),
+        (["quota", "q@example.com", "--clear", "--images", "3"], "--clear"),
+        (["quota", "nobody@example.com"], "nobody@example.com"),
+    ):
+        result = users(args, tmp_path, env)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert says in result.stderr, (args, result.stderr)
