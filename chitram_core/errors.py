@@ -91,6 +91,8 @@ class FileTooLarge(ChitramError):
 
 
 class QuotaExceeded(ChitramError):
+    """413: the upload would take the user past their bytes or images quota; nothing is kept."""
+
     code = "QUOTA_EXCEEDED"
     status = 413
     default_message = "The upload would pass your storage quota"
@@ -141,6 +143,8 @@ class Forbidden(ChitramError):
 
 
 class InsufficientScope(Forbidden):
+    """403: the API token used lacks the scope this route needs (or the route takes none)."""
+
     code = "INSUFFICIENT_SCOPE"
     default_message = "The API token's scopes do not allow this"
 

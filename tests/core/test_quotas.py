@@ -8,6 +8,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from conftest import make_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
@@ -141,7 +142,6 @@ async def test_a_declared_length_over_the_quota_is_refused_before_reading(
 async def test_own_limits_override_the_defaults_and_clear_back(
     tmp_path: Path, database_url: str
 ) -> None:
-    from conftest import make_settings
 
     settings = make_settings(
         tmp_path, database_url=database_url, auto_migrate=True, quota_images=1, quota_bytes=None
@@ -188,7 +188,6 @@ SAMPLES = [png(n, (8 + 8 * n, 8 + 4 * n)) for n in range(4)]
 def test_usage_is_always_the_sum_of_the_users_images(
     ops: list[tuple[str, int]], quota_bytes: int | None, quota_images: int | None
 ) -> None:
-    from conftest import make_settings
 
     async def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
