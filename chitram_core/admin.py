@@ -68,6 +68,8 @@ class SweepReport:
     pending_left: int
     thumbnails_made: int
     placeholders_made: int = 0
+    uploads_expired: int = 0
+    """Resumable uploads past ``CHITRAM_RESUMABLE_TTL`` removed, with their stored chunks."""
 
 
 class Sweeper(Protocol):

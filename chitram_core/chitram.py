@@ -23,8 +23,9 @@ from chitram_core.eventloop import asyncio_only_parts, running_backend
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
-from chitram_core.models import HealthReport
+from chitram_core.models import HealthReport, Image, Principal
 from chitram_core.observe import Observer
+from chitram_core.resumable import Uploads
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -76,6 +77,8 @@ class Chitram:
         self.jobs: JobRunner
         self.tags: TagService
         self.variants: VariantService
+        self.uploads: Uploads
+        """Resumable uploads: ``create``, ``append``, ``status``, ``cancel``, ``finish``."""
         self.rate_limiter: RateLimiter
         self.upload_slots: UploadSlots
         self.remover: ByteRemover
@@ -191,6 +194,15 @@ class Chitram:
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
             observer=self.observer,
         )
+        self.uploads = Uploads(
+            settings,
+            self.database,
+            self.storage,
+            self.images.ingest,
+            get_image=self.images.get,
+            remove_image=self._remove_image,
+            observer=self.observer,
+        )
         if self.background:
             # Its own task, not a task group held open until __aexit__: the host may close
             # Chitram from another task; closing drains jobs instead of cancelling them.
@@ -206,6 +218,9 @@ class Chitram:
                 runner.start_soon(self._report_jobs, reporting)
             stack.push_async_callback(self.jobs.stop)
             runner.start_soon(self.jobs.run_forever)
+
+    async def _remove_image(self, image: Image, owner: Principal | None) -> None:
+        await self.images.delete(image.id, principal=owner, delete_token=image.delete_token)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if not self._image_cache.enabled:
@@ -264,12 +279,14 @@ class Chitram:
     async def sweep(
         self, *, older_than: float = 3600.0, progress: Progress | None = None
     ) -> SweepReport:
-        """Remove bytes that no row references, retry queued removals, make missing thumbnails.
+        """Remove bytes that no row references, retry queued removals, make missing thumbnails,
+        and remove expired resumable uploads.
 
         Objects younger than ``older_than`` seconds are left alone: an upload in flight has
         written its bytes but not yet committed its row. ``progress(phase, done, total)`` is
         called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
+        expired = await self.uploads.sweep(older_than)
         orphans = await self.collector.queue_orphans(older_than, progress)
         removed, left = await self.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
@@ -283,6 +300,7 @@ class Chitram:
             pending_left=left,
             thumbnails_made=made,
             placeholders_made=len(filled),
+            uploads_expired=expired,
         )
 
 

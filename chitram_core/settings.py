@@ -95,6 +95,10 @@ class Settings:
     breaker_threshold: int = attrs.field(default=3, validator=_positive)
     breaker_cooldown: float = attrs.field(default=30.0, validator=_positive)
     max_upload_bytes: int = attrs.field(default=5 * 1024 * 1024, validator=_positive)
+    max_resumable_bytes: int = attrs.field(default=200 * 1024 * 1024, validator=_positive)
+    """Largest resumable upload (``Upload-Length``), refused at creation; 200 MiB, bytes."""
+    resumable_ttl: int = attrs.field(default=86400, validator=_positive)
+    """Seconds an unfinished resumable upload is kept after its creation; 86400 (one day)."""
     max_pixels: int = attrs.field(default=40_000_000, validator=_positive)
     max_dimension: int = attrs.field(default=12_000, validator=_positive)
     upload_rate_limit: RateLimit | None = RateLimit(10, 60)
@@ -455,6 +459,7 @@ def _parse_bytes(raw: str) -> int:
 
 
 _PARSERS["image_memory_budget"] = _parse_bytes
+_PARSERS["max_resumable_bytes"] = _parse_bytes
 
 
 # operations (logs, metrics)
