@@ -306,7 +306,7 @@ class Uploads:
                 await self._discard([last_key])
                 if isinstance(exc, ChitramError) and exc.status < 500:
                     await self._remove(row["id"])
-                    self.observer.resumable(exc.code.lower())
+            self.observer.resumable(_event(exc))
             raise
 
     async def _remove_parts(self, upload_id: str) -> None:
@@ -350,6 +350,15 @@ class Uploads:
         if row["image_id"] is None and row["expires_at"] <= datetime.now(UTC):
             raise UploadNotFound("The upload has expired", upload_id=upload_id)
         return row
+
+
+def _event(exc: BaseException) -> str:
+    """The ``chitram_resumable_uploads_total`` label of a failed finish: a small closed set."""
+    if isinstance(exc, ChitramError):
+        return exc.code.lower()
+    if isinstance(exc, anyio.get_cancelled_exc_class()):
+        return "cancelled"
+    return "error"
 
 
 def _is_upload_id(value: str) -> bool:
