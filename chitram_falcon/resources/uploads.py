@@ -105,10 +105,15 @@ async def _body(req: falcon.asgi.Request, chitram: Chitram) -> AsyncIterator[byt
 
 
 class _Base:
-    def __init__(self, handle: ChitramHandle) -> None:
+    def __init__(self, handle: ChitramHandle, *, base: str = UPLOADS) -> None:
         self.handle = handle
+        self.base = base
+        """Where the uploads live (the ``Location`` of a new one is under it)."""
 
-    async def _caller(self, req: falcon.asgi.Request) -> Principal | None:
+    async def _caller(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response
+    ) -> Principal | None:
+        """Who sends (the bearer token; the web UI overrides this with its session)."""
         chitram = self.handle.chitram
         required = not chitram.settings.allow_anonymous_uploads
         return await authenticate(req, chitram, required=required)
@@ -130,7 +135,7 @@ class UploadsResource(_Base):
         _tus(req, resp)
         chitram = self.handle.chitram
         settings = chitram.settings
-        principal = await self._caller(req)
+        principal = await self._caller(req, resp)
         if req.get_header("Upload-Defer-Length") is not None:
             raise InvalidRequest("Upload-Length is required", field="Upload-Length")
         length = _int_header(req, "Upload-Length")
@@ -149,7 +154,7 @@ class UploadsResource(_Base):
             length, owner=principal, filename=filename, first_chunk=first, checksum=checksum
         )
         resp.status = 201
-        resp.location = f"{UPLOADS}/{upload.id}"
+        resp.location = f"{self.base}/{upload.id}"
         _state(resp, upload)
 
 
@@ -167,7 +172,7 @@ class UploadResource(_Base):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, upload_id: str
     ) -> None:
         _tus(req, resp)
-        principal = await self._caller(req)
+        principal = await self._caller(req, resp)
         upload = await self.handle.chitram.uploads.status(upload_id, owner=principal)
         resp.status = 200
         _state(resp, upload)
@@ -181,7 +186,7 @@ class UploadResource(_Base):
     ) -> None:
         _tus(req, resp)
         chitram = self.handle.chitram
-        principal = await self._caller(req)
+        principal = await self._caller(req, resp)
         if (req.content_type or "").split(";")[0].strip() != CHUNK_TYPE:
             raise _NotAChunk()
         offset = _int_header(req, "Upload-Offset")
@@ -196,6 +201,6 @@ class UploadResource(_Base):
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, upload_id: str
     ) -> None:
         _tus(req, resp)
-        principal = await self._caller(req)
+        principal = await self._caller(req, resp)
         await self.handle.chitram.uploads.cancel(upload_id, owner=principal)
         resp.status = 204
