@@ -201,6 +201,7 @@ class Chitram:
             self.images.ingest,
             get_image=self.images.get,
             remove_image=self._remove_image,
+            slots=self.upload_slots,
             observer=self.observer,
         )
         if self.background:

@@ -16,6 +16,7 @@ that claims to be complete without its image.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -37,6 +38,7 @@ from chitram_core.errors import (
 )
 from chitram_core.ingest import Ingest
 from chitram_core.intake import UploadSource, chunks
+from chitram_core.limits import UploadSlots
 from chitram_core.models import Image, Principal
 from chitram_core.observe import Observer
 from chitram_core.resumable.chunks import CheckedChunk, Checksum
@@ -124,6 +126,7 @@ class Uploads:
         get_image: Callable[[str], Awaitable[Image]],
         remove_image: Callable[[Image, Principal | None], Awaitable[None]],
         creation_checks: Sequence[CreationCheck] = (),
+        slots: UploadSlots | None = None,
         observer: Observer | None = None,
     ) -> None:
         self.settings = settings
@@ -134,6 +137,9 @@ class Uploads:
         self.remove_image = remove_image
         self.creation_checks = tuple(creation_checks)
         """Run in order before an upload is created: the one place a quota hooks in."""
+        self.slots = slots
+        """The process's upload slots: the finish holds one for its image work, as a
+        multipart upload does once its file has arrived (503 when none frees up in time)."""
         self.observer = observer if observer is not None else Observer()
         self._writing: set[str] = set()
         """Uploads a request of this process is writing to (a second one is refused at once;
@@ -300,7 +306,8 @@ class Uploads:
             owner=owner,
         )
         try:
-            return await self.ingest.upload(source, max_bytes=self.settings.max_resumable_bytes)
+            async with self.slots.acquire() if self.slots else contextlib.nullcontext():
+                return await self.ingest.upload(source, max_bytes=self.settings.max_resumable_bytes)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await self._discard([last_key])

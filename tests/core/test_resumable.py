@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import anyio
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -27,6 +28,7 @@ from chitram_core.errors import (
     InvalidImage,
     InvalidRequest,
     OffsetMismatch,
+    ServiceUnavailable,
     UploadNotFound,
 )
 from chitram_core.models import Principal
@@ -306,3 +308,23 @@ async def test_the_sweep_removes_a_chunk_no_row_names(chitram: Chitram, user: Pr
     await chitram.storage.write("resumable/0123456789abcdef0123456789abcdef/x", one())
     await chitram.sweep(older_than=0)
     assert await part_keys(chitram) == []
+
+
+async def test_the_finish_holds_an_upload_slot_and_a_busy_server_keeps_the_upload(
+    chitram: Chitram, user: Principal
+) -> None:
+    """The last chunk's image work takes one of the process's upload slots, as a multipart
+    upload's does; when none is free (503) the upload stays as it was, to send again."""
+    busy = attrs.evolve(chitram.settings, upload_concurrency=1, upload_queue=0)
+    data = noisy_png(12)
+    async with Chitram(busy, background=False) as small:
+        upload = await small.uploads.create(len(data), owner=user, first_chunk=data[:700])
+        async with small.upload_slots.acquire():
+            with pytest.raises(ServiceUnavailable):
+                await small.uploads.append(upload.id, 700, data[700:], owner=user)
+        state = await small.uploads.status(upload.id, owner=user)
+        assert (state.offset, state.image_id) == (700, None)
+        assert len(await part_keys(small)) == 1
+        done = await small.uploads.append(upload.id, 700, data[700:], owner=user)
+        assert done.image_id is not None
+        assert await read_all(small, done.image_id) == data
