@@ -250,7 +250,8 @@
         onProgress: (sent, total) => {
           const percent = Math.min(99, Math.floor((sent / total) * 100));
           bar.value = percent;
-          status.textContent = "Uploading… " + percent + "%";
+          // The last chunk's answer waits for the server's checks on the whole image.
+          status.textContent = sent >= total ? "Checking the image…" : "Uploading… " + percent + "%";
         },
         onAfterResponse: (req, res) => {
           const id = res.getHeader("Chitram-Image-Id");
