@@ -37,7 +37,7 @@ from chitram_core.errors import (
     UploadNotFound,
 )
 from chitram_core.ingest import Ingest
-from chitram_core.intake import UploadSource, chunks
+from chitram_core.intake import UploadSource, chunks, clean_filename
 from chitram_core.limits import UploadSlots
 from chitram_core.models import Image, Principal
 from chitram_core.observe import Observer
@@ -165,6 +165,8 @@ class Uploads:
             raise FileTooLarge(f"The file is larger than the {limit} byte limit", max_bytes=limit)
         for check in self.creation_checks:
             await check(owner, length)
+        if filename is not None:
+            filename = clean_filename(filename)  # bounded, no control characters
         upload_id = uuid.uuid4().hex
         expires = datetime.now(UTC) + timedelta(seconds=self.settings.resumable_ttl)
         async with self.db.transaction() as conn:

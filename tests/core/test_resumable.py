@@ -328,3 +328,13 @@ async def test_the_finish_holds_an_upload_slot_and_a_busy_server_keeps_the_uploa
         done = await small.uploads.append(upload.id, 700, data[700:], owner=user)
         assert done.image_id is not None
         assert await read_all(small, done.image_id) == data
+
+
+async def test_a_hostile_filename_is_cleaned_at_creation(chitram: Chitram, user: Principal) -> None:
+    data = noisy_png(13)
+    name = "../../" + "\x00evil" + "x" * 5000 + ".png"
+    upload = await chitram.uploads.create(len(data), owner=user, filename=name, first_chunk=data)
+    assert upload.filename is not None and len(upload.filename) <= 255
+    assert "/" not in upload.filename and "\x00" not in upload.filename
+    image = await chitram.uploads.finish(upload.id, owner=user)
+    assert image.filename.endswith(".png") and "\x00" not in image.filename
