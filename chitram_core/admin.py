@@ -74,6 +74,8 @@ class SweepReport:
     """Missing thumbnails rendered."""
     placeholders_made: int = 0
     """Images given their missing BlurHash and dominant colour."""
+    uploads_expired: int = 0
+    """Resumable uploads past ``CHITRAM_RESUMABLE_TTL`` removed, with their stored chunks."""
 
 
 class Sweeper(Protocol):

@@ -24,9 +24,10 @@ from chitram_core.eventloop import asyncio_only_parts, running_backend
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
-from chitram_core.models import HealthReport
+from chitram_core.models import HealthReport, Image, Principal
 from chitram_core.observe import Observer
 from chitram_core.quotas import Quotas
+from chitram_core.resumable import Uploads
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -96,6 +97,8 @@ class Chitram:
         """Tags on images, tag search and auto-tagging."""
         self.variants: VariantService
         """Resized or re-encoded variants of images, and their signed URLs."""
+        self.uploads: Uploads
+        """Resumable uploads: ``create``, ``append``, ``status``, ``cancel``, ``finish``."""
         self.rate_limiter: RateLimiter
         """The rate limiter (uploads, auth) over the rate-limit backend."""
         self.upload_slots: UploadSlots
@@ -221,6 +224,17 @@ class Chitram:
             observer=self.observer,
             quotas=self.users,
         )
+        self.uploads = Uploads(
+            settings,
+            self.database,
+            self.storage,
+            self.images.ingest,
+            get_image=self.images.get,
+            remove_image=self._remove_image,
+            creation_checks=(self._quota_at_creation,),
+            slots=self.upload_slots,
+            observer=self.observer,
+        )
         if self.background and settings.run_jobs:
             # Its own task, not a task group held open until __aexit__: the host may close
             # Chitram from another task; closing drains jobs instead of cancelling them.
@@ -236,6 +250,13 @@ class Chitram:
                 runner.start_soon(self._report_jobs, reporting)
             stack.push_async_callback(self.jobs.stop, settings.shutdown_grace)
             runner.start_soon(self.jobs.run_forever)
+
+    async def _remove_image(self, image: Image, owner: Principal | None) -> None:
+        await self.images.delete(image.id, principal=owner, delete_token=image.delete_token)
+
+    async def _quota_at_creation(self, owner: Principal | None, length: int) -> None:
+        """A resumable upload's declared length against its owner's quota, at creation."""
+        await self.users.check_declared(owner.user_id if owner else None, length)
 
     async def _thumbnail_ready(self, sha256: str) -> None:
         if not self._image_cache.enabled:
@@ -296,12 +317,14 @@ class Chitram:
     async def sweep(
         self, *, older_than: float = 3600.0, progress: Progress | None = None
     ) -> SweepReport:
-        """Remove bytes that no row references, retry queued removals, make missing thumbnails.
+        """Remove bytes that no row references, retry queued removals, make missing thumbnails,
+        and remove expired resumable uploads.
 
         Objects younger than ``older_than`` seconds are left alone: an upload in flight has
         written its bytes but not yet committed its row. ``progress(phase, done, total)`` is
         called as the work goes: ``scan`` (objects listed; no total), ``remove``, ``thumbnails``.
         """
+        expired = await self.uploads.sweep(older_than)
         orphans = await self.collector.queue_orphans(older_than, progress)
         removed, left = await self.remover.drain(progress=progress)
         made = await self.thumbnails.run_pending(progress=progress)
@@ -315,6 +338,7 @@ class Chitram:
             pending_left=left,
             thumbnails_made=made,
             placeholders_made=len(filled),
+            uploads_expired=expired,
         )
 
 

@@ -217,6 +217,29 @@ class RateLimitExceeded(ChitramError):
         """Seconds until a retry can succeed (the ``Retry-After`` header)."""
 
 
+class UploadNotFound(NotFound):
+    """A resumable upload that does not exist, has expired, or is someone else's."""
+
+    code = "UPLOAD_NOT_FOUND"
+    default_message = "No such upload"
+
+
+class OffsetMismatch(ChitramError):
+    """A chunk sent for another offset than the upload's, or while another request writes to it."""
+
+    code = "OFFSET_MISMATCH"
+    status = 409
+    default_message = "The chunk does not start at the upload's offset"
+
+
+class ChecksumMismatch(ChitramError):
+    """A chunk whose bytes do not match the checksum sent with it; the chunk is discarded."""
+
+    code = "CHECKSUM_MISMATCH"
+    status = 460
+    default_message = "The chunk does not match its checksum"
+
+
 class InternalError(ChitramError):
     """A failure of the server's own; shown to clients only as a generic 500."""
 
@@ -366,6 +389,9 @@ ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
         ProviderUnavailable,
         RequestTimeout,
         TagNotFound,
+        UploadNotFound,
+        OffsetMismatch,
+        ChecksumMismatch,
     )
 }
 """Every code a client can see, and its class: the one list (the OpenAPI document's included)."""

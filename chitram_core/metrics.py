@@ -69,6 +69,23 @@ class _Metrics:
             ["result"],
             registry=r,
         )
+        self.resumable = Counter(
+            "chitram_resumable_uploads_total",
+            "Resumable uploads by event: created, finished, cancelled, expired, refused, or the "
+            "lower-case error code of a refused chunk",
+            ["event"],
+            registry=r,
+        )
+        self.resumable_bytes = Counter(
+            "chitram_resumable_bytes_total",
+            "Bytes of resumable-upload chunks stored",
+            registry=r,
+        )
+        self.resumable_chunks = Counter(
+            "chitram_resumable_chunks_total",
+            "Resumable-upload chunks stored",
+            registry=r,
+        )
         self.cache_requests = Counter(
             "chitram_cache_requests_total",
             "Image metadata cache lookups by result (hit, miss)",
@@ -167,6 +184,13 @@ class PrometheusObserver(observe.Observer):
 
     def cache(self, result: str) -> None:
         self.metrics.cache_requests.labels(result).inc()
+
+    def resumable(self, event: str) -> None:
+        self.metrics.resumable.labels(event).inc()
+
+    def resumable_bytes(self, size: int) -> None:
+        self.metrics.resumable_bytes.inc(size)
+        self.metrics.resumable_chunks.inc()
 
     @contextmanager
     def image_work(self, op: str) -> Iterator[None]:

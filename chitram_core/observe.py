@@ -35,6 +35,13 @@ class Observer:
     def cache(self, result: str) -> None:
         """One metadata cache lookup: ``hit`` or ``miss``."""
 
+    def resumable(self, event: str) -> None:
+        """A resumable upload ``created``, ``finished``, ``cancelled``, ``expired``, ``refused``
+        at creation, or a chunk refused (the lower-case error code)."""
+
+    def resumable_bytes(self, size: int) -> None:
+        """One chunk of a resumable upload stored (its size in bytes)."""
+
     def image_work(self, op: str) -> AbstractContextManager[Any]:
         """Wraps one piece of image work (``verify``, ``strip``, ``thumbnail``...)."""
         return _NULL_CONTEXT
@@ -72,6 +79,14 @@ class Fanout(Observer):
     def cache(self, result: str) -> None:
         for o in self.observers:
             o.cache(result)
+
+    def resumable(self, event: str) -> None:
+        for o in self.observers:
+            o.resumable(event)
+
+    def resumable_bytes(self, size: int) -> None:
+        for o in self.observers:
+            o.resumable_bytes(size)
 
     @contextlib.contextmanager
     def image_work(self, op: str) -> Iterator[None]:

@@ -117,6 +117,10 @@ class Settings:
     """Seconds an open circuit waits before one trial call; default 30 s."""
     max_upload_bytes: int = attrs.field(default=5 * 1024 * 1024, validator=_positive)
     """Upload size limit (413 `FILE_TOO_LARGE`); default 5242880 bytes (5 MiB)."""
+    max_resumable_bytes: int = attrs.field(default=200 * 1024 * 1024, validator=_positive)
+    """Largest resumable upload (``Upload-Length``), refused at creation; 200 MiB, bytes."""
+    resumable_ttl: int = attrs.field(default=86400, validator=_positive)
+    """Seconds an unfinished resumable upload is kept after its creation; 86400 (one day)."""
     max_pixels: int = attrs.field(default=40_000_000, validator=_positive)
     """Width x height limit from the header (`IMAGE_TOO_LARGE`); default 40000000 px."""
     max_dimension: int = attrs.field(default=12_000, validator=_positive)
@@ -414,3 +418,4 @@ _PARSERS["quota_bytes"] = parse_optional_bytes
 _PARSERS["quota_images"] = lambda raw: (
     None if raw.strip().lower() in {"", "none"} else _parse_int(raw)
 )
+_PARSERS["max_resumable_bytes"] = _parse_bytes

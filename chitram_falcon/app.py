@@ -41,6 +41,8 @@ from chitram_falcon.resources.tags import (
     TagSearchResource,
     TagsResource,
 )
+from chitram_falcon.resources.uploads import UploadResource as ResumableResource
+from chitram_falcon.resources.uploads import UploadsResource
 from chitram_falcon.security import SecurityHeaders
 
 log = logging.getLogger("chitram_falcon")
@@ -102,6 +104,9 @@ def create_app(
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/thumbnail", ThumbnailResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/variants/{{spec}}", VariantResource(handle))
+    # resumable uploads (tus 1.0.0)
+    app.add_route(f"{API}/uploads", UploadsResource(handle))
+    app.add_route(f"{API}/uploads/{{upload_id}}", ResumableResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
     # social sign-in (OAuth through Supabase, PKCE)
     app.add_route(f"{API}/auth/oauth/token", OAuthTokenResource(handle))

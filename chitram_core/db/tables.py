@@ -241,3 +241,34 @@ api_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=True),
     Index("ix_api_tokens_user", "user_id", "created_at"),
 )
+
+# resumable uploads (0004_resumable_uploads). ``received`` (the offset) moves only once the
+# chunk that brings it is stored; each stored chunk is one ``resumable_parts`` row naming its
+# object, so any process can take the next chunk. ``image_id`` is set together with the last
+# chunk's part, once the image is made.
+resumable_uploads = Table(
+    "resumable_uploads",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("owner_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("length", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False, default=0),
+    Column("filename", String(1024), nullable=True),
+    Column("image_id", String(36), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False, default=utcnow),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
+)
+
+resumable_parts = Table(
+    "resumable_parts",
+    metadata,
+    Column(
+        "upload_id",
+        String(32),
+        ForeignKey("resumable_uploads.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("start", BigInteger, primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("storage_key", String(512), nullable=False),
+)

@@ -10,6 +10,8 @@ from chitram_core import Principal
 from chitram_core.errors import Unauthorized
 from chitram_falcon.listing import list_query, page_json
 from chitram_falcon.resources.images import UploadResource
+from chitram_falcon.resources.uploads import UploadResource as ResumableResource
+from chitram_falcon.resources.uploads import UploadsResource
 from chitram_falcon.web.ui import Visit, WebUI
 
 
@@ -61,3 +63,34 @@ class UploadApi:
         if visit.principal is None:
             raise Unauthorized("Your session has ended: sign in again")
         return visit.principal
+
+
+class _SessionCaller:
+    """The tus resources' caller from the session cookie, CSRF-checked (``X-CSRF-Token``), for
+    every method: tus-js-client sends the same headers on each request."""
+
+    ui: WebUI
+
+    async def _caller(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> Principal:
+        self.ui.check_origin(req)
+        visit = await self.ui.visit(req, resp)
+        self.ui.check_token(visit, req.get_header("X-CSRF-Token"))
+        if visit.principal is None:
+            raise Unauthorized("Your session has ended: sign in again")
+        return visit.principal
+
+
+class ResumableUploadsApi(_SessionCaller, UploadsResource):
+    """The API's tus creation endpoint for the session's user (files over 8 MiB)."""
+
+    def __init__(self, ui: WebUI, base: str) -> None:
+        super().__init__(ui.handle, base=base)
+        self.ui = ui
+
+
+class ResumableUploadApi(_SessionCaller, ResumableResource):
+    """HEAD, PATCH and DELETE of one of the session user's resumable uploads."""
+
+    def __init__(self, ui: WebUI, base: str) -> None:
+        super().__init__(ui.handle, base=base)
+        self.ui = ui

@@ -332,6 +332,10 @@ class UploadPage(_Page):
             endpoint=visit.url("/ui/api/images/upload"),
             max_bytes=str(settings.max_upload_bytes),
             max_size=human_size(settings.max_upload_bytes),
+            resumable_endpoint=visit.url("/ui/api/uploads"),
+            max_resumable_bytes=str(settings.max_resumable_bytes),
+            max_resumable_size=human_size(settings.max_resumable_bytes),
+            tus_js=visit.url(self.ui.static.url("tus.min.js")),
             image_base=visit.url("/images/"),
             gallery=visit.url("/"),
         )

@@ -25,6 +25,8 @@ def exported_names() -> set[str]:
     observer.http_request("GET", "/x", 200, 0.01)
     observer.upload("stored")
     observer.cache("hit")
+    observer.resumable("created")
+    observer.resumable_bytes(1)
     with observer.image_work("verify"):
         pass
     observer.auth_provider("local", "closed")

@@ -160,7 +160,8 @@
     }
   }
 
-  // Upload: drag and drop or pick several files; one request and one progress bar per file.
+  // Upload: drag and drop or pick several files; one progress bar per file, one request per
+  // file up to 8 MiB and resumable (tus) chunks past that.
   function upload() {
     const form = document.getElementById("upload-form");
     if (!form) return;
@@ -170,6 +171,12 @@
     const endpoint = form.dataset.endpoint;
     const maxBytes = Number(form.dataset.maxBytes);
     const imageBase = form.dataset.imageBase;
+    const resumableEndpoint = form.dataset.resumableEndpoint;
+    const maxResumable = Number(form.dataset.maxResumableBytes);
+    // Files over 8 MiB (or over the one-request limit) go up with tus in 4 MiB chunks.
+    const RESUMABLE_OVER = 8 * 1024 * 1024;
+    const CHUNK = 4 * 1024 * 1024;
+    const resumable = (file) => file.size > RESUMABLE_OVER || (maxBytes && file.size > maxBytes);
     const queue = [];
     let running = 0;
     const PARALLEL = 3;
@@ -192,8 +199,9 @@
             el("span", { class: "muted", text: humanSize(file.size) })),
           bar, status);
         list.prepend(item);
-        if (maxBytes && file.size > maxBytes) {
-          fail(item, bar, status, "The file is larger than the " + humanSize(maxBytes) +
+        const limit = resumable(file) ? maxResumable : maxBytes;
+        if (limit && file.size > limit) {
+          fail(item, bar, status, "The file is larger than the " + humanSize(limit) +
             " limit.");
           continue;
         }
@@ -210,7 +218,69 @@
       status.setAttribute("role", "alert");
     };
 
-    const send = (job) => new Promise((resolve) => {
+    const uploaded = (item, bar, status, image) => {
+      bar.value = 100;
+      item.classList.add("done");
+      item.dataset.imageId = image.id;
+      status.textContent = "Uploaded · " + image.width + " × " + image.height + " · ";
+      status.append(el("a", { href: imageBase + encodeURIComponent(image.id),
+        text: "View image" }));
+    };
+
+    const send = (job) => (resumable(job.file) ? sendResumable(job) : sendWhole(job));
+
+    // tus (tus-js-client, served from this site): after a dropped connection it asks the
+    // server where the upload stands and goes on from there; the bar follows the bytes sent.
+    const sendResumable = (job) => new Promise((resolve) => {
+      const { file, item, bar, status } = job;
+      if (!window.tus || !window.tus.isSupported) {
+        fail(item, bar, status, "This browser cannot send large files in chunks.");
+        resolve();
+        return;
+      }
+      let imageId = null;
+      status.textContent = "Uploading…";
+      const upload = new window.tus.Upload(file, {
+        endpoint: resumableEndpoint,
+        chunkSize: CHUNK,
+        retryDelays: [0, 1000, 2000, 4000, 8000, 15000, 30000],
+        metadata: { filename: file.name },
+        headers: { "X-CSRF-Token": csrf() },
+        removeFingerprintOnSuccess: true,
+        onProgress: (sent, total) => {
+          const percent = Math.min(99, Math.floor((sent / total) * 100));
+          bar.value = percent;
+          // The last chunk's answer waits for the server's checks on the whole image.
+          status.textContent = sent >= total ? "Checking the image…" : "Uploading… " + percent + "%";
+        },
+        onAfterResponse: (req, res) => {
+          const id = res.getHeader("Chitram-Image-Id");
+          if (id) imageId = id;
+        },
+        onError: (error) => {
+          const res = error.originalResponse;
+          fail(item, bar, status, errorMessage(res ? res.getStatus() : 0, res ? res.getBody() : ""));
+          resolve();
+        },
+        onSuccess: async () => {
+          try {
+            const resp = await fetch("/api/v1/images/" + encodeURIComponent(imageId),
+              { headers: { Accept: "application/json" }, credentials: "same-origin" });
+            if (!resp.ok) throw new Error("HTTP " + resp.status);
+            uploaded(item, bar, status, await resp.json());
+          } catch (err) {
+            fail(item, bar, status, errorMessage(0, ""));
+          }
+          resolve();
+        },
+      });
+      upload.findPreviousUploads().then((previous) => {
+        if (previous.length) upload.resumeFromPreviousUpload(previous[0]);
+        upload.start();
+      });
+    });
+
+    const sendWhole = (job) => new Promise((resolve) => {
       const { file, item, bar, status } = job;
       const xhr = new XMLHttpRequest();
       const body = new FormData();
@@ -227,13 +297,7 @@
       });
       xhr.addEventListener("load", () => {
         if (xhr.status === 201) {
-          const image = JSON.parse(xhr.responseText);
-          bar.value = 100;
-          item.classList.add("done");
-          item.dataset.imageId = image.id;
-          status.textContent = "Uploaded · " + image.width + " × " + image.height + " · ";
-          status.append(el("a", { href: imageBase + encodeURIComponent(image.id),
-            text: "View image" }));
+          uploaded(item, bar, status, JSON.parse(xhr.responseText));
         } else {
           fail(item, bar, status, errorMessage(xhr.status, xhr.responseText));
         }

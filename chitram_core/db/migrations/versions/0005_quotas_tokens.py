@@ -1,7 +1,7 @@
 """per-user quotas and personal API tokens
 
 Revision ID: 0005_quotas_tokens
-Revises: 0002_variants
+Revises: 0004_resumable_uploads
 Create Date: 2026-12-06 01:50:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import chitram_core.db.tables
 
 revision = "0005_quotas_tokens"
-down_revision = "0002_variants"
+down_revision = "0004_resumable_uploads"
 branch_labels = None
 depends_on = None
 
