@@ -377,7 +377,7 @@ def _headers() -> dict[str, Any]:
         "Accept-Ranges": h("`bytes`"),
         "Content-Range": h("`bytes start-end/size`, or `bytes */size` with 416"),
         "X-Content-Type-Options": h("`nosniff`"),
-        "Content-Security-Policy": h("`default-src 'none'; sandbox`"),
+        "Content-Security-Policy": h("`default-src 'none'; style-src 'unsafe-inline'; sandbox`"),
         "Content-Disposition": h("`inline; filename=\"<ascii>\"; filename*=UTF-8''<utf-8>`"),
         "Location": h("The new image's metadata URL"),
     }
