@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import falcon.asgi
 
@@ -293,7 +293,12 @@ class GalleryPage(_Page):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         visit = await self.ui.visit(req, resp)
         if visit.principal is None:
-            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url("/")))
+            # back to the same filter after signing in (a visitor's tag chip leads here)
+            tags_, q_ = gallery_filters(req)
+            pairs = [("tag", t) for t in tags_] + ([("q", q_)] if q_ else [])
+            query = urlencode(pairs, quote_via=quote)
+            back = visit.url("/") + (f"?{query}" if query else "")
+            self.ui.redirect(resp, self.ui.signin_url(visit, back))
             return
         cursor = req.get_param("cursor") or None
         tags, q = gallery_filters(req)
