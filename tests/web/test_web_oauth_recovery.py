@@ -2,47 +2,29 @@
 clicked or when the code is exchanged (words, not exception names, and the breaker opens), a
 replayed callback in a signed-in browser, and the linking page's checks."""
 
+# ruff: noqa: F811 (fixtures imported from test_web_oauth are parameters by name)
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from netkit import free_port
 from oauthkit import FakeGoTrue, gotrue_settings
-from test_web_oauth import browser_dance, cookie_of
+from test_web_oauth import (  # noqa: F401 (the fixtures are used by name)
+    anyio_backend,
+    browser_dance,
+    cookie_of,
+    gotrue,
+    gotrue_server,
+    web,
+)
 from webkit import WebEnv, open_web
 
 pytestmark = pytest.mark.anyio
 
 FRIENDLY = "GitHub sign-in is unavailable right now"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def gotrue_server() -> Iterator[FakeGoTrue]:
-    fake = FakeGoTrue()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def gotrue(gotrue_server: FakeGoTrue) -> FakeGoTrue:
-    gotrue_server.reset()
-    gotrue_server.site_url = "http://testserver"
-    return gotrue_server
-
-
-@pytest.fixture
-async def web(tmp_path: Path, gotrue: FakeGoTrue) -> AsyncIterator[WebEnv]:
-    async with open_web(tmp_path, **gotrue_settings(gotrue)) as env:
-        yield env
 
 
 @pytest.fixture
