@@ -908,7 +908,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "tags": tags_tag,
                 "operationId": "list_tags",
                 "security": _OPTIONAL_BEARER,
-                "summary": "Tags, alphabetical",
+                "summary": "Tags on the caller's images, alphabetical ([] when anonymous)",
                 "parameters": [_limit_param(20)],
                 "responses": {"200": listing("Tag", "Tags"), **_errors(401, 422, 503)},
             }
@@ -918,7 +918,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "tags": tags_tag,
                 "operationId": "popular_tags",
                 "security": _OPTIONAL_BEARER,
-                "summary": "Most used tags first (live images only)",
+                "summary": "Most used tags first, counted over the caller's images ([] anonymous)",
                 "parameters": [_limit_param(20)],
                 "responses": {
                     "200": listing("PopularTag", "Tags with counts"),
@@ -931,7 +931,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "tags": tags_tag,
                 "operationId": "search_tags",
                 "security": _OPTIONAL_BEARER,
-                "summary": "Tags whose name starts with q (case-insensitive)",
+                "summary": "The caller's tags whose name starts with q (case-insensitive)",
                 "parameters": [
                     {
                         "name": "q",
