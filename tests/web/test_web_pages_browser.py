@@ -5,22 +5,26 @@ chips that lead a visitor to the tag's gallery."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import DESKTOP, api_token, expect, new_email, register, seed
+from test_web_browser import DESKTOP, api_token, expect, new_email, register, seed, shoot
 from webkit import Server
 
 pytestmark = pytest.mark.browser
 
 
-def test_an_unknown_address_shows_the_not_found_page(browser: Any, server: Server) -> None:
+def test_an_unknown_address_shows_the_not_found_page(
+    browser: Any, server: Server, screenshots: Path
+) -> None:
     context = browser.new_context(base_url=server.base_url, viewport=DESKTOP)
     page = context.new_page()
     response = page.goto("/no/such/page")
     assert response is not None and response.status == 404
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()  # the UI's navigation
+    shoot(page, screenshots, "not-found-desktop")
     response = page.goto("/api/v1/no-such-route")
     assert response is not None and response.status == 404
     assert response.json()["detail"]["code"] == "NOT_FOUND"  # the API keeps its JSON
