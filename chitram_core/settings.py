@@ -276,6 +276,11 @@ class Settings:
         validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(100)),
     )
     """AI suggestions under this confidence (0..100) are dropped; default 70."""
+    public_tags: bool = False
+    """Tag listings show every user's tags to anyone (the old global listing); default false:
+    each caller sees only the tags on their own images, anonymous callers none."""
+    max_tags_per_image: int = attrs.field(default=50, validator=_positive)
+    """Most tags one image may carry, user and AI tags together; default 50."""
     jobs_poll_interval: float = attrs.field(default=2.0, validator=_positive)
     """Seconds between the job runner's looks for due jobs; default 2 s."""
     jobs_max_backoff: float = attrs.field(default=300.0, validator=_positive)

@@ -381,7 +381,7 @@ def _headers() -> dict[str, Any]:
         "Accept-Ranges": h("`bytes`"),
         "Content-Range": h("`bytes start-end/size`, or `bytes */size` with 416"),
         "X-Content-Type-Options": h("`nosniff`"),
-        "Content-Security-Policy": h("`default-src 'none'; sandbox`"),
+        "Content-Security-Policy": h("`default-src 'none'; style-src 'unsafe-inline'; sandbox`"),
         "Content-Disposition": h("`inline; filename=\"<ascii>\"; filename*=UTF-8''<utf-8>`"),
         "Location": h("The new image's metadata URL"),
     }
@@ -1026,7 +1026,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "tags": tags_tag,
                 "operationId": "list_tags",
                 "security": _OPTIONAL_BEARER,
-                "summary": "Tags, alphabetical",
+                "summary": "Tags on the caller's images, alphabetical ([] when anonymous)",
                 "parameters": [_limit_param(20)],
                 "responses": {"200": listing("Tag", "Tags"), **_errors(401, 422, 503)},
             }
@@ -1036,7 +1036,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "tags": tags_tag,
                 "operationId": "popular_tags",
                 "security": _OPTIONAL_BEARER,
-                "summary": "Most used tags first (live images only)",
+                "summary": "Most used tags first, counted over the caller's images ([] anonymous)",
                 "parameters": [_limit_param(20)],
                 "responses": {
                     "200": listing("PopularTag", "Tags with counts"),
@@ -1049,7 +1049,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "tags": tags_tag,
                 "operationId": "search_tags",
                 "security": _OPTIONAL_BEARER,
-                "summary": "Tags whose name starts with q (case-insensitive)",
+                "summary": "The caller's tags whose name starts with q (case-insensitive)",
                 "parameters": [
                     {
                         "name": "q",

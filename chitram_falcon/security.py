@@ -39,14 +39,19 @@ class Policy(enum.Enum):
     """JSON (answers and errors), redirects, static assets: nosniff (and HSTS) only."""
     FILE = "file"
     """An image's bytes (file, thumbnail, variant): also sandboxed, so that a file a browser
-    opens directly can run nothing even if it were ever taken for a document."""
+    opens directly can run nothing even if it were ever taken for a document; inline styles
+    only, for the browser's image viewer."""
     PAGE = "page"
     """A web UI page: the UI's content security policy, no framing, no referrer off-site."""
 
 
 _POLICY_HEADERS: dict[Policy, Headers] = {
     Policy.API: (),
-    Policy.FILE: (("Content-Security-Policy", "default-src 'none'; sandbox"),),
+    # ``style-src 'unsafe-inline'``: a file opened directly is shown in the browser's own image
+    # viewer, whose page Chromium styles inline; the sandbox (no scripts) stays.
+    Policy.FILE: (
+        ("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+    ),
     Policy.PAGE: (
         (
             "Content-Security-Policy",

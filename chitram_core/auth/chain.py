@@ -236,7 +236,10 @@ class AuthChain:
         """Where to send the user to sign in with ``provider``, plus the ``state`` and PKCE
         ``verifier`` the caller keeps (server-side) until they come back to ``redirect_to``
         with ``?state=...&code=...``. NotFound for a provider that is not configured;
-        InvalidRequest for a ``redirect_to`` not in ``CHITRAM_OAUTH_REDIRECTS``."""
+        InvalidRequest for a ``redirect_to`` not in ``CHITRAM_OAUTH_REDIRECTS``.
+        ProviderUnavailable when Supabase does not answer its health check (through the
+        provider's breaker, so a dead Supabase opens the circuit): nobody is sent to a dead
+        host."""
         oauth_provider = self._oauth_provider(required=True)
         assert oauth_provider is not None
         start = oauth_provider.oauth_start(
@@ -245,13 +248,7 @@ class AuthChain:
             code_challenge=code_challenge,
             check_redirect=check_redirect,
         )
-        breaker = self.breakers[oauth_provider.name]
-        if breaker.state is State.OPEN:
-            raise ProviderUnavailable(
-                f"The {oauth_provider.name} auth provider is unavailable (circuit open)",
-                retry_after=max(1, math.ceil(breaker.retry_after())),
-                provider=oauth_provider.name,
-            )
+        await self._call(cast(AuthProvider, oauth_provider), _reachable)
         return start
 
     async def oauth_finish(
@@ -335,3 +332,13 @@ class AuthChain:
         if self.database is None:
             raise ProviderUnavailable("The auth chain has no database")
         return self.database
+
+
+async def _reachable(provider: AuthProvider) -> None:
+    """The provider answers its health check; ProviderUnavailable (a breaker failure) if not."""
+    check = await provider.health()
+    if check.status == "unhealthy":
+        raise ProviderUnavailable(
+            f"The {provider.name} auth provider is unavailable ({check.detail or 'unhealthy'})",
+            provider=provider.name,
+        )

@@ -133,30 +133,81 @@ async def detach_ai_tags(conn: AsyncConnection, image_id: str) -> None:
     )
 
 
-async def all_tags(conn: AsyncConnection, limit: int) -> list[Tag]:
-    rows = await conn.execute(select(tags).order_by(tags.c.name).limit(limit))
+def _on_owners_images(owner_id: str) -> Any:
+    """The tag is on at least one image of ``owner_id``."""
+    return exists().where(
+        and_(
+            image_tags.c.tag_id == tags.c.id,
+            image_tags.c.image_id == images.c.id,
+            images.c.owner_id == owner_id,
+        )
+    )
+
+
+async def all_tags(conn: AsyncConnection, limit: int, *, owner_id: str | None = None) -> list[Tag]:
+    """Alphabetical; with ``owner_id``, only tags on that user's images."""
+    query = select(tags).order_by(tags.c.name).limit(limit)
+    if owner_id is not None:
+        query = query.where(_on_owners_images(owner_id))
+    rows = await conn.execute(query)
     return [_tag(r) for r in rows]
 
 
-async def popular_tags(conn: AsyncConnection, limit: int) -> list[PopularTag]:
-    """Most used first, by the trigger-kept ``image_count`` (an index walk, no GROUP BY)."""
+async def popular_tags(
+    conn: AsyncConnection, limit: int, *, owner_id: str | None = None
+) -> list[PopularTag]:
+    """Most used first. Globally by the trigger-kept ``image_count`` (an index walk, no GROUP
+    BY); for one owner, counted over that owner's images (``ix_images_owner_created``)."""
+    if owner_id is None:
+        rows = await conn.execute(
+            select(tags.c.name, tags.c.category, tags.c.image_count)
+            .where(tags.c.image_count > 0)
+            .order_by(tags.c.image_count.desc(), tags.c.name)
+            .limit(limit)
+        )
+        return [PopularTag(name=r.name, category=r.category, count=r.image_count) for r in rows]
+    count = func.count().label("n")
     rows = await conn.execute(
-        select(tags.c.name, tags.c.category, tags.c.image_count)
-        .where(tags.c.image_count > 0)
-        .order_by(tags.c.image_count.desc(), tags.c.name)
+        select(tags.c.name, tags.c.category, count)
+        .select_from(
+            images.join(image_tags, image_tags.c.image_id == images.c.id).join(
+                tags, tags.c.id == image_tags.c.tag_id
+            )
+        )
+        .where(images.c.owner_id == owner_id)
+        .group_by(tags.c.id, tags.c.name, tags.c.category)
+        .order_by(count.desc(), tags.c.name)
         .limit(limit)
     )
-    return [PopularTag(name=r.name, category=r.category, count=r.image_count) for r in rows]
+    return [PopularTag(name=r.name, category=r.category, count=r.n) for r in rows]
 
 
-async def search_tags(conn: AsyncConnection, prefix: str, limit: int) -> list[Tag]:
-    rows = await conn.execute(
+async def search_tags(
+    conn: AsyncConnection, prefix: str, limit: int, *, owner_id: str | None = None
+) -> list[Tag]:
+    query = (
         select(tags)
         .where(prefix_match(tags.c.name, prefix, conn.dialect.name))
         .order_by(tags.c.name)
         .limit(limit)
     )
+    if owner_id is not None:
+        query = query.where(_on_owners_images(owner_id))
+    rows = await conn.execute(query)
     return [_tag(r) for r in rows]
+
+
+async def lock_image(conn: AsyncConnection, image_id: str) -> None:
+    """Hold the image's row until the transaction ends (PostgreSQL; SQLite's writer lock
+    already serialises), so two concurrent adds cannot both take the last free tag slot."""
+    await conn.execute(select(images.c.id).where(images.c.id == image_id).with_for_update())
+
+
+async def count_on_image(conn: AsyncConnection, image_id: str, *, source: str | None = None) -> int:
+    query = select(func.count()).select_from(image_tags).where(image_tags.c.image_id == image_id)
+    if source is not None:
+        query = query.where(image_tags.c.source == source)
+    return int((await conn.execute(query)).scalar_one())
 
 
 async def image_filters(

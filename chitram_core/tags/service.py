@@ -1,9 +1,12 @@
 """TagService: tags on images, tag listing and search, and auto-tagging by the taggers.
 
-Owners tag their own images; anyone may read tags. Auto-tagging runs as a durable job
-(``kind="tag"``, key = image id) enqueued in the upload's transaction, so an upload never waits
-for a model and a model outage only delays the tags. ``auto_tag`` replaces the image's earlier
-AI tags and never touches (or duplicates) a tag a user put there.
+Owners tag their own images, at most ``max_tags_per_image`` tags each; anyone may read an
+image's tags. Tag listings are private: a caller sees the tags on their own images only
+(anonymous callers none) unless ``public_tags`` turns the old global listing back on.
+Auto-tagging runs as a durable job (``kind="tag"``, key = image id) enqueued in the upload's
+transaction, so an upload never waits for a model and a model outage only delays the tags.
+``auto_tag`` replaces the image's earlier AI tags and never touches (or duplicates) a tag a user
+put there; AI tags beyond the image's room under the cap are dropped.
 """
 
 from __future__ import annotations
@@ -85,8 +88,14 @@ class TagService:
         cat = names.normalize_category(category)
         async with self.db.transaction() as conn:
             await self._authorize(conn, image_id, principal)
+            await sql.lock_image(conn, image_id)
             if await sql.tag_on_image(conn, image_id, name) is not None:
                 raise InvalidRequest(f"The image already has the tag '{name}'", tag=name)
+            cap = self.settings.max_tags_per_image
+            if await sql.count_on_image(conn, image_id) >= cap:
+                raise InvalidRequest(
+                    f"An image can have at most {cap} tags: remove one first", tag=name, limit=cap
+                )
             tag_id = await sql.ensure_tag(conn, name, cat)
             if not await sql.attach_user_tag(conn, image_id, tag_id):
                 # the same tag added concurrently, or the image just went
@@ -122,22 +131,46 @@ class TagService:
         async with self.db.connect() as conn:
             return await sql.tags_of_image(conn, image_id)
 
-    async def all(self, limit: int = 20) -> list[Tag]:
-        async with self.db.connect() as conn:
-            return await sql.all_tags(conn, _limit(limit))
+    def _scope(self, principal: Principal | None) -> tuple[bool, str | None]:
+        """(may list anything, the owner to list for): everything with ``public_tags``,
+        the caller's own tags otherwise, nothing for an anonymous caller."""
+        if self.settings.public_tags:
+            return True, None
+        if principal is None:
+            return False, None
+        return True, principal.user_id
 
-    async def popular(self, limit: int = 20) -> list[PopularTag]:
+    async def all(self, limit: int = 20, *, principal: Principal | None = None) -> list[Tag]:
+        """Tags alphabetically: those on ``principal``'s images (see :meth:`_scope`)."""
+        _limit(limit)
+        allowed, owner = self._scope(principal)
+        if not allowed:
+            return []
         async with self.db.connect() as conn:
-            return await sql.popular_tags(conn, _limit(limit))
+            return await sql.all_tags(conn, limit, owner_id=owner)
 
-    async def search(self, q: str, limit: int = 10) -> list[Tag]:
+    async def popular(
+        self, limit: int = 20, *, principal: Principal | None = None
+    ) -> list[PopularTag]:
+        """Most used first, counted over ``principal``'s images (see :meth:`_scope`)."""
+        _limit(limit)
+        allowed, owner = self._scope(principal)
+        if not allowed:
+            return []
+        async with self.db.connect() as conn:
+            return await sql.popular_tags(conn, limit, owner_id=owner)
+
+    async def search(
+        self, q: str, limit: int = 10, *, principal: Principal | None = None
+    ) -> list[Tag]:
         """Tags whose name starts with ``q`` (any case); an empty ``q`` finds nothing."""
         _limit(limit)
         prefix = names.search_prefix(q or "")
-        if prefix is None:
+        allowed, owner = self._scope(principal)
+        if prefix is None or not allowed:
             return []
         async with self.db.connect() as conn:
-            return await sql.search_tags(conn, prefix, limit)
+            return await sql.search_tags(conn, prefix, limit, owner_id=owner)
 
     # auto-tagging -------------------------------------------------------------------------
 
@@ -219,9 +252,11 @@ class TagService:
             found, _ = await image_rows.owner(conn, image_id)
             if not found:
                 raise ImageNotFound(image_id=image_id)
+            await sql.lock_image(conn, image_id)
             present = await sql.tags_of_image(conn, image_id)
             user_names = {t.name for t in present if t.source == "user"}
-            chosen = self.select(suggestions, user_names)
+            room = max(0, self.settings.max_tags_per_image - len(user_names))
+            chosen = self.select(suggestions, user_names)[:room]  # beyond the cap: dropped
             await sql.detach_ai_tags(conn, image_id)
             if not await sql.attach_ai_tags(conn, image_id, chosen):
                 raise ImageNotFound(image_id=image_id)  # the image was deleted meanwhile

@@ -92,8 +92,11 @@ class TagsResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False, scope=READ)
-        resp.media = to_json(await chitram.tags.all(int_param(req, "limit", 20)))
+        principal = await authenticate(req, chitram, required=False, scope=READ)
+        resp.media = to_json(
+            await chitram.tags.all(int_param(req, "limit", 20), principal=principal)
+        )
+        resp.cache_control = NO_STORE
 
 
 class PopularTagsResource:
@@ -104,8 +107,11 @@ class PopularTagsResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False, scope=READ)
-        resp.media = to_json(await chitram.tags.popular(int_param(req, "limit", 20)))
+        principal = await authenticate(req, chitram, required=False, scope=READ)
+        resp.media = to_json(
+            await chitram.tags.popular(int_param(req, "limit", 20), principal=principal)
+        )
+        resp.cache_control = NO_STORE
 
 
 class TagSearchResource:
@@ -116,8 +122,10 @@ class TagSearchResource:
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         chitram = self.handle.chitram
-        await authenticate(req, chitram, required=False, scope=READ)
+        principal = await authenticate(req, chitram, required=False, scope=READ)
         q = req.get_param("q") or ""
         if len(q) > 50:
             raise ValidationError("q has at most 50 characters", field="q")
-        resp.media = to_json(await chitram.tags.search(q, int_param(req, "limit", 10)))
+        limit = int_param(req, "limit", 10)
+        resp.media = to_json(await chitram.tags.search(q, limit, principal=principal))
+        resp.cache_control = NO_STORE

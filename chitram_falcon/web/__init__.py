@@ -7,15 +7,21 @@ See docs/ui.md for how sessions and CSRF protection work.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Any
 
+import falcon
+import falcon.asgi
+
+from chitram_core.errors import ChitramError
+from chitram_falcon import errors
 from chitram_falcon.web.api import (
     ImageListApi,
     ResumableUploadApi,
     ResumableUploadsApi,
     UploadApi,
 )
-from chitram_falcon.web.oauth import OAuthCallbackPage, OAuthStartPage
+from chitram_falcon.web.oauth import OAuthCallbackPage, OAuthLinkPage, OAuthStartPage
 from chitram_falcon.web.pages import (
     DeletePage,
     GalleryPage,
@@ -68,4 +74,30 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     # social sign-in
     app.add_route(f"{prefix}/auth/oauth/{{provider}}", OAuthStartPage(ui))
     app.add_route(f"{prefix}/auth/callback", OAuthCallbackPage(ui))
+    app.add_route(f"{prefix}/auth/link/{{provider}}", OAuthLinkPage(ui))
+    app.add_error_handler(falcon.HTTPRouteNotFound, _not_found(ui))
     return ui
+
+
+NOT_FOUND = "There is no page at this address. Check the link, or go back to your images."
+API_PATHS = ("/api/", "/openapi.json", "/health", "/docs")
+
+
+def _not_found(ui: WebUI) -> Any:
+    """Unknown paths: the UI's HTML 404 page for a browser (``Accept`` names ``text/html``)
+    asking for a path that is not the API's; the API's JSON 404 for everyone else."""
+
+    async def handle(
+        req: falcon.asgi.Request, resp: falcon.asgi.Response, ex: Exception, params: Any
+    ) -> None:
+        path = req.path
+        wants_html = "text/html" in (req.get_header("Accept") or "").lower()
+        ours = path.startswith(ui.prefix + "/") or path == ui.prefix
+        if not wants_html or not ours or path.startswith(API_PATHS):
+            await errors.handle_falcon_error(req, resp, ex, params)
+            return
+        with contextlib.suppress(ChitramError):
+            await ui.visit(req, resp)  # the navigation shows who is signed in
+        ui.error_page(req, resp, 404, NOT_FOUND)
+
+    return handle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlencode
 
 import falcon.asgi
 
@@ -251,6 +251,22 @@ def srcset(root: str, image: Image, presets: Sequence[str]) -> str:
 
 
 CARD_SIZES = "(max-width: 40rem) 50vw, 20rem"
+VIEWER_SIZES = "(max-width: 48rem) 100vw, calc(100vw - 26rem)"
+VIEWER_WIDTH = 1280
+"""The ``src`` of the image page: the largest width preset up to this, not the original."""
+
+
+def viewer_src(root: str, image: Image, presets: Sequence[str]) -> str:
+    """The image page's fallback ``src``: a sized variant (the widest width preset of at most
+    :data:`VIEWER_WIDTH` pixels), or the original when no width preset is configured."""
+    widths = sorted(
+        int(p[1:])
+        for p in presets
+        if re.fullmatch(r"w[1-9][0-9]*", p) and int(p[1:]) <= VIEWER_WIDTH
+    )
+    if not widths:
+        return root + image.url
+    return root + image.variant_path(f"w{widths[-1]}")
 
 
 def card(visit: Visit, image: Image, presets: Sequence[str] = ()) -> Markup:
@@ -277,7 +293,12 @@ class GalleryPage(_Page):
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         visit = await self.ui.visit(req, resp)
         if visit.principal is None:
-            self.ui.redirect(resp, self.ui.signin_url(visit, visit.url("/")))
+            # back to the same filter after signing in (a visitor's tag chip leads here)
+            tags_, q_ = gallery_filters(req)
+            pairs = [("tag", t) for t in tags_] + ([("q", q_)] if q_ else [])
+            query = urlencode(pairs, quote_via=quote)
+            back = visit.url("/") + (f"?{query}" if query else "")
+            self.ui.redirect(resp, self.ui.signin_url(visit, back))
             return
         cursor = req.get_param("cursor") or None
         tags, q = gallery_filters(req)
@@ -377,9 +398,13 @@ class ImagePage(_Page):
                 csrf=visit.csrf,
                 filename=image.filename,
             )
+        presets = self.ui.handle.settings.variant_presets
         body = render(
             "image.html",
-            src=visit.root + image.url,
+            original=visit.root + image.url,
+            src=viewer_src(visit.root, image, presets),
+            srcset=srcset(visit.root, image, presets),
+            sizes=VIEWER_SIZES,
             filename=image.filename,
             width=str(image.width),
             height=str(image.height),
@@ -474,7 +499,7 @@ async def tags_section(
                 csrf=visit.csrf,
                 tag=tag.name,
             )
-        href = visit.url("/") + "?tag=" + quote(tag.name, safe="") if owner else "#tags-title"
+        href = visit.url("/") + "?tag=" + quote(tag.name, safe="")
         chips.append(
             render(
                 "tag_chip.html",

@@ -93,7 +93,8 @@ async def test_start_gives_gotrues_pkce_authorize_url_with_the_callers_redirect(
     assert query["code_challenge"] == oauth.challenge_of(start.verifier)
     assert query["redirect_to"] == start.redirect_to == f"{APP}?state={start.state}"
     assert len(start.verifier) >= 43 and len(start.state) >= 32
-    assert gotrue.requests == []  # starting costs no network call
+    # starting costs one health check (nobody is sent to a dead Supabase), nothing else
+    assert [(m, p) for m, p, _ in gotrue.requests] == [("GET", "/auth/v1/health")]
 
 
 async def test_every_start_has_its_own_state_and_verifier(chain: AuthChain) -> None:

@@ -22,7 +22,10 @@ async def _image(env: Env, data: bytes | None = None) -> tuple[dict[str, object]
 
 def _assert_binary_headers(headers: object) -> None:
     assert headers["x-content-type-options"] == "nosniff"  # type: ignore[index]
-    assert headers["content-security-policy"] == "default-src 'none'; sandbox"  # type: ignore[index]
+    assert (
+        headers["content-security-policy"]
+        == "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    )  # type: ignore[index]
     assert headers["cache-control"] == IMMUTABLE  # type: ignore[index]
     assert headers["accept-ranges"] == "bytes"  # type: ignore[index]
     assert headers["content-disposition"].startswith("inline; filename=")  # type: ignore[index]

@@ -39,7 +39,7 @@ def test_the_lists_are_what_docs_promise() -> None:
             "Strict-Transport-Security": "max-age=31536000",
         }
     assert dict(security_headers(Policy.FILE, False))["Content-Security-Policy"] == (
-        "default-src 'none'; sandbox"
+        "default-src 'none'; style-src 'unsafe-inline'; sandbox"
     )
     page = dict(security_headers(Policy.PAGE, False))
     assert "frame-ancestors 'none'" in page["Content-Security-Policy"]

@@ -59,7 +59,10 @@ async def test_png_declared_as_html_is_stored_and_served_as_png(env: Env) -> Non
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "image/png"
     assert resp.headers["x-content-type-options"] == "nosniff"
-    assert resp.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert (
+        resp.headers["content-security-policy"]
+        == "default-src 'none'; style-src 'unsafe-inline'; sandbox"
+    )
     assert resp.content == data
 
 

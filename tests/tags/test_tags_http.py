@@ -147,19 +147,23 @@ async def test_tag_listing_popular_and_search(client: Client) -> None:
     for image_id, names in ((first, ["sunset", "sun", "beach"]), (second, ["sun"])):
         for name in names:
             assert (await client.tag(token, image_id, name)).status_code == 201
-    tags = (await client.http.get("/api/v1/tags")).json()
+    tags = (await client.http.get("/api/v1/tags", headers=auth(token))).json()
     assert [t["name"] for t in tags] == ["beach", "sun", "sunset"]
     assert set(tags[0]) == {"id", "name", "category", "created_at"}
-    popular = (await client.http.get("/api/v1/tags/popular", params={"limit": 2})).json()
+    popular = (
+        await client.http.get("/api/v1/tags/popular", params={"limit": 2}, headers=auth(token))
+    ).json()
     assert popular == [
         {"name": "sun", "category": None, "count": 2},
         {"name": "beach", "category": None, "count": 1},
     ]
-    found = (await client.http.get("/api/v1/tags/search", params={"q": "SU"})).json()
+    found = (
+        await client.http.get("/api/v1/tags/search", params={"q": "SU"}, headers=auth(token))
+    ).json()
     assert [t["name"] for t in found] == ["sun", "sunset"]
-    assert (await client.http.get("/api/v1/tags/search")).json() == []
+    assert (await client.http.get("/api/v1/tags/search", headers=auth(token))).json() == []
     await client.http.delete(f"/api/v1/images/{second}", headers=auth(token))
-    popular = (await client.http.get("/api/v1/tags/popular")).json()
+    popular = (await client.http.get("/api/v1/tags/popular", headers=auth(token))).json()
     assert {p["name"]: p["count"] for p in popular} == {"sun": 1, "beach": 1, "sunset": 1}
 
 
@@ -263,7 +267,7 @@ async def test_identical_uploads_are_separate_images_with_their_own_tags(client:
     for count, name in ((3, "sunset"), (2, "nature"), (1, "mountain")):
         for image_id in copies[:count]:
             assert (await client.tag(token, image_id, name)).status_code == 201
-    popular = (await client.http.get("/api/v1/tags/popular")).json()
+    popular = (await client.http.get("/api/v1/tags/popular", headers=auth(token))).json()
     assert [(p["name"], p["count"]) for p in popular] == [
         ("sunset", 3),
         ("nature", 2),

@@ -276,7 +276,10 @@ def test_public_image_page_works_signed_out(browser: Any, server: Server) -> Non
     page.goto(f"/images/{image_id}")
     expect(page.get_by_role("heading", name="seed-1.jpg")).to_be_visible()
     expect(page.get_by_role("img", name="seed-1.jpg (800 \u00d7 600 pixels)")).to_be_visible()
-    assert page.evaluate("document.querySelector('.viewer img').naturalWidth") == 800
+    # a sized variant from the srcset (its naturalWidth is density-corrected to the layout)
+    current = page.evaluate("document.querySelector('.viewer img').currentSrc")
+    assert f"/api/v1/images/{image_id}/variants/w" in current
+    assert page.evaluate("document.querySelector('.viewer img').naturalWidth") > 0
     expect(page.get_by_role("link", name="Delete image…")).to_have_count(0)
     expect(page.get_by_role("link", name="Sign in")).to_be_visible()
     context.close()

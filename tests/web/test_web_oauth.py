@@ -320,12 +320,17 @@ async def test_a_local_account_with_a_password_is_not_taken_over_but_its_owner_l
     next_field = re.search(r'name="next" value="([^"]+)"', resp.text)
     assert next_field is not None
     target = next_field.group(1).replace("&amp;", "&")
-    assert target == "/auth/oauth/github?next=/upload"
+    # The form's redirect chain ends on a page of ours (a browser applies the page's
+    # form-action 'self' to every redirect of a form post), which moves on by Refresh.
+    assert target == "/auth/link/github?next=/upload"
     signed_in = await web.client.post(
         "/signin", data={**creds, "next": target, "csrf_token": csrf_of(resp.text)}
     )
     assert signed_in.status_code == 303 and signed_in.headers["location"] == target
-    start = await web.client.get(target)
+    onward = await web.client.get(target)
+    assert onward.status_code == 200 and "Continue to GitHub" in onward.text
+    assert onward.headers["refresh"] == "0; url=/auth/oauth/github?next=/upload"
+    start = await web.client.get("/auth/oauth/github?next=/upload")
     assert start.status_code == 303
     back = await consent(start.headers["location"], "owner@example.com")
     linked = await web.client.get(back)

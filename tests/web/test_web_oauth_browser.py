@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 import pytest
@@ -27,6 +27,10 @@ pytestmark = pytest.mark.browser
 HERE = Path(__file__).parent
 TOKENISH = re.compile(r"eyJ[\w-]+\.[\w-]+")
 BAD_CALLBACK = "This sign-in attempt is not valid or was already used. Please start again."
+UNAVAILABLE = (
+    "GitHub sign-in is unavailable right now. Please try again in a few minutes, or sign in "
+    "with your email and password."
+)
 _emails = itertools.count(1)
 
 
@@ -163,10 +167,12 @@ def test_continue_with_github_signs_in_with_nothing_script_readable(
     me = oauth_server.api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
     assert me.status_code == 200 and me.json()["email"] == email
 
-    # Replaying the callback in the same browser does nothing but say so.
+    # Replaying the callback in the same, signed-in browser just goes home.
     response = page.goto(callback)
-    assert response is not None and response.status == 400
-    expect(page.get_by_role("alert")).to_have_text(BAD_CALLBACK)
+    assert response is not None and response.status == 200
+    assert page.url == oauth_server.base_url + "/"
+    expect(page.get_by_role("heading", name="My images")).to_be_visible()
+    expect(page.get_by_label("Password")).to_have_count(0)
 
     # Replaying it in another browser (a leaked URL) signs nobody in.
     thief = browser.new_context(base_url=oauth_server.base_url, viewport=DESKTOP)
@@ -228,6 +234,52 @@ def test_an_open_redirect_through_redirect_to_is_refused(
     context.close()
 
 
+def test_linking_github_to_a_password_account(
+    browser: Any, oauth_server: Server, gotrue: FakeGoTrue
+) -> None:
+    email = new_email()
+    gotrue.mode = "down"  # registered while Supabase is down: a local account with a password
+    try:
+        resp = oauth_server.api.post(
+            "/api/v1/auth/register", json={"email": email, "password": PASSWORD}
+        )
+    finally:
+        gotrue.mode = "up"
+    assert resp.status_code == 201, resp.text
+    owner_id = resp.json()["user"]["id"]
+
+    context = browser.new_context(base_url=oauth_server.base_url, viewport=DESKTOP)
+    page = context.new_page()
+    blocked: list[str] = []
+    page.on("console", lambda message: blocked.append(message.text))
+    page.goto("/signin?next=/upload")
+    continue_with_github(page, email)
+    expect(page.get_by_role("alert")).to_contain_text("already exists and has a password")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    # Signed in by the password, the browser goes on through GitHub (no form-action refusal).
+    expect(page.get_by_role("heading", name="Fake Github")).to_be_visible()
+    page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Authorize").click()
+    page.wait_for_url(oauth_server.base_url + "/upload")
+    assert not [m for m in blocked if "Content Security Policy" in m], blocked
+
+    cookie = next(c for c in context.cookies() if c["name"] == "chitram_session")
+    access = session_payload(cookie["value"])["a"]
+    me = oauth_server.api.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {access}"})
+    assert me.json()["id"] == owner_id  # the GitHub identity is linked to the password account
+    context.close()
+
+    # From now on "Continue with GitHub" alone signs in to that same account.
+    fresh = browser.new_context(base_url=oauth_server.base_url, viewport=DESKTOP)
+    page = fresh.new_page()
+    page.goto("/signin")
+    continue_with_github(page, email)
+    expect(page.get_by_role("heading", name="My images")).to_be_visible()
+    fresh.close()
+
+
 def test_password_sign_in_still_works_while_supabase_is_down(
     browser: Any, oauth_server: Server, gotrue: FakeGoTrue
 ) -> None:
@@ -255,3 +307,48 @@ def test_password_sign_in_still_works_while_supabase_is_down(
     finally:
         gotrue.mode = "up"
         context.close()
+
+
+def test_continue_with_github_while_supabase_is_dead_stays_and_explains(
+    browser: Any, oauth_server: Server, gotrue: FakeGoTrue
+) -> None:
+    """Last in this module: it leaves the server's Supabase circuit open."""
+    context = browser.new_context(base_url=oauth_server.base_url, viewport=DESKTOP)
+    page = context.new_page()
+    # first a flow that reaches GitHub, whose code exchange then finds Supabase dead
+    page.goto("/signin")
+    page.get_by_role("link", name="Continue with GitHub").click()
+    expect(page.get_by_role("heading", name="Fake Github")).to_be_visible()
+    provider_page = page.url
+    flow = parse_qs(urlsplit(provider_page).query)["flow"][0]
+    approved = httpx.post(
+        provider_page.split("?")[0] + "?" + urlsplit(provider_page).query,
+        data={"flow": flow, "email": new_email(), "decision": "allow"},
+    )
+    assert approved.status_code == 302
+    callback = approved.headers["location"]
+    urls = recorded(page)
+    gotrue.stop()  # connection refused from now on
+    try:
+        response = page.goto(callback)
+        assert response is not None and response.status == 503
+        expect(page.get_by_role("alert")).to_have_text(UNAVAILABLE)
+
+        for _ in range(3):
+            page.goto("/signin")
+            with page.expect_response(re.compile(r"/auth/oauth/github")) as answer:
+                page.get_by_role("link", name="Continue with GitHub").click()
+            assert answer.value.status == 503
+            expect(page.get_by_role("alert")).to_have_text(UNAVAILABLE)
+            assert page.url.startswith(oauth_server.base_url + "/auth/oauth/github")
+            expect(page.get_by_label("Password")).to_be_visible()
+        assert not any(url.startswith(gotrue.url) for url in urls)  # never sent to the dead host
+    finally:
+        gotrue.start()
+    # Supabase is back, but the circuit the failures opened holds: still no trip to it.
+    before = len(gotrue.requests)
+    page.goto("/signin")
+    page.get_by_role("link", name="Continue with GitHub").click()
+    expect(page.get_by_role("alert")).to_have_text(UNAVAILABLE)
+    assert len(gotrue.requests) == before
+    context.close()
