@@ -23,6 +23,7 @@ from chitram_core.eventloop import asyncio_only_parts, running_backend
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
+from chitram_core.limits.logins import LoginGuard
 from chitram_core.models import HealthReport
 from chitram_core.observe import Observer
 from chitram_core.service import ImageService
@@ -77,6 +78,7 @@ class Chitram:
         self.tags: TagService
         self.variants: VariantService
         self.rate_limiter: RateLimiter
+        self.login_guard: LoginGuard
         self.upload_slots: UploadSlots
         self.remover: ByteRemover
         self.collector: Collector
@@ -132,6 +134,7 @@ class Chitram:
             stack.push_async_callback(limiter_cache.close)
         self._limiter_cache = limiter_cache
         self.rate_limiter = RateLimiter(limiter_cache)
+        self.login_guard = LoginGuard(self.rate_limiter, limiter_cache, settings.login_guard)
         self.upload_slots = UploadSlots(
             settings.upload_concurrency,
             settings.upload_wait_timeout,

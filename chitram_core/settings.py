@@ -160,6 +160,15 @@ class Settings:
     refresh_reuse_interval: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
     public_url: str | None = None
     health_token: str | None = None
+    # sign-in abuse
+    login_guard: RateLimit | None = RateLimit(20, 900)
+    """Wrong passwords for one email, from all clients, that put it under attack; 20/900s."""
+    password_min_score: int = attrs.field(
+        default=3, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(4))
+    )
+    """Least zxcvbn strength score (0-4) a new password needs; default 3."""
+    token_check_ttl: float = attrs.field(default=60.0, validator=_positive)
+    """How long a provider's verdict on a token is remembered; default 60 seconds."""
     # testing kit
     password_hash_profile: str = attrs.field(default="default")
 
@@ -378,6 +387,7 @@ def _parse_upper(raw: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "upload_rate_limit": RateLimit.parse,
     "auth_rate_limit": RateLimit.parse,
+    "login_guard": RateLimit.parse,
     "auth_providers": _parse_list,
     "trusted_proxies": _parse_proxies,
     "storage_options": _parse_json_object,
