@@ -68,6 +68,8 @@ class SweepReport:
     pending_left: int
     thumbnails_made: int
     placeholders_made: int = 0
+    revocations_expired: int = 0
+    """Signed-out sessions whose tokens have all expired, forgotten."""
 
 
 class Sweeper(Protocol):
@@ -267,8 +269,11 @@ class Admin:
         deployment with registration closed, or to make the first account.
         :class:`~chitram_core.errors.EmailExists`, ``InvalidEmail``, ``WeakPassword``."""
         cleaned = rules.clean_email(email)
-        rules.check_password(
-            password, email=cleaned, common_check=self.settings.password_common_check
+        await rules.check_new_password(
+            password,
+            email=cleaned,
+            common_check=self.settings.password_common_check,
+            min_score=self.settings.password_min_score,
         )
         await self._require_schema()
         password_hash = await self._hasher().hash(password)

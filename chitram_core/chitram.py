@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -17,6 +18,7 @@ from chitram_core.cache.base import Cache
 from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
 from chitram_core.collector import ByteRemover, Collector, Progress
 from chitram_core.db import Database, images
+from chitram_core.db import sessions as revoked_sessions
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.eventloop import asyncio_only_parts, running_backend
@@ -280,12 +282,15 @@ class Chitram:
         filled = await self.variants.backfill_placeholders()
         for sha256 in filled:
             await self._thumbnail_ready(sha256)  # cached image rows must show them
+        async with self.database.transaction() as conn:
+            expired = await revoked_sessions.delete_expired(conn, datetime.now(UTC))
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
             pending_left=left,
             thumbnails_made=made,
             placeholders_made=len(filled),
+            revocations_expired=expired,
         )
 
 

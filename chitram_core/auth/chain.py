@@ -43,6 +43,7 @@ class AuthChain:
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         password_common_check: bool = True,
+        password_min_score: int = rules.DEFAULT_MIN_SCORE,
         observer: Observer | None = None,
     ) -> None:
         if not providers:
@@ -50,6 +51,7 @@ class AuthChain:
         self.providers = tuple(providers)
         self.database = database
         self.password_common_check = password_common_check
+        self.password_min_score = password_min_score
         self.breakers = {
             p.name: Breaker(
                 p.name, threshold=threshold, cooldown=cooldown, clock=clock, observer=observer
@@ -89,6 +91,7 @@ class AuthChain:
             cooldown=settings.breaker_cooldown,
             clock=clock,
             password_common_check=settings.password_common_check,
+            password_min_score=settings.password_min_score,
             observer=observer,
         )
 
@@ -108,8 +111,11 @@ class AuthChain:
     # Flows ----------------------------------------------------------------------------------
 
     async def register(self, email: str, password: str) -> Session:
-        rules.check_password(
-            password, email=rules.clean_email(email), common_check=self.password_common_check
+        await rules.check_new_password(
+            password,
+            email=rules.clean_email(email),
+            common_check=self.password_common_check,
+            min_score=self.password_min_score,
         )
         return await self._first(self.providers, lambda p: p.register(email, password))
 
