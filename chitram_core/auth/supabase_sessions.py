@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import attrs
 
+from chitram_core.cache.small import Lru
 from chitram_core.db import Database
 from chitram_core.db import sessions as session_sql
 from chitram_core.errors import ChitramError, InvalidToken, TokenExpired
@@ -46,7 +46,8 @@ class Verdict:
 
 
 class Verdicts:
-    """A bounded, expiring map of token hash → :class:`Verdict`."""
+    """A bounded (:class:`~chitram_core.cache.small.Lru`), expiring map of token hash →
+    :class:`Verdict`."""
 
     def __init__(
         self,
@@ -56,9 +57,8 @@ class Verdicts:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
         self._clock = clock
-        self._entries: OrderedDict[str, Verdict] = OrderedDict()
+        self._entries: Lru[Verdict] = Lru(max_entries)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -66,10 +66,8 @@ class Verdicts:
     def get(self, token: str) -> Verdict | None:
         key = token_hash(token)
         verdict = self._entries.get(key)
-        if verdict is None:
-            return None
-        if verdict.until <= self._clock():
-            del self._entries[key]
+        if verdict is not None and verdict.until <= self._clock():
+            self._entries.discard(key)
             return None
         return verdict
 
@@ -89,14 +87,12 @@ class Verdicts:
         self._put(token, Verdict(None, kind, self._clock() + self.ttl))
 
     def forget(self, token: str) -> None:
-        self._entries.pop(token_hash(token), None)
+        self._entries.discard(token_hash(token))
 
     def _put(self, token: str, verdict: Verdict) -> None:
         key = token_hash(token)
-        self._entries.pop(key, None)
-        self._entries[key] = verdict
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._entries.discard(key)
+        self._entries.put(key, verdict)
 
 
 def token_hash(token: str) -> str:
