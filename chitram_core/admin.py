@@ -76,6 +76,8 @@ class SweepReport:
     """Images given their missing BlurHash and dominant colour."""
     uploads_expired: int = 0
     """Resumable uploads past ``CHITRAM_RESUMABLE_TTL`` removed, with their stored chunks."""
+    revocations_expired: int = 0
+    """Signed-out sessions whose tokens have all expired, forgotten."""
 
 
 class Sweeper(Protocol):
@@ -275,8 +277,11 @@ class Admin:
         deployment with registration closed, or to make the first account.
         :class:`~chitram_core.errors.EmailExists`, ``InvalidEmail``, ``WeakPassword``."""
         cleaned = rules.clean_email(email)
-        rules.check_password(
-            password, email=cleaned, common_check=self.settings.password_common_check
+        await rules.check_new_password(
+            password,
+            email=cleaned,
+            common_check=self.settings.password_common_check,
+            min_score=self.settings.password_min_score,
         )
         await self._require_schema()
         password_hash = await self._hasher().hash(password)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -18,12 +19,14 @@ from chitram_core.cache.base import Cache
 from chitram_core.cache.small import SMALL_OBJECTS_BUDGET, SmallObjects
 from chitram_core.collector import ByteRemover, Collector, Progress
 from chitram_core.db import Database, images
+from chitram_core.db import sessions as revoked_sessions
 from chitram_core.engine import ImageEngine
 from chitram_core.errors import ConfigurationError
 from chitram_core.eventloop import asyncio_only_parts, running_backend
 from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
+from chitram_core.limits.logins import LoginGuard
 from chitram_core.models import HealthReport, Image, Principal
 from chitram_core.observe import Observer
 from chitram_core.quotas import Quotas
@@ -101,6 +104,9 @@ class Chitram:
         """Resumable uploads: ``create``, ``append``, ``status``, ``cancel``, ``finish``."""
         self.rate_limiter: RateLimiter
         """The rate limiter (uploads, auth) over the rate-limit backend."""
+        self.login_guard: LoginGuard
+        """Marks an email under attack after many wrong passwords, refusing only the clients that
+        failed for it (the owner still signs in)."""
         self.upload_slots: UploadSlots
         """The per-process limit on uploads in progress, with its bounded queue."""
         self.remover: ByteRemover
@@ -159,6 +165,7 @@ class Chitram:
             stack.push_async_callback(limiter_cache.close)
         self._limiter_cache = limiter_cache
         self.rate_limiter = RateLimiter(limiter_cache)
+        self.login_guard = LoginGuard(self.rate_limiter, limiter_cache, settings.login_guard)
         self.upload_slots = UploadSlots(
             settings.upload_concurrency,
             settings.upload_wait_timeout,
@@ -332,6 +339,8 @@ class Chitram:
         filled = await self.variants.backfill_placeholders()
         for sha256 in filled:
             await self._thumbnail_ready(sha256)  # cached image rows must show them
+        async with self.database.transaction() as conn:
+            forgotten = await revoked_sessions.delete_expired(conn, datetime.now(UTC))
         return SweepReport(
             orphans_removed=orphans,
             pending_removed=removed,
@@ -339,6 +348,7 @@ class Chitram:
             thumbnails_made=made,
             placeholders_made=len(filled),
             uploads_expired=expired,
+            revocations_expired=forgotten,
         )
 
 

@@ -217,6 +217,15 @@ class Settings:
     """The URL people reach the app at, used for share links; default unset."""
     health_token: str | None = None
     """Bearer token that shows `/health`'s full report remotely; default unset."""
+    # sign-in abuse
+    login_guard: RateLimit | None = RateLimit(20, 900)
+    """Wrong passwords for one email, from all clients, that put it under attack; 20/900s."""
+    password_min_score: int = attrs.field(
+        default=3, validator=attrs.validators.and_(attrs.validators.ge(0), attrs.validators.le(4))
+    )
+    """Least zxcvbn strength score (0-4) a new password needs; default 3."""
+    token_check_ttl: float = attrs.field(default=60.0, validator=_positive)
+    """How long a provider's verdict on a token is remembered; default 60 seconds."""
     # testing kit
     password_hash_profile: str = attrs.field(default="default")
     """`default` argon2id costs, or `fast` for test suites only; default default."""
@@ -424,3 +433,4 @@ _PARSERS["quota_images"] = lambda raw: (
     None if raw.strip().lower() in {"", "none"} else _parse_int(raw)
 )
 _PARSERS["max_resumable_bytes"] = _parse_bytes
+_PARSERS["login_guard"] = RateLimit.parse

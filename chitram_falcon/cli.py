@@ -309,7 +309,8 @@ def _sweep(args: argparse.Namespace) -> int:
             f"orphans queued: {report.orphans_removed}, removed: {report.pending_removed}, "
             f"still queued: {report.pending_left}, thumbnails made: {report.thumbnails_made}, "
             f"placeholders made: {report.placeholders_made}, "
-            f"expired uploads removed: {report.uploads_expired}"
+            f"expired uploads removed: {report.uploads_expired}, "
+            f"expired sign-outs forgotten: {report.revocations_expired}"
         )
 
     asyncio.run(run())

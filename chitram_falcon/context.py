@@ -11,18 +11,20 @@ from urllib.parse import parse_qsl
 
 import falcon.asgi
 
-from chitram_core import Chitram, Principal, Settings
+from chitram_core import Chitram, Principal, Session, Settings
 from chitram_core.auth import rules
 from chitram_core.auth.api_tokens import require_scope, require_session
 from chitram_core.cache.base import RateDecision
 from chitram_core.errors import (
     FileTooLarge,
+    InvalidCredentials,
     InvalidEmail,
     ServiceUnavailable,
     Unauthorized,
     ValidationError,
 )
 from chitram_core.limits import client_address, rate_limit_identity
+from chitram_core.limits.logins import LoginGuard
 from chitram_core.observe import Observer
 from chitram_core.settings import RateLimit
 from chitram_falcon.http import bearer_token
@@ -171,20 +173,45 @@ async def auth_rate_limit(
     action: str,
     email: str,
 ) -> None:
-    """Login, register and reset: limited per client address and per email (any case).
+    """Register and reset: limited per client address and per email (any case). Sign-ins:
+    per client address and per (email, client address), so nobody else's attempts count
+    against a client, plus the login guard for an email under attack
+    (:mod:`chitram_core.limits.logins`).
 
     The API routes and the web UI's forms count in the same buckets, so a browser is no way
     around the API's limits.
     """
+    client = client_bucket(req, chitram.settings)
+    email_key = _email_key(email)
+    if action == "login":
+        per_email = ("login:email-client", LoginGuard.pair(email_key, client))
+    else:
+        per_email = (f"{action}:email", email_key)
     await rate_limit(
         resp,
         chitram,
         chitram.settings.auth_rate_limit,
-        [
-            (f"{action}:client", client_bucket(req, chitram.settings)),
-            (f"{action}:email", _email_key(email)),
-        ],
+        [(f"{action}:client", client), per_email],
     )
+    if action == "login":
+        await chitram.login_guard.check(email_key, client)
+
+
+async def log_in(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    chitram: Chitram,
+    email: str,
+    password: str,
+) -> Session:
+    """A rate-limited sign-in whose wrong passwords are counted by the login guard."""
+    await auth_rate_limit(req, resp, chitram, "login", email)
+    try:
+        return await chitram.auth.login(email, password)
+    except InvalidCredentials:
+        client = client_bucket(req, chitram.settings)
+        await chitram.login_guard.failed(_email_key(email), client)
+        raise
 
 
 def _email_key(email: str) -> str:
@@ -226,7 +253,41 @@ async def read_fields(
         raise ValidationError("The request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("The request body must be a JSON object")
+    refuse_lone_surrogates(data)
     return data
+
+
+def refuse_lone_surrogates(data: object) -> None:
+    """422 when any string (key or value) in parsed JSON holds a lone surrogate such as
+    ``"\\ud800"``: valid JSON, but not text, and it fails later wherever it is encoded (a hash,
+    the database driver). Checked here, once, so no route ever sees one."""
+    pending = [data]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            strings: list[Any] = [value]
+        elif isinstance(value, dict):
+            strings = list(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            strings = []
+            pending.extend(value)
+        else:
+            continue
+        for text in strings:
+            if isinstance(text, str) and not _is_text(text):
+                raise ValidationError(
+                    "The request body holds a string that is not valid Unicode text "
+                    "(a lone surrogate escape such as \\ud800)"
+                )
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def json_depth(body: bytes) -> int:

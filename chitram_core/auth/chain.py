@@ -44,6 +44,7 @@ class AuthChain:
         cooldown: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
         password_common_check: bool = True,
+        password_min_score: int = rules.DEFAULT_MIN_SCORE,
         observer: Observer | None = None,
         api_tokens: ApiTokens | None = None,
     ) -> None:
@@ -54,6 +55,7 @@ class AuthChain:
         self.api_tokens = api_tokens
         """Personal API tokens (``chitram_pat_...``), checked before any provider."""
         self.password_common_check = password_common_check
+        self.password_min_score = password_min_score
         self.breakers = {
             p.name: Breaker(
                 p.name, threshold=threshold, cooldown=cooldown, clock=clock, observer=observer
@@ -94,6 +96,7 @@ class AuthChain:
             cooldown=settings.breaker_cooldown,
             clock=clock,
             password_common_check=settings.password_common_check,
+            password_min_score=settings.password_min_score,
             observer=observer,
             api_tokens=api_tokens,
         )
@@ -114,8 +117,11 @@ class AuthChain:
     # Flows ----------------------------------------------------------------------------------
 
     async def register(self, email: str, password: str) -> Session:
-        rules.check_password(
-            password, email=rules.clean_email(email), common_check=self.password_common_check
+        await rules.check_new_password(
+            password,
+            email=rules.clean_email(email),
+            common_check=self.password_common_check,
+            min_score=self.password_min_score,
         )
         return await self._first(self.providers, lambda p: p.register(email, password))
 

@@ -81,8 +81,11 @@ class LocalProvider:
 
     async def register(self, email: str, password: str) -> Session:
         cleaned = rules.clean_email(email)
-        rules.check_password(
-            password, email=cleaned, common_check=self.settings.password_common_check
+        await rules.check_new_password(
+            password,
+            email=cleaned,
+            common_check=self.settings.password_common_check,
+            min_score=self.settings.password_min_score,
         )
         password_hash = await self.passwords.hash(password)
         async with self.database.transaction() as conn:

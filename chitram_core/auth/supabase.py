@@ -24,6 +24,7 @@ from supabase_auth import AsyncGoTrueClient
 from supabase_auth.errors import AuthError
 
 from chitram_core.auth import oauth, rules, tokens
+from chitram_core.auth import supabase_sessions as sessions
 from chitram_core.auth import users as user_repo
 from chitram_core.auth.gotrue_errors import CONFIRM_FIRST, gotrue_error
 from chitram_core.auth.passwords import HashLimiter, Passwords, hasher_for
@@ -82,6 +83,7 @@ class SupabaseProvider:
         self._database: Database | None = None
         self._clock = clock
         self._jwks: dict[str, jwt.PyJWK] = {}
+        self.verdicts = sessions.Verdicts(settings.token_check_ttl, clock=clock)
         self._jwks_fetched_at: float | None = None
 
     # Lifecycle ------------------------------------------------------------------------------
@@ -111,8 +113,11 @@ class SupabaseProvider:
 
     async def register(self, email: str, password: str) -> Session:
         cleaned = rules.clean_email(email)
-        rules.check_password(
-            password, email=cleaned, common_check=self.settings.password_common_check
+        await rules.check_new_password(
+            password,
+            email=cleaned,
+            common_check=self.settings.password_common_check,
+            min_score=self.settings.password_min_score,
         )
         async with self.database.connect() as conn:
             if await user_repo.by_email(conn, rules.normalize_email(cleaned)) is not None:
@@ -142,17 +147,25 @@ class SupabaseProvider:
 
     async def authenticate(self, token: str) -> Principal:
         claims = await self._verify(token, network=True)
-        if claims is not None:
+        seen = claims or tokens.unverified_claims(token) or {}
+        await sessions.refuse_revoked(self.database, token, seen)
+        known = claims["sub"] if claims is not None else self.verdicts.recall(token)
+        if known:
             async with self.database.connect() as conn:
-                row = await user_repo.by_supabase_id(conn, str(claims["sub"]))
+                row = await user_repo.by_supabase_id(conn, str(known))
             if row is not None:
-                return self._principal(row, claims)
-        # Unknown locally (or no way to verify offline): ask Supabase, and sync.
-        answer = await self._gotrue(lambda c: c.get_user(token), InvalidToken)
-        if answer is None:
-            raise InvalidToken()
+                return self._principal(row, seen)
+        # Unknown here: ask Supabase (once per token per token_check_ttl), and sync.
+        try:
+            answer = await self._gotrue(lambda c: c.get_user(token), InvalidToken)
+            if answer is None:
+                raise InvalidToken()
+        except (InvalidToken, TokenExpired) as exc:
+            self.verdicts.refuse(token, exc)
+            raise
         row = await self._sync(answer.user)
-        return self._principal(row, claims or tokens.unverified_claims(token) or {})
+        self.verdicts.accept(token, str(answer.user.id))
+        return self._principal(row, seen)
 
     async def vouch(self, token: str) -> Principal | None:
         if not self.issued(token):
@@ -160,6 +173,7 @@ class SupabaseProvider:
         claims = await self._verify(token, network=False)
         if claims is None:
             return None
+        await sessions.refuse_revoked(self.database, token, claims)
         async with self.database.transaction() as conn:
             row = await user_repo.by_supabase_id(conn, str(claims["sub"]))
             if row is None:
@@ -196,9 +210,12 @@ class SupabaseProvider:
         *,
         access_token: str | None = None,
     ) -> None:
-        """Revoke the Supabase session. GoTrue revokes by access token, so with only a refresh
-        token the session is refreshed once to get one."""
+        """Revoke the session, here and at GoTrue (by access token: with only a refresh token,
+        the session is refreshed once to get one)."""
         jwt_token = access_token if access_token and self.issued(access_token) else None
+        if jwt_token is not None:
+            await sessions.revoke(self.database, jwt_token, tokens.unverified_claims(jwt_token))
+            self.verdicts.forget(jwt_token)
         try:
             if (
                 jwt_token is None

@@ -112,15 +112,24 @@ def encode_cursor(created_at: datetime, image_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+MAX_CURSOR_LENGTH = 256
+"""Our cursors are about 90 characters; anything much longer is not one of ours, and is refused
+before it is decoded (a cursor of deeply nested JSON must never reach the parser)."""
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The keyset position in ``cursor``; 422 ``VALIDATION_ERROR`` for anything we did not make."""
+    if len(cursor) > MAX_CURSOR_LENGTH:
+        raise ValidationError("The cursor is not valid", field="cursor")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, image_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
         when = datetime.fromisoformat(created)
         if not isinstance(image_id, str) or when.tzinfo is None:
             raise ValueError
+        image_id.encode()  # a lone surrogate raises UnicodeEncodeError here, not in the driver
         return when, image_id
-    except (ValueError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, TypeError, RecursionError) as exc:
         raise ValidationError("The cursor is not valid", field="cursor") from exc
 
 

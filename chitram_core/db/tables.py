@@ -69,7 +69,7 @@ users = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("email", String(320), nullable=False),
-    # lower-cased email: the unique key, so emails are unique case-insensitively everywhere
+    # NFKC + lower-cased email (not case-folded; re-keyed by 0003): the unique key
     Column("email_normalized", String(320), nullable=False, unique=True),
     Column("password_hash", Text, nullable=True),
     Column("provider", String(32), nullable=False, default="local"),
@@ -89,6 +89,16 @@ refresh_tokens = Table(
     Column("expires_at", UTCDateTime, nullable=False),
     Column("used_at", UTCDateTime, nullable=True),
     Column("revoked_at", UTCDateTime, nullable=True),
+)
+
+# Supabase sessions signed out here (0003): the SHA-256 of the session id (or of the token when
+# it names no session); access tokens of these sessions are refused until ``expires_at``, when
+# the sweep deletes the row.
+revoked_sessions = Table(
+    "revoked_sessions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False, index=True),
 )
 
 blobs = Table(

@@ -56,6 +56,7 @@ def chitram_settings(tmp_path: Path) -> Iterator[Settings]:
         password_hash_profile="fast",
         upload_rate_limit=None,
         auth_rate_limit=None,
+        login_guard=None,
     )
     yield settings
     _forget_memory_store(store)

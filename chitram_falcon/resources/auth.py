@@ -13,6 +13,7 @@ from chitram_falcon.context import (
     ChitramHandle,
     auth_rate_limit,
     authenticate,
+    log_in,
     optional_str,
     read_fields,
     required_str,
@@ -46,8 +47,7 @@ class LoginResource(_AuthResource):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         fields = await read_fields(req)
         email, password = required_str(fields, "email"), required_str(fields, "password")
-        await self._limit(req, resp, "login", email)
-        session = await self.handle.chitram.auth.login(email, password)
+        session = await log_in(req, resp, self.handle.chitram, email, password)
         resp.media = to_json(session)
         resp.cache_control = ["no-store"]
 
@@ -58,8 +58,7 @@ class TokenResource(_AuthResource):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         fields = await read_fields(req)
         username, password = required_str(fields, "username"), required_str(fields, "password")
-        await self._limit(req, resp, "login", username)
-        session = await self.handle.chitram.auth.login(username, password)
+        session = await log_in(req, resp, self.handle.chitram, username, password)
         resp.media = {"access_token": session.access_token, "token_type": session.token_type}
         resp.cache_control = ["no-store"]
 

@@ -18,7 +18,7 @@ from chitram_core.errors import (
     ValidationError,
     is_internal,
 )
-from chitram_falcon.context import auth_rate_limit, read_fields
+from chitram_falcon.context import auth_rate_limit, log_in, read_fields
 from chitram_falcon.resources.auth import RESET_MESSAGE
 from chitram_falcon.security import public_base
 from chitram_falcon.web.social import social_buttons
@@ -89,8 +89,7 @@ class SignInPage(_Page):
         email, password = _text(fields, "email"), _text(fields, "password")
         target = self.ui.safe_next(visit, _text(fields, "next"))
         try:
-            await self._limit(req, resp, "login", email)
-            session = await self.ui.chitram.auth.login(email, password)
+            session = await log_in(req, resp, self.ui.chitram, email, password)
         except ChitramError as exc:
             if is_internal(exc):
                 raise

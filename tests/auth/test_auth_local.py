@@ -44,7 +44,7 @@ async def test_emails_are_unique_whatever_their_case(local: LocalProvider) -> No
 
 async def test_passwords_of_1000_and_1024_characters_work(local: LocalProvider) -> None:
     for length in (1000, 1024):
-        password = "é" * (length - 1) + "z"
+        password = ("violet tractor é minus " * 60)[: length - 1] + "z"
         await local.register(f"long{length}@example.com", password)
         await local.login(f"long{length}@example.com", password)
 

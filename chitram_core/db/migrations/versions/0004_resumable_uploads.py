@@ -1,7 +1,7 @@
 """resumable uploads
 
 Revision ID: 0004_resumable_uploads
-Revises: 0002_variants
+Revises: 0003_revoked_sessions
 Create Date: 2026-12-06 01:50:00
 """
 
@@ -11,7 +11,7 @@ from alembic import op
 import chitram_core.db.tables
 
 revision = "0004_resumable_uploads"
-down_revision = "0002_variants"
+down_revision = "0003_revoked_sessions"
 branch_labels = None
 depends_on = None
 
