@@ -24,6 +24,7 @@ from chitram_core.health import check_health, rate_limiter_state
 from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
 from chitram_core.models import HealthReport
+from chitram_core.moderation import close_moderator, load_moderators
 from chitram_core.observe import Observer
 from chitram_core.service import ImageService
 from chitram_core.settings import Settings
@@ -173,6 +174,9 @@ class Chitram:
         self.tags = TagService(
             settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
         )
+        moderators = load_moderators(settings)
+        for moderator in moderators:
+            stack.push_async_callback(close_moderator, moderator)
         self.remover = ByteRemover(self.database, self.storage)
         self.collector = Collector(self.database, self.storage)
         self.admin = Admin(settings, self.database, storage=self.storage, sweep=self.sweep)
@@ -190,6 +194,7 @@ class Chitram:
             remover=self.remover,
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
             observer=self.observer,
+            moderators=moderators,
         )
         if self.background:
             # Its own task, not a task group held open until __aexit__: the host may close

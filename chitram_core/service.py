@@ -13,7 +13,7 @@ Nothing here decides anything: every method hands over to its flow.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from chitram_core.cache import ImageCache
@@ -23,12 +23,13 @@ from chitram_core.db import Database
 from chitram_core.deletes import Deletes
 from chitram_core.engine.base import Engine
 from chitram_core.engine.inline import InlineEngine
-from chitram_core.errors import ServiceUnavailable
+from chitram_core.errors import ConfigurationError, ServiceUnavailable
 from chitram_core.ingest import BodySource, build_ingest
 from chitram_core.ingest.record import RecordHook
 from chitram_core.intake import UploadSource
 from chitram_core.listing import Listing
 from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
+from chitram_core.moderation import Moderator
 from chitram_core.observe import Observer
 from chitram_core.reads import ImageReads, ThumbnailReads
 from chitram_core.settings import Settings
@@ -37,6 +38,7 @@ from chitram_core.streaming import ObjectReader
 from chitram_core.thumbnailer import Thumbnailer
 
 if TYPE_CHECKING:
+    from chitram_core.fetch import Fetcher
     from chitram_core.images.variants import VariantSpec
 
 __all__ = ["ImageService", "NoVariants", "RecordHook", "Variants"]
@@ -121,8 +123,11 @@ class ImageService:
         remover: ByteRemover | None = None,
         small_objects: SmallObjects | None = None,
         observer: Observer | None = None,
+        moderators: Sequence[Moderator] = (),
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.settings = settings
+        self._fetcher = fetcher
         self.db = database
         self.storage = storage
         self.cache = cache if cache is not None else ImageCache(None)
@@ -145,6 +150,7 @@ class ImageService:
             wake=wake if wake is not None else thumbnailer.jobs.wake,
             tagging=tagging,
             observer=observer if observer is not None else thumbnailer.observer,
+            moderators=moderators,
         )
         self.objects = ObjectReader(storage, self.small_objects)
         self.reads = ImageReads(database, self.cache, self.objects, self.thumbnail_params)
@@ -166,6 +172,36 @@ class ImageService:
         return await self.ingest.upload(
             BodySource(source, filename=filename, owner=owner), max_bytes=max_bytes
         )
+
+    async def upload_from_url(
+        self,
+        url: str,
+        *,
+        owner: Principal | None = None,
+        max_bytes: int | None = None,
+        arrived: Callable[[], Awaitable[None]] | None = None,
+    ) -> Image:
+        """Fetch ``url`` (guarded: see :mod:`chitram_core.fetch`) and upload what it answers,
+        through the same pipeline as :meth:`upload`. ``arrived`` is awaited once the whole
+        body has been received, before the work on it."""
+        from chitram_core.fetch import UrlSource
+
+        async with self.fetcher().open(url) as fetched:
+            return await self.ingest.upload(
+                UrlSource(fetched, owner=owner, arrived=arrived), max_bytes=max_bytes
+            )
+
+    def fetcher(self) -> Fetcher:
+        """The URL fetcher (made on first use: it needs httpx, ``chitram[fetch]``)."""
+        if self._fetcher is None:
+            try:
+                from chitram_core.fetch import Fetcher
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "Upload by URL needs httpx: pip install 'chitram[fetch]'"
+                ) from exc
+            self._fetcher = Fetcher(self.settings)
+        return self._fetcher
 
     # reading ------------------------------------------------------------------------------
 

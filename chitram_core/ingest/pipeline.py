@@ -4,7 +4,11 @@
 
     source ─► SizeLimit ─► StreamChecks ─► Spool ─► HeaderChecks ─► StripMetadata
                                                                           │
-         AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ ImageJob ◄────────────┘
+    AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ [ModerationGate] ◄─ ImageJob ◄┘
+
+Sources: :class:`~chitram_core.ingest.source.BodySource` (bytes, a file, a multipart part) and
+:class:`~chitram_core.fetch.UrlSource` (a fetched URL). The moderation gate is there only when
+moderators are configured.
 
 Each stage has one job and reads and fills in the :class:`Upload` (see docs/architecture.md).
 The stream stages (size limit, stream checks) wrap the body; it flows when the spool writes it
@@ -28,11 +32,13 @@ from chitram_core.ingest.after import AfterCommit
 from chitram_core.ingest.checks import HeaderChecks, StreamChecks, StripMetadata
 from chitram_core.ingest.image_job import ImageJob, StageThumbnail
 from chitram_core.ingest.limits import SizeLimit
+from chitram_core.ingest.moderate import ModerationGate
 from chitram_core.ingest.record import Record, RecordHook
 from chitram_core.ingest.source import Source
 from chitram_core.ingest.store import Spool, discard
 from chitram_core.ingest.upload import Stage, Upload
 from chitram_core.models import Image
+from chitram_core.moderation import Moderator
 from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
@@ -79,6 +85,7 @@ def build_ingest(
     wake: Callable[[], None],
     tagging: bool = False,
     observer: Observer | None = None,
+    moderators: Sequence[Moderator] = (),
 ) -> Ingest:
     """The upload's stages in the order they run, composed once.
 
@@ -99,6 +106,8 @@ def build_ingest(
         StageThumbnail(storage),  # image_job.py
         Record(database, storage, thumbnailer, record_hooks),  # record.py
     ]
+    if moderators:  # moderate.py: on the verified image, before anything is recorded
+        stages.insert(len(stages) - 2, ModerationGate(settings, storage, engine, moderators))
     after = AfterCommit(
         storage, wake=wake, on_ready=thumbnailer.on_ready, tagging=tagging, observer=observer
     )
