@@ -39,6 +39,7 @@ from chitram_falcon.resources.tags import (
     TagSearchResource,
     TagsResource,
 )
+from chitram_falcon.resources.upload_url import UploadUrlResource
 from chitram_falcon.security import SecurityHeaders
 
 log = logging.getLogger("chitram_falcon")
@@ -93,6 +94,7 @@ def create_app(
     app.add_route(f"{API}/auth/me", MeResource(handle))
     app.add_route(f"{API}/auth/password-reset", PasswordResetResource(handle))
     app.add_route(f"{API}/images/upload", UploadResource(handle))
+    app.add_route(f"{API}/images/upload-url", UploadUrlResource(handle))
     app.add_route(f"{API}/images", ImageListResource(handle))
     app.add_route(f"{API}/images/{{image_id}}", ImageResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))
