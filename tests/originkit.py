@@ -7,7 +7,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import attrs
@@ -92,10 +92,8 @@ def declared(length: int, sent: bytes) -> Handler:
         h.send_header("Content-Type", "image/jpeg")
         h.send_header("Content-Length", str(length))
         h.end_headers()
-        try:
+        with suppress(OSError):
             h.wfile.write(sent)
-        except OSError:
-            pass
         h.close_connection = True
 
     return handler
