@@ -18,6 +18,20 @@ CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+SPECIAL: tuple[tuple[Network, str], ...] = tuple(
+    (ipaddress.ip_network(cidr), why)
+    for cidr, why in (
+        ("0.0.0.0/8", "a this-network address"),
+        ("192.0.0.0/24", "an IETF protocol address"),
+        ("192.88.99.0/24", "a 6to4 relay address"),
+        ("198.18.0.0/15", "a benchmarking address"),
+        ("255.255.255.255/32", "the broadcast address"),
+        ("100::/64", "a discard address"),
+        ("2001::/23", "an IETF protocol address"),
+        ("2001:db8::/32", "a documentation address"),
+    )
+)
+"""IANA special-purpose blocks, listed here too: Python's own flags differ between versions."""
 
 
 def embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -43,8 +57,13 @@ def refusal(ip: IPAddress) -> str | None:
             why = refusal(inner)
             if why is not None:
                 return f"{why} (as IPv6)"
+            if ip.ipv4_mapped is not None:
+                return None  # it is the IPv4 address, which passed
         if ip in NAT64_LOCAL:
             return "a local NAT64 address"
+    for net, why in SPECIAL:
+        if ip.version == net.version and ip in net:
+            return why
     checks: tuple[tuple[bool, str], ...] = (
         (ip.is_unspecified, "an unspecified address"),
         (ip.is_loopback, "a loopback address"),
