@@ -28,8 +28,9 @@ class Origin:
 
 
 @contextmanager
-def serve(routes: dict[str, Handler], host: str = "127.0.0.1") -> Iterator[Origin]:
-    """Serve ``routes`` (path -> handler) on ``host`` at a free port; 404 elsewhere."""
+def serve(routes: dict[str, Handler], host: str = "127.0.0.1", port: int = 0) -> Iterator[Origin]:
+    """Serve ``routes`` (path -> handler) on ``host`` at ``port`` (0: a free one); 404
+    elsewhere."""
     origin = Origin(host, 0, routes)
 
     class _Handler(BaseHTTPRequestHandler):
@@ -50,7 +51,7 @@ def serve(routes: dict[str, Handler], host: str = "127.0.0.1") -> Iterator[Origi
         do_GET = _any
         do_POST = _any
 
-    server = ThreadingHTTPServer((host, 0), _Handler)
+    server = ThreadingHTTPServer((host, port), _Handler)
     server.daemon_threads = True
     origin.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chitram_falcon.web.api import ImageListApi, UploadApi
+from chitram_falcon.web.api import ImageListApi, UploadApi, UploadUrlApi
 from chitram_falcon.web.oauth import OAuthCallbackPage, OAuthStartPage
 from chitram_falcon.web.pages import (
     DeletePage,
@@ -54,6 +54,7 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     app.add_route(f"{prefix}/ui/static/{{name}}", StaticResource(static))
     app.add_route(f"{prefix}/ui/api/images", ImageListApi(ui))
     app.add_route(f"{prefix}/ui/api/images/upload", UploadApi(ui))
+    app.add_route(f"{prefix}/ui/api/images/upload-url", UploadUrlApi(ui))
     # social sign-in
     app.add_route(f"{prefix}/auth/oauth/{{provider}}", OAuthStartPage(ui))
     app.add_route(f"{prefix}/auth/callback", OAuthCallbackPage(ui))
