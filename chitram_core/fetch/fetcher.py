@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import posixpath
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import unquote
@@ -38,10 +39,10 @@ SCHEMES = {"http": 80, "https": 443}
 class _GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's own transport with its connection pool dialling through ``backend``."""
 
-    def __init__(self, backend: GuardedBackend) -> None:
-        super().__init__(retries=0, trust_env=False)
+    def __init__(self, backend: GuardedBackend, ssl_context: ssl.SSLContext) -> None:
+        super().__init__(verify=ssl_context, retries=0, trust_env=False)
         self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
+            ssl_context=ssl_context,
             max_connections=1,
             http1=True,
             http2=False,
@@ -94,6 +95,13 @@ class Fetcher:
         )
         self.resolver: Resolver = resolver if resolver is not None else system_resolver
         self.timeout = settings.fetch_timeout
+        self._ssl_context: ssl.SSLContext | None = None
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """One TLS context for every fetch (loading the CA bundle costs tens of ms)."""
+        if self._ssl_context is None:
+            self._ssl_context = httpx.create_ssl_context(trust_env=False)
+        return self._ssl_context
 
     @asynccontextmanager
     async def open(self, url: object) -> AsyncIterator[Fetched]:
@@ -104,7 +112,7 @@ class Fetcher:
         backend = GuardedBackend(self.policy, self.resolver)
         timeout = httpx.Timeout(self.timeout, connect=min(CONNECT_TIMEOUT, self.timeout))
         async with httpx.AsyncClient(
-            transport=_GuardedTransport(backend),
+            transport=_GuardedTransport(backend, self.ssl_context()),
             trust_env=False,
             follow_redirects=False,
             timeout=timeout,
