@@ -23,7 +23,7 @@ from chitram_core.db import Database
 from chitram_core.deletes import Deletes
 from chitram_core.engine.base import Engine
 from chitram_core.engine.inline import InlineEngine
-from chitram_core.errors import ConfigurationError, ServiceUnavailable
+from chitram_core.errors import ServiceUnavailable
 from chitram_core.ingest import BodySource, build_ingest
 from chitram_core.ingest.record import RecordHook
 from chitram_core.intake import UploadSource
@@ -197,8 +197,9 @@ class ImageService:
             try:
                 from chitram_core.fetch import Fetcher
             except ImportError as exc:
-                raise ConfigurationError(
-                    "Upload by URL needs httpx: pip install 'chitram[fetch]'"
+                raise ServiceUnavailable(
+                    "Upload by URL is not installed on this server (pip install 'chitram[fetch]')",
+                    retry_after=3600,
                 ) from exc
             self._fetcher = Fetcher(self.settings)
         return self._fetcher

@@ -4,7 +4,7 @@
 :mod:`~chitram_core.fetch.dial` resolves a name, checks every answer and connects to the checked
 address (under httpx, as its network backend); :mod:`~chitram_core.fetch.fetcher` walks the
 redirects and hands the body to the ingest pipeline as a :class:`UrlSource`. Needs httpx
-(``pip install 'chitram[fetch]'``, part of ``chitram[server]``).
+(``pip install 'chitram[fetch]'``; the core and ``chitram[server]`` need no HTTP client).
 """
 
 from chitram_core.fetch.addresses import AddressPolicy, refusal
