@@ -17,7 +17,7 @@ from chitram_core.engine.work import moderation_image, variant_cost
 from chitram_core.errors import ChitramError, ContentRejected, ModeratorUnavailable
 from chitram_core.ingest.upload import Upload
 from chitram_core.intake import READ_CHUNK
-from chitram_core.moderation import MODERATION_MAX_SIDE, ModerationInput, Moderator
+from chitram_core.moderation import MODERATION_MAX_SIDE, ModerationInput, Moderator, Verdict
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
 
@@ -45,6 +45,10 @@ class ModerationGate:
         for moderator in self.moderators:
             try:
                 verdict = await moderator.check(item)
+                if not isinstance(verdict, Verdict):
+                    raise ModeratorUnavailable(
+                        f"it answered {type(verdict).__name__}, not a Verdict"
+                    )
             except ContentRejected:
                 raise
             except Exception as exc:  # a plugin's failure, whatever it raised, is "down"

@@ -141,3 +141,49 @@ async def test_fail_open_accepts_while_the_moderator_is_down(tmp_path: Path) -> 
     async with moderated(tmp_path, lambda n: None, moderation_fail_open=True) as (chitram, _s):
         image = await chitram.images.upload(png_bytes())
         assert image.id
+
+
+class Broken:
+    """A moderator plugin that fails in the ways a plugin can: raising, or answering nonsense."""
+
+    name = "broken"
+
+    def __init__(self, settings: Settings) -> None:
+        self.calls = 0
+
+    async def check(self, item: Any) -> Any:
+        self.calls += 1
+        if self.calls % 2:
+            raise RuntimeError("boom")
+        return {"verdict": "allow"}
+
+
+@pytest.fixture
+def broken_plugin() -> Any:
+    from chitram_core import plugins
+
+    plugins.register(plugins.MODERATORS, "broken", Broken)
+    yield
+    plugins.unregister(plugins.MODERATORS, "broken")
+
+
+@pytest.mark.parametrize("fail_open", [False, True])
+async def test_a_plugin_that_raises_or_answers_nonsense_counts_as_down(
+    tmp_path: Path, broken_plugin: None, fail_open: bool
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path,
+        upload_rate_limit=None,
+        auth_rate_limit=None,
+        moderators=("broken",),
+        moderation_fail_open=fail_open,
+    )
+    async with Chitram(settings, background=False) as chitram:
+        for i in range(2):
+            if fail_open:
+                assert (await chitram.images.upload(png_bytes(10 + i, 10))).id
+            else:
+                with pytest.raises(ModeratorUnavailable):
+                    await chitram.images.upload(png_bytes(10 + i, 10))
+        stored = [key async for key in chitram.storage.keys("blobs/")]
+        assert len(stored) == (2 if fail_open else 0)
