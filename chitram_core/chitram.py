@@ -28,6 +28,7 @@ from chitram_core.jobs import JobRunner
 from chitram_core.limits import RateLimiter, UploadSlots
 from chitram_core.limits.logins import LoginGuard
 from chitram_core.models import HealthReport, Image, Principal
+from chitram_core.moderation import close_moderator, load_moderators
 from chitram_core.observe import Observer
 from chitram_core.quotas import Quotas
 from chitram_core.resumable import Uploads
@@ -212,6 +213,9 @@ class Chitram:
         self.tags = TagService(
             settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
         )
+        moderators = load_moderators(settings)
+        for moderator in moderators:
+            stack.push_async_callback(close_moderator, moderator)
         self.remover = ByteRemover(self.database, self.storage)
         self.collector = Collector(self.database, self.storage)
         self.admin = Admin(settings, self.database, storage=self.storage, sweep=self.sweep)
@@ -230,6 +234,7 @@ class Chitram:
             small_objects=SmallObjects(SMALL_OBJECTS_BUDGET),
             observer=self.observer,
             quotas=self.users,
+            moderators=moderators,
         )
         self.uploads = Uploads(
             settings,

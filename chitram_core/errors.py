@@ -334,6 +334,41 @@ class TaggerUnavailable(ProviderUnavailable):
     default_message = "The image tagger is unavailable"
 
 
+# Upload by URL and the moderation gate.
+
+
+class UrlNotAllowed(ChitramError):
+    """A URL the server will not fetch: its scheme, port or an address it leads to (a name's
+    answer or a redirect hop) is not open to fetches."""
+
+    code = "URL_NOT_ALLOWED"
+    status = 400
+    default_message = "The URL may not be fetched"
+
+
+class FetchFailed(ChitramError):
+    """The remote server did not hand over the image (DNS, refused, an error answer, a
+    timeout); the message says which. Its fault, not ours: shown as it is, never as a 500."""
+
+    code = "FETCH_FAILED"
+    status = 502
+    default_message = "The image could not be fetched"
+
+
+class ContentRejected(ChitramError):
+    """A moderator refused the upload; nothing of it was kept."""
+
+    code = "CONTENT_REJECTED"
+    status = 422
+    default_message = "The image was rejected by moderation"
+
+
+class ModeratorUnavailable(ProviderUnavailable):
+    """A moderator could not answer (down, timed out, a bad answer)."""
+
+    default_message = "The moderation service is unavailable"
+
+
 # Administration (``chitram.admin``, the ``chitram`` command): an operator's mistakes. They
 # carry the codes of their bases, so the list below (what an HTTP client can see) is unchanged.
 
@@ -392,6 +427,9 @@ ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
         UploadNotFound,
         OffsetMismatch,
         ChecksumMismatch,
+        UrlNotAllowed,
+        FetchFailed,
+        ContentRejected,
     )
 }
 """Every code a client can see, and its class: the one list (the OpenAPI document's included)."""
@@ -400,8 +438,9 @@ ERRORS_BY_CODE: Mapping[str, type[ChitramError]] = {
 def is_internal(failure: ChitramError | int) -> bool:
     """Whether a failure (or an HTTP status) is the server's own fault, to be logged and shown
     to the client only as a generic 500: every 5xx except 503, which asks the client to retry
-    (``SERVICE_UNAVAILABLE``, ``PROVIDER_UNAVAILABLE``) and keeps its message."""
-    if isinstance(failure, ServiceUnavailable):
+    (``SERVICE_UNAVAILABLE``, ``PROVIDER_UNAVAILABLE``) and keeps its message, and a remote server's
+    failure (``FETCH_FAILED``, 502), whose reason the client needs."""
+    if isinstance(failure, ServiceUnavailable | FetchFailed):
         return False
     status = failure if isinstance(failure, int) else failure.status
     return status >= 500 and status != 503

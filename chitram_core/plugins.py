@@ -21,12 +21,14 @@ STORAGE = "chitram.storage"
 AUTH = "chitram.auth"
 CACHE = "chitram.cache"
 TAGGERS = "chitram.taggers"
-GROUPS = (STORAGE, AUTH, CACHE, TAGGERS)
+MODERATORS = "chitram.moderators"
+GROUPS = (STORAGE, AUTH, CACHE, TAGGERS, MODERATORS)
 
 _INSTALL_HINTS = {
     (AUTH, "supabase"): "pip install 'chitram[supabase]'",
     (CACHE, "redis"): "pip install 'chitram[redis]'",
     (TAGGERS, "openai"): "pip install 'chitram[openai]'",
+    (MODERATORS, "http"): "pip install 'chitram[fetch]'",
 }
 
 _lock = threading.Lock()

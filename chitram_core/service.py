@@ -13,7 +13,7 @@ Nothing here decides anything: every method hands over to its flow.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from chitram_core.cache import ImageCache
@@ -29,6 +29,7 @@ from chitram_core.ingest.record import RecordHook
 from chitram_core.intake import UploadSource
 from chitram_core.listing import Listing
 from chitram_core.models import Image, Page, Principal, Thumbnail, Variant
+from chitram_core.moderation import Moderator
 from chitram_core.observe import Observer
 from chitram_core.quotas import Quotas
 from chitram_core.reads import ImageReads, ThumbnailReads
@@ -38,6 +39,7 @@ from chitram_core.streaming import ObjectReader
 from chitram_core.thumbnailer import Thumbnailer
 
 if TYPE_CHECKING:
+    from chitram_core.fetch import Fetcher
     from chitram_core.images.variants import VariantSpec
 
 __all__ = ["ImageService", "NoVariants", "RecordHook", "Variants"]
@@ -123,8 +125,11 @@ class ImageService:
         small_objects: SmallObjects | None = None,
         observer: Observer | None = None,
         quotas: Quotas | None = None,
+        moderators: Sequence[Moderator] = (),
+        fetcher: Fetcher | None = None,
     ) -> None:
         self.settings = settings
+        self._fetcher = fetcher
         self.db = database
         self.storage = storage
         self.cache = cache if cache is not None else ImageCache(None)
@@ -149,6 +154,7 @@ class ImageService:
             wake=wake if wake is not None else thumbnailer.jobs.wake,
             tagging=tagging,
             observer=observer if observer is not None else thumbnailer.observer,
+            moderators=moderators,
         )
         self.objects = ObjectReader(storage, self.small_objects)
         self.reads = ImageReads(database, self.cache, self.objects, self.thumbnail_params)
@@ -170,6 +176,37 @@ class ImageService:
         return await self.ingest.upload(
             BodySource(source, filename=filename, owner=owner), max_bytes=max_bytes
         )
+
+    async def upload_from_url(
+        self,
+        url: str,
+        *,
+        owner: Principal | None = None,
+        max_bytes: int | None = None,
+        arrived: Callable[[], Awaitable[None]] | None = None,
+    ) -> Image:
+        """Fetch ``url`` (guarded: see :mod:`chitram_core.fetch`) and upload what it answers,
+        through the same pipeline as :meth:`upload`. ``arrived`` is awaited once the whole
+        body has been received, before the work on it."""
+        from chitram_core.fetch import UrlSource
+
+        async with self.fetcher().open(url) as fetched:
+            return await self.ingest.upload(
+                UrlSource(fetched, owner=owner, arrived=arrived), max_bytes=max_bytes
+            )
+
+    def fetcher(self) -> Fetcher:
+        """The URL fetcher (made on first use: it needs httpx, ``chitram[fetch]``)."""
+        if self._fetcher is None:
+            try:
+                from chitram_core.fetch import Fetcher
+            except ImportError as exc:
+                raise ServiceUnavailable(
+                    "Upload by URL is not installed on this server (pip install 'chitram[fetch]')",
+                    retry_after=3600,
+                ) from exc
+            self._fetcher = Fetcher(self.settings)
+        return self._fetcher
 
     # reading ------------------------------------------------------------------------------
 

@@ -301,6 +301,22 @@ class Settings:
     beside `chitram worker`); default on."""
     shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
     """Seconds a stopping process gives in-flight requests and jobs; default 30 s."""
+    # upload by URL
+    fetch_allow_ports: tuple[int, ...] = attrs.field(default=(80, 443), converter=tuple)
+    """Ports a URL upload may connect to; default 80 and 443."""
+    fetch_allow_networks: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """CIDRs URL uploads may reach although private or reserved (``10.1.0.0/16``); default none."""
+    fetch_timeout: float = attrs.field(default=20.0, validator=_positive)
+    """Seconds a URL upload may take to fetch, in all (connecting: at most 5 of them)."""
+    # moderation gate
+    moderators: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    """Moderators (plugin group ``chitram.moderators``) every upload must pass; default none."""
+    moderation_url: str | None = None
+    """Where the ``http`` moderator POSTs the image; required when it is on."""
+    moderation_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds the ``http`` moderator waits for an answer; default 10."""
+    moderation_fail_open: bool = False
+    """Accept uploads while a moderator is down (default: refuse them with 503)."""
     # variants and placeholders
     variant_presets: tuple[str, ...] = attrs.field(default=("w320", "w640", "w1280", "w1920"))
     """Variant specs served without a signature; default w320, w640, w1280, w1920."""
@@ -327,6 +343,11 @@ class Settings:
                 parse_spec(item)
             except ChitramError as exc:
                 raise ValueError(f"variant_presets: {item!r}: {exc.message}") from None
+
+    @fetch_allow_networks.validator
+    def _check_networks(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+        for item in value:
+            _parse_network(item)
 
     @trusted_proxies.validator
     def _check_proxies(self, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -434,3 +455,23 @@ _PARSERS["quota_images"] = lambda raw: (
 )
 _PARSERS["max_resumable_bytes"] = _parse_bytes
 _PARSERS["login_guard"] = RateLimit.parse
+
+
+# upload by URL, moderation
+def _parse_port(raw: str) -> int:
+    port = _parse_int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{raw!r} is not a port (1 to 65535)")
+    return port
+
+
+def _parse_network(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_network(raw, strict=False))
+    except ValueError:
+        raise ValueError(f"{raw!r} is not a network (CIDR, e.g. 10.0.0.0/8)") from None
+
+
+_PARSERS["fetch_allow_ports"] = lambda raw: tuple(_parse_port(p) for p in _parse_list(raw))
+_PARSERS["fetch_allow_networks"] = lambda raw: tuple(_parse_network(n) for n in _parse_list(raw))
+_PARSERS["moderators"] = lambda raw: tuple(m.lower() for m in _parse_list(raw))

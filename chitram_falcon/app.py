@@ -41,6 +41,7 @@ from chitram_falcon.resources.tags import (
     TagSearchResource,
     TagsResource,
 )
+from chitram_falcon.resources.upload_url import UploadUrlResource
 from chitram_falcon.resources.uploads import UploadResource as ResumableResource
 from chitram_falcon.resources.uploads import UploadsResource
 from chitram_falcon.security import SecurityHeaders
@@ -99,6 +100,7 @@ def create_app(
     app.add_route(f"{API}/auth/tokens", ApiTokensResource(handle))
     app.add_route(f"{API}/auth/tokens/{{token_id}}", ApiTokenResource(handle))
     app.add_route(f"{API}/images/upload", UploadResource(handle))
+    app.add_route(f"{API}/images/upload-url", UploadUrlResource(handle))
     app.add_route(f"{API}/images", ImageListResource(handle))
     app.add_route(f"{API}/images/{{image_id}}", ImageResource(handle))
     app.add_route(f"{API}/images/{{image_id}}/file", ImageFileResource(handle))

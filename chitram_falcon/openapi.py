@@ -63,6 +63,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
         429: _error(
             "Rate limit exceeded", ["Retry-After", "X-RateLimit-Limit", "X-RateLimit-Remaining"]
         ),
+        502: _error("The remote server failed (FETCH_FAILED)"),
         503: _error("Service or auth provider unavailable", ["Retry-After"]),
     }
     return {str(s): known[s] for s in statuses}
@@ -583,6 +584,37 @@ def build_spec() -> dict[str, Any]:
                             },
                         ),
                         **_errors(400, 401, 413, 422, 429, 503),
+                    },
+                }
+            },
+            f"{api}/images/upload-url": {
+                "post": {
+                    "tags": image_tag,
+                    "operationId": "upload_from_url",
+                    "security": _OPTIONAL_BEARER,
+                    "summary": "Upload the image a URL answers with (fetched by the server)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["url"],
+                                    "properties": {"url": {"type": "string", "format": "uri"}},
+                                },
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(
+                            _ref("Image"),
+                            "Stored",
+                            {
+                                **_RATE_HEADERS,
+                                "Location": {"$ref": "#/components/headers/Location"},
+                            },
+                        ),
+                        **_errors(400, 401, 413, 422, 429, 502, 503),
                     },
                 }
             },

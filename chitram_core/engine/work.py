@@ -25,6 +25,7 @@ from chitram_core.images.formats import (
     count_jpeg_scans,
     verify,
 )
+from chitram_core.images.model_input import model_jpeg
 from chitram_core.images.thumbnails import (
     RenderedThumbnail,
     ThumbnailParams,
@@ -273,3 +274,8 @@ def _upload_jpeg(
         shrink=lambda img: shrink_on_load(img, params),
     )
     return made[0] if made else UploadWork()
+
+
+def moderation_image(data: bytes, *, max_pixels: int, max_side: int) -> bytes:
+    """The preview a moderator sees: a metadata-free JPEG of at most ``max_side`` a side."""
+    return model_jpeg(data, max_pixels=max_pixels, max_side=max_side)

@@ -4,7 +4,11 @@
 
     source ─► SizeLimit ─► QuotaCheck ─► StreamChecks ─► Spool ─► HeaderChecks ─► StripMetadata
                                                                           │
-         AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ ImageJob ◄────────────┘
+    AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ [ModerationGate] ◄─ ImageJob ◄┘
+
+Sources: :class:`~chitram_core.ingest.source.BodySource` (bytes, a file, a multipart part) and
+:class:`~chitram_core.fetch.UrlSource` (a fetched URL). The moderation gate is there only when
+moderators are configured.
 
 Each stage has one job and reads and fills in the :class:`Upload` (see docs/architecture.md).
 The stream stages (size limit, stream checks) wrap the body; it flows when the spool writes it
@@ -28,12 +32,14 @@ from chitram_core.ingest.after import AfterCommit
 from chitram_core.ingest.checks import HeaderChecks, StreamChecks, StripMetadata
 from chitram_core.ingest.image_job import ImageJob, StageThumbnail
 from chitram_core.ingest.limits import SizeLimit
+from chitram_core.ingest.moderate import ModerationGate
 from chitram_core.ingest.quota import QuotaCheck
 from chitram_core.ingest.record import Record, RecordHook
 from chitram_core.ingest.source import Source
 from chitram_core.ingest.store import Spool, discard
 from chitram_core.ingest.upload import Stage, Upload
 from chitram_core.models import Image
+from chitram_core.moderation import Moderator
 from chitram_core.observe import Observer
 from chitram_core.quotas import Quotas
 from chitram_core.settings import Settings
@@ -82,6 +88,7 @@ def build_ingest(
     tagging: bool = False,
     observer: Observer | None = None,
     quotas: Quotas | None = None,
+    moderators: Sequence[Moderator] = (),
 ) -> Ingest:
     """The upload's stages in the order they run, composed once.
 
@@ -104,6 +111,8 @@ def build_ingest(
         StageThumbnail(storage),  # image_job.py
         Record(database, storage, thumbnailer, record_hooks, quotas=quotas),  # record.py
     ]
+    if moderators:  # moderate.py: on the verified image, before anything is recorded
+        stages.insert(len(stages) - 2, ModerationGate(settings, storage, engine, moderators))
     after = AfterCommit(
         storage, wake=wake, on_ready=thumbnailer.on_ready, tagging=tagging, observer=observer
     )

@@ -21,7 +21,13 @@ from chitram_core import Chitram
 from chitram_core.errors import InvalidRequest
 from chitram_core.models import Principal
 from chitram_core.resumable import CHECKSUM_ALGORITHMS, Checksum, ResumableUpload
-from chitram_falcon.context import ChitramHandle, authenticate, client_bucket, rate_limit
+from chitram_falcon.context import (
+    WRITE,
+    ChitramHandle,
+    authenticate,
+    client_bucket,
+    rate_limit,
+)
 from chitram_falcon.resources.images import _capped
 
 TUS_VERSION = "1.0.0"
@@ -116,7 +122,7 @@ class _Base:
         """Who sends (the bearer token; the web UI overrides this with its session)."""
         chitram = self.handle.chitram
         required = not chitram.settings.allow_anonymous_uploads
-        return await authenticate(req, chitram, required=required)
+        return await authenticate(req, chitram, required=required, scope=WRITE)
 
 
 class UploadsResource(_Base):

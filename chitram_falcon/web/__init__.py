@@ -20,6 +20,7 @@ from chitram_falcon.web.api import (
     ResumableUploadApi,
     ResumableUploadsApi,
     UploadApi,
+    UploadUrlApi,
 )
 from chitram_falcon.web.oauth import OAuthCallbackPage, OAuthLinkPage, OAuthStartPage
 from chitram_falcon.web.pages import (
@@ -71,6 +72,7 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     resumable = f"{prefix}/ui/api/uploads"
     app.add_route(resumable, ResumableUploadsApi(ui, resumable))
     app.add_route(f"{resumable}/{{upload_id}}", ResumableUploadApi(ui, resumable))
+    app.add_route(f"{prefix}/ui/api/images/upload-url", UploadUrlApi(ui))
     # social sign-in
     app.add_route(f"{prefix}/auth/oauth/{{provider}}", OAuthStartPage(ui))
     app.add_route(f"{prefix}/auth/callback", OAuthCallbackPage(ui))

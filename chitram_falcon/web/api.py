@@ -10,6 +10,7 @@ from chitram_core import Principal
 from chitram_core.errors import Unauthorized
 from chitram_falcon.listing import list_query, page_json
 from chitram_falcon.resources.images import UploadResource
+from chitram_falcon.resources.upload_url import UploadUrlResource
 from chitram_falcon.resources.uploads import UploadResource as ResumableResource
 from chitram_falcon.resources.uploads import UploadsResource
 from chitram_falcon.web.ui import Visit, WebUI
@@ -55,7 +56,7 @@ class UploadApi:
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         self.ui.check_origin(req)  # headers only: before the wait for room
-        await self.upload.admit(req, resp, lambda: self._uploader(req, resp))
+        await self.upload.admit(req, resp, lambda: _uploader(self.ui, req, resp))
 
     async def _uploader(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> Principal:
         visit = await self.ui.visit(req, resp)
@@ -94,3 +95,25 @@ class ResumableUploadApi(_SessionCaller, ResumableResource):
     def __init__(self, ui: WebUI, base: str) -> None:
         super().__init__(ui.handle, base=base)
         self.ui = ui
+
+
+async def _uploader(ui: WebUI, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> Principal:
+    """The session's user, after the CSRF check: who uploads through the UI."""
+    visit = await ui.visit(req, resp)
+    ui.check_token(visit, req.get_header("X-CSRF-Token"))
+    if visit.principal is None:
+        raise Unauthorized("Your session has ended: sign in again")
+    return visit.principal
+
+
+class UploadUrlApi:
+    """POST ``{"url": ...}``: the API's upload by URL, for the session's user, with the CSRF
+    token in ``X-CSRF-Token``."""
+
+    def __init__(self, ui: WebUI) -> None:
+        self.ui = ui
+        self.upload = UploadUrlResource(ui.handle)
+
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        self.ui.check_origin(req)
+        await self.upload.admit(req, resp, lambda: _uploader(self.ui, req, resp))

@@ -350,6 +350,7 @@ class UploadPage(_Page):
         body = render(
             "upload.html",
             endpoint=visit.url("/ui/api/images/upload"),
+            link_endpoint=visit.url("/ui/api/images/upload-url"),
             max_bytes=str(settings.max_upload_bytes),
             max_size=human_size(settings.max_upload_bytes),
             resumable_endpoint=visit.url("/ui/api/uploads"),

@@ -76,6 +76,7 @@ def test_the_document_is_openapi_3_1_with_every_route() -> None:
         "/api/v1/auth/me": {"get"},
         "/api/v1/auth/password-reset": {"post"},
         "/api/v1/images/upload": {"post"},
+        "/api/v1/images/upload-url": {"post"},
         "/api/v1/images": {"get"},
         "/api/v1/images/{image_id}": {"get", "delete"},
         "/api/v1/images/{image_id}/file": {"get", "head"},
@@ -138,6 +139,9 @@ def test_schemathesis_finds_no_5xx_and_no_nonconforming_response(server: str) ->
                 and (hash(str(case.path_parameters)) % 2 == 0)
             ):
                 case.path_parameters["image_id"] = image_id
+            if isinstance(case.body, dict) and isinstance(case.body.get("url"), str):
+                # Never a fetch beyond this machine: a loopback URL, which the guard refuses.
+                case.body["url"] = "http://127.0.0.1/fuzz.png"
             headers = {}
             if len(seen) % 3 or not (case.headers or {}).get("Authorization"):
                 headers["Authorization"] = f"Bearer {token}"

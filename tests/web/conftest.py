@@ -60,6 +60,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The app as ``chitram serve`` runs it (uvicorn, lifespan, embedded SQLite + files)."""
     data_dir = tmp_path_factory.mktemp("chitram-web")
     port = free_port()
+    link_port = free_port()  # where a link-upload test serves its image (127.0.0.1, opened)
     env = {
         **os.environ,
         "CHITRAM_DATA_DIR": str(data_dir),
@@ -68,6 +69,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "CHITRAM_TEST_UI_PAGE_SIZE": str(PAGE_SIZE),
         "CHITRAM_TAGGERS": "palette",  # local AI tags for the tag tests
         "CHITRAM_JOBS_POLL_INTERVAL": "0.2",
+        "CHITRAM_FETCH_ALLOW_NETWORKS": "127.0.0.1/32",
+        "CHITRAM_FETCH_ALLOW_PORTS": str(link_port),
     }
     log = (data_dir / "server.log").open("w")
     process = subprocess.Popen(
@@ -107,7 +110,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             if time.monotonic() > deadline:
                 raise RuntimeError("the server did not start within 30 s")
             time.sleep(0.1)
-        served = Server(base_url, data_dir)
+        served = Server(base_url, data_dir, link_port=link_port)
         yield served
         served.api.close()
     finally:

@@ -117,9 +117,11 @@ async def open_web(
 
 
 class Server:
-    def __init__(self, base_url: str, data_dir: Path) -> None:
+    def __init__(self, base_url: str, data_dir: Path, *, link_port: int = 0) -> None:
         self.base_url = base_url
         self.data_dir = data_dir
+        self.link_port = link_port
+        """The port a URL upload may fetch from on 127.0.0.1."""
         self.api = httpx.Client(base_url=base_url, timeout=10)
 
 

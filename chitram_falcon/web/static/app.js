@@ -309,6 +309,44 @@
     });
 
     input.addEventListener("change", () => { add([...input.files]); input.value = ""; });
+
+    // From a link: the server fetches the image; one list item per link, like a file's.
+    const linkForm = document.getElementById("link-form");
+    if (linkForm) {
+      const linkInput = document.getElementById("link-url");
+      linkForm.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const url = linkInput.value.trim();
+        if (!url) return;
+        const bar = el("progress", { "aria-label": "Fetching " + url });
+        const status = el("span", { class: "status", text: "Fetching…" });
+        const item = el("li", { class: "upload-item" },
+          el("div", { class: "top" }, el("span", { class: "fname", text: url })), bar, status);
+        list.prepend(item);
+        linkInput.value = "";
+        fetch(linkForm.dataset.endpoint, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { "Content-Type": "application/json", "Accept": "application/json",
+            "X-CSRF-Token": csrf() },
+          body: JSON.stringify({ url }),
+        }).then(async (response) => {
+          const text = await response.text();
+          if (response.status === 201) {
+            const image = JSON.parse(text);
+            bar.max = 100;
+            bar.value = 100;
+            item.classList.add("done");
+            item.dataset.imageId = image.id;
+            status.textContent = "Uploaded · " + image.width + " × " + image.height + " · ";
+            status.append(el("a", { href: imageBase + encodeURIComponent(image.id),
+              text: "View image" }));
+          } else {
+            fail(item, bar, status, errorMessage(response.status, text));
+          }
+        }, () => fail(item, bar, status, errorMessage(0, "")));
+      });
+    }
     for (const type of ["dragenter", "dragover"]) {
       zone.addEventListener(type, (event) => {
         event.preventDefault();
