@@ -17,7 +17,7 @@ from collections.abc import Callable
 import attrs
 from PIL import Image
 
-from chitram_core.errors import ChitramError
+from chitram_core.errors import ChitramError, InvalidImage
 from chitram_core.images.formats import (
     JPEG_DRAFT_SCALE,
     ImageFormat,
@@ -25,6 +25,7 @@ from chitram_core.images.formats import (
     count_jpeg_scans,
     verify,
 )
+from chitram_core.images.metadata import Edit, MetadataScanner
 from chitram_core.images.thumbnails import (
     RenderedThumbnail,
     ThumbnailParams,
@@ -138,10 +139,32 @@ def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:
 @attrs.frozen
 class UploadWork:
     """What an upload's one engine job made besides verifying: each part None when it was not
-    asked for, failed or was skipped (the caller then falls back to separate work)."""
+    asked for, failed or was skipped (the caller then falls back to separate work). ``edits``:
+    the metadata edits its structure scan planned (None when metadata is kept)."""
 
     placeholders: Placeholders | None = None
     thumbnail: RenderedThumbnail | None = None
+    edits: list[Edit] | None = None
+
+
+def scan_structure(
+    data: bytes, info: ImageInfo, *, strip: bool, max_scans: int, progressive: bool
+) -> list[Edit] | None:
+    """The walk over the whole file that decoding does not do: a JPEG's scans counted (more
+    than ``max_scans`` is refused) and its frame headers checked against the ``progressive``
+    the reservation was made for; with ``strip``, the container structure walked and the
+    metadata edits planned (:class:`~chitram_core.images.metadata.MetadataScanner`, which
+    refuses a malformed structure). Pure Python over user bytes, so it runs here, in the
+    engine, never on the server's event loop."""
+    if info.format is ImageFormat.JPEG:
+        scans = count_jpeg_scans(data, max_scans)
+        if scans.progressive != progressive:
+            raise InvalidImage("The JPEG's frame headers disagree on whether it is progressive")
+    if not strip:
+        return None
+    scanner = MetadataScanner(info.format)
+    scanner.feed(data)
+    return scanner.finish()
 
 
 def upload_image(
@@ -150,13 +173,15 @@ def upload_image(
     *,
     max_pixels: int,
     max_scans: int,
-    structure_checked: bool,
+    strip: bool,
+    progressive: bool = False,
     placeholders: bool = False,
     thumbnail: ThumbnailParams | None = None,
     thumbnail_within: float = 0.0,
 ) -> UploadWork:
-    """:func:`verify_image`, then in the same job (one round trip and one copy of the bytes
-    per upload) the placeholders when asked, then the thumbnail with ``thumbnail``'s params
+    """:func:`scan_structure` (the metadata edits, when ``strip``), :func:`verify_image`, then
+    in the same job (one round trip and one copy of the bytes per upload) the placeholders when
+    asked, then the thumbnail with ``thumbnail``'s params
     (:func:`~chitram_core.images.thumbnails.render_thumbnail`, as the thumbnail job renders it).
     A JPEG with a thumbnail to make is decoded once instead (:func:`_upload_jpeg`).
 
@@ -167,8 +192,10 @@ def upload_image(
     decodes run one after the other, so the job needs the largest of their costs, not their
     sum.
     """
+    edits = scan_structure(data, info, strip=strip, max_scans=max_scans, progressive=progressive)
+    structure_checked = strip
     if thumbnail is not None and info.format is ImageFormat.JPEG:
-        return _upload_jpeg(
+        made = _upload_jpeg(
             data,
             info,
             max_pixels=max_pixels,
@@ -178,6 +205,7 @@ def upload_image(
             params=thumbnail,
             within=thumbnail_within,
         )
+        return attrs.evolve(made, edits=edits)
     started = time.perf_counter()
     shared: list[Placeholders | None] = []
 
@@ -215,7 +243,7 @@ def upload_image(
             rendered = render_thumbnail(data, thumbnail, max_pixels=max_pixels)
         except (ChitramError, MemoryError):  # the thumbnail job tries again and says why
             rendered = None
-    return UploadWork(placeholders=found, thumbnail=rendered)
+    return UploadWork(placeholders=found, thumbnail=rendered, edits=edits)
 
 
 def _upload_jpeg(

@@ -2,9 +2,9 @@
 
 ::
 
-    source ─► SizeLimit ─► StreamChecks ─► Spool ─► HeaderChecks ─► StripMetadata
-                                                                          │
-         AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ ImageJob ◄────────────┘
+    source ─► SizeLimit ─► StreamChecks ─► Spool ─► HeaderChecks ─► ImageJob
+                                                                        │
+         AfterCommit ◄─ Record ◄─ StripMetadata ◄─ StageThumbnail ◄─────┘
 
 Each stage has one job and reads and fills in the :class:`Upload` (see docs/architecture.md).
 The stream stages (size limit, stream checks) wrap the body; it flows when the spool writes it
@@ -94,9 +94,9 @@ def build_ingest(
         StreamChecks(settings),  # checks.py
         Spool(storage),  # store.py: drives the two above
         HeaderChecks(settings),  # checks.py
-        StripMetadata(storage, observer=observer),  # checks.py
         ImageJob(settings, storage, engine, thumbnail=at_upload, observer=observer),  # image_job.py
         StageThumbnail(storage),  # image_job.py
+        StripMetadata(storage, observer=observer),  # checks.py: applies the job's edits
         Record(database, storage, thumbnailer, record_hooks),  # record.py
     ]
     after = AfterCommit(
