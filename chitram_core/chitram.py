@@ -171,7 +171,12 @@ class Chitram:
         for tagger in taggers:
             stack.push_async_callback(close_tagger, tagger)
         self.tags = TagService(
-            settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
+            settings,
+            self.database,
+            self.storage,
+            taggers=taggers,
+            jobs=self.jobs,
+            engine=self.engine,
         )
         self.remover = ByteRemover(self.database, self.storage)
         self.collector = Collector(self.database, self.storage)

@@ -99,6 +99,8 @@ class Settings:
     max_dimension: int = attrs.field(default=12_000, validator=_positive)
     upload_rate_limit: RateLimit | None = RateLimit(10, 60)
     auth_rate_limit: RateLimit | None = RateLimit(10, 60)
+    ai_tag_rate_limit: RateLimit | None = RateLimit(10, 60)
+    """Calls to run the taggers on an image now, per user; default 10 a minute (off: none)."""
     upload_concurrency: int = attrs.field(default=10, validator=_positive)
     upload_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
     upload_queue: int = attrs.field(default=10, validator=attrs.validators.ge(0))
@@ -378,6 +380,7 @@ def _parse_upper(raw: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "upload_rate_limit": RateLimit.parse,
     "auth_rate_limit": RateLimit.parse,
+    "ai_tag_rate_limit": RateLimit.parse,
     "auth_providers": _parse_list,
     "trusted_proxies": _parse_proxies,
     "storage_options": _parse_json_object,
