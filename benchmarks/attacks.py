@@ -14,8 +14,10 @@ Method
   ``CHITRAM_AI_TAG_RATE_LIMIT=off`` (to measure memory, not the limiter). Figures: the resident
   size (VmRSS) of the server process alone (not its image workers), sampled every 20 ms: before
   the calls, peak, and after. Then, with the default limit, how many of 20 calls answer 429.
-* ``fair``: four users queue ten 8000x5000 PNG uploads between them (3+3+2+2); once they are
-  sent, a fifth user uploads an 800x600 JPEG. Figure: that upload's latency.
+* ``fair``: four users queue ten 8000x5000 PNG uploads between them (3+3+2+2); one second
+  later a fifth user uploads an 800x600 JPEG. Figure: that upload's latency. Run with
+  ``CHITRAM_UPLOAD_CONCURRENCY=16`` on both trees: with the default 10, the ten large uploads
+  hold every upload slot, and the fifth user first waits for one of them to finish.
 
 Run:  python benchmarks/attacks.py {gif,ai-tag,fair,all} [--before DIR] [--json FILE]
 (``--before`` default: a git worktree of fecedbc made in a temporary directory.)
@@ -236,6 +238,10 @@ def run(tree: Path, what: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"chitram-attack-{what}-") as name:
         tmp = Path(name)
         extra: dict[str, str] = {}
+        if what == "fair":
+            # Ten uploads would hold all ten default upload slots (a stage before image work,
+            # first come first served): sixteen, so that the figure is the engine's admission.
+            extra["CHITRAM_UPLOAD_CONCURRENCY"] = "16"
         fake = None
         if what == "ai-tag":
             sys.path.insert(0, str(ROOT / "tests" / "tags"))

@@ -11,6 +11,7 @@ import attrs
 @attrs.define(eq=False)
 class _Waiter:
     amount: int
+    background: bool = False
     event: anyio.Event = attrs.field(factory=anyio.Event)
     granted: bool = False
 
@@ -19,7 +20,9 @@ class MemoryBudget:
     """``acquire(n)`` waits until ``n`` bytes fit under ``total``; ``release(n)`` returns them.
 
     Waiters are served in arrival order, so a large job is not starved by a stream of small
-    ones. A caller that is cancelled while waiting leaves nothing reserved.
+    ones, except that ``background`` waiters queue behind every foreground one (work a request
+    waits for never waits for a background thumbnail's memory). A caller that is cancelled
+    while waiting leaves nothing reserved.
     """
 
     def __init__(self, total: int) -> None:
@@ -31,14 +34,17 @@ class MemoryBudget:
     def waiting(self) -> int:
         return len(self._waiters)
 
-    async def acquire(self, amount: int) -> None:
+    async def acquire(self, amount: int, *, background: bool = False) -> None:
         if amount > self.total:
             raise ValueError(f"{amount} bytes can never fit a budget of {self.total}")
-        if not self._waiters and self.used + amount <= self.total:
+        ahead = next((i for i, w in enumerate(self._waiters) if w.background), None)
+        if background or ahead is None:
+            ahead = len(self._waiters)
+        if not ahead and self.used + amount <= self.total:
             self.used += amount
             return
-        waiter = _Waiter(amount)
-        self._waiters.append(waiter)
+        waiter = _Waiter(amount, background)
+        self._waiters.insert(ahead, waiter)
         try:
             await waiter.event.wait()
         except BaseException:

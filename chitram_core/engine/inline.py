@@ -87,7 +87,7 @@ class InlineEngine:
             with anyio.move_on_after(self.wait_timeout):
                 await self._gate.enter(owner)
                 try:
-                    await self.budget.acquire(memory)
+                    await self.budget.acquire(memory, background=background)
                     admitted = True
                 finally:
                     self._gate.passed(owner, admitted=admitted)

@@ -236,7 +236,7 @@ class ImageEngine:
             with anyio.move_on_after(self.wait_timeout):
                 await gate.enter(owner)
                 try:
-                    await self.budget.acquire(memory)
+                    await self.budget.acquire(memory, background=background)
                     try:
                         await self._slots.acquire(background=background)
                     except BaseException:

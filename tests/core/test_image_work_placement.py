@@ -120,3 +120,28 @@ def test_the_gate_keeps_no_record_of_owners_that_left() -> None:
             await engine.aclose()
 
     anyio.run(scenario)
+
+
+def test_work_a_request_waits_for_goes_before_queued_background_work() -> None:
+    """A background thumbnail queued for memory never holds an upload's verification."""
+
+    async def scenario() -> list[str]:
+        engine = ImageEngine(workers=1, memory_budget=100, decode_timeout=10, wait_timeout=30)
+        order: list[str] = []
+        try:
+            await engine.budget.acquire(100)
+
+            async def submit(tag: str, background: bool) -> None:
+                order.append(await engine.run(str, tag, memory=90, background=background))
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(submit, "thumbnail", True)
+                await _until(lambda: engine.waiting >= 1)
+                tg.start_soon(submit, "upload", False)
+                await _until(lambda: engine.waiting >= 2)
+                engine.budget.release(100)
+        finally:
+            await engine.aclose()
+        return order
+
+    assert anyio.run(scenario) == ["upload", "thumbnail"]
