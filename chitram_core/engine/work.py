@@ -19,10 +19,12 @@ from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage
 from chitram_core.images.formats import (
+    HEAD_BYTES,
     JPEG_DRAFT_SCALE,
     ImageFormat,
     ImageInfo,
     count_jpeg_scans,
+    jpeg_progressive,
     verify,
 )
 from chitram_core.images.metadata import Edit, MetadataScanner
@@ -148,17 +150,18 @@ class UploadWork:
 
 
 def scan_structure(
-    data: bytes, info: ImageInfo, *, strip: bool, max_scans: int, progressive: bool
+    data: bytes, info: ImageInfo, *, strip: bool, max_scans: int
 ) -> list[Edit] | None:
-    """The walk over the whole file that decoding does not do: a JPEG's scans counted (more
-    than ``max_scans`` is refused) and its frame headers checked against the ``progressive``
-    the reservation was made for; with ``strip``, the container structure walked and the
-    metadata edits planned (:class:`~chitram_core.images.metadata.MetadataScanner`, which
-    refuses a malformed structure). Pure Python over user bytes, so it runs here, in the
-    engine, never on the server's event loop."""
+    """The walk over the whole file that decoding does not do: a JPEG's scans counted (more than
+    ``max_scans`` is refused) and its frame headers checked against the first one, which the
+    reservation was made from (:func:`~chitram_core.images.formats.jpeg_progressive`); with
+    ``strip``, the container structure walked and the metadata edits planned
+    (:class:`~chitram_core.images.metadata.MetadataScanner`, which refuses a malformed
+    structure). Pure Python over user bytes, so it runs here, in the engine, never on the
+    server's event loop."""
     if info.format is ImageFormat.JPEG:
         scans = count_jpeg_scans(data, max_scans)
-        if scans.progressive != progressive:
+        if scans.progressive != jpeg_progressive(data[:HEAD_BYTES]):
             raise InvalidImage("The JPEG's frame headers disagree on whether it is progressive")
     if not strip:
         return None
@@ -174,7 +177,6 @@ def upload_image(
     max_pixels: int,
     max_scans: int,
     strip: bool,
-    progressive: bool = False,
     placeholders: bool = False,
     thumbnail: ThumbnailParams | None = None,
     thumbnail_within: float = 0.0,
@@ -192,7 +194,7 @@ def upload_image(
     decodes run one after the other, so the job needs the largest of their costs, not their
     sum.
     """
-    edits = scan_structure(data, info, strip=strip, max_scans=max_scans, progressive=progressive)
+    edits = scan_structure(data, info, strip=strip, max_scans=max_scans)
     structure_checked = strip
     if thumbnail is not None and info.format is ImageFormat.JPEG:
         made = _upload_jpeg(

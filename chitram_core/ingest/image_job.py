@@ -82,7 +82,6 @@ class ImageJob:
                 max_pixels=self.settings.max_pixels,
                 max_scans=self.settings.jpeg_max_scans,
                 strip=self.settings.strip_metadata,
-                progressive=upload.progressive,
                 placeholders=placeholders,
                 thumbnail=params,
                 thumbnail_within=self.settings.decode_timeout * THUMBNAIL_TIME_SHARE,
