@@ -211,7 +211,12 @@ class Chitram:
         for tagger in taggers:
             stack.push_async_callback(close_tagger, tagger)
         self.tags = TagService(
-            settings, self.database, self.storage, taggers=taggers, jobs=self.jobs
+            settings,
+            self.database,
+            self.storage,
+            taggers=taggers,
+            jobs=self.jobs,
+            engine=self.engine,
         )
         moderators = load_moderators(settings)
         for moderator in moderators:

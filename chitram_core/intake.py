@@ -1,8 +1,8 @@
 """Upload intake: what an upload may be given as, and what the streaming pass learns of it.
 
-Each chunk is counted, hashed, kept in a bounded head buffer (format sniffing and
-header probing) and fed to the metadata scanner and the JPEG scan counter while the upload
-writes it to storage; nothing here holds a whole file. The display name is cleaned here too.
+Each chunk is counted, hashed and kept in a bounded head buffer (format sniffing and header
+probing) while the upload writes it to storage; nothing here holds a whole file or walks its
+structure (that is the image job's, in the engine). The display name is cleaned here too.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ import anyio
 import attrs
 
 from chitram_core.errors import ImageTooLarge, InvalidRequest
-from chitram_core.images.formats import HEAD_BYTES, ImageFormat, ImageInfo, JpegScans, sniff
-from chitram_core.images.metadata import MetadataScanner
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, ImageInfo, sniff
 
 UploadSource = bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
 READ_CHUNK = 64 * 1024
@@ -27,51 +26,33 @@ MAX_FILENAME = 255
 
 @attrs.define
 class Intake:
-    """What the streaming pass learns about an upload while writing it."""
+    """What the streaming pass learns about an upload while writing it.
 
-    strip: bool
-    max_scans: int = 100
+    Each chunk costs the event loop a hash update and at most a copy into the bounded head
+    buffer: C-speed work proportional to the chunk. Walking the container structure (the
+    metadata scan, the JPEG scan count) is the image job's, in the engine, where a file built
+    to make that walk slow costs a worker's time rather than the server's.
+    """
+
     size: int = 0
     head: bytearray = attrs.field(factory=bytearray)
     hasher: Any = attrs.field(factory=hashlib.sha256)
-    early: bytearray = attrs.field(factory=bytearray)
     format: ImageFormat | None = None
-    scanner: MetadataScanner | None = None
-    scans: JpegScans | None = None
 
     def take(self, chunk: bytes) -> None:
         self.size += len(chunk)
         self.hasher.update(chunk)
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
-        if self.format is None:
-            # Bytes seen before the format is known wait here, then go to the scanner whole.
-            self.early += chunk
-            if len(self.early) >= SNIFF_BYTES:
-                self._start()
-            return
-        if self.scanner is not None:
-            self.scanner.feed(chunk)
-        if self.scans is not None:
-            self.scans.feed(chunk)
+        if self.format is None and len(self.head) >= SNIFF_BYTES:
+            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
 
     def finish(self) -> ImageFormat:
         if self.size == 0:
             raise InvalidRequest("The file is empty")
         if self.format is None:
-            self._start()
-        assert self.format is not None
+            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
         return self.format
-
-    def _start(self) -> None:
-        self.format = sniff(bytes(self.early[:SNIFF_BYTES]))
-        if self.strip:
-            self.scanner = MetadataScanner(self.format)
-            self.scanner.feed(bytes(self.early))
-        if self.format is ImageFormat.JPEG:
-            self.scans = JpegScans(self.max_scans)
-            self.scans.feed(bytes(self.early))
-        self.early = bytearray()
 
 
 def chunks(source: UploadSource) -> AsyncIterator[bytes]:

@@ -129,6 +129,8 @@ class Settings:
     """Uploads per user (per address when anonymous), or off; default 10/minute."""
     auth_rate_limit: RateLimit | None = RateLimit(10, 60)
     """Register, login, reset per address and per email, or off; default 10/minute."""
+    ai_tag_rate_limit: RateLimit | None = RateLimit(10, 60)
+    """Calls to run the taggers on an image now, per user; default 10 a minute (off: none)."""
     upload_concurrency: int = attrs.field(default=10, validator=_positive)
     """Uploads processed at once per process; default 10."""
     upload_wait_timeout: float = attrs.field(default=10.0, validator=_positive)
@@ -475,3 +477,4 @@ def _parse_network(raw: str) -> str:
 _PARSERS["fetch_allow_ports"] = lambda raw: tuple(_parse_port(p) for p in _parse_list(raw))
 _PARSERS["fetch_allow_networks"] = lambda raw: tuple(_parse_network(n) for n in _parse_list(raw))
 _PARSERS["moderators"] = lambda raw: tuple(m.lower() for m in _parse_list(raw))
+_PARSERS["ai_tag_rate_limit"] = RateLimit.parse

@@ -30,7 +30,7 @@ from chitram_core.errors import (
     InvalidImage,
     ServiceUnavailable,
 )
-from chitram_core.images.formats import HEAD_BYTES, ImageFormat, count_jpeg_scans, probe
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, jpeg_progressive, probe
 from chitram_core.images.variants import (
     Adapted,
     VariantSigner,
@@ -233,7 +233,7 @@ class VariantService:
             info = probe(data[:HEAD_BYTES])
             progressive = False
             if info.format is ImageFormat.JPEG:
-                progressive = count_jpeg_scans(data, self.settings.jpeg_max_scans).progressive
+                progressive = jpeg_progressive(data[:HEAD_BYTES])
             memory = variant_cost(
                 info,
                 file_size=len(data),

@@ -30,13 +30,16 @@ class Engine(Protocol):
         timeout: float | None = None,  # noqa: ASYNC109 - each engine enforces it its own way
         op: str = "job",
         background: bool = False,
+        owner: str | None = None,
         **kwargs: Any,
     ) -> T:
         """``function(*args, **kwargs)``: what it returns or raises (a ``ChitramError``);
         :class:`~chitram_core.errors.DecodeTimeout` past ``timeout`` (default: the engine's
         decode timeout), :class:`~chitram_core.errors.ImageTooLarge` when ``memory`` exceeds
         the whole budget, :class:`~chitram_core.errors.ServiceUnavailable` when no room was
-        free in time. ``background`` work yields to work a request waits for."""
+        free in time. ``background`` work yields to work a request waits for; waiting work
+        is admitted fairly by ``owner`` (one user's queue never holds another user's job for
+        more than the job in front of it)."""
         ...
 
     def snapshot(self) -> dict[str, Any]: ...

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from chitram_core.engine.budget import MemoryBudget
+from chitram_core.engine.budget import FairGate, MemoryBudget
 from chitram_core.errors import DecodeTimeout, ImageTooLarge, ServiceUnavailable
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class InlineEngine:
         self.decode_timeout = decode_timeout
         self.wait_timeout = wait_timeout
         self.limiter = limiter
+        self._gate = FairGate()
         self.jobs_started = 0
         self.timeouts = 0
         self.rejected = 0
@@ -71,6 +72,7 @@ class InlineEngine:
         timeout: float | None = None,  # noqa: ASYNC109 - the thread is abandoned past it
         op: str = "job",
         background: bool = False,
+        owner: str | None = None,
         **kwargs: Any,
     ) -> T:
         if memory > self.budget.total:
@@ -80,9 +82,20 @@ class InlineEngine:
                 memory=memory,
                 budget=self.budget.total,
             )
-        with anyio.move_on_after(self.wait_timeout) as waited:
-            await self.budget.acquire(memory)
-        if waited.cancelled_caught:
+        admitted = False
+        try:
+            with anyio.move_on_after(self.wait_timeout):
+                await self._gate.enter(owner)
+                try:
+                    await self.budget.acquire(memory, background=background)
+                    admitted = True
+                finally:
+                    self._gate.passed(owner, admitted=admitted)
+        except BaseException:
+            self._gate.done(owner)
+            raise
+        if not admitted:
+            self._gate.done(owner)
             self.rejected += 1
             raise ServiceUnavailable(
                 "Image work is at capacity; try again shortly",
@@ -97,6 +110,7 @@ class InlineEngine:
                     call, abandon_on_cancel=True, limiter=self.limiter
                 )
         finally:
+            self._gate.done(owner)
             self.budget.release(memory)
         # Only reached when the scope above timed out (it returns otherwise).
         self.timeouts += 1

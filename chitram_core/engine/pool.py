@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
-from chitram_core.engine.budget import MemoryBudget, Slots
+from chitram_core.engine.budget import FairGate, MemoryBudget, Slots
 from chitram_core.errors import (
     ChitramError,
     DecodeTimeout,
@@ -104,6 +104,7 @@ class ImageEngine:
         self.max_jobs_per_worker = max_jobs_per_worker
         self.retire_above = retire_above
         self._slots = Slots(workers)
+        self._gates = (FairGate(), FairGate())  # foreground, background
         self._idle: list[_Worker] = []
         self._busy: set[_Worker] = set()
         self._gone: list[subprocess.Popen[bytes]] = []
@@ -181,6 +182,7 @@ class ImageEngine:
         timeout: float | None = None,  # noqa: ASYNC109 - enforced by killing the worker
         op: str = "job",
         background: bool = False,
+        owner: str | None = None,
         **kwargs: Any,
     ) -> T:
         """Run ``function(*args, **kwargs)`` in a worker, reserving ``memory`` bytes first.
@@ -190,6 +192,8 @@ class ImageEngine:
         the worker died, :class:`ImageTooLarge` when ``memory`` exceeds the whole budget and
         :class:`ServiceUnavailable` when no room was free within the wait timeout.
         ``background`` jobs get a worker only when no foreground job is waiting for one.
+        Waiting jobs are admitted fairly by ``owner`` (see
+        :class:`~chitram_core.engine.budget.FairGate`); jobs without one share one queue.
         """
         if self._closed:
             raise ServiceUnavailable("Image work is shutting down", retry_after=5)
@@ -200,7 +204,12 @@ class ImageEngine:
                 memory=memory,
                 budget=self.budget.total,
             )
-        await self._admit(memory, background)
+        gate = self._gates[background]
+        try:
+            await self._admit(memory, background, gate, owner)
+        except BaseException:
+            gate.done(owner)
+            raise
         started = time.perf_counter()
         self.jobs_started += 1
         try:
@@ -211,24 +220,31 @@ class ImageEngine:
             self.jobs_failed += 1
             raise
         finally:
+            gate.done(owner)
             self._slots.release()
             self.budget.release(memory)
             elapsed = time.perf_counter() - started
             self.seconds_by_op[op] = self.seconds_by_op.get(op, 0.0) + elapsed
             self.jobs_by_op[op] = self.jobs_by_op.get(op, 0) + 1
 
-    async def _admit(self, memory: int, background: bool) -> None:
+    async def _admit(
+        self, memory: int, background: bool, gate: FairGate, owner: str | None
+    ) -> None:
         admitted = False
         self.waiting += 1
         try:
             with anyio.move_on_after(self.wait_timeout):
-                await self.budget.acquire(memory)
+                await gate.enter(owner)
                 try:
-                    await self._slots.acquire(background=background)
-                except BaseException:
-                    self.budget.release(memory)
-                    raise
-                admitted = True
+                    await self.budget.acquire(memory, background=background)
+                    try:
+                        await self._slots.acquire(background=background)
+                    except BaseException:
+                        self.budget.release(memory)
+                        raise
+                    admitted = True
+                finally:
+                    gate.passed(owner, admitted=admitted)
         finally:
             self.waiting -= 1
         if not admitted:

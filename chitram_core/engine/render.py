@@ -16,7 +16,8 @@ from chitram_core.engine.work import (
     variant_cost,
 )
 from chitram_core.errors import ChitramError
-from chitram_core.images.formats import HEAD_BYTES, ImageFormat, count_jpeg_scans, probe
+from chitram_core.images.formats import HEAD_BYTES, ImageFormat, jpeg_progressive, probe
+from chitram_core.images.model_input import MODEL_MAX_SIDE, model_jpeg
 from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
 
@@ -24,10 +25,10 @@ log = logging.getLogger(__name__)
 
 
 def _progressive(data: bytes, max_scans: int) -> bool:
-    """Whether a JPEG is progressive (its cost is higher); False for other formats."""
-    if probe(data[:HEAD_BYTES]).format is ImageFormat.JPEG:
-        return count_jpeg_scans(data, max_scans).progressive
-    return False
+    """Whether a JPEG is progressive (its cost is higher); False for other formats. From the
+    frame header alone (a bounded walk): the upload's job proved the rest of the file agrees."""
+    head = data[:HEAD_BYTES]
+    return probe(head).format is ImageFormat.JPEG and jpeg_progressive(head)
 
 
 async def render_thumbnail_async(
@@ -81,3 +82,33 @@ async def placeholders_async(
         log.info("placeholders not computed now (%s); the sweep will", exc.message)
         return None, None
     return found.blurhash, found.dominant_color
+
+
+async def model_input_async(
+    data: bytes,
+    *,
+    engine: Engine,
+    max_pixels: int,
+    owner: str | None = None,
+    background: bool = False,
+) -> bytes:
+    """:func:`~chitram_core.images.model_input.model_jpeg` (the JPEG a tagging model sees) in
+    ``engine``, reserving what a thumbnail of the model's size costs: the decode is of user
+    bytes, so it is killable and within the memory budget like every other."""
+    head = data[:HEAD_BYTES]
+    info = probe(head)
+    cost = decode_cost(
+        info,
+        file_size=len(data),
+        progressive=info.format is ImageFormat.JPEG and jpeg_progressive(head),
+        thumbnail_size=MODEL_MAX_SIDE,
+    )
+    return await engine.run(
+        model_jpeg,
+        data,
+        max_pixels=max_pixels,
+        memory=cost,
+        op="tag_input",
+        owner=owner,
+        background=background,
+    )

@@ -17,14 +17,17 @@ from collections.abc import Callable
 import attrs
 from PIL import Image
 
-from chitram_core.errors import ChitramError
+from chitram_core.errors import ChitramError, InvalidImage
 from chitram_core.images.formats import (
+    HEAD_BYTES,
     JPEG_DRAFT_SCALE,
     ImageFormat,
     ImageInfo,
     count_jpeg_scans,
+    jpeg_progressive,
     verify,
 )
+from chitram_core.images.metadata import Edit, MetadataScanner
 from chitram_core.images.model_input import model_jpeg
 from chitram_core.images.thumbnails import (
     RenderedThumbnail,
@@ -142,10 +145,33 @@ def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:
 @attrs.frozen
 class UploadWork:
     """What an upload's one engine job made besides verifying: each part None when it was not
-    asked for, failed or was skipped (the caller then falls back to separate work)."""
+    asked for, failed or was skipped (the caller then falls back to separate work). ``edits``:
+    the metadata edits its structure scan planned (None when metadata is kept)."""
 
     placeholders: Placeholders | None = None
     thumbnail: RenderedThumbnail | None = None
+    edits: list[Edit] | None = None
+
+
+def scan_structure(
+    data: bytes, info: ImageInfo, *, strip: bool, max_scans: int
+) -> list[Edit] | None:
+    """The walk over the whole file that decoding does not do: a JPEG's scans counted (more than
+    ``max_scans`` is refused) and its frame headers checked against the first one, which the
+    reservation was made from (:func:`~chitram_core.images.formats.jpeg_progressive`); with
+    ``strip``, the container structure walked and the metadata edits planned
+    (:class:`~chitram_core.images.metadata.MetadataScanner`, which refuses a malformed
+    structure). Pure Python over user bytes, so it runs here, in the engine, never on the
+    server's event loop."""
+    if info.format is ImageFormat.JPEG:
+        scans = count_jpeg_scans(data, max_scans)
+        if scans.progressive != jpeg_progressive(data[:HEAD_BYTES]):
+            raise InvalidImage("The JPEG's frame headers disagree on whether it is progressive")
+    if not strip:
+        return None
+    scanner = MetadataScanner(info.format)
+    scanner.feed(data)
+    return scanner.finish()
 
 
 def upload_image(
@@ -154,13 +180,14 @@ def upload_image(
     *,
     max_pixels: int,
     max_scans: int,
-    structure_checked: bool,
+    strip: bool,
     placeholders: bool = False,
     thumbnail: ThumbnailParams | None = None,
     thumbnail_within: float = 0.0,
 ) -> UploadWork:
-    """:func:`verify_image`, then in the same job (one round trip and one copy of the bytes
-    per upload) the placeholders when asked, then the thumbnail with ``thumbnail``'s params
+    """:func:`scan_structure` (the metadata edits, when ``strip``), :func:`verify_image`, then
+    in the same job (one round trip and one copy of the bytes per upload) the placeholders when
+    asked, then the thumbnail with ``thumbnail``'s params
     (:func:`~chitram_core.images.thumbnails.render_thumbnail`, as the thumbnail job renders it).
     A JPEG with a thumbnail to make is decoded once instead (:func:`_upload_jpeg`).
 
@@ -171,8 +198,10 @@ def upload_image(
     decodes run one after the other, so the job needs the largest of their costs, not their
     sum.
     """
+    edits = scan_structure(data, info, strip=strip, max_scans=max_scans)
+    structure_checked = strip
     if thumbnail is not None and info.format is ImageFormat.JPEG:
-        return _upload_jpeg(
+        made = _upload_jpeg(
             data,
             info,
             max_pixels=max_pixels,
@@ -182,6 +211,7 @@ def upload_image(
             params=thumbnail,
             within=thumbnail_within,
         )
+        return attrs.evolve(made, edits=edits)
     started = time.perf_counter()
     shared: list[Placeholders | None] = []
 
@@ -219,7 +249,7 @@ def upload_image(
             rendered = render_thumbnail(data, thumbnail, max_pixels=max_pixels)
         except (ChitramError, MemoryError):  # the thumbnail job tries again and says why
             rendered = None
-    return UploadWork(placeholders=found, thumbnail=rendered)
+    return UploadWork(placeholders=found, thumbnail=rendered, edits=edits)
 
 
 def _upload_jpeg(

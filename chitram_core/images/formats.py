@@ -80,10 +80,28 @@ _JPEG_SOF = frozenset(
 )
 
 
+MAX_HEADER_SEGMENTS = 1000
+"""A JPEG with more segments than this before its frame header is refused: the header walk
+runs on the server's event loop, so it stays a bounded handful of steps (real files have a few
+dozen)."""
+
+
 def _probe_jpeg(head: bytes) -> tuple[int, int]:
+    width, height, _ = _jpeg_frame(head)
+    return width, height
+
+
+def jpeg_progressive(head: bytes) -> bool:
+    """Whether a JPEG's frame header (in ``head``) is a progressive one: its decode keeps every
+    DCT coefficient, so it costs more memory. The verification job refuses a file whose later
+    frame headers disagree with the first."""
+    return _jpeg_frame(head)[2] in _JPEG_PROGRESSIVE_SOF
+
+
+def _jpeg_frame(head: bytes) -> tuple[int, int, int]:
     pos = 2
     n = len(head)
-    while True:
+    for _ in range(MAX_HEADER_SEGMENTS):
         if pos >= n:
             raise _jpeg_end(head)
         if head[pos] != 0xFF:
@@ -109,8 +127,9 @@ def _probe_jpeg(head: bytes) -> tuple[int, int]:
             if pos + 7 > n:
                 raise _jpeg_end(head)
             height, width = struct.unpack_from(">HH", head, pos + 3)
-            return width, height
+            return width, height, marker
         pos += length
+    raise InvalidImage(f"Malformed JPEG: more than {MAX_HEADER_SEGMENTS} segments before the frame")
 
 
 def _jpeg_end(head: bytes) -> InvalidImage:

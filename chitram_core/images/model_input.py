@@ -3,17 +3,14 @@
 Smaller is cheaper (a model bills by image size) and safer (no EXIF, GPS or ICC data leaves the
 server). The decode is of user bytes, so it is bounded like a thumbnail's: the pixel limit is
 checked from the header, JPEG shrinks on load (``draft``), only the four accepted formats open,
-and it runs in a worker thread given up after ``decode_timeout``. (Unlike thumbnails, it does
-not yet run in the killable process engine.)
+and it runs in the image engine, within its memory budget and killed past the decode timeout
+(:func:`~chitram_core.engine.render.model_input_async`).
 """
 
 from __future__ import annotations
 
-import functools
 import io
 
-import anyio
-import anyio.to_thread
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage
@@ -52,19 +49,3 @@ def model_jpeg(data: bytes, *, max_pixels: int, max_side: int = MODEL_MAX_SIDE) 
         raise InvalidImage(exc.message) from None
     except PILLOW_ERRORS as exc:
         raise InvalidImage(f"Cannot prepare the image for tagging: {_reason(exc)}") from None
-
-
-async def model_jpeg_async(
-    data: bytes,
-    *,
-    max_pixels: int,
-    timeout: float,  # noqa: ASYNC109 - a decode budget, enforced with fail_after inside
-    limiter: anyio.CapacityLimiter | None = None,
-) -> bytes:
-    """:func:`model_jpeg` in a worker thread, abandoned after ``timeout`` seconds."""
-    call = functools.partial(model_jpeg, data, max_pixels=max_pixels)
-    try:
-        with anyio.fail_after(timeout):
-            return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=limiter)
-    except TimeoutError:
-        raise InvalidImage(f"decoding took longer than {timeout:g} s") from None

@@ -1,12 +1,17 @@
 """The checks on the bytes themselves, none of which decodes an image.
 
 - :class:`StreamChecks`, while the bytes flow: hash, bounded head, format sniffed from the
-  first 16 bytes (``INVALID_FILE_FORMAT`` stops the stream), JPEG scans counted, the metadata
-  scanner fed (see :class:`~chitram_core.intake.Intake`).
+  first 16 bytes (``INVALID_FILE_FORMAT`` stops the stream; see
+  :class:`~chitram_core.intake.Intake`).
 - :class:`HeaderChecks`, once they have all arrived: not empty, the header's format equals the
   sniffed one, dimensions and pixels within the limits (``IMAGE_TOO_LARGE``).
-- :class:`StripMetadata`: the metadata the scanner planned to drop is cut out into a second
-  temporary object, hashed and counted again: ``sha256`` and ``size`` describe the stored bytes.
+- :class:`StripMetadata`, after the image job: the metadata the job's structure scan planned
+  to drop is cut out into a second temporary object, hashed and counted again: ``sha256`` and
+  ``size`` describe the stored bytes.
+
+None of these walks the file's structure on the event loop: the header walk is bounded
+(:data:`~chitram_core.images.formats.MAX_HEADER_SEGMENTS`), the structure scan runs in the
+image engine (:mod:`chitram_core.ingest.image_job`).
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ import hashlib
 from collections.abc import AsyncIterator
 
 from chitram_core.errors import InvalidRequest
-from chitram_core.images.formats import HEAD_BYTES, check_limits, probe
+from chitram_core.images.formats import (
+    HEAD_BYTES,
+    ImageFormat,
+    check_limits,
+    jpeg_progressive,
+    probe,
+)
 from chitram_core.images.metadata import Edit, apply_edits
 from chitram_core.ingest.store import temporary_key
 from chitram_core.ingest.upload import Tapped, Upload
@@ -27,11 +38,10 @@ from chitram_core.storage import Storage
 
 class StreamChecks:
     def __init__(self, settings: Settings) -> None:
-        self.strip = settings.strip_metadata
-        self.max_scans = settings.jpeg_max_scans
+        pass
 
     async def run(self, upload: Upload) -> None:
-        intake = upload.intake = Intake(strip=self.strip, max_scans=self.max_scans)
+        intake = upload.intake = Intake()
         upload.stream = Tapped(upload.stream, intake.take)
 
 
@@ -44,7 +54,8 @@ class HeaderChecks:
     async def run(self, upload: Upload) -> None:
         intake = upload.streamed()
         fmt = intake.finish()
-        info = probe(bytes(intake.head))
+        head = bytes(intake.head)
+        info = probe(head)
         if info.format != fmt:
             raise InvalidRequest("The file's header does not match its format")
         check_limits(info, max_pixels=self.max_pixels, max_dimension=self.max_dimension)
@@ -53,7 +64,7 @@ class HeaderChecks:
         upload.sha256, upload.size = intake.hasher.hexdigest(), intake.size
         # The whole file is usually in the head buffer already: no read back for the image job.
         upload.content = bytes(intake.head) if intake.size <= len(intake.head) else None
-        upload.progressive = intake.scans.progressive if intake.scans is not None else False
+        upload.progressive = fmt is ImageFormat.JPEG and jpeg_progressive(head)
 
 
 class StripMetadata:
@@ -62,8 +73,7 @@ class StripMetadata:
         self.observer = observer if observer is not None else Observer()
 
     async def run(self, upload: Upload) -> None:
-        scanner = upload.streamed().scanner
-        edits = scanner.finish() if scanner is not None else []
+        edits = upload.edits
         if not edits:
             return  # stored byte for byte
         source, stripped = upload.stored_key, temporary_key(upload)

@@ -1,12 +1,14 @@
-"""The upload's one image-engine job: verify, placeholders, thumbnail; then the thumbnail staged.
+"""The upload's one image-engine job: structure scan, verify, placeholders, thumbnail; then the
+thumbnail staged.
 
 :class:`ImageJob` sends the stored bytes to the engine (worker processes, or threads with
 :class:`~chitram_core.engine.inline.InlineEngine`: the same call) as one ``upload_image`` job.
-Verification failing is the upload's failure (``INVALID_IMAGE``). The placeholders and the
-thumbnail are added to the job only while it still fits the memory budget; whatever the job
-did not make is made apart: the placeholders by a job of their own, the thumbnail by a
-background job recorded with the upload. :class:`StageThumbnail` writes a rendered thumbnail to
-a temporary object for the record to move onto its key.
+Its structure scan (JPEG scans counted, the metadata edits planned) runs there too, never on
+the event loop. Verification failing is the upload's failure (``INVALID_IMAGE``).
+The placeholders and the thumbnail are added to the job only while it still fits the memory
+budget; whatever the job did not make is made apart: the placeholders by a job of their own, the
+thumbnail by a background job recorded with the upload. :class:`StageThumbnail` writes a
+rendered thumbnail to a temporary object for the record to move onto its key.
 """
 
 from __future__ import annotations
@@ -79,13 +81,15 @@ class ImageJob:
                 info,
                 max_pixels=self.settings.max_pixels,
                 max_scans=self.settings.jpeg_max_scans,
-                structure_checked=upload.streamed().scanner is not None,
+                strip=self.settings.strip_metadata,
                 placeholders=placeholders,
                 thumbnail=params,
                 thumbnail_within=self.settings.decode_timeout * THUMBNAIL_TIME_SHARE,
                 memory=memory,
                 op="verify",
+                owner=_owner(upload),
             )
+        upload.edits = work.edits
         upload.thumbnail = work.thumbnail
         if placeholders:
             got = work.placeholders
@@ -100,6 +104,12 @@ class ImageJob:
                 max_pixels=self.settings.max_pixels,
                 max_scans=self.settings.jpeg_max_scans,
             )
+
+
+def _owner(upload: Upload) -> str | None:
+    """Whose work this is, for the engine's fair admission (None: anonymous uploads share)."""
+    owner = upload.source.owner
+    return f"user:{owner.user_id}" if owner is not None else None
 
 
 def job_parts(

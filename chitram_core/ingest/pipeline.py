@@ -2,9 +2,9 @@
 
 ::
 
-    source ─► SizeLimit ─► QuotaCheck ─► StreamChecks ─► Spool ─► HeaderChecks ─► StripMetadata
-                                                                          │
-    AfterCommit ◄─ Record ◄─ StageThumbnail ◄─ [ModerationGate] ◄─ ImageJob ◄┘
+    source ─► SizeLimit ─► QuotaCheck ─► StreamChecks ─► Spool ─► HeaderChecks ─► ImageJob
+                                                                                   │
+    AfterCommit ◄─ Record ◄─ StripMetadata ◄─ [ModerationGate] ◄─ StageThumbnail ◄─┘
 
 Sources: :class:`~chitram_core.ingest.source.BodySource` (bytes, a file, a multipart part) and
 :class:`~chitram_core.fetch.UrlSource` (a fetched URL). The moderation gate is there only when
@@ -106,9 +106,9 @@ def build_ingest(
         StreamChecks(settings),  # checks.py
         Spool(storage),  # store.py: drives the two above
         HeaderChecks(settings),  # checks.py
-        StripMetadata(storage, observer=observer),  # checks.py
         ImageJob(settings, storage, engine, thumbnail=at_upload, observer=observer),  # image_job.py
         StageThumbnail(storage),  # image_job.py
+        StripMetadata(storage, observer=observer),  # checks.py: applies the job's edits
         Record(database, storage, thumbnailer, record_hooks, quotas=quotas),  # record.py
     ]
     if moderators:  # moderate.py: on the verified image, before anything is recorded

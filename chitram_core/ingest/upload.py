@@ -8,6 +8,7 @@ from typing import Protocol
 import attrs
 
 from chitram_core.images.formats import ImageInfo
+from chitram_core.images.metadata import Edit
 from chitram_core.images.thumbnails import RenderedThumbnail
 from chitram_core.ingest.source import Source
 from chitram_core.intake import Intake
@@ -53,6 +54,8 @@ class Upload:
     content: bytes | None = None
     """The stored bytes when they are already in memory (small files), else None."""
     progressive: bool = False
+    edits: list[Edit] | None = None
+    """The metadata edits the image job's structure scan planned (None: not stripped)."""
     placeholders: tuple[str | None, str | None] = (None, None)
     thumbnail: RenderedThumbnail | None = None
     """The thumbnail the image job rendered, if it did."""

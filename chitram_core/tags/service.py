@@ -15,12 +15,14 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-import anyio
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import Database
 from chitram_core.db import images as image_rows
 from chitram_core.db import tags as sql
+from chitram_core.engine.base import Engine
+from chitram_core.engine.inline import InlineEngine
+from chitram_core.engine.render import model_input_async
 from chitram_core.errors import (
     ChitramError,
     Forbidden,
@@ -31,7 +33,6 @@ from chitram_core.errors import (
     TagNotFound,
     ValidationError,
 )
-from chitram_core.images.model_input import model_jpeg_async
 from chitram_core.jobs import JobFailed, JobRunner, RetryLater
 from chitram_core.models import ImageTag, PopularTag, Principal, SuggestedTag, Tag
 from chitram_core.settings import Settings
@@ -67,13 +68,15 @@ class TagService:
         *,
         taggers: Sequence[Tagger] = (),
         jobs: JobRunner | None = None,
+        engine: Engine | None = None,
     ) -> None:
         self.settings = settings
         self.db = database
         self.storage = storage
         self.taggers = list(taggers)
         self.jobs = jobs
-        self._decode_limiter = anyio.CapacityLimiter(settings.thumbnail_workers)
+        # The model's input is decoded in the image engine, within its memory budget.
+        self.engine: Engine = engine if engine is not None else InlineEngine.from_settings(settings)
         if jobs is not None and self.taggers:
             # Without taggers there is no tagging work: the runner then has no kind to poll.
             jobs.register(TAG_JOB, self._run_job)
@@ -180,9 +183,12 @@ class TagService:
             await self.jobs.enqueue(conn, TAG_JOB, image_id)
 
     async def auto_tag(
-        self, image_id: str, *, principal: Principal | None = None
+        self, image_id: str, *, principal: Principal | None = None, background: bool = False
     ) -> list[ImageTag]:
         """Run every tagger on the image now and store the result; the AI tags applied.
+
+        The image the model sees is made in the image engine (``background``: as work that
+        yields to requests, as the tagging job's does).
 
         With ``principal``, only the owner may ask. 503 ``PROVIDER_UNAVAILABLE`` when a tagger
         cannot answer (nothing is changed then). With no tagger configured there is nothing to
@@ -195,13 +201,14 @@ class TagService:
                 await self._authorize(conn, image_id, principal)
         if not self.taggers:
             return []
-        image = await self._model_image(image_id)
+        owner = f"user:{principal.user_id}" if principal is not None else None
+        image = await self._model_image(image_id, owner=owner, background=background)
         suggestions: list[SuggestedTag] = []
         for tagger in self.taggers:
             suggestions.extend(await self._ask(tagger, image))
         return await self._apply(image_id, suggestions)
 
-    async def _model_image(self, image_id: str) -> bytes:
+    async def _model_image(self, image_id: str, *, owner: str | None, background: bool) -> bytes:
         async with self.db.connect() as conn:
             sha256 = await image_rows.sha256_of(conn, image_id)
         if sha256 is None:
@@ -210,11 +217,12 @@ class TagService:
             data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])
         except (StorageError, OSError) as exc:
             raise TaggerUnavailable("Storage could not read the image for tagging") from exc
-        return await model_jpeg_async(
+        return await model_input_async(
             data,
+            engine=self.engine,
             max_pixels=self.settings.max_pixels,
-            timeout=self.settings.decode_timeout,
-            limiter=self._decode_limiter,
+            owner=owner,
+            background=background,
         )
 
     async def _ask(self, tagger: Tagger, image: bytes) -> Sequence[SuggestedTag]:
@@ -265,7 +273,7 @@ class TagService:
 
     async def _run_job(self, image_id: str) -> None:
         try:
-            applied = await self.auto_tag(image_id)
+            applied = await self.auto_tag(image_id, background=True)
         except ImageNotFound:
             return  # deleted before it was tagged: nothing to do
         except InvalidImage as exc:

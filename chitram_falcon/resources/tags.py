@@ -7,7 +7,7 @@ import falcon.asgi
 
 from chitram_core import to_json
 from chitram_core.errors import ValidationError, check_limit
-from chitram_falcon.context import READ, TAGS, ChitramHandle, authenticate, read_fields
+from chitram_falcon.context import READ, TAGS, ChitramHandle, authenticate, rate_limit, read_fields
 
 NO_STORE = ["private, no-store"]
 
@@ -80,6 +80,13 @@ class AutoTagResource:
         chitram = self.handle.chitram
         principal = await authenticate(req, chitram, required=True, scope=TAGS)
         assert principal is not None
+        # Each call decodes the image and calls a paid model: limited like uploads.
+        await rate_limit(
+            resp,
+            chitram,
+            chitram.settings.ai_tag_rate_limit,
+            [("ai-tag", f"user:{principal.user_id}")],
+        )
         resp.media = to_json(await chitram.tags.auto_tag(image_id, principal=principal))
         resp.cache_control = NO_STORE
 

@@ -143,7 +143,7 @@ def test_in_the_upload_job_a_failed_render_gives_no_thumbnail_and_bad_bytes_fail
 
     data = photo(5, (320, 240))
     info = probe(data)
-    checks = dict(max_pixels=40_000_000, max_scans=100, structure_checked=False)
+    checks = dict(max_pixels=40_000_000, max_scans=100, strip=False)
     params = ThumbnailParams()
     made = engine_work.upload_image(
         data, info, placeholders=True, thumbnail=params, thumbnail_within=60.0, **checks

@@ -73,11 +73,13 @@ async def test_a_scan_bomb_upload_is_refused_before_any_decode(tmp_path: Path) -
     async with Chitram(_settings(tmp_path), background=False) as chitram:
         with pytest.raises(InvalidImage, match="scans"):
             await chitram.images.upload(jpeg_scan_bomb(150), filename="bomb.jpg")
-        assert chitram.engine.jobs_started == 0
+        # Counted in the upload's engine job (off the event loop), ahead of its decode.
+        assert chitram.engine.jobs_by_op == {"verify": 1}
+        assert chitram.engine.jobs_failed == 1
         image = await chitram.images.upload(progressive_jpeg(), filename="fine.jpg")
         assert image.content_type == "image/jpeg"
         # one engine job: the verification, which also computes the placeholders (§6.3)
-        assert chitram.engine.jobs_by_op == {"verify": 1}
+        assert chitram.engine.jobs_by_op == {"verify": 2}
         assert image.blurhash is not None and image.dominant_color is not None
 
 

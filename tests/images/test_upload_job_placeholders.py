@@ -75,7 +75,7 @@ def _upload_job(data: bytes, **options: Any) -> UploadWork:
         probe(data),
         max_pixels=MAX_PIXELS,
         max_scans=100,
-        structure_checked=False,
+        strip=False,
         placeholders=True,
         **options,
     )

@@ -15,6 +15,7 @@ from conftest import make_settings, picture
 from fake_openai import FakeOpenAI
 
 from chitram_core import Chitram
+from chitram_core.settings import RateLimit
 from chitram_falcon import create_app
 
 pytestmark = pytest.mark.anyio
@@ -226,6 +227,32 @@ async def test_ai_tag_runs_the_taggers_and_is_503_while_they_are_down(
         assert error_code(forbidden, 403) == "FORBIDDEN"
         anonymous = await client.http.post(f"/api/v1/images/{image_id}/ai-tag")
         assert error_code(anonymous, 401) == "UNAUTHORIZED"
+
+
+async def test_ai_tag_is_rate_limited_per_user_and_decodes_in_the_image_engine(
+    tmp_path: Path, openai: FakeOpenAI
+) -> None:
+    async with serving(
+        tmp_path,
+        taggers=("openai",),
+        openai_base_url=openai.base_url,
+        ai_tag_rate_limit=RateLimit(2, 60),
+    ) as client:
+        token, other = await client.token(), await client.token()
+        image_id, other_image = await client.upload(token), await client.upload(other)
+        engine = client.chitram.engine
+        assert "tag_input" not in engine.jobs_by_op
+        for _ in range(2):
+            resp = await client.http.post(f"/api/v1/images/{image_id}/ai-tag", headers=auth(token))
+            assert resp.status_code == 200, resp.text
+        # Each call's decode was a job of the image engine's worker processes.
+        assert engine.jobs_by_op["tag_input"] == 2
+        limited = await client.http.post(f"/api/v1/images/{image_id}/ai-tag", headers=auth(token))
+        assert error_code(limited, 429) == "RATE_LIMIT_EXCEEDED"
+        assert "Retry-After" in limited.headers
+        assert engine.jobs_by_op["tag_input"] == 2  # refused before any decode
+        theirs = await client.http.post(f"/api/v1/images/{other_image}/ai-tag", headers=auth(other))
+        assert theirs.status_code == 200, theirs.text
 
 
 async def test_ai_tag_without_taggers_has_nothing_to_run(client: Client) -> None:
