@@ -12,7 +12,7 @@ from typing import Any
 import falcon.asgi
 
 from chitram_core import Chitram
-from chitram_falcon import observed
+from chitram_falcon import access, observed
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.fastread import FastReads
 from chitram_falcon.security import SecurityHeaders
@@ -38,6 +38,8 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     def __init__(self, handle: ChitramHandle, **options: Any) -> None:
         self.handle = handle
         self.fast_reads = FastReads(handle.settings)  # before Falcon's __init__ adds middleware
+        self._proxies = handle.settings.trusted_proxies
+        access.WRITER.start()  # the access lines' flushing thread, once per process
         # The matched route template for the access log, metrics and span, from public API.
         middleware = [*_components(options.pop("middleware", None)), observed.RouteTemplate()]
         super().__init__(middleware=middleware, **options)
@@ -53,7 +55,13 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
                 # A warm public read is answered from what is prepared (fastread), else Falcon.
                 fast = self.fast_reads.answer
                 await observed.serve(
-                    super().__call__, scope, receive, send, fast, self.handle.observer
+                    super().__call__,
+                    scope,
+                    receive,
+                    send,
+                    fast,
+                    self.handle.observer,
+                    self._proxies,
                 )
             else:
                 await observed.serve(
@@ -62,6 +70,7 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
                     _defer_first_event(receive),
                     send,
                     observer=self.handle.observer,
+                    proxies=self._proxies,
                 )
             return
         await super().__call__(scope, receive, send)
