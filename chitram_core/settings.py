@@ -190,6 +190,13 @@ class Settings:
     metrics_address: str | None = None
     metrics_interval: float = attrs.field(default=15.0, validator=_positive)
     access_log: bool = True
+    # serving (slow clients)
+    header_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds a connection has to send a whole request head (``chitram serve``); default 10."""
+    body_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
+    """Seconds a request body may go without a byte before the answer is 408; default 15."""
+    max_connections: int = attrs.field(default=2048, validator=_positive)
+    """Open connections per server process (``chitram serve``); default 2048."""
     # tags and auto-tagging
     taggers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     openai_base_url: str = "https://api.openai.com/v1"

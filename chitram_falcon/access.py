@@ -59,6 +59,9 @@ def _fields(entry: Entry) -> dict[str, Any]:
     _now, _rid, method, route, status, sent, seconds, scope, proxies = entry
     query = scope.get("query_string", b"")
     peer = scope.get("client")
+    client = peer[0] if peer else None
+    if proxies and client is not None:  # only then can headers name someone else
+        client = client_address_from_headers(client, scope["headers"], proxies)
     return {
         "method": method,
         "route": route,
@@ -67,9 +70,7 @@ def _fields(entry: Entry) -> dict[str, Any]:
         "status": status,
         "bytes": sent,
         "duration_ms": round(seconds * 1000, 3),
-        "client": client_address_from_headers(peer[0] if peer else None, scope["headers"], proxies)
-        if peer
-        else None,
+        "client": client,
     }
 
 
