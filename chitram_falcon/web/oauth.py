@@ -18,6 +18,7 @@ from chitram_core.errors import (
     AccountLinkRefused,
     ChitramError,
     InvalidRequest,
+    NotFound,
     is_internal,
 )
 from chitram_core.settings import Settings
@@ -41,11 +42,13 @@ NO_PUBLIC_URL = (
 )
 
 
-def callback_url(req: falcon.asgi.Request, visit: Visit, settings: Settings) -> str:
+def callback_url(req: falcon.asgi.Request, visit: Visit, settings: Settings, provider: str) -> str:
     """Where the provider sends the browser back: from ``CHITRAM_PUBLIC_URL``, never from a
     ``Host`` header a client chose (only a loopback Host is taken as is, for development)."""
     origin = trusted_origin(req, settings, visit.secure)
     if origin is None:
+        if provider not in settings.oauth_providers:
+            raise NotFound("This sign-in provider is not configured")
         raise InvalidRequest(NO_PUBLIC_URL)
     return f"{origin}{visit.url('/auth/callback')}"
 
@@ -61,7 +64,9 @@ class OAuthStartPage:
         visit = await self.ui.visit(req, resp)
         target = self.ui.safe_next(visit, req.get_param("next"))
         start = await self.ui.chitram.auth.oauth_start(
-            provider, callback_url(req, visit, self.ui.chitram.settings), check_redirect=False
+            provider,
+            callback_url(req, visit, self.ui.chitram.settings, provider),
+            check_redirect=False,
         )
         assert start.verifier is not None
         pending = PendingOAuth(
