@@ -46,6 +46,7 @@ async def test_the_access_line_names_the_client_the_trusted_proxy_relays(
     handler.setFormatter(logging.Formatter("%(client)s"))
     logger = logging.getLogger("chitram_falcon.access")
     old_level = logger.level
+    access.flush()  # earlier tests' queued lines are not this test's
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:

@@ -53,6 +53,7 @@ async def client(tmp_path: Path, overrides: dict[str, object]) -> AsyncIterator[
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """Everything logged meanwhile, formatted as the JSON log format would write it."""
+    access_lines.flush()  # earlier tests' queued lines are not this test's
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
@@ -344,6 +345,7 @@ async def test_the_access_record_works_with_any_stdlib_formatter(
     )
     logger = logging.getLogger("chitram_falcon.access")
     old_level = logger.level
+    access_lines.flush()  # earlier tests' queued lines are not this test's
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
