@@ -227,6 +227,8 @@ WRITER = AccessWriter()
 """The process's access-line writer (every app in the process shares it)."""
 
 atexit.register(WRITER.flush)  # registered after logging's own: runs before logging.shutdown
+# A forked child's copy of the queue holds the parent's lines: the parent writes those.
+os.register_at_fork(after_in_child=WRITER._queue.clear)
 
 
 def flush() -> None:
