@@ -86,8 +86,19 @@ def _timestamp(record: logging.LogRecord) -> str:
     return f"{_second[1]}.{int(record.msecs):03d}Z"
 
 
+def timestamp(created: float) -> str:
+    """The timestamp both formats write for a record made at ``created`` (``time.time()``)."""
+    seconds = int(created)
+    if _second[0] != seconds:
+        _second[0], _second[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{_second[1]}.{int((created - seconds) * 1000):03d}Z"
+
+
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)
 """One encoder for every line (``json.dumps`` with options builds a new one per call)."""
+
+encode_json = _ENCODER.encode
+"""A JSON log line's text from its dict, as :class:`JsonFormatter` encodes it."""
 
 
 class JsonFormatter(logging.Formatter):

@@ -269,6 +269,13 @@ class Settings:
     """Seconds between job counts for `chitram_jobs`; default 15 s."""
     access_log: bool = True
     """One access line per request; default on."""
+    # serving (slow clients)
+    header_timeout: float = attrs.field(default=10.0, validator=_positive)
+    """Seconds a connection has to send a whole request head (``chitram serve``); default 10."""
+    body_idle_timeout: float = attrs.field(default=15.0, validator=_positive)
+    """Seconds a request body may go without a byte before the answer is 408; default 15."""
+    max_connections: int = attrs.field(default=2048, validator=_positive)
+    """Open connections per server process (``chitram serve``); default 2048."""
     # tags and auto-tagging
     taggers: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     """Auto-tagging `chitram.taggers` plugins, e.g. `palette,openai`; default none (off)."""

@@ -11,6 +11,7 @@ from chitram_core.observe import Observer
 from chitram_falcon import errors, redaction
 from chitram_falcon.asgi import ChitramApp as ChitramApp  # re-exported: its home before
 from chitram_falcon.context import ChitramHandle
+from chitram_falcon.docs import add_docs
 from chitram_falcon.openapi import OpenAPIResource
 from chitram_falcon.resources.auth import (
     ApiTokenResource,
@@ -110,6 +111,7 @@ def create_app(
     app.add_route(f"{API}/uploads", UploadsResource(handle))
     app.add_route(f"{API}/uploads/{{upload_id}}", ResumableResource(handle))
     app.add_route("/openapi.json", OpenAPIResource())
+    add_docs(app)  # /docs: the explorer of /openapi.json
     # social sign-in (OAuth through Supabase, PKCE)
     app.add_route(f"{API}/auth/oauth/token", OAuthTokenResource(handle))
     app.add_route(f"{API}/auth/oauth/{{provider}}", OAuthStartResource(handle))

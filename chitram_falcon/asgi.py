@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import falcon.asgi
 
 from chitram_core import Chitram
-from chitram_falcon import observed
+from chitram_core.errors import RequestTimeout
+from chitram_falcon import access, observed
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.fastread import FastReads
 from chitram_falcon.security import SecurityHeaders
@@ -38,6 +40,9 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
     def __init__(self, handle: ChitramHandle, **options: Any) -> None:
         self.handle = handle
         self.fast_reads = FastReads(handle.settings)  # before Falcon's __init__ adds middleware
+        self._proxies = handle.settings.trusted_proxies
+        self._body_idle = handle.settings.body_idle_timeout
+        access.WRITER.start()  # the access lines' flushing thread, once per process
         # The matched route template for the access log, metrics and span, from public API.
         middleware = [*_components(options.pop("middleware", None)), observed.RouteTemplate()]
         super().__init__(middleware=middleware, **options)
@@ -53,15 +58,22 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
                 # A warm public read is answered from what is prepared (fastread), else Falcon.
                 fast = self.fast_reads.answer
                 await observed.serve(
-                    super().__call__, scope, receive, send, fast, self.handle.observer
+                    super().__call__,
+                    scope,
+                    receive,
+                    send,
+                    fast,
+                    self.handle.observer,
+                    self._proxies,
                 )
             else:
                 await observed.serve(
                     super().__call__,
                     scope,
-                    _defer_first_event(receive),
+                    _defer_first_event(_bounded(receive, self._body_idle)),
                     send,
                     observer=self.handle.observer,
+                    proxies=self._proxies,
                 )
             return
         await super().__call__(scope, receive, send)
@@ -96,6 +108,39 @@ def _components(middleware: Any) -> list[Any]:
         return list(middleware)
     except TypeError:
         return [middleware]
+
+
+class _BodyTimeout(RequestTimeout):
+    """408, and the connection closes: the rest of the body is never read."""
+
+    def __init__(self, message: str, **details: object) -> None:
+        super().__init__(message, **details)
+        self.http_headers = {"Connection": "close"}
+
+
+def _bounded(receive: Receive, idle: float) -> Receive:
+    """``receive`` that waits at most ``idle`` seconds for each body chunk, then raises
+    ``RequestTimeout`` (408, and the connection is closed); once the body is whole (or the
+    client gone), waiting is unbounded again (a disconnect may come at any time)."""
+    whole = False
+
+    async def bounded() -> dict[str, Any]:
+        nonlocal whole
+        if whole:
+            return await receive()
+        try:
+            with anyio.fail_after(idle):
+                event = await receive()
+        except TimeoutError:
+            whole = True
+            raise _BodyTimeout(
+                f"No byte of the request body arrived for {idle:g} seconds", timeout=idle
+            ) from None
+        if event["type"] != "http.request" or not event.get("more_body", False):
+            whole = True
+        return event
+
+    return bounded
 
 
 def _defer_first_event(receive: Receive) -> Receive:

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -89,6 +90,17 @@ def _serve(args: argparse.Namespace) -> int:
     if args.quiet:
         overrides["log_level"] = level
     loop, http = server_stack()
+    protocol: Any = http
+    if http == "httptools":  # header timeout and connection cap (chitram_falcon/serving.py)
+        from chitram_falcon import serving
+
+        protocol = serving.configure(settings)
+    else:
+        log.warning(
+            "httptools is not installed: no request-head timeout or connection cap "
+            "(pip install 'chitram[server]')"
+        )
+    _raise_descriptor_limit(settings.max_connections * args.workers + 1024)
     if args.workers > 1 and settings.cache_url.startswith("memory"):
         # Per-process caches cannot see each other's invalidations: a deleted image could be
         # served from another worker's cache. Without a shared cache, cache nothing.
@@ -117,19 +129,32 @@ def _serve(args: argparse.Namespace) -> int:
         # (the lifespan's shutdown gives running jobs the same grace).
         "timeout_graceful_shutdown": settings.shutdown_grace,
         "loop": loop,
-        "http": http,
+        "http": protocol,
     }
-    with _metrics_listener(settings):
-        if args.workers > 1:
-            os.environ[SERVE_OVERRIDES] = json.dumps(overrides)
-            try:
-                uvicorn.run(
-                    "chitram_falcon.cli:app_factory", factory=True, workers=args.workers, **common
-                )
-            finally:
-                os.environ.pop(SERVE_OVERRIDES, None)
-        else:
-            uvicorn.run(app_factory(overrides), **common)
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with _metrics_listener(settings):
+            if args.workers > 1:
+                os.environ[SERVE_OVERRIDES] = json.dumps(overrides)
+                try:
+                    uvicorn.run(
+                        "chitram_falcon.cli:app_factory",
+                        factory=True,
+                        workers=args.workers,
+                        **common,
+                    )
+                finally:
+                    os.environ.pop(SERVE_OVERRIDES, None)
+            else:
+                uvicorn.run(app_factory(overrides), **common)
+    except _Stopped as stopped:
+        # uvicorn shut down gracefully, then raised the signal again for the handler it found
+        # (ours): our clean-up (the metrics directory) has run; now end as the signal says.
+        signal.signal(stopped.signum, signal.SIG_DFL)
+        signal.raise_signal(stopped.signum)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0
 
 
@@ -166,6 +191,38 @@ def _worker(args: argparse.Namespace) -> int:
         # Built inside: the listener sets up the multiprocess directory the metrics write to.
         anyio.run(main, build_observer(settings))
     return 0
+
+
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM arrived outside uvicorn's own handling (after its graceful shutdown it
+    raises the signal again): unwinds ``_serve`` so every ``finally`` runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _raise_descriptor_limit(wanted: int) -> None:
+    """Raise the soft open-files limit towards ``wanted`` (as far as the hard limit allows), so
+    that the connection cap, not the descriptor limit, is what bounds connections."""
+    try:
+        import resource
+    except ImportError:  # not on this platform
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        log.warning(
+            "the open-files limit (%d) is below what CHITRAM_MAX_CONNECTIONS needs (%d)",
+            hard,
+            wanted,
+        )
 
 
 @contextlib.contextmanager
@@ -218,6 +275,10 @@ def app_factory(overrides: dict[str, Any] | None = None) -> ChitramApp:
         overrides = _serve_overrides()
     settings = _settings(**overrides)
     logging.captureWarnings(True)
+    if _importable("httptools"):  # in each worker: the bounds its HTTP protocol applies
+        from chitram_falcon import serving
+
+        serving.configure(settings)
     return create_app(settings=settings, observer=build_observer(settings))
 
 

@@ -24,9 +24,11 @@ from chitram_core.errors import (
     ValidationError,
 )
 from chitram_core.limits import client_address, rate_limit_identity
+from chitram_core.limits.addresses import relayed_for
 from chitram_core.limits.logins import LoginGuard
 from chitram_core.observe import Observer
 from chitram_core.settings import RateLimit
+from chitram_falcon import access
 from chitram_falcon.http import bearer_token
 
 log = logging.getLogger("chitram_falcon")
@@ -90,6 +92,7 @@ class ChitramHandle:
             )
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
+        access.flush()  # the access lines of the last requests are written before we go
         if self.owned and self._chitram is not None:
             chitram, self._chitram = self._chitram, None
             await chitram.__aexit__(None, None, None)
@@ -134,9 +137,12 @@ async def authenticate(
 
 
 def client_ip(req: falcon.asgi.Request, settings: Settings) -> str:
-    return client_address(
-        req.remote_addr, req.get_header("X-Forwarded-For"), settings.trusted_proxies
+    """The client's address: the peer, or what a trusted proxy says in X-Forwarded-For,
+    ``Forwarded`` or X-Real-IP (:func:`relayed_for`), the same everywhere it is used."""
+    relayed = relayed_for(
+        req.get_header("X-Forwarded-For"), req.get_header("Forwarded"), req.get_header("X-Real-IP")
     )
+    return client_address(req.remote_addr, relayed, settings.trusted_proxies)
 
 
 def client_bucket(req: falcon.asgi.Request, settings: Settings) -> str:

@@ -2,8 +2,9 @@
 
 It wraps the ASGI call rather than being a Falcon middleware: it sees the real status and the
 bytes as they are sent (streamed files included), and times the request to its last byte.
-Per request it costs a header scan, two clock reads, one context-variable set and, when the
-access log is on, one log line (see docs/benchmarks.md for the measured figures).
+Per request it costs a header scan, three clock reads, one context-variable set and, when the
+access log is on, one tuple queued for the access-line writer (:mod:`chitram_falcon.access`,
+which formats and writes off the request path; docs/benchmarks.md has the measured figures).
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from time import perf_counter, time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from chitram_core.logs import new_request_id, request_id, valid_request_id
 from chitram_core.observe import Observer
-from chitram_falcon.redaction import REDACTED, SECRET_PARAMS
+from chitram_falcon.access import WRITER, access_log, redact_query
 
-access_log = logging.getLogger("chitram_falcon.access")
+__all__ = ["ROUTE_KEY", "UNMATCHED", "RouteTemplate", "redact_query", "serve"]
 
 ROUTE_KEY = "chitram.route"
 """Where the app leaves the matched route template in the ASGI scope."""
@@ -33,18 +33,6 @@ _HEADER = b"x-request-id"
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
-
-
-def redact_query(query: str) -> str:
-    """The query string with the values of ``redaction.SECRET_PARAMS`` replaced."""
-    if not query:
-        return ""
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name.lower() in SECRET_PARAMS for name, _ in pairs):
-        return query
-    return urlencode(
-        [(n, REDACTED if n.lower() in SECRET_PARAMS else v) for n, v in pairs], safe="[]"
-    )
 
 
 def _incoming_id(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -67,9 +55,11 @@ async def serve(
     send: Send,
     fast: FastAnswer | None = None,
     observer: Observer | None = None,
+    proxies: tuple[str, ...] = (),
 ) -> None:
     """Run ``fast``, then (when it did not answer) ``app`` for one HTTP request, observed by
-    ``observer`` (the app's Chitram instance's: ``ChitramHandle.observer``)."""
+    ``observer`` (the app's Chitram instance's: ``ChitramHandle.observer``); ``proxies``: the
+    trusted proxies whose headers name the client in the access line."""
     observer = observer if observer is not None else _NOTHING
     rid = _incoming_id(scope["headers"]) or new_request_id()
     rid_header = (_HEADER, rid.encode())
@@ -111,7 +101,7 @@ async def serve(
         if span is not None:
             span.finish(method, route, status)
         if access_log.isEnabledFor(logging.INFO):
-            _access(scope, method, route, status, sent, seconds)
+            WRITER.add((time(), rid, method, route, status, sent, seconds, scope, proxies))
         request_id.reset(token)
 
 
@@ -127,59 +117,3 @@ class RouteTemplate:
         template = req.uri_template
         if template is not None:
             req.scope[ROUTE_KEY] = template
-
-
-def _record_template() -> dict[str, Any]:
-    """The attributes every access record shares, as ``LogRecord.__init__`` would set them with
-    caller, thread and process collection off (what ``chitram_core.logs.configure`` does)."""
-    record = logging.LogRecord(access_log.name, logging.INFO, __file__, 0, ACCESS_FORMAT, (), None)
-    fields = vars(record)
-    fields.update(funcName="serve", thread=None, threadName=None, process=None, processName=None)
-    for name in ("msg", "args", "created", "msecs", "relativeCreated"):
-        fields.pop(name)
-    return fields
-
-
-ACCESS_FORMAT = "%s %s %d %dB %.1fms"
-_TEMPLATE = _record_template()
-
-
-def _logging_start() -> float:
-    """When logging started, in seconds (``relativeCreated`` counts from it); read off a record,
-    since ``logging._startTime`` is seconds before Python 3.13 and nanoseconds from it."""
-    probe = logging.LogRecord("chitram", logging.INFO, "", 0, "", None, None)
-    return probe.created - probe.relativeCreated / 1000
-
-
-_START = _logging_start()
-
-
-def _access(
-    scope: dict[str, Any], method: str, route: str, status: int, sent: int, seconds: float
-) -> None:
-    """Emit the access line through ``logging`` (its handlers, filters and formatters apply as to
-    any record), building the record directly: ``Logger.info`` spends most of its ~20 µs on
-    ``LogRecord.__init__`` (file-name splitting, thread and process lookups) and the caller walk,
-    none of which an access line uses. Measured in benchmarks/observability.py."""
-    query = scope.get("query_string", b"")
-    client = scope.get("client")
-    now = time()
-    duration_ms = seconds * 1000
-    record = object.__new__(logging.LogRecord)
-    record.__dict__ = {
-        **_TEMPLATE,
-        "msg": ACCESS_FORMAT,
-        "args": (method, route, status, sent, duration_ms),
-        "created": now,
-        "msecs": (now - int(now)) * 1000,
-        "relativeCreated": (now - _START) * 1000,
-        "method": method,
-        "route": route,
-        "path": scope.get("path", ""),
-        "query": redact_query(query.decode("latin-1")) if query else "",
-        "status": status,
-        "bytes": sent,
-        "duration_ms": round(duration_ms, 3),
-        "client": client[0] if client else None,
-    }
-    access_log.handle(record)

@@ -14,6 +14,7 @@ import falcon
 import falcon.asgi
 
 from chitram_core.auth.api_tokens import SCOPES
+from chitram_core.auth.rules import MAX_EMAIL_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from chitram_core.chitram import VERSION
 from chitram_core.errors import ERRORS_BY_CODE
 
@@ -84,11 +85,20 @@ _RATE_HEADERS = {
 }
 
 
-def _credentials_body(user_field: str, with_form: bool) -> dict[str, Any]:
+def _credentials_body(
+    user_field: str, with_form: bool, *, new_account: bool = False
+) -> dict[str, Any]:
+    """An email (or username) and password body; for a new account, with the constraints the
+    server enforces (422 past them; at login a password out of range is simply wrong)."""
+    user: dict[str, Any] = {"type": "string"}
+    password: dict[str, Any] = {"type": "string"}
+    if new_account:
+        user.update(format="email", maxLength=MAX_EMAIL_LENGTH)
+        password.update(minLength=MIN_PASSWORD_LENGTH, maxLength=MAX_PASSWORD_LENGTH)
     schema = {
         "type": "object",
         "required": [user_field, "password"],
-        "properties": {user_field: {"type": "string"}, "password": {"type": "string"}},
+        "properties": {user_field: user, "password": password},
     }
     content: dict[str, Any] = {JSON: {"schema": schema}}
     if with_form:
@@ -445,7 +455,7 @@ def build_spec() -> dict[str, Any]:
                     "tags": auth_tag,
                     "operationId": "register",
                     "summary": "Create an account",
-                    "requestBody": _credentials_body("email", with_form=False),
+                    "requestBody": _credentials_body("email", with_form=False, new_account=True),
                     "responses": {
                         "201": _json(
                             _ref("AuthResponse"), "Registered and logged in", _RATE_HEADERS

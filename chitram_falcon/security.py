@@ -159,6 +159,23 @@ class SecurityHeaders:
 
 
 def public_base(req: falcon.asgi.Request, settings: Settings) -> str:
-    """Scheme and host for links shown to people: ``CHITRAM_PUBLIC_URL`` when set, never a
-    ``Host`` header a client chose; otherwise the request's own."""
-    return settings.public_url or req.prefix
+    """Scheme and host for links shown to people: ``CHITRAM_PUBLIC_URL`` when set; otherwise
+    nothing (the links are relative). Never the request's ``Host``, which a client chooses
+    (docs/decisions.md, "Absolute URLs never come from the Host header")."""
+    return settings.public_url or ""
+
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]"})
+
+
+def trusted_origin(req: falcon.asgi.Request, settings: Settings, secure: bool) -> str | None:
+    """``scheme://host`` for an absolute URL a third party must call back (the OAuth callback):
+    ``CHITRAM_PUBLIC_URL`` when set; else the request's own only when its ``Host`` names this
+    machine (``localhost``, ``127.0.0.1``, ``[::1]``, any port: development); else None."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = (req.get_header("Host") or req.netloc or "").strip().lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name not in LOOPBACK_HOSTS:
+        return None
+    return f"{'https' if secure else req.scheme}://{host}"

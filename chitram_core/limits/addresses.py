@@ -1,4 +1,4 @@
-"""Which address a request comes from, trusting ``X-Forwarded-For`` only from our proxies.
+"""Which address a request comes from, trusting proxy headers only from our proxies.
 
 v1 believed the leftmost X-Forwarded-For entry from anyone, so a client chose its own rate-limit
 bucket. Here the header counts only when the peer is a configured trusted proxy, and it is read
@@ -48,12 +48,61 @@ def _trusted(address: IPAddress, networks: tuple[IPNetwork, ...]) -> bool:
     return any(address.version == net.version and address in net for net in networks)
 
 
+def forwarded_for_entries(forwarded: str) -> str:
+    """The ``for=`` addresses of an RFC 7239 ``Forwarded`` value, comma-joined in order (as
+    X-Forwarded-For lists them); obfuscated or unknown identifiers come out as they are and
+    are skipped later as malformed."""
+    found: list[str] = []
+    for element in forwarded.split(","):
+        for pair in element.split(";"):
+            name, _, value = pair.partition("=")
+            if name.strip().lower() == "for":
+                found.append(value.strip().strip('"'))
+    return ",".join(found)
+
+
+def relayed_for(
+    forwarded_for: str | None, forwarded: str | None, real_ip: str | None
+) -> str | None:
+    """What a proxy said about the client, in the order chitram reads the headers:
+    ``X-Forwarded-For``, else ``Forwarded``'s ``for=``, else ``X-Real-IP`` (each only counts
+    when the peer is a trusted proxy)."""
+    if forwarded_for and forwarded_for.strip():
+        return forwarded_for
+    if forwarded and forwarded.strip():
+        entries = forwarded_for_entries(forwarded)
+        if entries:
+            return entries
+    if real_ip and real_ip.strip():
+        return real_ip
+    return None
+
+
+_RELAY_HEADERS = {b"x-forwarded-for": 0, b"forwarded": 1, b"x-real-ip": 2}
+
+
+def client_address_from_headers(
+    peer: str | None, headers: Sequence[tuple[bytes, bytes]], trusted_proxies: Sequence[str]
+) -> str:
+    """:func:`client_address` from an ASGI scope's raw (lower-case) header list."""
+    if not trusted_proxies:
+        return client_address(peer, None, trusted_proxies)
+    values: list[list[str]] = [[], [], []]
+    for name, value in headers:
+        index = _RELAY_HEADERS.get(name)
+        if index is not None:
+            values[index].append(value.decode("latin-1"))
+    joined = [",".join(v) or None for v in values]
+    return client_address(peer, relayed_for(*joined), trusted_proxies)
+
+
 def client_address(
     peer: str | None, forwarded_for: str | None, trusted_proxies: Sequence[str]
 ) -> str:
-    """The client's address for rate limiting and logs.
+    """The client's address for rate limiting, ``/health`` and the access line.
 
-    ``forwarded_for`` is the X-Forwarded-For value (several headers joined with ``,``).
+    ``forwarded_for`` is what the proxies said (:func:`relayed_for`: the X-Forwarded-For value,
+    several headers joined with ``,``, or ``Forwarded``'s ``for=`` entries, or X-Real-IP).
     ``trusted_proxies`` are addresses or networks (``10.0.0.0/8``). Malformed entries are
     skipped. When every entry is a trusted proxy, the leftmost one is the client. A peer that is
     not an IP address (a Unix socket, a test client) is returned as given, or ``"unknown"``.

@@ -18,9 +18,12 @@ from chitram_core.errors import (
     AccountLinkRefused,
     ChitramError,
     InvalidRequest,
+    NotFound,
     ProviderUnavailable,
     is_internal,
 )
+from chitram_core.settings import Settings
+from chitram_falcon.security import trusted_origin
 from chitram_falcon.web.pages import SignInPage
 from chitram_falcon.web.session import PendingOAuth
 from chitram_falcon.web.social import LABELS
@@ -57,10 +60,21 @@ def unavailable(
     resp.set_header("Retry-After", str(max(1, int(exc.retry_after or 30))))
 
 
-def callback_url(req: falcon.asgi.Request, visit: Visit) -> str:
-    scheme = "https" if visit.secure else req.scheme
-    host = req.get_header("Host") or req.netloc
-    return f"{scheme}://{host}{visit.url('/auth/callback')}"
+NO_PUBLIC_URL = (
+    "Social sign-in needs the server's public address: the administrator sets "
+    "CHITRAM_PUBLIC_URL (e.g. https://img.example.org)."
+)
+
+
+def callback_url(req: falcon.asgi.Request, visit: Visit, settings: Settings, provider: str) -> str:
+    """Where the provider sends the browser back: from ``CHITRAM_PUBLIC_URL``, never from a
+    ``Host`` header a client chose (only a loopback Host is taken as is, for development)."""
+    origin = trusted_origin(req, settings, visit.secure)
+    if origin is None:
+        if provider not in settings.oauth_providers:
+            raise NotFound("This sign-in provider is not configured")
+        raise InvalidRequest(NO_PUBLIC_URL)
+    return f"{origin}{visit.url('/auth/callback')}"
 
 
 class OAuthStartPage:
@@ -79,7 +93,9 @@ class OAuthStartPage:
         target = self.ui.safe_next(visit, req.get_param("next"))
         try:
             start = await self.ui.chitram.auth.oauth_start(
-                provider, callback_url(req, visit), check_redirect=False
+                provider,
+                callback_url(req, visit, self.ui.chitram.settings, provider),
+                check_redirect=False,
             )
         except ProviderUnavailable as exc:
             unavailable(self.signin, resp, visit, target, provider, exc)

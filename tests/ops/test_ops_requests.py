@@ -21,6 +21,7 @@ from opskit import PASSWORD, jpeg_bytes, make_settings, png_bytes
 from chitram_core import Chitram
 from chitram_core.logs import JsonFormatter, TextFormatter
 from chitram_core.storage import blob_key
+from chitram_falcon import access as access_lines
 from chitram_falcon import create_app
 
 pytestmark = pytest.mark.anyio
@@ -52,6 +53,7 @@ async def client(tmp_path: Path, overrides: dict[str, object]) -> AsyncIterator[
 @pytest.fixture
 def json_lines() -> Iterator[io.StringIO]:
     """Everything logged meanwhile, formatted as the JSON log format would write it."""
+    access_lines.flush()  # earlier tests' queued lines are not this test's
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
@@ -67,6 +69,7 @@ def json_lines() -> Iterator[io.StringIO]:
 
 
 def records(stream: io.StringIO) -> list[dict[str, object]]:
+    access_lines.flush()  # the access lines queued so far, written now (no timer involved)
     return [json.loads(line) for line in stream.getvalue().splitlines()]
 
 
@@ -342,10 +345,12 @@ async def test_the_access_record_works_with_any_stdlib_formatter(
     )
     logger = logging.getLogger("chitram_falcon.access")
     old_level = logger.level
+    access_lines.flush()  # earlier tests' queued lines are not this test's
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     try:
         resp = await client.get("/health/live?delete_token=s3cret")
+        access_lines.flush()
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)

@@ -24,6 +24,8 @@ def gotrue_settings(gotrue: FakeGoTrue) -> dict[str, object]:
         "supabase_jwt_secret": gotrue.jwt_secret,
         "auth_timeout": 2.0,
         "oauth_providers": ("github",),
+        # The callback URL's origin (the test client's Host is "testserver", not loopback).
+        "public_url": "http://testserver",
     }
 
 

@@ -370,6 +370,12 @@
   // Image page: copy links, and delete behind a confirmation dialog.
   function imagePage() {
     const status = document.getElementById("copy-status");
+    // Without a configured public URL the server writes relative links (it never trusts the
+    // Host header); the browser knows the address it reached us at: show and copy that.
+    for (const button of document.querySelectorAll("button[data-copy]")) {
+      const field = document.getElementById(button.dataset.copy);
+      if (field && field.value.startsWith("/")) field.value = new URL(field.value, location.href).href;
+    }
     for (const button of document.querySelectorAll("button[data-copy]")) {
       button.addEventListener("click", async () => {
         const field = document.getElementById(button.dataset.copy);

@@ -1,0 +1,244 @@
+"""The access line: one per request, recorded on the request path, formatted and written later.
+
+The request path only appends a tuple of what it already holds (clock, ids, status, bytes, the
+scope) to a queue: well under a microsecond. :class:`AccessWriter` formats and writes queued
+lines in batches, from a daemon thread every ``interval`` seconds (0.2 s), at the app's
+shutdown and at interpreter exit, or when :meth:`AccessWriter.flush` is called (tests do, so
+nothing depends on the timer). A crash (``kill -9``) loses at most the last interval's lines.
+
+Two ways out, chosen at each flush:
+
+- the usual set-up (``chitram_core.logs.configure``: one stream handler with our text or JSON
+  formatter, no filters): the lines are formatted here, exactly as those formatters would, and
+  written with one ``write`` per batch;
+- anything else (a host's own handlers, formatters or filters, pytest's ``caplog``): one
+  complete ``logging.LogRecord`` per line through ``Logger.handle``, with the request id set as
+  it was during the request, so every handler, filter and formatter applies as to any record.
+
+The client address is resolved at format time, from the same trusted-proxy headers as the rate
+limits and ``/health`` (:func:`chitram_core.limits.addresses.client_address_from_headers`).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import os
+import threading
+import time
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from chitram_core import logs
+from chitram_core.limits.addresses import client_address_from_headers
+from chitram_falcon.redaction import REDACTED, SECRET_PARAMS
+
+access_log = logging.getLogger("chitram_falcon.access")
+
+ACCESS_FORMAT = "%s %s %d %dB %.1fms"
+
+Entry = tuple[float, str, str, str, int, int, float, dict[str, Any], tuple[str, ...]]
+"""(time, request id, method, route, status, bytes sent, seconds, ASGI scope, trusted proxies)"""
+
+
+def redact_query(query: str) -> str:
+    """The query string with the values of ``redaction.SECRET_PARAMS`` replaced."""
+    if not query:
+        return ""
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name.lower() in SECRET_PARAMS for name, _ in pairs):
+        return query
+    return urlencode(
+        [(n, REDACTED if n.lower() in SECRET_PARAMS else v) for n, v in pairs], safe="[]"
+    )
+
+
+def _fields(entry: Entry) -> dict[str, Any]:
+    """The structured fields of an access line (what the JSON format writes after the message)."""
+    _now, _rid, method, route, status, sent, seconds, scope, proxies = entry
+    query = scope.get("query_string", b"")
+    peer = scope.get("client")
+    client = peer[0] if peer else None
+    if proxies and client is not None:  # only then can headers name someone else
+        client = client_address_from_headers(client, scope["headers"], proxies)
+    return {
+        "method": method,
+        "route": route,
+        "path": scope.get("path", ""),
+        "query": redact_query(query.decode("latin-1")) if query else "",
+        "status": status,
+        "bytes": sent,
+        "duration_ms": round(seconds * 1000, 3),
+        "client": client,
+    }
+
+
+def _record_template() -> dict[str, Any]:
+    """The attributes every access record shares, as ``LogRecord.__init__`` would set them with
+    caller, thread and process collection off (what ``chitram_core.logs.configure`` does)."""
+    record = logging.LogRecord(access_log.name, logging.INFO, __file__, 0, ACCESS_FORMAT, (), None)
+    fields = vars(record)
+    fields.update(funcName="serve", thread=None, threadName=None, process=None, processName=None)
+    for name in ("msg", "args", "created", "msecs", "relativeCreated"):
+        fields.pop(name)
+    return fields
+
+
+_TEMPLATE = _record_template()
+
+
+def _logging_start() -> float:
+    """When logging started, in seconds (``relativeCreated`` counts from it); read off a record,
+    since ``logging._startTime`` is seconds before Python 3.13 and nanoseconds from it."""
+    probe = logging.LogRecord("chitram", logging.INFO, "", 0, "", None, None)
+    return probe.created - probe.relativeCreated / 1000
+
+
+_START = _logging_start()
+
+
+def to_record(entry: Entry) -> logging.LogRecord:
+    """A complete ``LogRecord`` for one access line (built directly: ``LogRecord.__init__``
+    spends most of its time on lookups an access line does not use)."""
+    now, _rid, method, route, status, sent, seconds, _scope, _proxies = entry
+    record = object.__new__(logging.LogRecord)
+    record.__dict__ = {
+        **_TEMPLATE,
+        "msg": ACCESS_FORMAT,
+        "args": (method, route, status, sent, seconds * 1000),
+        "created": now,
+        "msecs": (now - int(now)) * 1000,
+        "relativeCreated": (now - _START) * 1000,
+        **_fields(entry),
+    }
+    return record
+
+
+def _text_line(entry: Entry) -> str:
+    """What ``logs.TextFormatter`` writes for the record of ``entry``."""
+    now, rid, method, route, status, sent, seconds, _scope, _proxies = entry
+    message = ACCESS_FORMAT % (method, route, status, sent, seconds * 1000)
+    return f"{logs.timestamp(now)} INFO {access_log.name} [{rid}]: {message}\n"
+
+
+def _json_line(entry: Entry) -> str:
+    """What ``logs.JsonFormatter`` writes for the record of ``entry``."""
+    now, rid, method, route, status, sent, seconds, _scope, _proxies = entry
+    line = {
+        "timestamp": logs.timestamp(now),
+        "level": "INFO",
+        "logger": access_log.name,
+        "message": ACCESS_FORMAT % (method, route, status, sent, seconds * 1000),
+        "request_id": rid,
+        **_fields(entry),
+    }
+    return logs.encode_json(line) + "\n"
+
+
+_DIRECT = {logs.TextFormatter: _text_line, logs.JsonFormatter: _json_line}
+
+
+def _direct_sink() -> tuple[logging.StreamHandler[Any], Any] | None:
+    """The one stream handler and line function when logging is set up as ``logs.configure``
+    does (one handler on the way up, our formatter, no filters); else None."""
+    if access_log.filters or access_log.disabled:
+        return None
+    handlers: list[logging.Handler] = []
+    logger: logging.Logger | None = access_log
+    while logger is not None:
+        handlers.extend(logger.handlers)
+        logger = logger.parent if logger.propagate else None
+    if len(handlers) != 1:
+        return None
+    handler = handlers[0]
+    if type(handler) not in (logging.StreamHandler, logs.BufferedStreamHandler):
+        return None
+    formatter = handler.formatter
+    line = _DIRECT.get(type(formatter)) if formatter is not None else None
+    if line is None or handler.filters or handler.level > logging.INFO:
+        return None
+    return handler, line  # type: ignore[return-value]
+
+
+CHUNK = 64
+"""Lines formatted and written at a time: the writer gives the GIL back between chunks, so a
+large batch never holds the event loop's thread up for long (~0.1-0.2 ms a chunk)."""
+
+
+class AccessWriter:
+    """Queues access lines and writes them in batches (see the module's docstring)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self._queue: collections.deque[Entry] = collections.deque()
+        self.add = self._queue.append
+        """Queue one line: the only call on the request path (starts no thread: see
+        :meth:`start`)."""
+        self._flushing = threading.Lock()
+        self._thread_pid = 0
+
+    def start(self) -> None:
+        """Start the flushing thread in this process, once (again after a fork)."""
+        pid = os.getpid()
+        if self._thread_pid == pid:
+            return
+        self._thread_pid = pid
+        threading.Thread(target=self._run, name="chitram-access-log", daemon=True).start()
+
+    def _run(self) -> None:
+        pid = self._thread_pid
+        while self._thread_pid == pid:
+            time.sleep(self.interval)
+            self.flush()
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def flush(self) -> None:
+        """Write every queued line now, in order."""
+        with self._flushing:
+            batch: list[Entry] = []
+            pop = self._queue.popleft
+            while True:
+                try:
+                    batch.append(pop())
+                except IndexError:
+                    break
+            if not batch:
+                return
+            sink = _direct_sink()
+            if sink is not None:
+                handler, line = sink
+                for start in range(0, len(batch), CHUNK):
+                    if start:
+                        time.sleep(0)  # let the event loop's thread run between chunks
+                    text = "".join([line(entry) for entry in batch[start : start + CHUNK]])
+                    handler.acquire()
+                    try:
+                        handler.stream.write(text)
+                        handler.flush()
+                    except (OSError, ValueError):  # closed: as logging.raiseExceptions=False
+                        pass
+                    finally:
+                        handler.release()
+                return
+            for entry in batch:
+                token = logs.request_id.set(entry[1])
+                try:
+                    access_log.handle(to_record(entry))
+                finally:
+                    logs.request_id.reset(token)
+
+
+WRITER = AccessWriter()
+"""The process's access-line writer (every app in the process shares it)."""
+
+atexit.register(WRITER.flush)  # registered after logging's own: runs before logging.shutdown
+# A forked child's copy of the queue holds the parent's lines: the parent writes those.
+os.register_at_fork(after_in_child=WRITER._queue.clear)
+
+
+def flush() -> None:
+    """Write the queued access lines now (tests call this before reading the log)."""
+    WRITER.flush()
