@@ -1059,7 +1059,7 @@ def _tag_paths(api: str) -> dict[str, Any]:
                 "parameters": [_IMAGE_ID],
                 "responses": {
                     "200": listing("ImageTag", "The AI tags now on the image"),
-                    **_errors(400, 401, 403, 404, 503),
+                    **_errors(400, 401, 403, 404, 429, 503),
                 },
             }
         },

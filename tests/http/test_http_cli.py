@@ -118,6 +118,7 @@ def test_serve_runs_uvicorn_on_uvloop_and_httptools(
 ) -> None:
     """The server extra installs them; serve asks uvicorn for them by name."""
     import uvicorn
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
@@ -127,9 +128,10 @@ def test_serve_runs_uvicorn_on_uvloop_and_httptools(
     monkeypatch.setenv("CHITRAM_CACHE_URL", "off")
     assert main(["serve", "--port", str(free_port()), "--workers", str(workers)]) == 0
     assert server_stack() == ("uvloop", "httptools")
-    assert [(c["loop"], c["http"], c.get("workers", 1)) for c in calls] == [
-        ("uvloop", "httptools", workers)
-    ]
+    assert [(c["loop"], c.get("workers", 1)) for c in calls] == [("uvloop", workers)]
+    # httptools, through our protocol class adding the head timeout and the connection cap
+    protocol = calls[0]["http"]
+    assert isinstance(protocol, type) and issubclass(protocol, HttpToolsProtocol)
 
 
 def test_serve_falls_back_to_asyncio_and_h11_without_them(

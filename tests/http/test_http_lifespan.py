@@ -47,7 +47,8 @@ async def test_app_opens_and_closes_its_own_chitram_in_the_lifespan(tmp_path: Pa
             transport=httpx.ASGITransport(app=app), base_url="http://t"
         ) as client:
             resp = await client.post(
-                "/api/v1/auth/register", json={"email": "a@example.com", "password": "x" * 11 + "y"}
+                "/api/v1/auth/register",
+                json={"email": "a@example.com", "password": "correct horse battery"},
             )
             assert resp.status_code == 201
             token = resp.json()["access_token"]
