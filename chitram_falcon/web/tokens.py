@@ -101,7 +101,11 @@ class TokensPage(_Page):
     def _created(self, req: falcon.asgi.Request, visit: Visit, created: CreatedToken) -> Markup:
         sharex = Markup("")
         if "images:write" in created.scopes:
-            base = public_base(req, self.ui.chitram.settings)
+            # ShareX calls from outside the browser: it needs an absolute URL. Without
+            # CHITRAM_PUBLIC_URL, the address this browser used: the file is made for the
+            # signed-in requester alone, on a no-store page, so a forged Host misleads only
+            # the client that forged it (shared links stay relative).
+            base = public_base(req, self.ui.chitram.settings) or f"{req.scheme}://{req.netloc}"
             config = sharex_uploader(base, visit.root, created.token, created.name)
             encoded = base64.b64encode(json.dumps(config, indent=2).encode()).decode()
             sharex = render(
