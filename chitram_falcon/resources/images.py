@@ -147,19 +147,9 @@ def _is_multipart(content_type: str | None) -> bool:
     return (content_type or "").split(";", 1)[0].strip().lower() == "multipart/form-data"
 
 
-class UploadResource:
-    """POST /api/v1/images/upload.
-
-    Everything that can refuse the request from its headers does so before a byte of the body
-    is read: room for one more upload (503 when every slot is busy and the slot queue full
-    after a wait of up to 0.5 s, first, before authentication), the caller (401),
-    Content-Length against the size limit (413), the rate limit and the per-user count of
-    uploads in progress (429). Only then is the multipart body parsed, as a stream, and the
-    file part fed chunk by chunk to the SDK, which enforces the size limit as it reads; a body
-    idle or slow past its timeouts is cut with 408. The process-wide upload slot (503 when none
-    frees up in time) is taken once the file has arrived, for the work on it: a client stalling
-    mid-body never holds one (docs/decisions.md).
-    """
+class UploadAdmission:
+    """The front door every upload route shares: POST takes room for one more upload, then the
+    caller, then the route's own :meth:`accept`."""
 
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
@@ -187,6 +177,30 @@ class UploadResource:
         async with self.handle.chitram.upload_slots.room() as room:
             principal = await identify()
             await self.accept(req, resp, principal, room)
+
+    async def accept(
+        self,
+        req: falcon.asgi.Request,
+        resp: falcon.asgi.Response,
+        principal: Principal | None,
+        room: Room | None = None,
+    ) -> None:
+        raise NotImplementedError
+
+
+class UploadResource(UploadAdmission):
+    """POST /api/v1/images/upload.
+
+    Everything that can refuse the request from its headers does so before a byte of the body
+    is read: room for one more upload (503 when every slot is busy and the slot queue full
+    after a wait of up to 0.5 s, first, before authentication), the caller (401),
+    Content-Length against the size limit (413), the rate limit and the per-user count of
+    uploads in progress (429). Only then is the multipart body parsed, as a stream, and the
+    file part fed chunk by chunk to the SDK, which enforces the size limit as it reads; a body
+    idle or slow past its timeouts is cut with 408. The process-wide upload slot (503 when none
+    frees up in time) is taken once the file has arrived, for the work on it: a client stalling
+    mid-body never holds one (docs/decisions.md).
+    """
 
     async def accept(
         self,

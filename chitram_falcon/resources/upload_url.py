@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 import falcon
 import falcon.asgi
 
 from chitram_core import Principal, to_json
 from chitram_core.limits.slots import Room
 from chitram_falcon.context import (
-    WRITE,
-    ChitramHandle,
-    authenticate,
     client_bucket,
     rate_limit,
     read_fields,
     required_str,
 )
+from chitram_falcon.resources.images import UploadAdmission
 
 
-class UploadUrlResource:
+class UploadUrlResource(UploadAdmission):
     """``{"url": ...}`` → 201 Image. The same front door as a multipart upload: room for one more
     upload first (503), the caller (401), the upload rate limit (429, the same budget as
     multipart uploads) and the per-user count of uploads in progress. The fetch itself is
@@ -28,33 +24,12 @@ class UploadUrlResource:
     once the whole body has arrived, as for multipart uploads, so a slow remote server never
     holds one."""
 
-    def __init__(self, handle: ChitramHandle) -> None:
-        self.handle = handle
-
-    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        chitram = self.handle.chitram
-        required = not chitram.settings.allow_anonymous_uploads
-        await self.admit(
-            req, resp, lambda: authenticate(req, chitram, required=required, scope=WRITE)
-        )
-
-    async def admit(
-        self,
-        req: falcon.asgi.Request,
-        resp: falcon.asgi.Response,
-        identify: Callable[[], Awaitable[Principal | None]],
-    ) -> None:
-        """Through any front door (the API, the web UI): room, then ``identify``, then the rest."""
-        async with self.handle.chitram.upload_slots.room() as room:
-            principal = await identify()
-            await self.accept(req, resp, principal, room)
-
     async def accept(
         self,
         req: falcon.asgi.Request,
         resp: falcon.asgi.Response,
         principal: Principal | None,
-        room: Room | None,
+        room: Room | None = None,
     ) -> None:
         chitram = self.handle.chitram
         settings = chitram.settings
