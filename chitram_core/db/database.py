@@ -28,6 +28,20 @@ class DatabaseUnavailable(ServiceUnavailable):
     default_message = "The database is unavailable; retry shortly"
 
 
+def _is_outage(exc: DBAPIError) -> bool:
+    """The connection is gone, not the statement wrong: SQLAlchemy saw the disconnect, or the
+    server said so (SQLSTATE class 08, connection exception; 57P, operator intervention: a
+    terminated backend, a shutdown, a server not yet accepting connections). The server's
+    ``57P01`` can arrive as the answer to the next statement before the driver has noticed
+    the closed socket, so SQLAlchemy does not always mark it invalidated."""
+    if exc.connection_invalidated:
+        return True
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if isinstance(code, str) and code.startswith(("08", "57P")):
+        return True
+    return "connection is closed" in str(exc.orig) or isinstance(exc.orig, OSError)
+
+
 class Database:
     """Owns the engine; ``transaction()`` is the unit of work every repository runs in.
 
@@ -89,7 +103,7 @@ class Database:
         except DBAPIError as exc:
             # The server went away under a statement (restarted, failed over, the connection
             # terminated): the pool drops the connection, and the caller may try again.
-            if exc.connection_invalidated:
+            if self.dialect != "sqlite" and _is_outage(exc):
                 raise DatabaseUnavailable() from exc
             raise
 

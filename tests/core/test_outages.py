@@ -63,6 +63,28 @@ async def test_a_connection_terminated_mid_transaction_is_unavailable_and_rolled
         await db.dispose()
 
 
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+@pytest.mark.parametrize("then", ["commit", "lock"])
+async def test_a_backend_terminated_before_the_next_step_is_unavailable_not_a_500(
+    fresh_postgres_url: str, then: str
+) -> None:
+    """The server's "terminating connection" answer can reach the driver as the reply to the
+    next statement or to the commit, before the socket is seen closed: still a 503."""
+    db = Database(fresh_postgres_url, pool_size=1)
+    try:
+        with pytest.raises(DatabaseUnavailable):
+            async with db.transaction() as conn:
+                pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+                await terminate(fresh_postgres_url, pid)
+                if then == "lock":
+                    await conn.execute(text("SELECT id FROM images WHERE id = 'x' FOR UPDATE"))
+        async with db.transaction() as conn:
+            assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
 @pytest.mark.asyncio_only
 async def test_a_server_that_cannot_be_reached_is_unavailable(unused_port: int) -> None:
     db = Database(f"postgresql+asyncpg://postgres@127.0.0.1:{unused_port}/nothing")
