@@ -39,7 +39,14 @@ def _is_outage(exc: DBAPIError) -> bool:
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     if isinstance(code, str) and code.startswith(("08", "57P")):
         return True
-    return "connection is closed" in str(exc.orig) or isinstance(exc.orig, OSError)
+    message = str(exc.orig)
+    # asyncpg's "another operation is in progress": the protocol is mid-way through an answer
+    # the terminated server never finished (seen when a backend is ended under load).
+    return (
+        "connection is closed" in message
+        or "another operation is in progress" in message
+        or isinstance(exc.orig, OSError)
+    )
 
 
 class Database:
@@ -125,6 +132,12 @@ class Database:
             raise DatabaseUnavailable() from exc
         try:
             yield conn
+        except DBAPIError as exc:
+            if self.dialect != "sqlite" and not exc.connection_invalidated and _is_outage(exc):
+                # Never back to the pool in a state nobody knows: the pool opens a new one.
+                with anyio.CancelScope(shield=True):
+                    await conn.invalidate(exc)
+            raise
         finally:
             with anyio.CancelScope(shield=True):  # the connection goes back to the pool whole
                 await conn.close()
