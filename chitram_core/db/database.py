@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 from sqlalchemy import event, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -59,7 +58,7 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False, pool_size: int = 10) -> None:
         self.url = url
-        parsed = make_url(url)
+        parsed = chitram_url(url)
         self.dialect = parsed.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo}
         self._checkouts: anyio.Semaphore | None = None
@@ -85,7 +84,7 @@ class Database:
             kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
         # SQLite goes through our driver (one thread hop per statement, see sqlite_driver).
         # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
-        self.engine: AsyncEngine = sa_asyncio.create_async_engine(chitram_url(url), **kwargs)
+        self.engine: AsyncEngine = sa_asyncio.create_async_engine(parsed, **kwargs)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)

@@ -470,13 +470,19 @@ def register() -> None:
 
 
 def chitram_url(url: str | URL) -> URL:
-    """``url`` with this driver when it names an SQLite database, else unchanged."""
+    """``url`` with this driver when it names an SQLite database; a PostgreSQL URL without a
+    driver (``postgresql://``, ``postgres://``, as hosting services hand them out) with asyncpg,
+    the driver of the ``postgres`` extra; else unchanged."""
     from sqlalchemy.engine import make_url
 
+    if isinstance(url, str) and url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         register()
         return parsed.set(drivername=f"sqlite+{DRIVER}")
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+asyncpg")
     return parsed
 
 

@@ -168,3 +168,18 @@ async def test_over_http_a_read_in_a_store_outage_is_an_uncacheable_503(tmp_path
             storage.down = False
             resp = await client.get(f"/api/v1/images/{image_id}/file")
             assert resp.status_code == 200 and "immutable" in resp.headers["cache-control"]
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+@pytest.mark.parametrize("scheme", ["postgresql://", "postgres://"])
+async def test_a_postgresql_url_without_a_driver_connects_with_asyncpg(
+    postgres_session_url: str, scheme: str
+) -> None:
+    """The URL a hosting service hands out works as given, not as a missing psycopg import."""
+    db = Database(postgres_session_url.replace("postgresql+asyncpg://", scheme))
+    try:
+        assert db.dialect == "postgresql"
+        assert await db.ping() >= 0
+    finally:
+        await db.dispose()
