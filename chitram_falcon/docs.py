@@ -4,16 +4,11 @@ scripts, styles and requests to this server only."""
 
 from __future__ import annotations
 
-import hashlib
-from importlib import resources
-
 import falcon
 import falcon.asgi
 
 from chitram_falcon.security import Policy, use_policy
-
-_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
-IMMUTABLE = "public, max-age=31536000, immutable"
+from chitram_falcon.static import StaticFiles, StaticResource
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -33,58 +28,27 @@ _PAGE = """<!doctype html>
 """
 
 
-class DocsFiles:
-    """The explorer's files, read once; URLs carry ``?v=<hash>`` so they may be cached for good."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, tuple[bytes, str, str]] = {}
-        folder = resources.files("chitram_falcon").joinpath("apidocs")
-        for entry in folder.iterdir():
-            suffix = "." + entry.name.rsplit(".", 1)[-1]
-            if entry.is_file() and suffix in _TYPES:
-                data = entry.read_bytes()
-                self.files[entry.name] = (
-                    data,
-                    _TYPES[suffix],
-                    hashlib.sha256(data).hexdigest()[:16],
-                )
-        self.page = _PAGE.format(
-            css=self.url("swagger-ui.css"),
-            bundle=self.url("swagger-ui-bundle.js"),
-            init=self.url("init.js"),
-        ).encode()
-
-    def url(self, name: str) -> str:
-        return f"/docs/static/{name}?v={self.files[name][2]}"
+def explorer_page(files: StaticFiles) -> bytes:
+    return _PAGE.format(
+        css=files.url("swagger-ui.css"),
+        bundle=files.url("swagger-ui-bundle.js"),
+        init=files.url("init.js"),
+    ).encode()
 
 
 class DocsPage:
-    def __init__(self, files: DocsFiles) -> None:
-        self.files = files
+    def __init__(self, files: StaticFiles) -> None:
+        self.page = explorer_page(files)
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         use_policy(resp, Policy.PAGE)
         resp.content_type = "text/html; charset=utf-8"
         resp.cache_control = ["no-cache"]
-        resp.data = self.files.page
-
-
-class DocsAsset:
-    def __init__(self, files: DocsFiles) -> None:
-        self.files = files
-
-    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, name: str) -> None:
-        found = self.files.files.get(name)
-        if found is None:
-            raise falcon.HTTPNotFound()
-        data, content_type, digest = found
-        resp.cache_control = [IMMUTABLE if req.get_param("v") == digest else "max-age=300"]
-        resp.content_type = content_type
-        resp.data = data
+        resp.data = self.page
 
 
 def add_docs(app: falcon.asgi.App) -> None:  # type: ignore[type-arg]
     """Mount ``/docs`` and its files on ``app``."""
-    files = DocsFiles()
+    files = StaticFiles("chitram_falcon", "apidocs", "/docs/static")
     app.add_route("/docs", DocsPage(files))
-    app.add_route("/docs/static/{name}", DocsAsset(files))
+    app.add_route("/docs/static/{name}", StaticResource(files))

@@ -15,6 +15,7 @@ import falcon.asgi
 
 from chitram_core.errors import ChitramError
 from chitram_falcon import errors
+from chitram_falcon.static import StaticFiles, StaticResource
 from chitram_falcon.web.api import (
     ImageListApi,
     ResumableUploadApi,
@@ -35,7 +36,6 @@ from chitram_falcon.web.pages import (
     TagRemovePage,
     UploadPage,
 )
-from chitram_falcon.web.static import StaticFiles, StaticResource
 from chitram_falcon.web.tokens import TokenRevokePage, TokensPage
 from chitram_falcon.web.ui import WebUI
 
@@ -52,7 +52,7 @@ def mount(app: ChitramApp, *, prefix: str = "", page_size: int = DEFAULT_PAGE_SI
     prefix = prefix.rstrip("/")
     if not 1 <= page_size <= 100:
         raise ValueError("page_size must be between 1 and 100")
-    static = StaticFiles()
+    static = StaticFiles("chitram_falcon.web", "static", "/ui/static")  # the UI adds its prefix
     ui = WebUI(app.handle, static, prefix=prefix, page_size=page_size)
     app.add_route(prefix + "/" if prefix == "" else prefix, GalleryPage(ui))
     app.add_route(f"{prefix}/signin", SignInPage(ui))

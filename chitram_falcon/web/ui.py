@@ -15,6 +15,7 @@ from chitram_core.errors import ChitramError, Forbidden, Unauthorized, is_intern
 from chitram_core.models import Usage
 from chitram_falcon.context import ChitramHandle
 from chitram_falcon.security import Policy, use_policy
+from chitram_falcon.static import StaticFiles
 from chitram_falcon.web.session import (
     SessionCodec,
     WebSession,
@@ -22,7 +23,6 @@ from chitram_falcon.web.session import (
     read_cookie,
     write_cookie,
 )
-from chitram_falcon.web.static import StaticFiles
 from chitram_falcon.web.templates import Markup, human_size, render
 
 SAFE_FETCH_SITES = {"same-origin", "none"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -315,3 +316,8 @@ async def test_a_host_mounts_the_ui_under_a_prefix(tmp_path: Path) -> None:
             assert (await client.get("/gallery")).headers["location"] == (
                 "/gallery/signin?next=/gallery/"
             )
+            # The page's own CSS and script links resolve under the prefix too.
+            for link in re.findall(r'(?:href|src)="(/[^"]*/ui/static/[^"]+)"', page.text):
+                assert link.startswith("/gallery/ui/static/")
+                assert (await client.get(link)).status_code == 200
+            assert "/gallery/ui/static/" in page.text

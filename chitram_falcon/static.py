@@ -1,4 +1,5 @@
-"""The UI's CSS, JavaScript and icon, served from the package with a content hash in the URL."""
+"""Files shipped in the package (the web UI's CSS, JavaScript and icon; the ``/docs``
+explorer's Swagger UI), served with a content hash in the URL: read once at start-up."""
 
 from __future__ import annotations
 
@@ -17,13 +18,13 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 
 
 class StaticFiles:
-    """Every file under ``static/`` read once; ``url(name)`` carries ``?v=<hash>`` so a page
-    always asks for the bytes it was written against, and those may be cached for good."""
+    """Every file of one package folder read once; ``url(name)`` carries ``?v=<hash>`` so a
+    page always asks for the bytes it was written against, and those may be cached for good."""
 
-    def __init__(self) -> None:
+    def __init__(self, package: str, folder: str, prefix: str) -> None:
+        self.prefix = prefix
         self.files: dict[str, tuple[bytes, str, str]] = {}
-        folder = resources.files("chitram_falcon.web").joinpath("static")
-        for entry in folder.iterdir():
+        for entry in resources.files(package).joinpath(folder).iterdir():
             suffix = "." + entry.name.rsplit(".", 1)[-1]
             if entry.is_file() and suffix in _TYPES:
                 data = entry.read_bytes()
@@ -31,10 +32,13 @@ class StaticFiles:
                 self.files[entry.name] = (data, _TYPES[suffix], digest)
 
     def url(self, name: str) -> str:
-        return f"/ui/static/{name}?v={self.files[name][2]}"
+        return f"{self.prefix}/{name}?v={self.files[name][2]}"
 
 
 class StaticResource:
+    """``{prefix}/{name}``: immutable when asked with the current hash, five minutes without;
+    ``ETag`` and ``If-None-Match`` for the latter (nosniff and HSTS: ``security.py``)."""
+
     def __init__(self, files: StaticFiles) -> None:
         self.files = files
 
@@ -44,7 +48,7 @@ class StaticResource:
             raise falcon.HTTPNotFound()
         data, content_type, digest = found
         etag = f'"{digest}"'
-        resp.set_header("ETag", etag)  # nosniff and HSTS: chitram_falcon/security.py
+        resp.set_header("ETag", etag)
         resp.set_header(
             "Cache-Control", IMMUTABLE if req.get_param("v") == digest else "public, max-age=300"
         )
