@@ -4,6 +4,9 @@ uploads alike, and the moderation service sees every upload."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -139,11 +142,26 @@ async def test_every_second_upload_of_every_kind_is_rejected_never_served_and_le
             assert len([k for k in keys if k.startswith("blobs/")]) == len(accepted)
             assert sum((await env.chitram.job_counts()).values()) <= len(accepted)
 
-            report = await env.chitram.sweep(older_than=0)
-            assert (report.orphans_removed, report.uploads_expired) == (0, 0)
-            assert [k async for k in env.chitram.storage.keys("")] == keys
             me = await env.client.get("/api/v1/auth/me", headers=bearer(token))
             assert me.json()["usage"]["images"] == len(accepted)
+
+    # `chitram sweep` over the same data directory finds nothing to remove.
+    swept = subprocess.run(
+        [sys.executable, "-m", "chitram_falcon", "sweep", "--older-than", "0"],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("CHITRAM_")},
+            "CHITRAM_DATA_DIR": str(tmp_path),
+        },
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert swept.returncode == 0, swept.stderr
+    assert "orphans queued: 0, removed: 0" in swept.stdout, swept.stdout
+    assert "expired uploads removed: 0" in swept.stdout, swept.stdout
+    async with open_env(tmp_path) as env:
+        assert [k async for k in env.chitram.storage.keys("")] == keys
 
 
 async def test_a_down_moderator_is_503_unless_fail_open(tmp_path: Path) -> None:

@@ -202,6 +202,12 @@ async def test_a_write_token_uploads_but_cannot_delete(env: Env) -> None:
     resp = await env.client.delete(f"{API}/images/{image['id']}", headers=bearer(token))
     assert_error(resp, 403, "INSUFFICIENT_SCOPE")
     assert (await env.client.get(f"{API}/images/{image['id']}")).status_code == 200
+    made = await env.client.post(
+        f"{API}/auth/tokens",
+        json={"name": "more", "scopes": ["images:write"]},
+        headers=bearer(token),
+    )
+    assert_error(made, 403, "INSUFFICIENT_SCOPE")
 
 
 # Quotas over HTTP ----------------------------------------------------------------------------
