@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import sys
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 from httpkit import Env, assert_error, bearer, jpeg_bytes, open_env, png_bytes
@@ -146,20 +146,20 @@ async def test_every_second_upload_of_every_kind_is_rejected_never_served_and_le
             assert me.json()["usage"]["images"] == len(accepted)
 
     # `chitram sweep` over the same data directory finds nothing to remove.
-    swept = subprocess.run(
-        [sys.executable, "-m", "chitram_falcon", "sweep", "--older-than", "0"],
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("CHITRAM_")},
-            "CHITRAM_DATA_DIR": str(tmp_path),
-        },
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert swept.returncode == 0, swept.stderr
-    assert "orphans queued: 0, removed: 0" in swept.stdout, swept.stdout
-    assert "expired uploads removed: 0" in swept.stdout, swept.stdout
+    with anyio.fail_after(300):
+        swept = await anyio.run_process(
+            [sys.executable, "-m", "chitram_falcon", "sweep", "--older-than", "0"],
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("CHITRAM_")},
+                "CHITRAM_DATA_DIR": str(tmp_path),
+            },
+            cwd=tmp_path,
+            check=False,
+        )
+    out = swept.stdout.decode()
+    assert swept.returncode == 0, swept.stderr.decode()
+    assert "orphans queued: 0, removed: 0" in out, out
+    assert "expired uploads removed: 0" in out, out
     async with open_env(tmp_path) as env:
         assert [k async for k in env.chitram.storage.keys("")] == keys
 

@@ -322,3 +322,25 @@ async def test_url_uploads_need_a_caller_and_share_the_upload_rate_limit(tmp_pat
             assert (await post(env, token, origin.url("/cat.png"))).status_code == 201
             resp = await post(env, token, origin.url("/cat.png"))
             assert_error(resp, 429, "RATE_LIMIT_EXCEEDED")
+
+
+async def test_a_declared_length_over_the_remaining_quota_is_refused_before_the_body(
+    tmp_path: Path,
+) -> None:
+    """As for the size limit: the announced length alone refuses, the body never awaited."""
+    release = threading.Event()
+    routes = {"/big.jpg": declared_then_wait(50_000, release)}
+    try:
+        with serve(routes) as origin:
+            async with opened(
+                tmp_path, origin, fetch_allow_networks=("127.0.0.0/8",), fetch_timeout=120.0
+            ) as env:
+                token = await env.register()
+                me = await env.client.get("/api/v1/auth/me", headers=bearer(token))
+                await env.chitram.users.set_quota(me.json()["id"], bytes=49_999)
+                resp = await post(env, token, origin.url("/big.jpg"))
+                assert_error(resp, 413, "QUOTA_EXCEEDED")
+            release.set()
+    finally:
+        release.set()
+    assert origin.hits == ["/big.jpg"]
