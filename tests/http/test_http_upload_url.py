@@ -62,6 +62,8 @@ LOOPBACK_FORMS = [
     "http://017700000001:{port}/cat.jpg",
     "http://127.1:{port}/cat.jpg",
     "http://0.0.0.0:{port}/cat.jpg",
+    "http://0:{port}/cat.jpg",
+    "http://[::]:{port}/cat.jpg",
 ]
 """Ways of writing an address of this machine: each reaches the test servers (on 127.0.0.1 and
 ::1) when loopback is opened, so a fetch that got through would be counted."""
@@ -117,7 +119,7 @@ async def test_each_loopback_form_reaches_the_test_server_once_loopback_is_opene
     """The control for the refusals above: these URLs do lead to a counting server."""
     with loopback({"/cat.jpg": body(jpeg_bytes())}) as (v4, v6):
         async with opened(
-            tmp_path, v4, fetch_allow_networks=("127.0.0.0/8", "::1/128", "0.0.0.0/32")
+            tmp_path, v4, fetch_allow_networks=("127.0.0.0/8", "::1/128", "0.0.0.0/32", "::/128")
         ) as env:
             token = await env.register()
             resp = await post(env, token, url.format(port=v4.port))
