@@ -4,6 +4,7 @@ in a thread, counting every request that reached it."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -24,13 +25,14 @@ class Origin:
     bodies: list[bytes] = attrs.field(factory=list)
 
     def url(self, path: str) -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{path}"
 
 
 @contextmanager
 def serve(routes: dict[str, Handler], host: str = "127.0.0.1", port: int = 0) -> Iterator[Origin]:
     """Serve ``routes`` (path -> handler) on ``host`` at ``port`` (0: a free one); 404
-    elsewhere."""
+    elsewhere. ``host`` may be an IPv6 address (``::1``)."""
     origin = Origin(host, 0, routes)
 
     class _Handler(BaseHTTPRequestHandler):
@@ -51,7 +53,10 @@ def serve(routes: dict[str, Handler], host: str = "127.0.0.1", port: int = 0) ->
         do_GET = _any
         do_POST = _any
 
-    server = ThreadingHTTPServer((host, port), _Handler)
+    class _Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+    server = _Server((host, port), _Handler)
     server.daemon_threads = True
     origin.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -116,6 +121,50 @@ def endless(prefix: bytes, chunk: int = 64 * 1024) -> Handler:
             pass
 
     return handler
+
+
+def declared_then_wait(length: int, release: threading.Event) -> Handler:
+    """Announces ``length`` bytes and sends none until ``release`` is set (or 120 s pass): a
+    client that waited for the body would get nothing."""
+
+    def handler(h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.send_header("Content-Length", str(length))
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        release.wait(120)
+
+    return handler
+
+
+@attrs.define
+class Drip:
+    """A handler: no length, ``prefix``, then one byte every ``every`` seconds, ``count``
+    times. ``cut`` is set when the client hung up before the last byte."""
+
+    prefix: bytes
+    every: float = 0.2
+    count: int = 200
+    cut: threading.Event = attrs.field(factory=threading.Event)
+    sent: int = 0
+
+    def __call__(self, h: BaseHTTPRequestHandler) -> None:
+        h.send_response(200)
+        h.send_header("Content-Type", "image/jpeg")
+        h.end_headers()
+        h.close_connection = True
+        try:
+            h.wfile.write(self.prefix)
+            h.wfile.flush()
+            for _ in range(self.count):
+                time.sleep(self.every)
+                h.wfile.write(b"\0")
+                h.wfile.flush()
+                self.sent += 1
+        except OSError:
+            self.cut.set()
 
 
 def drip(prefix: bytes, every: float = 0.2, count: int = 200) -> Handler:

@@ -6,11 +6,15 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+import anyio
+import hypothesis
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
 from imagekit import jpeg_bytes
 from originkit import body, redirect, serve
 
-from chitram_core.errors import FetchFailed, UrlNotAllowed
+from chitram_core.errors import FetchFailed, UrlNotAllowed, ValidationError
 from chitram_core.fetch import Fetcher
 from chitram_core.fetch.addresses import IPAddress
 from chitram_core.settings import Settings
@@ -112,3 +116,65 @@ async def test_a_name_with_no_answer_is_a_fetch_failure(tmp_path: Path) -> None:
     f = fetcher(tmp_path, resolver, 80)
     with pytest.raises(FetchFailed):
         await read(f, "http://void.test/a.jpg")
+
+
+def _part(value: int, base: str) -> str:
+    return {"dec": str(value), "hex": hex(value), "oct": "0" + oct(value)[2:]}[base]
+
+
+BASES = st.sampled_from(["dec", "hex", "oct"])
+
+
+@st.composite
+def loopback_hosts(draw: st.DrawFn) -> str:
+    """127.0.0.1 written any way a URL parser or ``inet_aton`` understands it."""
+    form = draw(st.sampled_from(["dotted", "three", "two", "one", "mapped"]))
+    if form == "dotted":
+        return ".".join(_part(v, draw(BASES)) for v in (127, 0, 0, 1))
+    if form == "three":  # a.b.c, c a 16-bit number
+        return ".".join(_part(v, draw(BASES)) for v in (127, 0, 1))
+    if form == "two":  # a.b, b a 24-bit number
+        return ".".join(_part(v, draw(BASES)) for v in (127, 1))
+    if form == "one":
+        text = _part(0x7F000001, draw(BASES))
+        return text.upper() if draw(st.booleans()) else text
+    mapped = draw(
+        st.sampled_from(
+            ["::ffff:127.0.0.1", "::ffff:7f00:1", "0:0:0:0:0:ffff:7f00:0001", "::FFFF:7F00:1"]
+        )
+    )
+    return f"[{mapped}]"
+
+
+def test_every_spelling_of_loopback_is_refused_and_nothing_reaches_it(tmp_path: Path) -> None:
+    """The server on 127.0.0.1 counts requests; no spelling of its address gets one through,
+    while with loopback opened the plain spelling does (the server is reachable)."""
+    with serve({"/a.jpg": body(jpeg_bytes())}) as origin:
+        closed = Fetcher(Settings(data_dir=tmp_path, fetch_allow_ports=(origin.port,)))
+        opened = Fetcher(
+            Settings(
+                data_dir=tmp_path,
+                fetch_allow_ports=(origin.port,),
+                fetch_allow_networks=("127.0.0.0/8",),
+            )
+        )
+
+        @hypothesis.settings(
+            max_examples=60, deadline=None, suppress_health_check=list(HealthCheck)
+        )
+        @given(host=loopback_hosts())
+        def refused(host: str) -> None:
+            async def main() -> None:
+                with pytest.raises((UrlNotAllowed, ValidationError)):
+                    await read(closed, f"http://{host}:{origin.port}/a.jpg")
+
+            anyio.run(main)
+            assert origin.hits == [], host
+
+        refused()
+
+        async def control() -> bytes:
+            return await read(opened, f"http://127.0.0.1:{origin.port}/a.jpg")
+
+        assert anyio.run(control) == jpeg_bytes()
+    assert origin.hits == ["/a.jpg"]

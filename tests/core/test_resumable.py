@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image as PILImage
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from chitram_core import Chitram
 from chitram_core.db.tables import resumable_uploads
@@ -28,6 +28,7 @@ from chitram_core.errors import (
     InvalidImage,
     InvalidRequest,
     OffsetMismatch,
+    QuotaExceeded,
     ServiceUnavailable,
     UploadNotFound,
 )
@@ -153,6 +154,49 @@ async def test_a_length_over_the_limit_is_refused_at_creation(
         await chitram.uploads.create(chitram.settings.max_resumable_bytes + 1, owner=user)
     with pytest.raises(InvalidRequest):
         await chitram.uploads.create(0, owner=user)
+
+
+async def test_a_length_over_the_remaining_quota_is_refused_at_creation(
+    chitram: Chitram, user: Principal
+) -> None:
+    kept = await chitram.images.upload(noisy_png(40), owner=user)
+    await chitram.users.set_quota(user.user_id, bytes=kept.file_size + 500)
+    with pytest.raises(QuotaExceeded):
+        await chitram.uploads.create(501, owner=user)
+    with pytest.raises(QuotaExceeded):  # with its first chunk: that chunk is not stored
+        await chitram.uploads.create(600, owner=user, first_chunk=noisy_png(41)[:100])
+    assert await part_keys(chitram) == []
+    async with chitram.database.connect() as conn:
+        rows = (await conn.execute(select(func.count()).select_from(resumable_uploads))).scalar()
+    assert rows == 0
+    fits = await chitram.uploads.create(500, owner=user)
+    assert fits.offset == 0
+    await chitram.users.set_quota(user.user_id, images=1)
+    with pytest.raises(QuotaExceeded):  # one more image would pass the image count
+        await chitram.uploads.create(10, owner=user)
+
+
+async def test_uploads_that_each_fit_but_not_together_are_held_to_the_quota_at_the_finish(
+    chitram: Chitram, user: Principal
+) -> None:
+    """Creation checks what is left; two uploads created then can still pass it together, so
+    the finish (the image row's transaction) refuses the second, and keeps none of its bytes."""
+    await chitram.users.set_quota(user.user_id, images=1)
+    first, second = noisy_png(50), noisy_png(51)
+    a = await chitram.uploads.create(len(first), owner=user)
+    b = await chitram.uploads.create(len(second), owner=user)
+    done = await chitram.uploads.append(a.id, 0, first, owner=user)
+    assert done.image_id is not None
+    with pytest.raises(QuotaExceeded):
+        await chitram.uploads.append(b.id, 0, second, owner=user)
+    assert (await chitram.users.usage(user.user_id)).images == 1
+    assert [i.id for i in (await chitram.images.list(user)).items] == [done.image_id]
+    blobs = [key async for key in chitram.storage.keys("blobs/")]
+    assert len(blobs) == 1 and hashlib.sha256(second).hexdigest() not in blobs[0]
+    assert [key async for key in chitram.storage.keys("tmp/")] == []
+    assert await part_keys(chitram) == []  # the refused upload ended with its parts
+    with pytest.raises(UploadNotFound):
+        await chitram.uploads.status(b.id, owner=user)
 
 
 async def test_a_file_that_is_no_image_is_refused_from_its_first_chunk(

@@ -245,3 +245,30 @@ async def test_a_smaller_limit_is_told_and_enforced(tmp_path: Any) -> None:
         assert options.headers["Tus-Max-Size"] == "1000"
         assert_error(await create(env, token, 1001), 413, "FILE_TOO_LARGE")
         assert (await create(env, token, 1000)).status_code == 201
+
+
+async def test_an_upload_over_the_remaining_quota_is_refused_at_creation(env: Env) -> None:
+    """The declared Upload-Length is held against what is left of the quota (bytes, and one
+    more image), before any upload exists or any byte is sent."""
+    token = await env.register()
+    user_id = (await env.client.get("/api/v1/auth/me", headers=bearer(token))).json()["id"]
+    first = await env.uploaded(token, noisy_png(7))
+    await env.chitram.users.set_quota(user_id, bytes=first["file_size"] + 1000)
+
+    over = await create(env, token, 1001)
+    detail = assert_error(over, 413, "QUOTA_EXCEEDED")
+    assert "1001" in detail["message"]
+    assert over.headers["Tus-Resumable"] == "1.0.0"
+    assert "Location" not in over.headers
+    with_body = await create(env, token, 5000, CHUNK, content=noisy_png(8)[:100])
+    assert_error(with_body, 413, "QUOTA_EXCEEDED")
+    assert [k async for k in env.chitram.storage.keys("resumable/")] == []
+
+    fits = await create(env, token, 1000)
+    assert fits.status_code == 201, fits.text
+    await env.client.delete(fits.headers["Location"], headers={**TUS, **bearer(token)})
+
+    await env.chitram.users.set_quota(user_id, bytes=None, images=1)
+    assert_error(await create(env, token, 10), 413, "QUOTA_EXCEEDED")
+    me = (await env.client.get("/api/v1/auth/me", headers=bearer(token))).json()
+    assert me["usage"]["images"] == 1 and me["usage"]["quota_images"] == 1

@@ -202,6 +202,12 @@ async def test_a_write_token_uploads_but_cannot_delete(env: Env) -> None:
     resp = await env.client.delete(f"{API}/images/{image['id']}", headers=bearer(token))
     assert_error(resp, 403, "INSUFFICIENT_SCOPE")
     assert (await env.client.get(f"{API}/images/{image['id']}")).status_code == 200
+    made = await env.client.post(
+        f"{API}/auth/tokens",
+        json={"name": "more", "scopes": ["images:write"]},
+        headers=bearer(token),
+    )
+    assert_error(made, 403, "INSUFFICIENT_SCOPE")
 
 
 # Quotas over HTTP ----------------------------------------------------------------------------
@@ -254,3 +260,22 @@ async def test_a_declared_body_over_the_byte_quota_is_refused_before_it_is_read(
     )
     assert_error(resp, 413, "QUOTA_EXCEEDED")
     assert sent == []  # not a byte of the file was asked for
+
+
+async def test_url_and_resumable_uploads_need_images_write(env: Env) -> None:
+    session = await env.register()
+    writer = (await make_token(env, session, ["images:write"]))["token"]
+    reader = (await make_token(env, session, ["images:read", "tags:write"]))["token"]
+    tus = {"Tus-Resumable": "1.0.0", "Upload-Length": "100"}
+    refused_url = {"url": "http://127.0.0.1/cat.jpg"}
+    for token, allowed in ((writer, True), (reader, False)):
+        created = await env.client.post(f"{API}/uploads", headers={**tus, **bearer(token)})
+        by_url = await env.client.post(
+            f"{API}/images/upload-url", json=refused_url, headers=bearer(token)
+        )
+        if allowed:
+            assert created.status_code == 201, created.text
+            assert_error(by_url, 400, "URL_NOT_ALLOWED")  # past the scope, to the guard
+        else:
+            assert_error(created, 403, "INSUFFICIENT_SCOPE")
+            assert_error(by_url, 403, "INSUFFICIENT_SCOPE")

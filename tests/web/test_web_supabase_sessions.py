@@ -146,3 +146,37 @@ async def test_a_good_token_only_gotrue_can_check_is_checked_once(
         assert resp.status_code == 200, resp.text
         assert resp.json()["email"] == user["email"]
     assert user_calls(gotrue) - before == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_a_sign_out_on_one_instance_is_refused_by_another_at_once(
+    tmp_path: Path, gotrue: FakeGoTrue, fresh_postgres_url: str, redis_url: str
+) -> None:
+    """Two apps over one PostgreSQL and one Redis, as two processes of a fleet, neither able to
+    verify the token alone (no project secret): B asked GoTrue once and remembers the answer
+    for a minute, yet the sign-out through A is refused by B on the next request."""
+    shared = {k: v for k, v in gotrue_settings(gotrue).items() if k != "supabase_jwt_secret"}
+    separator = "&" if "?" in redis_url else "?"
+    shared |= {
+        "database_url": fresh_postgres_url,
+        "cache_url": f"{redis_url}{separator}prefix=chitram-test-{uuid.uuid4().hex[:12]}:",
+    }
+    async with (
+        open_web(tmp_path / "a", auto_migrate=True, **shared) as a,
+        open_web(tmp_path / "b", auto_migrate=False, **shared) as b,
+    ):
+        creds = {"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+        assert (await a.client.post("/api/v1/auth/register", json=creds)).status_code == 201
+        access = (await a.client.post("/api/v1/auth/login", json=creds)).json()["access_token"]
+        before = user_calls(gotrue)
+        for _ in range(3):
+            assert (await b.client.get(ME, headers=bearer(access))).status_code == 200
+        assert user_calls(gotrue) - before == 1  # B remembers GoTrue's yes
+
+        out = await a.client.post("/api/v1/auth/logout", headers=bearer(access))
+        assert out.status_code == 204, out.text
+        for env in (b, a):
+            me = await env.client.get(ME, headers=bearer(access))
+            assert me.status_code == 401, me.text
+            assert me.json()["detail"]["code"] == "INVALID_TOKEN"
