@@ -1,15 +1,22 @@
 """The engine jobs a flow asks for by what it wants: a thumbnail, placeholders.
 
 Each call reads the header first (the reservation is decided before any decode), then runs the
-job through the one :class:`~chitram_core.engine.base.Engine` it is given.
+job through the one :class:`~chitram_core.engine.base.Engine` it is given. The image is bytes or,
+for a large one, a :class:`~chitram_core.engine.work.LocalFile` the job reads itself (see
+:mod:`chitram_core.engine.local`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+
+import anyio.to_thread
 
 from chitram_core.engine.base import Engine
 from chitram_core.engine.work import (
+    JobInput,
+    LocalFile,
     decode_cost,
     placeholders_image,
     thumbnail_image,
@@ -24,15 +31,27 @@ from chitram_core.images.variants import PLACEHOLDER_SIDE
 log = logging.getLogger(__name__)
 
 
-def _progressive(data: bytes, max_scans: int) -> bool:
+def _progressive(head: bytes) -> bool:
     """Whether a JPEG is progressive (its cost is higher); False for other formats. From the
     frame header alone (a bounded walk): the upload's job proved the rest of the file agrees."""
-    head = data[:HEAD_BYTES]
     return probe(head).format is ImageFormat.JPEG and jpeg_progressive(head)
 
 
+async def head_and_size(data: JobInput) -> tuple[bytes, int]:
+    """The first :data:`~chitram_core.images.formats.HEAD_BYTES` of the image and its size
+    (a bounded read, in a thread, for a file)."""
+    if not isinstance(data, LocalFile):
+        return bytes(data[:HEAD_BYTES]), len(data)
+    return await anyio.to_thread.run_sync(_file_head, data.path)
+
+
+def _file_head(path: str) -> tuple[bytes, int]:
+    with open(path, "rb") as fh:
+        return fh.read(HEAD_BYTES), os.fstat(fh.fileno()).st_size
+
+
 async def render_thumbnail_async(
-    data: bytes,
+    data: JobInput,
     params: ThumbnailParams,
     *,
     engine: Engine,
@@ -42,13 +61,12 @@ async def render_thumbnail_async(
     background: bool = False,
 ) -> RenderedThumbnail:
     """:func:`~chitram_core.images.thumbnails.render_thumbnail` in ``engine``."""
-    data = bytes(data)
-    info = probe(data[:HEAD_BYTES])  # the header decides the reservation, before any decode
+    if not isinstance(data, LocalFile):
+        data = bytes(data)
+    head, size = await head_and_size(data)
+    info = probe(head)  # the header decides the reservation, before any decode
     cost = decode_cost(
-        info,
-        file_size=len(data),
-        progressive=_progressive(data, max_scans),
-        thumbnail_size=params.size,
+        info, file_size=size, progressive=_progressive(head), thumbnail_size=params.size
     )
     return await engine.run(
         thumbnail_image,
@@ -63,17 +81,15 @@ async def render_thumbnail_async(
 
 
 async def placeholders_async(
-    data: bytes, size: int, *, engine: Engine, max_pixels: int, max_scans: int
+    data: JobInput, size: int, *, engine: Engine, max_pixels: int, max_scans: int
 ) -> tuple[str | None, str | None]:
     """(BlurHash, dominant colour) of verified image bytes, in ``engine``; (None, None) when
     the engine could not make them now (the sweep fills them in later)."""
     try:
-        info = probe(data[:HEAD_BYTES])
+        head, _ = await head_and_size(data)
+        info = probe(head)
         memory = variant_cost(
-            info,
-            file_size=size,
-            progressive=_progressive(data, max_scans),
-            side=PLACEHOLDER_SIDE * 2,
+            info, file_size=size, progressive=_progressive(head), side=PLACEHOLDER_SIDE * 2
         )
         found = await engine.run(
             placeholders_image, data, max_pixels=max_pixels, memory=memory, op="placeholders"
