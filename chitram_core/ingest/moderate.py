@@ -14,10 +14,10 @@ import logging
 from collections.abc import Sequence
 
 from chitram_core.engine.base import Engine
+from chitram_core.engine.local import local_file
 from chitram_core.engine.work import moderation_image, variant_cost
 from chitram_core.errors import ChitramError, ContentRejected, ModeratorUnavailable
 from chitram_core.ingest.upload import Upload
-from chitram_core.engine.local import local_file
 from chitram_core.moderation import MODERATION_MAX_SIDE, ModerationInput, Moderator, Verdict
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
