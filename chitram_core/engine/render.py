@@ -18,13 +18,14 @@ from chitram_core.engine.work import (
     JobInput,
     LocalFile,
     decode_cost,
+    model_input_image,
     placeholders_image,
     thumbnail_image,
     variant_cost,
 )
 from chitram_core.errors import ChitramError
 from chitram_core.images.formats import HEAD_BYTES, ImageFormat, jpeg_progressive, probe
-from chitram_core.images.model_input import MODEL_MAX_SIDE, model_jpeg
+from chitram_core.images.model_input import MODEL_MAX_SIDE
 from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
 
@@ -101,7 +102,7 @@ async def placeholders_async(
 
 
 async def model_input_async(
-    data: bytes,
+    data: JobInput,
     *,
     engine: Engine,
     max_pixels: int,
@@ -111,16 +112,16 @@ async def model_input_async(
     """:func:`~chitram_core.images.model_input.model_jpeg` (the JPEG a tagging model sees) in
     ``engine``, reserving what a thumbnail of the model's size costs: the decode is of user
     bytes, so it is killable and within the memory budget like every other."""
-    head = data[:HEAD_BYTES]
+    head, size = await head_and_size(data)
     info = probe(head)
     cost = decode_cost(
         info,
-        file_size=len(data),
+        file_size=size,
         progressive=info.format is ImageFormat.JPEG and jpeg_progressive(head),
         thumbnail_size=MODEL_MAX_SIDE,
     )
     return await engine.run(
-        model_jpeg,
+        model_input_image,
         data,
         max_pixels=max_pixels,
         memory=cost,

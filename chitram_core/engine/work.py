@@ -158,10 +158,10 @@ def variant_cost(info: ImageInfo, *, file_size: int, progressive: bool, side: in
 
 
 def variant_image(
-    data: bytes, spec: VariantSpec, *, max_pixels: int, adapt: Adapted | None = None
+    data: JobInput, spec: VariantSpec, *, max_pixels: int, adapt: Adapted | None = None
 ) -> RenderedVariant:
     """Render a variant (see :func:`~chitram_core.images.variants.render_variant`)."""
-    return render_variant(data, spec, max_pixels=max_pixels, adapt=adapt)
+    return render_variant(load(data), spec, max_pixels=max_pixels, adapt=adapt)
 
 
 def placeholders_image(data: JobInput, *, max_pixels: int) -> Placeholders:
@@ -332,6 +332,11 @@ def _upload_jpeg(
         shrink=lambda img: shrink_on_load(img, params),
     )
     return made[0] if made else UploadWork()
+
+
+def model_input_image(data: JobInput, *, max_pixels: int) -> bytes:
+    """The JPEG a tagging model sees (:func:`~chitram_core.images.model_input.model_jpeg`)."""
+    return model_jpeg(load(data), max_pixels=max_pixels)
 
 
 def moderation_image(data: JobInput, *, max_pixels: int, max_side: int) -> bytes:
