@@ -4,9 +4,9 @@ Method
 ------
 1. ``chitram serve`` as installed (``python -m chitram_falcon serve``, access line on, one
    worker) on 127.0.0.1 with the embedded default (SQLite + file://), upload limits raised to
-   300 MiB, rate limits off.
+   300 MiB, the pixel limit raised to the test image's, rate limits off.
 2. Each round, a child process writes a new ~100 MB PNG (random noise, 5800x5800, stored
-   uncompressed; a new seed each round, so nothing is deduplicated).
+   uncompressed; a new seed each round, so nothing is deduplicated; ``--side 8200``: ~200 MB).
 3. The same round uploads it twice, in alternating order from round to round: once as one
    multipart ``POST /api/v1/images/upload`` streamed from disk, once as
    ``POST /api/v1/uploads`` then ``PATCH`` chunks of ``--chunk`` bytes (default 5 MiB), read
@@ -20,7 +20,8 @@ Method
    The growth over every chunk but the last (the transfer without the finish, whose image work
    is the same as a multipart upload's) is reported too.
 
-Targets: resumable within 2x of multipart; resumable server RSS growth under 64 MB.
+Targets: resumable within 2x of multipart; server RSS growth under 64 MB for the resumable
+upload (the issue's target) and, reported alongside, for the multipart one (the same ingest).
 Run: ``python benchmarks/resumable.py [--rounds 3] [--chunk 5242880] [--side 5800]``.
 """
 
@@ -146,6 +147,7 @@ def main() -> int:
             "CHITRAM_UPLOAD_RATE_LIMIT": "off",
             "CHITRAM_AUTH_RATE_LIMIT": "off",
             "CHITRAM_UPLOAD_TIMEOUT": "600",
+            "CHITRAM_MAX_PIXELS": str(max(40_000_000, args.side * args.side)),
         }
         log = open(f"{tmp}/server.log", "wb")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
@@ -162,7 +164,7 @@ def main() -> int:
                     "/api/v1/auth/register",
                     json={"email": "bench@example.com", "password": "correct horse battery"},
                 ).json()["access_token"]
-                ratios, growths = [], []
+                ratios, growths, multipart_growths = [], [], []
                 for n in range(args.rounds):
                     files = []
                     for which in ("a", "b"):
@@ -189,6 +191,7 @@ def main() -> int:
                     (mt, mg), (rt, rg) = got["multipart"], got["resumable"]
                     ratios.append(rt / mt)
                     growths.append(rg)
+                    multipart_growths.append(mg)
                     print(
                         f"round {n + 1}: {size / 2**20:.1f} MiB  multipart {mt:6.2f} s "
                         f"(RSS +{mg / 2**20:.1f} MiB)  resumable {rt:6.2f} s "
@@ -203,11 +206,11 @@ def main() -> int:
     median = statistics.median(ratios)
     worst = max(growths)
     print(
-        f"median resumable/multipart time: {median:.2f}; worst resumable RSS growth "
-        f"{worst / 2**20:.1f} MiB"
+        f"median resumable/multipart time: {median:.2f}; worst server RSS growth: resumable "
+        f"{worst / 2**20:.1f} MiB, multipart {max(multipart_growths) / 2**20:.1f} MiB"
     )
     ok = median <= 2.0 and worst < 64 * 2**20
-    print("PASS" if ok else "FAIL", "(targets: ratio <= 2, RSS growth under 64 MiB)")
+    print("PASS" if ok else "FAIL", "(targets: ratio <= 2, resumable RSS growth under 64 MiB)")
     return 0 if ok else 1
 
 

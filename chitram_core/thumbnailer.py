@@ -36,6 +36,7 @@ from chitram_core.db import jobs as jobs_sql
 from chitram_core.db import thumbnails as sql
 from chitram_core.db.tables import utcnow
 from chitram_core.engine.base import Engine
+from chitram_core.engine.local import local_file
 from chitram_core.engine.render import render_thumbnail_async
 from chitram_core.errors import (
     ChitramError,
@@ -53,8 +54,6 @@ from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError, blob_key, thumbnail_key
 
 log = logging.getLogger(__name__)
-
-WHOLE_READ_CHUNK = 1024 * 1024
 
 THUMBNAIL_JOB = "thumbnail"
 STATES = ("pending", "ready", "stalled", "failed")
@@ -305,14 +304,12 @@ class Thumbnailer:
         elif row["status"] == "ready" or (row["status"] == "failed" and not force):
             return
         try:
-            # Whole, in few reads: the engine needs every byte (each chunk is a thread hop).
-            source = self.storage.read(blob_key(sha256), chunk_size=WHOLE_READ_CHUNK)
-            data = b"".join([chunk async for chunk in source])
+            # The job reads the file itself: the server never holds the original whole.
             # Background renders: at most ``thumbnail_workers`` at once; a request waiting
             # for its thumbnail (force) goes first.
             limited: AbstractAsyncContextManager[Any] = nullcontext() if force else self._limiter
             with self.observer.image_work("thumbnail"):
-                async with limited:
+                async with limited, local_file(self.storage, blob_key(sha256)) as data:
                     rendered = await render_thumbnail_async(
                         data,
                         self.params,

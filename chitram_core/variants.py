@@ -30,7 +30,7 @@ from chitram_core.errors import (
     InvalidImage,
     ServiceUnavailable,
 )
-from chitram_core.images.formats import HEAD_BYTES, ImageFormat, jpeg_progressive, probe
+from chitram_core.images.formats import ImageFormat, jpeg_progressive, probe
 from chitram_core.images.variants import (
     Adapted,
     VariantSigner,
@@ -222,34 +222,37 @@ class VariantService:
     async def _render(
         self, sha256: str, spec: VariantSpec, key: str, adapt: Adapted | None
     ) -> None:
+        from chitram_core.engine.local import local_file
+        from chitram_core.engine.render import head_and_size
         from chitram_core.engine.work import variant_cost, variant_image
         from chitram_core.images.variants import variant_cost_side
 
         try:
             try:
-                data = b"".join([c async for c in self.storage.read(blob_key(sha256))])
+                # The job reads the original itself: the server never holds it whole.
+                async with local_file(self.storage, blob_key(sha256)) as data:
+                    head, size = await head_and_size(data)
+                    info = probe(head)
+                    progressive = False
+                    if info.format is ImageFormat.JPEG:
+                        progressive = jpeg_progressive(head)
+                    memory = variant_cost(
+                        info,
+                        file_size=size,
+                        progressive=progressive,
+                        side=variant_cost_side(spec, info.width, info.height),
+                    )
+                    rendered = await self.engine.run(
+                        variant_image,
+                        data,
+                        spec,
+                        max_pixels=self.settings.max_pixels,
+                        adapt=adapt,
+                        memory=memory,
+                        op="variant",
+                    )
             except StorageKeyNotFound as exc:
                 raise ImageNotFound("The image's bytes are missing") from exc
-            info = probe(data[:HEAD_BYTES])
-            progressive = False
-            if info.format is ImageFormat.JPEG:
-                progressive = jpeg_progressive(data[:HEAD_BYTES])
-            memory = variant_cost(
-                info,
-                file_size=len(data),
-                progressive=progressive,
-                side=variant_cost_side(spec, info.width, info.height),
-            )
-            rendered = await self.engine.run(
-                variant_image,
-                data,
-                spec,
-                max_pixels=self.settings.max_pixels,
-                adapt=adapt,
-                memory=memory,
-                op="variant",
-            )
-            del data
             self.renders += 1
 
             async def body() -> AsyncIterator[bytes]:

@@ -1,38 +1,58 @@
 """The engine jobs a flow asks for by what it wants: a thumbnail, placeholders.
 
 Each call reads the header first (the reservation is decided before any decode), then runs the
-job through the one :class:`~chitram_core.engine.base.Engine` it is given.
+job through the one :class:`~chitram_core.engine.base.Engine` it is given. The image is bytes or,
+for a large one, a :class:`~chitram_core.engine.work.LocalFile` the job reads itself (see
+:mod:`chitram_core.engine.local`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+
+import anyio.to_thread
 
 from chitram_core.engine.base import Engine
 from chitram_core.engine.work import (
+    JobInput,
+    LocalFile,
     decode_cost,
+    model_input_image,
     placeholders_image,
     thumbnail_image,
     variant_cost,
 )
 from chitram_core.errors import ChitramError
 from chitram_core.images.formats import HEAD_BYTES, ImageFormat, jpeg_progressive, probe
-from chitram_core.images.model_input import MODEL_MAX_SIDE, model_jpeg
+from chitram_core.images.model_input import MODEL_MAX_SIDE
 from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
 
 log = logging.getLogger(__name__)
 
 
-def _progressive(data: bytes, max_scans: int) -> bool:
+def _progressive(head: bytes) -> bool:
     """Whether a JPEG is progressive (its cost is higher); False for other formats. From the
     frame header alone (a bounded walk): the upload's job proved the rest of the file agrees."""
-    head = data[:HEAD_BYTES]
     return probe(head).format is ImageFormat.JPEG and jpeg_progressive(head)
 
 
+async def head_and_size(data: JobInput) -> tuple[bytes, int]:
+    """The first :data:`~chitram_core.images.formats.HEAD_BYTES` of the image and its size
+    (a bounded read, in a thread, for a file)."""
+    if not isinstance(data, LocalFile):
+        return bytes(data[:HEAD_BYTES]), len(data)
+    return await anyio.to_thread.run_sync(_file_head, data.path)
+
+
+def _file_head(path: str) -> tuple[bytes, int]:
+    with open(path, "rb") as fh:
+        return fh.read(HEAD_BYTES), os.fstat(fh.fileno()).st_size
+
+
 async def render_thumbnail_async(
-    data: bytes,
+    data: JobInput,
     params: ThumbnailParams,
     *,
     engine: Engine,
@@ -42,13 +62,12 @@ async def render_thumbnail_async(
     background: bool = False,
 ) -> RenderedThumbnail:
     """:func:`~chitram_core.images.thumbnails.render_thumbnail` in ``engine``."""
-    data = bytes(data)
-    info = probe(data[:HEAD_BYTES])  # the header decides the reservation, before any decode
+    if not isinstance(data, LocalFile):
+        data = bytes(data)
+    head, size = await head_and_size(data)
+    info = probe(head)  # the header decides the reservation, before any decode
     cost = decode_cost(
-        info,
-        file_size=len(data),
-        progressive=_progressive(data, max_scans),
-        thumbnail_size=params.size,
+        info, file_size=size, progressive=_progressive(head), thumbnail_size=params.size
     )
     return await engine.run(
         thumbnail_image,
@@ -63,17 +82,15 @@ async def render_thumbnail_async(
 
 
 async def placeholders_async(
-    data: bytes, size: int, *, engine: Engine, max_pixels: int, max_scans: int
+    data: JobInput, size: int, *, engine: Engine, max_pixels: int, max_scans: int
 ) -> tuple[str | None, str | None]:
     """(BlurHash, dominant colour) of verified image bytes, in ``engine``; (None, None) when
     the engine could not make them now (the sweep fills them in later)."""
     try:
-        info = probe(data[:HEAD_BYTES])
+        head, _ = await head_and_size(data)
+        info = probe(head)
         memory = variant_cost(
-            info,
-            file_size=size,
-            progressive=_progressive(data, max_scans),
-            side=PLACEHOLDER_SIDE * 2,
+            info, file_size=size, progressive=_progressive(head), side=PLACEHOLDER_SIDE * 2
         )
         found = await engine.run(
             placeholders_image, data, max_pixels=max_pixels, memory=memory, op="placeholders"
@@ -85,7 +102,7 @@ async def placeholders_async(
 
 
 async def model_input_async(
-    data: bytes,
+    data: JobInput,
     *,
     engine: Engine,
     max_pixels: int,
@@ -95,16 +112,16 @@ async def model_input_async(
     """:func:`~chitram_core.images.model_input.model_jpeg` (the JPEG a tagging model sees) in
     ``engine``, reserving what a thumbnail of the model's size costs: the decode is of user
     bytes, so it is killable and within the memory budget like every other."""
-    head = data[:HEAD_BYTES]
+    head, size = await head_and_size(data)
     info = probe(head)
     cost = decode_cost(
         info,
-        file_size=len(data),
+        file_size=size,
         progressive=info.format is ImageFormat.JPEG and jpeg_progressive(head),
         thumbnail_size=MODEL_MAX_SIDE,
     )
     return await engine.run(
-        model_jpeg,
+        model_input_image,
         data,
         max_pixels=max_pixels,
         memory=cost,

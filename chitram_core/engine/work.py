@@ -3,8 +3,10 @@
 (Not the durable job runner, :mod:`chitram_core.jobs`: these are the functions its jobs and
 the upload ask the engine to run.) They are plain module-level functions of picklable
 arguments (bytes in, small values out), so they run the same in a worker process, a thread or
-a test. Their costs are deliberately
-pessimistic: the budget is a promise that decoding never takes the server past it.
+a test. A large file comes in as a :class:`LocalFile` the job reads itself, so its bytes never
+pass through the server process (see :func:`chitram_core.engine.local.local_file`). Their costs
+are deliberately pessimistic: the budget is a promise that decoding never takes the server past
+it.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import io
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import attrs
 from PIL import Image
@@ -50,6 +53,28 @@ from chitram_core.images.variants import (
 )
 
 MiB = 1024 * 1024
+
+
+@attrs.frozen
+class LocalFile:
+    """Image bytes a job reads from a file on this host instead of receiving them through the
+    engine's pipe: the server streams a large upload to disk and never holds it whole (its
+    copy, and the pickled message, would be the file's size twice in the server's memory)."""
+
+    path: str
+
+
+JobInput = bytes | LocalFile
+"""What a job that reads a whole image is given: the bytes, or the file holding them."""
+
+
+def load(data: JobInput) -> bytes:
+    """The bytes of a job's input (read here, in the engine, for a :class:`LocalFile`)."""
+    if isinstance(data, LocalFile):
+        return Path(data.path).read_bytes()
+    return data
+
+
 BASE_COST = 8 * MiB
 """Decoder state, tables and Python objects every job needs whatever the image."""
 
@@ -113,9 +138,11 @@ def verify_image(
     )
 
 
-def thumbnail_image(data: bytes, params: ThumbnailParams, *, max_pixels: int) -> RenderedThumbnail:
+def thumbnail_image(
+    data: JobInput, params: ThumbnailParams, *, max_pixels: int
+) -> RenderedThumbnail:
     """Render a thumbnail (see :func:`~chitram_core.images.thumbnails.render_thumbnail`)."""
-    return render_thumbnail(data, params, max_pixels=max_pixels)
+    return render_thumbnail(load(data), params, max_pixels=max_pixels)
 
 
 # variants and placeholders
@@ -131,15 +158,15 @@ def variant_cost(info: ImageInfo, *, file_size: int, progressive: bool, side: in
 
 
 def variant_image(
-    data: bytes, spec: VariantSpec, *, max_pixels: int, adapt: Adapted | None = None
+    data: JobInput, spec: VariantSpec, *, max_pixels: int, adapt: Adapted | None = None
 ) -> RenderedVariant:
     """Render a variant (see :func:`~chitram_core.images.variants.render_variant`)."""
-    return render_variant(data, spec, max_pixels=max_pixels, adapt=adapt)
+    return render_variant(load(data), spec, max_pixels=max_pixels, adapt=adapt)
 
 
-def placeholders_image(data: bytes, *, max_pixels: int) -> Placeholders:
+def placeholders_image(data: JobInput, *, max_pixels: int) -> Placeholders:
     """BlurHash and dominant colour from a tiny draft decode."""
-    return compute_placeholders(data, max_pixels=max_pixels)
+    return compute_placeholders(load(data), max_pixels=max_pixels)
 
 
 @attrs.frozen
@@ -175,7 +202,7 @@ def scan_structure(
 
 
 def upload_image(
-    data: bytes,
+    source: JobInput,
     info: ImageInfo,
     *,
     max_pixels: int,
@@ -198,6 +225,7 @@ def upload_image(
     decodes run one after the other, so the job needs the largest of their costs, not their
     sum.
     """
+    data = load(source)
     edits = scan_structure(data, info, strip=strip, max_scans=max_scans)
     structure_checked = strip
     if thumbnail is not None and info.format is ImageFormat.JPEG:
@@ -306,6 +334,11 @@ def _upload_jpeg(
     return made[0] if made else UploadWork()
 
 
-def moderation_image(data: bytes, *, max_pixels: int, max_side: int) -> bytes:
+def model_input_image(data: JobInput, *, max_pixels: int) -> bytes:
+    """The JPEG a tagging model sees (:func:`~chitram_core.images.model_input.model_jpeg`)."""
+    return model_jpeg(load(data), max_pixels=max_pixels)
+
+
+def moderation_image(data: JobInput, *, max_pixels: int, max_side: int) -> bytes:
     """The preview a moderator sees: a metadata-free JPEG of at most ``max_side`` a side."""
-    return model_jpeg(data, max_pixels=max_pixels, max_side=max_side)
+    return model_jpeg(load(data), max_pixels=max_pixels, max_side=max_side)

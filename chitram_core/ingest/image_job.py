@@ -2,7 +2,9 @@
 thumbnail staged.
 
 :class:`ImageJob` sends the stored bytes to the engine (worker processes, or threads with
-:class:`~chitram_core.engine.inline.InlineEngine`: the same call) as one ``upload_image`` job.
+:class:`~chitram_core.engine.inline.InlineEngine`: the same call) as one ``upload_image`` job:
+a small file's bytes, already in memory, in the message; a larger one as the file the job reads
+(:func:`~chitram_core.engine.local.local_file`), so the server streams it and never holds it.
 Its structure scan (JPEG scans counted, the metadata edits planned) runs there too, never on
 the event loop. Verification failing is the upload's failure (``INVALID_IMAGE``).
 The placeholders and the thumbnail are added to the job only while it still fits the memory
@@ -17,14 +19,14 @@ import logging
 from collections.abc import AsyncIterator
 
 from chitram_core.engine.base import Engine
+from chitram_core.engine.local import local_file
 from chitram_core.engine.render import placeholders_async
-from chitram_core.engine.work import decode_cost, upload_image, variant_cost
+from chitram_core.engine.work import JobInput, decode_cost, upload_image, variant_cost
 from chitram_core.images.formats import ImageInfo
 from chitram_core.images.thumbnails import ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
 from chitram_core.ingest.store import temporary_key
 from chitram_core.ingest.upload import Staged, Upload
-from chitram_core.intake import READ_CHUNK
 from chitram_core.observe import Observer
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage, StorageError
@@ -60,11 +62,15 @@ class ImageJob:
         self.thumbnail = thumbnail
 
     async def run(self, upload: Upload) -> None:
+        if upload.content is not None:
+            await self._run(upload, upload.content)
+            return
+        # A large file: the job reads it from disk; the server never holds it whole.
+        async with local_file(self.storage, upload.stored_key) as stored:
+            await self._run(upload, stored)
+
+    async def _run(self, upload: Upload, content: JobInput) -> None:
         info = upload.header()
-        content = upload.content
-        if content is None:
-            read = self.storage.read(upload.stored_key, chunk_size=READ_CHUNK)
-            content = b"".join([c async for c in read])
         wanted = self.settings.placeholders
         memory, placeholders, params = job_parts(
             self.engine.budget.total,

@@ -9,14 +9,15 @@ worker, never on the event loop. Moderators are asked in order; the first ``reje
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 
 from chitram_core.engine.base import Engine
+from chitram_core.engine.local import local_file
 from chitram_core.engine.work import moderation_image, variant_cost
 from chitram_core.errors import ChitramError, ContentRejected, ModeratorUnavailable
 from chitram_core.ingest.upload import Upload
-from chitram_core.intake import READ_CHUNK
 from chitram_core.moderation import MODERATION_MAX_SIDE, ModerationInput, Moderator, Verdict
 from chitram_core.settings import Settings
 from chitram_core.storage import Storage
@@ -71,21 +72,22 @@ class ModerationGate:
 
     async def preview(self, upload: Upload) -> ModerationInput:
         info = upload.header()
-        content = upload.content
-        if content is None:
-            read = self.storage.read(upload.stored_key, chunk_size=READ_CHUNK)
-            content = b"".join([c async for c in read])
         memory = variant_cost(
             info, file_size=upload.size, progressive=upload.progressive, side=MODERATION_MAX_SIDE
         )
-        image = await self.engine.run(
-            moderation_image,
-            content,
-            max_pixels=self.settings.max_pixels,
-            max_side=MODERATION_MAX_SIDE,
-            memory=memory,
-            op="moderation",
-        )
+        async with (
+            contextlib.nullcontext(upload.content)
+            if upload.content is not None
+            else local_file(self.storage, upload.stored_key)
+        ) as content:
+            image = await self.engine.run(
+                moderation_image,
+                content,
+                max_pixels=self.settings.max_pixels,
+                max_side=MODERATION_MAX_SIDE,
+                memory=memory,
+                op="moderation",
+            )
         owner = upload.source.owner
         return ModerationInput(
             image=image,

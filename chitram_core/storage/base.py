@@ -243,6 +243,12 @@ class BaseStorage(Storage):
     def open_sync(self, key: str) -> BinaryIO:
         return self._open_existing(check_key(key))
 
+    def local_path(self, key: str) -> str | None:
+        """The file on this host holding ``key``'s bytes, for another process to read (the
+        image engine's workers); None when the store is not a local directory (the default).
+        Optional: not part of the :class:`Storage` protocol, callers fall back to a copy."""
+        return None
+
     async def size(self, key: str) -> int:
         return await self._size(check_key(key))
 

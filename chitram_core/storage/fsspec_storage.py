@@ -26,6 +26,7 @@ from chitram_core.storage.base import (
     ObjectInfo,
     StorageError,
     StorageKeyNotFound,
+    check_key,
 )
 
 LOCAL_WHOLE_WRITE = 1024 * 1024
@@ -173,6 +174,9 @@ class FsspecStorage(BaseStorage):
         return written
 
     # reading -------------------------------------------------------------------------------
+
+    def local_path(self, key: str) -> str | None:
+        return os.path.abspath(self._path(check_key(key))) if self.is_local else None
 
     def _open(self, key: str) -> BinaryIO:
         path = self._path(key)

@@ -22,6 +22,7 @@ from chitram_core.db import images as image_rows
 from chitram_core.db import tags as sql
 from chitram_core.engine.base import Engine
 from chitram_core.engine.inline import InlineEngine
+from chitram_core.engine.local import local_file
 from chitram_core.engine.render import model_input_async
 from chitram_core.errors import (
     ChitramError,
@@ -214,16 +215,17 @@ class TagService:
         if sha256 is None:
             raise ImageNotFound(image_id=image_id)
         try:
-            data = b"".join([chunk async for chunk in self.storage.read(blob_key(sha256))])
+            # The job reads the original itself: the server never holds it whole.
+            async with local_file(self.storage, blob_key(sha256)) as data:
+                return await model_input_async(
+                    data,
+                    engine=self.engine,
+                    max_pixels=self.settings.max_pixels,
+                    owner=owner,
+                    background=background,
+                )
         except (StorageError, OSError) as exc:
             raise TaggerUnavailable("Storage could not read the image for tagging") from exc
-        return await model_input_async(
-            data,
-            engine=self.engine,
-            max_pixels=self.settings.max_pixels,
-            owner=owner,
-            background=background,
-        )
 
     async def _ask(self, tagger: Tagger, image: bytes) -> Sequence[SuggestedTag]:
         try:
