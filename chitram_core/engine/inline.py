@@ -82,6 +82,7 @@ class InlineEngine:
                 memory=memory,
                 budget=self.budget.total,
             )
+
         async def room() -> None:
             await self.budget.acquire(memory, background=background)
 

@@ -280,9 +280,7 @@ class UploadResource(UploadAdmission):
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _slot_at_end(
-                        _part_chunks(part, body, delimiter), chitram.upload_slots, *slot
-                    ),
+                    _slot_at_end(_part_chunks(part, body, delimiter), chitram.upload_slots, *slot),
                     filename=part.filename,
                     owner=principal,
                     max_bytes=limit,

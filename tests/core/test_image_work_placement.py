@@ -218,7 +218,5 @@ async def test_users_with_nothing_running_go_in_arrival_order(tmp_path: Path) ->
 async def test_the_user_with_fewer_jobs_running_goes_first(tmp_path: Path) -> None:
     """Three workers: two run jobs of a, admitted first, one a job of b. b has fewer running,
     so b's job goes before a's queued one although a was admitted less recently."""
-    order = await _admission_order(
-        tmp_path, running=["a", "a", "b"], queued=["a"], arriving=["b"]
-    )
+    order = await _admission_order(tmp_path, running=["a", "a", "b"], queued=["a"], arriving=["b"])
     assert order == ["b1", "a0"]
