@@ -56,6 +56,13 @@ class MemoryBudget:
                 self._grant()  # the head may have been the one blocking the others
             raise
 
+    def try_acquire(self, amount: int) -> bool:
+        """Reserve ``amount`` now if it fits, ahead of any waiter (see :class:`FairGate`)."""
+        if self.used + amount > self.total:
+            return False
+        self.used += amount
+        return True
+
     def release(self, amount: int) -> None:
         self.used -= amount
         self._grant()
@@ -96,6 +103,13 @@ class Slots:
                 queue.remove(waiter)
             raise
 
+    def try_acquire(self) -> bool:
+        """A slot now if one is free and no foreground caller waits for one."""
+        if not self.free or self._waiters[0]:
+            return False
+        self.free -= 1
+        return True
+
     def release(self) -> None:
         self.free += 1
         for queue in self._waiters:
@@ -125,7 +139,9 @@ class FairGate:
     jobs running, then the one admitted least recently (an owner with nothing in the engine
     counting as never admitted), then the one waiting longest. When a job arrives whose owner
     goes before the candidate's, the candidate steps back to the head of its owner's queue,
-    giving up any room it was granted meanwhile, and the new job becomes the candidate. So a
+    giving up any room it was granted meanwhile, and the new job becomes the candidate. And
+    while the candidate waits for memory, an arriving job that fits in the memory left and
+    finds a worker idle runs at once (it takes nothing the candidate could use yet). So a
     user with nothing running waits only for the next room to free up, however many jobs
     other users have queued, and users with jobs running take turns. An owner's record is
     dropped once it has nothing waiting or running, so the state stays as small as the queue.
@@ -145,9 +161,17 @@ class FairGate:
         """Jobs queued behind the candidate."""
         return sum(len(q) for q in self._queues.values())
 
-    async def admit(self, owner: str | None, acquire: Callable[[], Awaitable[None]]) -> None:
+    async def admit(
+        self,
+        owner: str | None,
+        acquire: Callable[[], Awaitable[None]],
+        now: Callable[[], bool] | None = None,
+    ) -> None:
         """Wait for ``owner``'s turn, then ``acquire()`` the room as the candidate.
 
+        ``now``, when given, is asked first while a candidate waits: True when it took room
+        that was free at once (memory the candidate's job does not fit in yet, and an idle
+        worker), and the job goes ahead without waiting.
         Returns once ``acquire`` has; each successful ``admit`` is matched by one :meth:`done`.
         ``acquire`` must leave nothing held when cancelled: the gate cancels it when the
         candidate steps back. A caller that is cancelled (or whose ``acquire`` fails) leaves
@@ -159,6 +183,9 @@ class FairGate:
         try:
             if self._candidate is None and not self._queues:
                 self._make_candidate(turn)
+            elif now is not None and now():
+                self._admitted(owner)
+                return
             else:
                 self._queue(turn)
                 self._challenge()
@@ -198,11 +225,14 @@ class FairGate:
             self._queue(turn, front=True)
             self._next()
             return False
-        self._turn += 1
-        self._last[turn.owner] = self._turn
-        self._running[turn.owner] = self._running.get(turn.owner, 0) + 1
+        self._admitted(turn.owner)
         self._next()
         return True
+
+    def _admitted(self, owner: str | None) -> None:
+        self._turn += 1
+        self._last[owner] = self._turn
+        self._running[owner] = self._running.get(owner, 0) + 1
 
     def _key(self, turn: _Turn) -> tuple[int, int, int]:
         owner = turn.owner

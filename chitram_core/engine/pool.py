@@ -234,11 +234,19 @@ class ImageEngine:
                 self.budget.release(memory)
                 raise
 
+        def now() -> bool:  # room free at once, while the candidate waits for more memory
+            if background or not self._slots.try_acquire():
+                return False
+            if self.budget.try_acquire(memory):
+                return True
+            self._slots.release()
+            return False
+
         admitted = False
         self.waiting += 1
         try:
             with anyio.move_on_after(self.wait_timeout):
-                await gate.admit(owner, room)
+                await gate.admit(owner, room, now)
                 admitted = True
         finally:
             self.waiting -= 1

@@ -167,7 +167,7 @@ async def _admission_order(
     tmp_path: Path, running: list[str], queued: list[str], arriving: list[str]
 ) -> list[str]:
     """Owners' jobs in the order they ran: ``running`` hold every worker, ``queued`` wait,
-    then ``arriving`` come one after another; then the running jobs end."""
+    then ``arriving`` come one after another; then the first running job ends."""
     engine = ImageEngine(
         workers=len(running), memory_budget=100, decode_timeout=60, wait_timeout=60
     )
@@ -185,7 +185,11 @@ async def _admission_order(
             for k, owner in enumerate([*queued, *arriving]):
                 tg.start_soon(submit, owner, f"{owner}{k}")
                 await _until(lambda k=k: engine.waiting >= k + 1)
-            for job in held:
+            # One worker frees up: the waiting jobs run on it one after the other, in the order
+            # they are admitted; then the others.
+            await held[0].release()
+            await _until(lambda: len(order) == len(queued) + len(arriving))
+            for job in held[1:]:
                 await job.release()
         gate = engine._gates[False]
         assert gate._active == {} and gate._running == {} and gate._last == {}
@@ -220,3 +224,34 @@ async def test_the_user_with_fewer_jobs_running_goes_first(tmp_path: Path) -> No
     so b's job goes before a's queued one although a was admitted less recently."""
     order = await _admission_order(tmp_path, running=["a", "a", "b"], queued=["a"], arriving=["b"])
     assert order == ["b1", "a0"]
+
+
+@pytest.mark.anyio
+async def test_a_job_that_fits_the_room_left_runs_while_the_candidate_waits_for_memory(
+    tmp_path: Path,
+) -> None:
+    """Two workers; a's job runs holding 60 of 100 bytes of memory. b's job needs 50 and
+    waits for memory; c's job, arriving after it, needs 10: it fits and a worker is idle, so
+    it runs now rather than behind b's."""
+    engine = ImageEngine(workers=2, memory_budget=100, decode_timeout=60, wait_timeout=60)
+    order: list[str] = []
+    try:
+        fifo = tmp_path / "held"
+        os.mkfifo(fifo)
+
+        async def submit(owner: str, memory: int) -> None:
+            order.append(await engine.run(str, owner, memory=memory, owner=owner))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: engine.run(Path.read_text, fifo, memory=60, owner="a"))
+            await _until(lambda: engine.running == 1)
+            tg.start_soon(submit, "b", 50)
+            await _until(lambda: engine.waiting == 1)
+            with anyio.fail_after(60):
+                await submit("c", 10)
+            assert order == ["c"]  # b still waits for memory
+            await anyio.to_thread.run_sync(fifo.write_text, "done")
+        assert order == ["c", "b"]
+        assert engine.budget.used == 0 and engine.running == 0
+    finally:
+        await engine.aclose()
