@@ -16,10 +16,12 @@ Method
   the calls, peak, and after. Then, with the default limit, how many of 20 calls answer 429.
 * ``fair``: four users queue ten 8000x5000 PNG uploads between them (3+3+2+2); one second
   later a fifth user uploads an 800x600 JPEG. Figure: that upload's latency. Run with
-  ``CHITRAM_UPLOAD_CONCURRENCY=16`` on both trees: with the default 10, the ten large uploads
-  hold every upload slot, and the fifth user first waits for one of them to finish.
+  ``CHITRAM_UPLOAD_CONCURRENCY=16`` on both trees, so that the figure is the engine's
+  admission alone (ten uploads could hold all ten default upload slots).
+* ``fair-default``: the same with the default settings (ten upload slots), so that the figure
+  is the upload slots' admission and then the engine's.
 
-Run:  python benchmarks/attacks.py {gif,ai-tag,fair,all} [--before DIR] [--json FILE]
+Run:  python benchmarks/attacks.py {gif,ai-tag,fair,fair-default,all} [--before DIR] [--json FILE]
 (``--before`` default: a git worktree of fecedbc made in a temporary directory.)
 """
 
@@ -260,6 +262,7 @@ def run(tree: Path, what: str) -> dict[str, Any]:
                 "gif": lambda: anyio.run(gif_attack, base),
                 "ai-tag": lambda: anyio.run(ai_tag_attack, base, server.pid),
                 "fair": lambda: anyio.run(fair_attack, base),
+                "fair-default": lambda: anyio.run(fair_attack, base),
             }
             result: dict[str, Any] = attacks[what]()
         finally:
@@ -292,11 +295,11 @@ def before_tree(given: Path | None, tmp: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("what", choices=["gif", "ai-tag", "fair", "all"])
+    parser.add_argument("what", choices=["gif", "ai-tag", "fair", "fair-default", "all"])
     parser.add_argument("--before", type=Path, default=None, help="the older source tree")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    whats = ["gif", "ai-tag", "fair"] if args.what == "all" else [args.what]
+    whats = ["gif", "ai-tag", "fair", "fair-default"] if args.what == "all" else [args.what]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="chitram-attacks-") as name:
         before = before_tree(args.before, Path(name))
@@ -304,7 +307,7 @@ def main() -> int:
             for what in whats:
                 for label, tree in (("before", before), ("after", ROOT)):
                     results[f"{what}/{label}"] = found = run(tree, what)
-                    print(f"{what:<7} {label:<7} {json.dumps(found)}", flush=True)
+                    print(f"{what:<12} {label:<7} {json.dumps(found)}", flush=True)
         finally:
             if args.before is None:
                 subprocess.run(

@@ -172,6 +172,7 @@ class Chitram:
             settings.upload_wait_timeout,
             per_identity=settings.uploads_per_user,
             queue=settings.upload_queue,
+            reserve=settings.reserved_upload_slots,
             room_wait=settings.upload_room_wait,
             observer=self.observer,
         )

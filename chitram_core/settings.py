@@ -137,6 +137,10 @@ class Settings:
     """Seconds an upload waits for a slot before 503; default 10 s."""
     upload_queue: int = attrs.field(default=10, validator=attrs.validators.ge(0))
     """Uploads that may wait for a slot at once (0: never wait); default 10."""
+    upload_reserved_slots: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(0))
+    )
+    """Upload slots kept for users holding none; default a fifth of `upload_concurrency`."""
     upload_room_wait: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
     """Seconds an upload finding the queue full waits for room; default 0.5 s."""
     allow_anonymous_uploads: bool = False
@@ -430,6 +434,13 @@ class Settings:
         from chitram_core.datadir import kept_secret
 
         return attrs.evolve(self, jwt_secret=kept_secret(self.data_dir))
+
+    @property
+    def reserved_upload_slots(self) -> int:
+        """``upload_reserved_slots``, or its default: a fifth of ``upload_concurrency``."""
+        if self.upload_reserved_slots is not None:
+            return self.upload_reserved_slots
+        return self.upload_concurrency // 5
 
     @property
     def signing_secret(self) -> str:

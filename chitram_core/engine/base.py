@@ -38,8 +38,9 @@ class Engine(Protocol):
         decode timeout), :class:`~chitram_core.errors.ImageTooLarge` when ``memory`` exceeds
         the whole budget, :class:`~chitram_core.errors.ServiceUnavailable` when no room was
         free in time. ``background`` work yields to work a request waits for; waiting work
-        is admitted fairly by ``owner`` (one user's queue never holds another user's job for
-        more than the job in front of it)."""
+        is admitted fairly by ``owner``: the owner with the fewest jobs running goes first, so
+        another user's queue holds a job with nothing of its owner running only until the next
+        room frees up."""
         ...
 
     def snapshot(self) -> dict[str, Any]: ...

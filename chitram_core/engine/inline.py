@@ -82,20 +82,15 @@ class InlineEngine:
                 memory=memory,
                 budget=self.budget.total,
             )
+
+        async def room() -> None:
+            await self.budget.acquire(memory, background=background)
+
         admitted = False
-        try:
-            with anyio.move_on_after(self.wait_timeout):
-                await self._gate.enter(owner)
-                try:
-                    await self.budget.acquire(memory, background=background)
-                    admitted = True
-                finally:
-                    self._gate.passed(owner, admitted=admitted)
-        except BaseException:
-            self._gate.done(owner)
-            raise
+        with anyio.move_on_after(self.wait_timeout):
+            await self._gate.admit(owner, room)
+            admitted = True
         if not admitted:
-            self._gate.done(owner)
             self.rejected += 1
             raise ServiceUnavailable(
                 "Image work is at capacity; try again shortly",
@@ -110,8 +105,8 @@ class InlineEngine:
                     call, abandon_on_cancel=True, limiter=self.limiter
                 )
         finally:
-            self._gate.done(owner)
             self.budget.release(memory)
+            self._gate.done(owner)
         # Only reached when the scope above timed out (it returns otherwise).
         self.timeouts += 1
         raise DecodeTimeout(f"decoding took longer than {limit:g} s", timeout=limit)

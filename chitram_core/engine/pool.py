@@ -205,11 +205,7 @@ class ImageEngine:
                 budget=self.budget.total,
             )
         gate = self._gates[background]
-        try:
-            await self._admit(memory, background, gate, owner)
-        except BaseException:
-            gate.done(owner)
-            raise
+        await self._admit(memory, background, gate, owner)
         started = time.perf_counter()
         self.jobs_started += 1
         try:
@@ -220,9 +216,9 @@ class ImageEngine:
             self.jobs_failed += 1
             raise
         finally:
-            gate.done(owner)
             self._slots.release()
             self.budget.release(memory)
+            gate.done(owner)
             elapsed = time.perf_counter() - started
             self.seconds_by_op[op] = self.seconds_by_op.get(op, 0.0) + elapsed
             self.jobs_by_op[op] = self.jobs_by_op.get(op, 0) + 1
@@ -230,21 +226,28 @@ class ImageEngine:
     async def _admit(
         self, memory: int, background: bool, gate: FairGate, owner: str | None
     ) -> None:
+        async def room() -> None:
+            await self.budget.acquire(memory, background=background)
+            try:
+                await self._slots.acquire(background=background)
+            except BaseException:
+                self.budget.release(memory)
+                raise
+
+        def now() -> bool:  # room free at once, while the candidate waits for more memory
+            if background or not self._slots.try_acquire():
+                return False
+            if self.budget.try_acquire(memory):
+                return True
+            self._slots.release()
+            return False
+
         admitted = False
         self.waiting += 1
         try:
             with anyio.move_on_after(self.wait_timeout):
-                await gate.enter(owner)
-                try:
-                    await self.budget.acquire(memory, background=background)
-                    try:
-                        await self._slots.acquire(background=background)
-                    except BaseException:
-                        self.budget.release(memory)
-                        raise
-                    admitted = True
-                finally:
-                    gate.passed(owner, admitted=admitted)
+                await gate.admit(owner, room, now)
+                admitted = True
         finally:
             self.waiting -= 1
         if not admitted:

@@ -82,10 +82,17 @@ async def render_thumbnail_async(
 
 
 async def placeholders_async(
-    data: JobInput, size: int, *, engine: Engine, max_pixels: int, max_scans: int
+    data: JobInput,
+    size: int,
+    *,
+    engine: Engine,
+    max_pixels: int,
+    max_scans: int,
+    owner: str | None = None,
 ) -> tuple[str | None, str | None]:
-    """(BlurHash, dominant colour) of verified image bytes, in ``engine``; (None, None) when
-    the engine could not make them now (the sweep fills them in later)."""
+    """(BlurHash, dominant colour) of verified image bytes, in ``engine`` (as ``owner``'s
+    work); (None, None) when the engine could not make them now (the sweep fills them in
+    later)."""
     try:
         head, _ = await head_and_size(data)
         info = probe(head)
@@ -93,7 +100,12 @@ async def placeholders_async(
             info, file_size=size, progressive=_progressive(head), side=PLACEHOLDER_SIDE * 2
         )
         found = await engine.run(
-            placeholders_image, data, max_pixels=max_pixels, memory=memory, op="placeholders"
+            placeholders_image,
+            data,
+            max_pixels=max_pixels,
+            memory=memory,
+            op="placeholders",
+            owner=owner,
         )
     except ChitramError as exc:
         log.info("placeholders not computed now (%s); the sweep will", exc.message)

@@ -109,6 +109,7 @@ class ImageJob:
                 engine=self.engine,
                 max_pixels=self.settings.max_pixels,
                 max_scans=self.settings.jpeg_max_scans,
+                owner=_owner(upload),
             )
 
 

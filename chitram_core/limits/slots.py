@@ -13,6 +13,13 @@ hold no slot. What they do hold is bounded by :meth:`UploadSlots.per_identity` (
 ``per_identity`` uploads of one user or anonymous client at once, else 429) and the idle and
 total body timeouts.
 
+Slots are shared fairly by identity (the user, or the anonymous client's address). The last
+``reserve`` free slots are kept for identities holding none: an identity that already holds a
+slot waits rather than take one of them, so uploads of a few users (or of one user's several
+accounts) never hold every slot and a user arriving with nothing in progress finds one free.
+When a slot frees up, it goes to the waiting upload whose identity holds the fewest slots, the
+one waiting longest among those.
+
 Before reading a body the HTTP layer asks for room (:meth:`UploadSlots.room`): a free slot or a
 place in the queue, not already promised to another upload. Without room a new upload waits, its
 body unread, for at most ``room_wait`` seconds (0.5) to be handed the next room that frees up,
@@ -34,6 +41,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+import attrs
 
 from chitram_core.errors import RateLimitExceeded, ServiceUnavailable
 from chitram_core.observe import Observer
@@ -49,6 +57,15 @@ class Room:
         self.expires = math.inf
 
 
+@attrs.define(eq=False)
+class _Taker:
+    """An upload waiting for a slot."""
+
+    identity: str | None
+    event: anyio.Event = attrs.field(factory=anyio.Event)
+    granted: bool = False
+
+
 class UploadSlots:
     def __init__(
         self,
@@ -57,6 +74,7 @@ class UploadSlots:
         *,
         per_identity: int | None = None,
         queue: int | None = None,
+        reserve: int = 0,
         room_wait: float = 0.5,
         room_hold: float = 2.0,
         observer: Observer | None = None,
@@ -67,6 +85,8 @@ class UploadSlots:
             raise ValueError(f"wait_timeout must not be negative, got {wait_timeout}")
         if queue is not None and queue < 0:
             raise ValueError(f"queue must not be negative, got {queue}")
+        if reserve < 0:
+            raise ValueError(f"reserve must not be negative, got {reserve}")
         self.capacity = capacity
         self.observer = observer if observer is not None else Observer()
         self.wait_timeout = wait_timeout
@@ -75,18 +95,21 @@ class UploadSlots:
         self.room_hold = room_hold
         self._room_waiters: deque[Room] = deque()
         self._promised: set[Room] = set()
-        self._semaphore = anyio.Semaphore(capacity)
+        self.reserve = reserve
+        self._free = capacity
+        self._held: dict[str | None, int] = {}  # slots held, by identity
+        self._takers: list[_Taker] = []  # waiting for a slot, in arrival order
         self.waiting = 0
         self.per_identity_limit = per_identity
         self._active: dict[str, int] = {}
 
     @property
     def in_use(self) -> int:
-        return self.capacity - self._semaphore.value
+        return self.capacity - self._free
 
     @property
     def available(self) -> int:
-        return self._semaphore.value
+        return self._free
 
     def snapshot(self) -> dict[str, int]:
         """The health report's ``upload_concurrency``: ``waiting`` for a slot (in the queue),
@@ -102,19 +125,45 @@ class UploadSlots:
         self.observer.upload_slots(self.in_use, self.waiting, self.capacity)
 
     @asynccontextmanager
-    async def acquire(self) -> AsyncIterator[None]:
+    async def acquire(self, identity: str | None = None) -> AsyncIterator[None]:
         """Hold one slot for the block; :class:`ServiceUnavailable` after the wait timeout."""
-        await self.take()
+        await self.take(identity=identity)
         try:
             yield
         finally:
-            self.release()
+            self.release(identity)
 
-    def release(self) -> None:
-        """Give back a slot got from :meth:`take`."""
-        self._semaphore.release()
+    def release(self, identity: str | None = None) -> None:
+        """Give back a slot got from :meth:`take` (with the same ``identity``)."""
+        self._free += 1
+        held = self._held.get(identity, 1) - 1
+        if held > 0:
+            self._held[identity] = held
+        else:
+            self._held.pop(identity, None)
+        self._grant()
         self._report()
         self._hand_out()
+
+    def _may_take(self, identity: str | None) -> bool:
+        """A slot is free for ``identity``: one of the reserved ones only if it holds none."""
+        return self._free > (self.reserve if self._held.get(identity) else 0)
+
+    def _hold(self, identity: str | None) -> None:
+        self._free -= 1
+        self._held[identity] = self._held.get(identity, 0) + 1
+
+    def _grant(self) -> None:
+        """Free slots to waiting uploads: the identity holding fewest first, then arrival."""
+        while self._free and self._takers:
+            eligible = [t for t in self._takers if self._may_take(t.identity)]
+            if not eligible:
+                return
+            taker = min(eligible, key=lambda t: self._held.get(t.identity, 0))
+            self._takers.remove(taker)
+            self._hold(taker.identity)
+            taker.granted = True
+            taker.event.set()
 
     @asynccontextmanager
     async def per_identity(self, identity: str) -> AsyncIterator[None]:
@@ -143,7 +192,7 @@ class UploadSlots:
 
     def has_room(self) -> bool:
         """Whether an upload arriving now could take a slot or queue for one."""
-        return self._semaphore.value > 0 or self.queue is None or self.waiting < self.queue
+        return self._free > 0 or self.queue is None or self.waiting < self.queue
 
     def check_room(self) -> None:
         """:class:`ServiceUnavailable` now, without waiting, unless :meth:`has_room`."""
@@ -184,7 +233,7 @@ class UploadSlots:
         now = anyio.current_time()
         for room in [room for room in self._promised if room.expires <= now]:
             self._promised.discard(room)
-        return self._semaphore.value + self.queue - self.waiting - len(self._promised)
+        return self._free + self.queue - self.waiting - len(self._promised)
 
     def _hand_out(self) -> None:
         """Hand the room there is to the longest waiting uploads."""
@@ -202,30 +251,40 @@ class UploadSlots:
             capacity=self.capacity,
         )
 
-    async def take(self, room: Room | None = None) -> None:
-        """Take one slot (give it back with :meth:`release`); :class:`ServiceUnavailable`
-        after the wait timeout, or at once when ``queue`` uploads already wait. ``room``, from
-        :meth:`room`, is used up: its place is now this upload's slot or place in the queue."""
+    async def take(self, room: Room | None = None, *, identity: str | None = None) -> None:
+        """Take one slot for ``identity`` (give it back with :meth:`release`);
+        :class:`ServiceUnavailable` after the wait timeout, or at once when ``queue`` uploads
+        already wait. ``room``, from :meth:`room`, is used up: its place is now this upload's
+        slot or place in the queue. Uploads without an identity share one."""
         if room is not None:
             self._promised.discard(room)
-        try:
-            self._semaphore.acquire_nowait()
-        except anyio.WouldBlock:
-            if not self.has_room():
-                raise self._queue_full() from None
-            self.waiting += 1
+        if self._may_take(identity):
+            self._hold(identity)
             self._report()
-            try:
-                with anyio.move_on_after(self.wait_timeout) as scope:
-                    await self._semaphore.acquire()
-            finally:
-                self.waiting -= 1
-                self._report()
-                self._hand_out()
-            if scope.cancelled_caught:
-                raise ServiceUnavailable(
-                    f"Too many uploads in progress ({self.capacity}); try again shortly",
-                    retry_after=max(1, math.ceil(self.wait_timeout)),
-                    capacity=self.capacity,
-                ) from None
+            return
+        if self.queue is not None and self.waiting >= self.queue:
+            raise self._queue_full()
+        taker = _Taker(identity)
+        self._takers.append(taker)
+        self.waiting += 1
         self._report()
+        try:
+            with anyio.move_on_after(self.wait_timeout):
+                await taker.event.wait()
+        except BaseException:
+            if taker.granted:
+                self.release(identity)
+            else:
+                self._takers.remove(taker)
+            raise
+        finally:
+            self.waiting -= 1
+            self._report()
+            self._hand_out()
+        if not taker.granted:
+            self._takers.remove(taker)
+            raise ServiceUnavailable(
+                f"Too many uploads in progress ({self.capacity}); try again shortly",
+                retry_after=max(1, math.ceil(self.wait_timeout)),
+                capacity=self.capacity,
+            )

@@ -308,7 +308,8 @@ class Uploads:
             owner=owner,
         )
         try:
-            async with self.slots.acquire() if self.slots else contextlib.nullcontext():
+            identity = f"user:{owner.user_id}" if owner is not None else None
+            async with self.slots.acquire(identity) if self.slots else contextlib.nullcontext():
                 return await self.ingest.upload(source, max_bytes=self.settings.max_resumable_bytes)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):

@@ -118,13 +118,18 @@ class _RequestTimeout(RequestTimeout):
 
 
 async def _slot_at_end(
-    chunks: AsyncIterator[bytes], slots: UploadSlots, held: list[bool], room: Room | None
+    chunks: AsyncIterator[bytes],
+    slots: UploadSlots,
+    held: list[bool],
+    room: Room | None,
+    identity: str,
 ) -> AsyncIterator[bytes]:
-    """The file's bytes; once the last has arrived, an upload slot is taken (waiting for it
-    here), so the slot is held for the work on the file and never while the client sends."""
+    """The file's bytes; once the last has arrived, an upload slot is taken for ``identity``
+    (waiting for it here), so the slot is held for the work on the file and never while the
+    client sends."""
     async for chunk in chunks:
         yield chunk
-    await slots.take(room)
+    await slots.take(room, identity=identity)
     held.append(True)
 
 
@@ -235,10 +240,12 @@ class UploadResource(UploadAdmission):
         held: list[bool] = []
         async with chitram.upload_slots.per_identity(identity):
             try:
-                image = await self._receive(req, chitram, principal, cap, limit, held, room)
+                image = await self._receive(
+                    req, chitram, principal, cap, limit, (held, room, identity)
+                )
             finally:
                 if held:
-                    chitram.upload_slots.release()
+                    chitram.upload_slots.release(identity)
         resp.status = 201
         resp.media = to_json(image)
         resp.location = image.url.removesuffix("/file")
@@ -251,9 +258,10 @@ class UploadResource(UploadAdmission):
         principal: Principal | None,
         cap: int,
         limit: int,
-        held: list[bool],
-        room: Room | None,
+        slot: tuple[list[bool], Room | None, str],
     ) -> Image:
+        """The multipart body's file, uploaded; ``slot`` is where to say the upload slot is
+        held, the room it was let in with and whose slot it is."""
         settings = chitram.settings
         try:
             stream = _capped(
@@ -272,9 +280,7 @@ class UploadResource(UploadAdmission):
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _slot_at_end(
-                        _part_chunks(part, body, delimiter), chitram.upload_slots, held, room
-                    ),
+                    _slot_at_end(_part_chunks(part, body, delimiter), chitram.upload_slots, *slot),
                     filename=part.filename,
                     owner=principal,
                     max_bytes=limit,

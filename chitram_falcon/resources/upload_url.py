@@ -44,7 +44,7 @@ class UploadUrlResource(UploadAdmission):
         held: list[bool] = []
 
         async def arrived() -> None:
-            await slots.take(room)
+            await slots.take(room, identity=identity)
             held.append(True)
 
         async with slots.per_identity(identity):
@@ -54,7 +54,7 @@ class UploadUrlResource(UploadAdmission):
                 )
             finally:
                 if held:
-                    slots.release()
+                    slots.release(identity)
         resp.status = 201
         resp.media = to_json(image)
         resp.location = image.url.removesuffix("/file")

@@ -1,9 +1,11 @@
 """Where image work runs and in what order: structure scans of user bytes never run on the
-event loop, and waiting engine work is admitted fairly by owner."""
+event loop, and waiting engine work is admitted fairly by owner: the owner with the fewest jobs
+running goes first, then the one admitted least recently, then the one waiting longest."""
 
 from __future__ import annotations
 
 import io
+import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -145,3 +147,111 @@ def test_work_a_request_waits_for_goes_before_queued_background_work() -> None:
         return order
 
     assert anyio.run(scenario) == ["upload", "thumbnail"]
+
+
+class Held:
+    """A job that runs in an engine worker until :meth:`release` (it reads a named pipe)."""
+
+    def __init__(self, engine: ImageEngine, path: Path, owner: str) -> None:
+        os.mkfifo(path)
+        self.engine, self.path, self.owner = engine, path, owner
+
+    async def run(self) -> None:
+        await self.engine.run(Path.read_text, self.path, memory=1, owner=self.owner)
+
+    async def release(self) -> None:
+        await anyio.to_thread.run_sync(self.path.write_text, "done")
+
+
+async def _admission_order(
+    tmp_path: Path, running: list[str], queued: list[str], arriving: list[str]
+) -> list[str]:
+    """Owners' jobs in the order they ran: ``running`` hold every worker, ``queued`` wait,
+    then ``arriving`` come one after another; then the first running job ends."""
+    engine = ImageEngine(
+        workers=len(running), memory_budget=100, decode_timeout=60, wait_timeout=60
+    )
+    order: list[str] = []
+    try:
+        held = [Held(engine, tmp_path / f"held{k}", o) for k, o in enumerate(running)]
+
+        async def submit(owner: str, tag: str) -> None:
+            order.append(await engine.run(str, tag, memory=10, owner=owner))
+
+        async with anyio.create_task_group() as tg:
+            for job in held:
+                tg.start_soon(job.run)
+            await _until(lambda: engine.running == len(running))
+            for k, owner in enumerate([*queued, *arriving]):
+                tg.start_soon(submit, owner, f"{owner}{k}")
+                await _until(lambda k=k: engine.waiting >= k + 1)
+            # One worker frees up: the waiting jobs run on it one after the other, in the order
+            # they are admitted; then the others.
+            await held[0].release()
+            await _until(lambda: len(order) == len(queued) + len(arriving))
+            for job in held[1:]:
+                await job.release()
+        gate = engine._gates[False]
+        assert gate._active == {} and gate._running == {} and gate._last == {}
+        assert engine.budget.used == 0 and engine.running == 0
+    finally:
+        await engine.aclose()
+    return order
+
+
+@pytest.mark.anyio
+async def test_a_user_with_nothing_running_goes_before_the_queue_of_a_user_with_work_running(
+    tmp_path: Path,
+) -> None:
+    """One worker, busy with a job of user a; two more of a's jobs wait. A job of user b that
+    arrives now is the next to run, not after the job at the front of a's queue."""
+    order = await _admission_order(tmp_path, running=["a"], queued=["a", "a"], arriving=["b"])
+    assert order == ["b2", "a0", "a1"]
+
+
+@pytest.mark.anyio
+async def test_users_with_nothing_running_go_in_arrival_order(tmp_path: Path) -> None:
+    order = await _admission_order(
+        tmp_path, running=["a"], queued=["a", "a"], arriving=["c", "b", "c"]
+    )
+    # c and b each once, by arrival; then a (admitted longest ago) and c take turns.
+    assert order == ["c2", "b3", "a0", "c4", "a1"]
+
+
+@pytest.mark.anyio
+async def test_the_user_with_fewer_jobs_running_goes_first(tmp_path: Path) -> None:
+    """Three workers: two run jobs of a, admitted first, one a job of b. b has fewer running,
+    so b's job goes before a's queued one although a was admitted less recently."""
+    order = await _admission_order(tmp_path, running=["a", "a", "b"], queued=["a"], arriving=["b"])
+    assert order == ["b1", "a0"]
+
+
+@pytest.mark.anyio
+async def test_a_job_that_fits_the_room_left_runs_while_the_candidate_waits_for_memory(
+    tmp_path: Path,
+) -> None:
+    """Two workers; a's job runs holding 60 of 100 bytes of memory. b's job needs 50 and
+    waits for memory; c's job, arriving after it, needs 10: it fits and a worker is idle, so
+    it runs now rather than behind b's."""
+    engine = ImageEngine(workers=2, memory_budget=100, decode_timeout=60, wait_timeout=60)
+    order: list[str] = []
+    try:
+        fifo = tmp_path / "held"
+        os.mkfifo(fifo)
+
+        async def submit(owner: str, memory: int) -> None:
+            order.append(await engine.run(str, owner, memory=memory, owner=owner))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: engine.run(Path.read_text, fifo, memory=60, owner="a"))
+            await _until(lambda: engine.running == 1)
+            tg.start_soon(submit, "b", 50)
+            await _until(lambda: engine.waiting == 1)
+            with anyio.fail_after(60):
+                await submit("c", 10)
+            assert order == ["c"]  # b still waits for memory
+            await anyio.to_thread.run_sync(fifo.write_text, "done")
+        assert order == ["c", "b"]
+        assert engine.budget.used == 0 and engine.running == 0
+    finally:
+        await engine.aclose()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chitram_core.errors import ServiceUnavailable
 from chitram_core.limits import UploadSlots
@@ -297,3 +300,104 @@ async def test_a_promised_room_lapses_after_room_hold() -> None:
         await anyio.sleep(0.02)
         assert let_in == ["stalled", "next"]
         tg.cancel_scope.cancel()
+
+
+# --- fair by identity --------------------------------------------------------------------
+
+
+async def _settle() -> None:
+    """Let the waiting tasks run (what a release hands out is taken at their next step)."""
+    for _ in range(5):
+        await anyio.lowlevel.checkpoint()
+
+
+async def test_the_reserved_slots_go_only_to_an_identity_holding_none() -> None:
+    """Three slots, one reserved: user a takes two, a's third waits although a slot is free,
+    and user b, holding none, takes that slot at once."""
+    slots = UploadSlots(capacity=3, wait_timeout=30, reserve=1)
+    await slots.take(identity="user:a")
+    await slots.take(identity="user:a")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: slots.take(identity="user:a"))
+        await _settle()
+        assert slots.waiting == 1 and slots.available == 1
+        with anyio.fail_after(5):
+            await slots.take(identity="user:b")
+        assert slots.available == 0
+        slots.release("user:b")  # free again, but still the reserved one: a waits on
+        await _settle()
+        assert slots.waiting == 1
+        slots.release("user:a")  # two free: a may take one
+        await _settle()
+        assert slots.waiting == 0
+    assert slots.in_use == 2
+
+
+async def test_a_freed_slot_goes_to_the_waiting_identity_holding_fewest() -> None:
+    """a holds two slots, b one; a's next upload waits, then c's. When one of a's ends, c
+    (holding none) gets the slot although a waited longer; a gets the next."""
+    slots = UploadSlots(capacity=3, wait_timeout=30)
+    for identity in ("user:a", "user:a", "user:b"):
+        await slots.take(identity=identity)
+    served: list[str] = []
+
+    async def upload(identity: str) -> None:
+        await slots.take(identity=identity)
+        served.append(identity)
+
+    async with anyio.create_task_group() as tg:
+        for identity in ("user:a", "user:c"):
+            tg.start_soon(upload, identity)
+            await _settle()  # queued in this order
+        assert slots.waiting == 2
+        slots.release("user:a")
+        await _settle()
+        assert served == ["user:c"]
+        slots.release("user:b")
+    assert served == ["user:c", "user:a"]
+
+
+def test_a_negative_reserve_is_refused() -> None:
+    with pytest.raises(ValueError, match="reserve"):
+        UploadSlots(capacity=1, wait_timeout=1, reserve=-1)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    capacity=st.integers(1, 5),
+    reserve=st.integers(0, 3),
+    steps=st.lists(st.one_of(st.sampled_from("abc"), st.integers(0, 9)), min_size=1, max_size=25),
+)
+def test_slots_are_never_idle_while_an_upload_may_take_one(
+    capacity: int, reserve: int, steps: list[str | int]
+) -> None:
+    """Whatever uploads arrive (a letter: that user takes a slot) and end (a number: the
+    n-th upload holding one gives it back): never more than ``capacity`` held; an upload waits
+    only while no slot is free for it (none free, or only reserved ones and it holds one)."""
+
+    async def scenario() -> None:
+        slots = UploadSlots(capacity=capacity, wait_timeout=60, reserve=reserve)
+        holding: list[str] = []
+        waiting: list[str] = []
+
+        async def upload(identity: str) -> None:
+            waiting.append(identity)
+            await slots.take(identity=identity)
+            waiting.remove(identity)
+            holding.append(identity)
+
+        async with anyio.create_task_group() as tg:
+            for step in steps:
+                if isinstance(step, str):
+                    tg.start_soon(upload, f"user:{step}")
+                elif holding:
+                    slots.release(holding.pop(step % len(holding)))
+                await _settle()
+                assert slots.in_use == len(holding) <= capacity
+                assert slots.waiting == len(waiting)
+                free = slots.available
+                for identity in waiting:
+                    assert free == 0 or (identity in holding and free <= reserve)
+            tg.cancel_scope.cancel()
+
+    anyio.run(scenario)
