@@ -505,7 +505,11 @@ async def taken_over(
     killed worker's jobs taken over once their lease ran out, the survivor's done."""
     deadline = killed_at + 180
     while jobs and time.monotonic() < deadline:
-        rows = await fleet.sql("SELECT kind, key FROM jobs")
+        try:
+            rows = await fleet.sql("SELECT kind, key FROM jobs")
+        except (asyncpg.PostgresError, OSError):  # our own connection, terminated by a fault
+            await anyio.sleep(0.2)
+            continue
         if not jobs & {(r["kind"], r["key"]) for r in rows}:
             fault["jobs_finished_after_kill_s"] = round(time.monotonic() - killed_at, 2)
             return
