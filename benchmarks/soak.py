@@ -14,14 +14,17 @@ on a schedule (at fractions of the run):
 - 60 %: every PostgreSQL connection of the fleet is terminated (``pg_terminate_backend``);
 - 75 %: S3 is frozen for 5 s (moto gets SIGSTOP, then SIGCONT).
 
-What must hold: no answer is a 500; a 502/503/504 or a refused connection only while a fault
-is in force (or within ``--settle`` seconds after it ends, default 5) or from a process being
-stopped; after the run, with the fleet idle: every job done (none running, none pending), every
+What must hold: every 5xx answer is a 503 with ``Retry-After``, and comes (like a refused or
+broken connection) only while a fault is in force (or within ``--settle`` seconds after it ends,
+default 5) or from a process being stopped (a thumbnail not rendered yet is a 503 at any time);
+after the run, with the fleet idle: every job done (none running, none pending), every
 image row with its blob row and the right refcount, every blob and ready thumbnail in S3, no S3
 object without its row (unless queued for removal), nothing under ``tmp/``, every image still
 served whole through both API processes. It prints the tally per operation and status, each
-fault with what the fleet did (e.g. how long until the killed worker's jobs were taken over),
-and exits 1 if anything above did not hold. ``--json FILE`` writes the report.
+fault with what the fleet did and its recovery time (seconds from the fault's end until the
+first successful request of each kind sent after it; for the killed worker, seconds from the
+kill until every job it was running had been finished by another), the first traceback of each
+process's log, and exits 1 if anything above did not hold. ``--json FILE`` writes the report.
 
 ``tests/scaleout/test_fleet_soak.py`` runs it shortened (``--seconds 30``) in the test suite.
 Needs: ``redis-server`` on PATH, ``moto[server]``, boto3 and asyncpg (the dev extra), and a
@@ -54,6 +57,7 @@ import anyio
 import asyncpg
 import boto3
 import httpx
+from anyio.abc import TaskGroup
 from PIL import Image as PILImage
 
 PASSWORD = "correct horse battery staple"
@@ -66,7 +70,7 @@ EXPECTED = {
     "tag": {201, 400},  # 400: the tag is already on the image
     "delete": {204},
 }
-TRANSIENT = {502, 503, 504}
+OPS = ["upload", "file", "meta", "thumbnail", "variant", "tag", "delete"]
 
 
 def free_port() -> int:
@@ -176,19 +180,41 @@ class Report:
         self.counts: Counter[tuple[str, str]] = Counter()
         self.problems: list[str] = []
         self.faults: list[dict[str, Any]] = []
-        self.windows: list[tuple[float, float]] = []  # (start, end) of faults, monotonic
+        self.windows: list[tuple[str, float, float]] = []  # (fault, start, end), monotonic
         self.open_window: dict[str, float] = {}
+        self.successes: list[tuple[float, float, str]] = []  # (sent, answered, op)
+        self.stop_at: float | None = None  # when traffic ends; None: until the faults are over
+
+    def over(self) -> bool:
+        return self.stop_at is not None and time.monotonic() >= self.stop_at
 
     def fault_on(self, name: str) -> None:
         self.open_window[name] = time.monotonic()
 
-    def fault_off(self, name: str) -> None:
-        self.windows.append((self.open_window.pop(name), time.monotonic()))
+    def fault_off(self, name: str) -> float:
+        """Close the fault's window; its end (monotonic)."""
+        end = time.monotonic()
+        self.windows.append((name, self.open_window.pop(name), end))
+        return end
 
     def excused(self, at: float, settle: float) -> bool:
         if self.open_window:
             return True
-        return any(start <= at <= end + settle for start, end in self.windows)
+        return any(start <= at <= end + settle for _, start, end in self.windows)
+
+    def recovery(self, end: float) -> dict[str, Any]:
+        """Seconds from ``end`` until the first success of each kind of request sent after it
+        (None where none succeeded before the traffic ended), and the longest of them."""
+        first: dict[str, float] = {}
+        for sent, answered, op in sorted(self.successes, key=lambda s: s[1]):
+            if sent >= end and op not in first:
+                first[op] = round(answered - end, 2)
+        per_kind = {op: first.get(op) for op in OPS}
+        known = [v for v in per_kind.values() if v is not None]
+        return {
+            "recovery_s": max(known) if known else None,
+            "recovery_by_kind_s": per_kind,
+        }
 
     def problem(self, text: str) -> None:
         if len(self.problems) < 50:
@@ -337,16 +363,14 @@ class Fleet:
 # traffic ----------------------------------------------------------------------------------
 
 
-async def client_loop(
-    n: int, fleet: Fleet, deadline: float, report: Report, settle: float
-) -> dict[str, str]:
+async def client_loop(n: int, fleet: Fleet, report: Report, settle: float) -> dict[str, str]:
     """One user's session against whichever API process is up; its live images at the end."""
     rng = random.Random(n)
     live: dict[str, str] = {}
     shared = [jpeg(48, 48, 1000 + i) for i in range(3)]
     async with httpx.AsyncClient(timeout=60.0) as client:
         token = ""
-        while not token and time.monotonic() < deadline:
+        while not token and not report.over():
             api = fleet.apis[n % 2] if fleet.apis[n % 2].up else fleet.apis[(n + 1) % 2]
             with contextlib.suppress(httpx.HTTPError):
                 resp = await client.post(
@@ -366,7 +390,7 @@ async def client_loop(
                 await anyio.sleep(0.2)
         auth = {"Authorization": f"Bearer {token}"}
         serial = 0
-        while time.monotonic() < deadline:
+        while not report.over():
             up = [api for api in fleet.apis if api.up]
             if not up:
                 await anyio.sleep(0.1)
@@ -424,11 +448,23 @@ async def client_loop(
             status = resp.status_code
             report.counts[(op, str(status))] += 1
             if status in EXPECTED[op]:
+                report.successes.append((sent, time.monotonic(), op))
                 continue
-            if status in TRANSIENT and (report.excused(sent, settle) or not api.up):
+            if status >= 500:
+                if status != 503 or not resp.headers.get("retry-after"):
+                    report.problem(
+                        f"{op} via {api.name}: {status} without being a 503 with Retry-After "
+                        f"{resp.text[:200]}"
+                    )
+                elif report.excused(sent, settle) or not api.up:
+                    pass
+                elif op in ("thumbnail", "variant") and any(
+                    why in resp.text for why in ("not ready yet", "being remade")
+                ):
+                    pass  # "not rendered yet, retry": a render racing its pending job
+                else:
+                    report.problem(f"{op} via {api.name}: 503 outside a fault {resp.text[:200]}")
                 continue
-            if op == "thumbnail" and status == 503:
-                continue  # "not ready yet, retry": a render racing a pending job
             report.problem(f"{op} via {api.name}: {status} {resp.text[:200]}")
     return live
 
@@ -436,7 +472,7 @@ async def client_loop(
 # faults -----------------------------------------------------------------------------------
 
 
-async def kill_a_worker_mid_job(fleet: Fleet, report: Report) -> None:
+async def kill_a_worker_mid_job(fleet: Fleet, report: Report, tg: TaskGroup) -> None:
     worker = fleet.workers[0]
     running = 0
     with anyio.move_on_after(10):
@@ -445,23 +481,43 @@ async def kill_a_worker_mid_job(fleet: Fleet, report: Report) -> None:
             running = rows[0]["n"]
             if not running:
                 await anyio.sleep(0.02)
+    held = await fleet.sql("SELECT kind, key FROM jobs WHERE state = 'running'")
     report.fault_on("worker-kill")
     worker.signal(signal.SIGKILL)
     await anyio.to_thread.run_sync(worker.wait, 10)
     killed_at = time.monotonic()
+    fault: dict[str, Any] = {
+        "fault": "SIGKILL of a worker mid-job, restarted after 5 s",
+        "jobs_running_at_kill": running,
+    }
+    report.faults.append(fault)
+    tg.start_soon(taken_over, fleet, {(r["kind"], r["key"]) for r in held}, killed_at, fault)
     await anyio.sleep(5)
     worker.start()
-    report.fault_off("worker-kill")
-    report.faults.append(
-        {
-            "fault": "SIGKILL of a worker mid-job, restarted after 5 s",
-            "jobs_running_at_kill": running,
-            "restarted_after_s": round(time.monotonic() - killed_at, 1),
-        }
-    )
+    fault["restarted_after_s"] = round(time.monotonic() - killed_at, 1)
+    fault["end"] = report.fault_off("worker-kill")
 
 
-async def terminate_an_api(fleet: Fleet, report: Report) -> None:
+async def taken_over(
+    fleet: Fleet, jobs: set[tuple[str, str]], killed_at: float, fault: dict[str, Any]
+) -> None:
+    """Seconds from the kill until every job running then is finished (its row gone): the
+    killed worker's jobs taken over once their lease ran out, the survivor's done."""
+    deadline = killed_at + 180
+    while jobs and time.monotonic() < deadline:
+        try:
+            rows = await fleet.sql("SELECT kind, key FROM jobs")
+        except (asyncpg.PostgresError, OSError):  # our own connection, terminated by a fault
+            await anyio.sleep(0.2)
+            continue
+        if not jobs & {(r["kind"], r["key"]) for r in rows}:
+            fault["jobs_finished_after_kill_s"] = round(time.monotonic() - killed_at, 2)
+            return
+        await anyio.sleep(0.2)
+    fault["jobs_finished_after_kill_s"] = 0.0 if not jobs else None
+
+
+async def terminate_an_api(fleet: Fleet, report: Report, tg: TaskGroup) -> None:
     api = fleet.apis[1]
     # Until the restarted process is ready (and --settle after): a client's pooled keep-alive
     # connection to the old process may fail on its next use, as with any restart.
@@ -479,28 +535,28 @@ async def terminate_an_api(fleet: Fleet, report: Report) -> None:
     await anyio.sleep(3)
     api.start()
     await anyio.to_thread.run_sync(api.wait_ready)
-    report.fault_off("api-restart")
     report.faults.append(
         {
             "fault": "SIGTERM of an API process, restarted after 3 s",
             "exit_code": code,
             "stopped_in_s": round(stopped_in, 2),
+            "end": report.fault_off("api-restart"),
         }
     )
 
 
-async def stop_redis(fleet: Fleet, report: Report) -> None:
+async def stop_redis(fleet: Fleet, report: Report, tg: TaskGroup) -> None:
     assert fleet.redis is not None
     report.fault_on("redis")
     fleet.redis.kill()
     await anyio.sleep(10)
     fleet.redis.start()
     await anyio.to_thread.run_sync(wait_port, fleet.redis_port)
-    report.fault_off("redis")
-    report.faults.append({"fault": "Redis stopped for 10 s (restarted empty)"})
+    end = report.fault_off("redis")
+    report.faults.append({"fault": "Redis stopped for 10 s (restarted empty)", "end": end})
 
 
-async def terminate_postgres_connections(fleet: Fleet, report: Report) -> None:
+async def terminate_postgres_connections(fleet: Fleet, report: Report, tg: TaskGroup) -> None:
     report.fault_on("postgres")
     rows = await fleet.sql(
         "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity"
@@ -508,20 +564,20 @@ async def terminate_postgres_connections(fleet: Fleet, report: Report) -> None:
         fleet.db_name,
     )
     await anyio.sleep(0.5)
-    report.fault_off("postgres")
+    end = report.fault_off("postgres")
     report.faults.append(
-        {"fault": "every PostgreSQL connection terminated", "connections": rows[0]["n"]}
+        {"fault": "every PostgreSQL connection terminated", "connections": rows[0]["n"], "end": end}
     )
 
 
-async def freeze_s3(fleet: Fleet, report: Report) -> None:
+async def freeze_s3(fleet: Fleet, report: Report, tg: TaskGroup) -> None:
     assert fleet.moto is not None
     report.fault_on("s3")
     fleet.moto.signal(signal.SIGSTOP)
     await anyio.sleep(5)
     fleet.moto.signal(signal.SIGCONT)
-    report.fault_off("s3")
-    report.faults.append({"fault": "S3 frozen for 5 s (SIGSTOP/SIGCONT of moto)"})
+    end = report.fault_off("s3")
+    report.faults.append({"fault": "S3 frozen for 5 s (SIGSTOP/SIGCONT of moto)", "end": end})
 
 
 SCHEDULE = [
@@ -533,10 +589,40 @@ SCHEDULE = [
 ]
 
 
-async def faults(fleet: Fleet, report: Report, started: float, seconds: float) -> None:
-    for at, fault in SCHEDULE:
-        await anyio.sleep(max(started + at * seconds - time.monotonic(), 0))
-        await fault(fleet, report)
+async def faults(fleet: Fleet, report: Report, started: float, args: argparse.Namespace) -> None:
+    """The faults on their schedule; then traffic goes on until ``--seconds`` and at least
+    ``--tail`` seconds after the last fault's end (so each fault's recovery is seen)."""
+    async with anyio.create_task_group() as tg:  # and the watchers the faults start
+        for at, fault in SCHEDULE:
+            await anyio.sleep(max(started + at * args.seconds - time.monotonic(), 0))
+            await fault(fleet, report, tg)
+        report.stop_at = max(started + args.seconds, time.monotonic() + args.tail)
+
+
+def recoveries(report: Report) -> None:
+    """Each fault's recovery times, from its end (dropped from the report: a monotonic time)."""
+    for fault in report.faults:
+        end = fault.pop("end", None)
+        if end is not None:
+            fault.update(report.recovery(end))
+
+
+def first_traceback(text: str) -> str | None:
+    """The first traceback in a log, through its exception line (at most 60 lines)."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "Traceback (most recent call last)" in line:
+            out = [line]
+            for follow in lines[i + 1 : i + 60]:
+                out.append(follow)
+                if (
+                    follow
+                    and not follow[0].isspace()
+                    and not follow.startswith(("Traceback", "During handling", "The above"))
+                ):
+                    break
+            return "\n".join(out)
+    return None
 
 
 # checks -----------------------------------------------------------------------------------
@@ -638,6 +724,8 @@ async def check(fleet: Fleet, report: Report, survivors: dict[str, str]) -> dict
         text = child.log_path.read_text(errors="replace") if child.log_path.exists() else ""
         tracebacks = text.count("Traceback (most recent call last)")
         facts[f"tracebacks_{child.name}"] = tracebacks
+        if tracebacks:
+            facts.setdefault("first_tracebacks", {})[child.name] = first_traceback(text)
     return facts
 
 
@@ -651,18 +739,19 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         fleet.upgrade()
         fleet.start_fleet()
         started = time.monotonic()
-        deadline = started + args.seconds
+        report.stop_at = None if not args.no_faults else started + args.seconds
         survivors: dict[str, str] = {}
 
         async def client(n: int) -> None:
-            survivors.update(await client_loop(n, fleet, deadline, report, args.settle))
+            survivors.update(await client_loop(n, fleet, report, args.settle))
 
         async with anyio.create_task_group() as tg:
             for n in range(args.clients):
                 tg.start_soon(client, n)
             if not args.no_faults:
-                tg.start_soon(faults, fleet, report, started, args.seconds)
+                tg.start_soon(faults, fleet, report, started, args)
         elapsed = time.monotonic() - started
+        recoveries(report)
         facts = await check(fleet, report, survivors)
         total = sum(report.counts.values())
         return {
@@ -671,6 +760,9 @@ async def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "requests_per_s": round(total / elapsed, 1),
             "counts": {f"{op} {status}": n for (op, status), n in sorted(report.counts.items())},
             "server_errors_500": sum(n for (_, s), n in report.counts.items() if s == "500"),
+            "server_errors_5xx": sum(
+                n for (_, s), n in report.counts.items() if s.isdigit() and int(s) >= 500
+            ),
             "faults": report.faults,
             "facts": facts,
             "problems": report.problems,
@@ -689,6 +781,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0, help="s after a fault still excused")
     parser.add_argument("--no-faults", action="store_true", help="traffic only")
     parser.add_argument(
+        "--tail", type=float, default=10.0, help="s of traffic at least after the last fault"
+    )
+    parser.add_argument(
         "--postgres",
         default=os.environ.get(
             "CHITRAM_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -700,6 +795,12 @@ def main(argv: list[str] | None = None) -> int:
     with _workdir(args.workdir) as workdir:
         result = anyio.run(soak, args, workdir)
         print(json.dumps(result, indent=2))
+        for fault in result["faults"]:
+            taken = fault.get("jobs_finished_after_kill_s")
+            extra = f"; the jobs running at the kill finished after {taken} s" if taken else ""
+            print(f"recovery: {fault['fault']}: {fault.get('recovery_s')} s{extra}")
+        for name, text in result["facts"].get("first_tracebacks", {}).items():
+            print(f"--- first traceback in {name}.log\n{text}")
         if args.json is not None:
             args.json.write_text(json.dumps(result, indent=2))
         if not result["ok"]:

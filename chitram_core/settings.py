@@ -58,6 +58,11 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{attribute.name} must be positive, got {value!r}")
 
 
+def _not_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class Settings:
     """Everything a Chitram instance needs, frozen.
@@ -314,6 +319,9 @@ class Settings:
     beside `chitram worker`); default on."""
     shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
     """Seconds a stopping process gives in-flight requests and jobs; default 30 s."""
+    shutdown_drain: float = attrs.field(default=0.0, validator=_not_negative)
+    """Seconds ``chitram serve`` keeps serving after SIGTERM while ``/health/ready`` answers 503
+    (so a load balancer takes it out of rotation) before it stops accepting; default 0."""
     # upload by URL
     fetch_allow_ports: tuple[int, ...] = attrs.field(default=(80, 443), converter=tuple)
     """Ports a URL upload may connect to; default 80 and 443."""

@@ -221,18 +221,20 @@ class Thumbnailer:
                 progress("thumbnails", done, len(due))
         return made
 
-    async def run_job(self, key: str) -> None:
+    async def run_job(self, key: str) -> bool:
         """The job handler: render unless the row says it is done; the row's outcome is the
-        job's (the row keeps the attempts and the back-off, so requests and jobs share them)."""
+        job's (the row keeps the attempts and the back-off, so requests and jobs share them).
+        True when the render finished the job itself (its row went with the thumbnail's)."""
         row = await self._row_by_key(key)
         if row is not None and row["status"] in sql.RETRIED:
             try:
-                await self.render(row["sha256"])
+                if await self.render(row["sha256"], row=row):
+                    return True  # made: the job's row went in the same transaction
             except ChitramError as exc:
                 log.info("thumbnail for %s not made yet: %s", row["sha256"], exc.message)
             row = await self._row_by_key(key)
         if row is None or row["status"] == "ready":
-            return  # made, or the image was deleted
+            return False  # made elsewhere, or the image was deleted
         reason = row["error"] or "the thumbnail could not be made"
         if row["status"] == "failed":
             raise JobFailed(reason)
@@ -277,32 +279,41 @@ class Thumbnailer:
         async with self.db.connect() as conn:
             return await sql.get(conn, key)
 
-    async def render(self, sha256: str, *, force: bool = False) -> None:
-        """Make the thumbnail for ``sha256`` unless it exists; one job per key per process."""
+    async def render(
+        self, sha256: str, *, force: bool = False, row: dict[str, Any] | None = None
+    ) -> bool:
+        """Make the thumbnail for ``sha256`` unless it exists; one job per key per process.
+        ``row``: its thumbnail row as the caller has just read it (saves reading it again).
+        True when this call made it ready."""
         key = self.key_for(sha256)
         running = self._jobs.get(key)
         if running is not None:
             await running.wait()
-            return
+            return False
         done = self._jobs[key] = anyio.Event()
         try:
             with job_context("thumbnail", key):
-                await self._render(sha256, key, force=force)
+                return await self._render(sha256, key, force=force, row=row)
         finally:
             del self._jobs[key]
             done.set()
 
-    async def _render(self, sha256: str, key: str, *, force: bool) -> None:
-        async with self.db.connect() as conn:
-            exists = await blobs_sql.exists(conn, sha256)
-            row = await sql.get(conn, key)
-        if not exists:
-            return  # the image was deleted meanwhile
+    async def _render(
+        self, sha256: str, key: str, *, force: bool, row: dict[str, Any] | None
+    ) -> bool:
+        if row is None:
+            async with self.db.connect() as conn:
+                exists = await blobs_sql.exists(conn, sha256)
+                row = await sql.get(conn, key)
+            if not exists:
+                return False  # the image was deleted meanwhile
+        # (A thumbnail row names its blob's row: with a row, the blob's row was there too, and
+        # the transaction below checks again before marking it ready.)
         if row is None:
             async with self.db.transaction() as conn:
                 await self.enqueue(conn, sha256)
         elif row["status"] == "ready" or (row["status"] == "failed" and not force):
-            return
+            return False
         try:
             # The job reads the file itself: the server never holds the original whole.
             # Background renders: at most ``thumbnail_workers`` at once; a request waiting
@@ -338,7 +349,7 @@ class Thumbnailer:
             if not await blobs_sql.exists(conn, sha256):
                 # Deleted while rendering: the bytes we wrote have no row; remove them.
                 await self.storage.delete(key)
-                return
+                return False
             await sql.mark_ready(
                 conn,
                 key,
@@ -347,8 +358,9 @@ class Thumbnailer:
                 width=rendered.width,
                 height=rendered.height,
             )
-            await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # a request made it: no job left
+            await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # made: no job left
         await self.on_ready(sha256)
+        return True
 
     async def _fail(
         self, sha256: str, key: str, reason: str, *, definite: bool, final: str = "stalled"

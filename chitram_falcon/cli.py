@@ -109,6 +109,10 @@ def _serve(args: argparse.Namespace) -> int:
             "and rate limits count per worker; set CHITRAM_CACHE_URL=redis://... to share them"
         )
         overrides["cache_url"] = "off"
+    if args.workers > 1 and settings.shutdown_drain > 0:
+        log.warning(
+            "CHITRAM_SHUTDOWN_DRAIN applies to --workers 1 only; these workers do not drain"
+        )
     if args.workers > 1 and settings.should_auto_migrate:
         # Here, once: workers migrating a new SQLite file at the same time race to create the
         # same tables, and the loser fails to start. Each then finds the schema at its head.
@@ -146,7 +150,7 @@ def _serve(args: argparse.Namespace) -> int:
                 finally:
                     os.environ.pop(SERVE_OVERRIDES, None)
             else:
-                uvicorn.run(app_factory(overrides), **common)
+                _serve_one(app_factory(overrides), common, settings.shutdown_drain)
     except _Stopped as stopped:
         # uvicorn shut down gracefully, then raised the signal again for the handler it found
         # (ours): our clean-up (the metrics directory) has run; now end as the signal says.
@@ -156,6 +160,19 @@ def _serve(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _serve_one(app: Any, options: dict[str, Any], drain: float) -> None:
+    """One process: uvicorn's server with the drain before its shutdown (``--workers N`` runs
+    uvicorn's own supervisor, whose processes stop without it)."""
+    import uvicorn
+
+    from chitram_falcon.shutdown import DrainingServer
+
+    server = DrainingServer(uvicorn.Config(app, **options), drain_seconds=drain)
+    server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's own exit code for a failed startup
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -13,6 +13,8 @@ take, and accepts connections without bound. :class:`BoundedHttpToolsProtocol` a
 
 Request bodies are bounded in the app (``CHITRAM_BODY_IDLE_TIMEOUT``: ``chitram_falcon.asgi``),
 on any server.
+
+While the process drains (``chitram_falcon.shutdown``), every answer closes its connection.
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ import asyncio
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from chitram_falcon import drain
+
+SHUTDOWN_HEAD_WAIT = 2.0
+"""Seconds a stopping server still waits for the request head of a connection it has accepted."""
 
 _WAITING: dict[BoundedHttpToolsProtocol, None] = {}
 """Connections waiting for a request head, oldest first (dicts keep insertion order)."""
@@ -60,12 +67,29 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._head_arrived()
         super().on_headers_complete()
+        if drain.draining() and self.cycle is not None:
+            # Draining: this answer closes the connection, so the client's next request opens a
+            # new one (through the load balancer, to another process) instead of racing our close.
+            self.cycle.keep_alive = False
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)  # a pipelined request's head has arrived already
         super().on_response_complete()
         if not pipelined and not self.transport.is_closing():
             self._await_head()
+
+    def shutdown(self) -> None:
+        """The server is stopping. A connection still waiting for a request head gets a last
+        ``SHUTDOWN_HEAD_WAIT`` seconds for it (then that request is answered and the connection
+        closed): closing it at once would reset a client whose request is already on its way,
+        e.g. one the server accepted a moment ago."""
+        if self in _WAITING:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            wait = min(self.header_timeout, SHUTDOWN_HEAD_WAIT)
+            self._head_timer = self.loop.call_later(wait, self._close_waiting)
+            return
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_arrived()

@@ -36,8 +36,10 @@ from chitram_core.logs import job_context
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str], Awaitable[None]]
-"""``async def handler(key)``: does the job for ``key``; idempotent (it may run twice)."""
+Handler = Callable[[str], Awaitable[bool | None]]
+"""``async def handler(key)``: does the job for ``key``; idempotent (it may run twice). It may
+return True when it deleted the job's row itself, in the transaction that recorded its result
+(the runner then skips its own)."""
 
 
 class RetryLater(Exception):
@@ -84,6 +86,7 @@ class JobRunner:
         self._wake = anyio.Event()
         self._stopping = False
         self._running: set[tuple[str, str]] = set()
+        self._backlog: set[str] = set()  # kinds whose last claim found due jobs
         self._busy = 0  # a look for due jobs, or a started job, in progress
         self._task_group: TaskGroup | None = None
 
@@ -160,13 +163,20 @@ class JobRunner:
                 continue  # a finishing job wakes the loop
             now = utcnow()
             # A read first: most looks find nothing, and they need not take the write lock.
-            async with self.db.connect() as conn:
-                if not await sql.due(conn, [kind], now, 1):
-                    continue
+            # Not while the kind has a backlog (its last claim found jobs): then it is a round
+            # trip per job for nothing.
+            if kind not in self._backlog:
+                async with self.db.connect() as conn:
+                    if not await sql.due(conn, [kind], now, 1):
+                        continue
             async with self.db.transaction() as conn:
                 claimed = await sql.claim_due(
                     conn, kind, now, now + timedelta(seconds=spec.lease), free
                 )
+            if claimed:
+                self._backlog.add(kind)
+            else:
+                self._backlog.discard(kind)
             for key, attempt in claimed:
                 # Only this loop takes slots, so the ones counted free are still free.
                 spec.slots.acquire_nowait()
@@ -241,7 +251,7 @@ class JobRunner:
         finished."""
         try:
             with job_context(kind, key):
-                await spec.handler(key)
+                finished = await spec.handler(key)
         except RetryLater as exc:
             delay = exc.delay if exc.delay is not None else self.backoff(attempt)
             log.info("job %s/%s: %s; retrying in %.1f s", kind, key, exc.reason, delay)
@@ -269,8 +279,9 @@ class JobRunner:
             return False
         finally:
             self._running.discard((kind, key))
-        async with self.db.transaction() as conn:
-            await sql.finish(conn, kind, key)
+        if not finished:
+            async with self.db.transaction() as conn:
+                await sql.finish(conn, kind, key)
         return True
 
     async def _settle(

@@ -10,6 +10,7 @@ import falcon.asgi
 
 from chitram_core import to_json
 from chitram_core.limits.addresses import parse_address
+from chitram_falcon import drain
 from chitram_falcon.context import ChitramHandle, client_ip
 from chitram_falcon.security import from_trusted_proxy
 
@@ -58,13 +59,18 @@ class LiveResource:
 
 
 class ReadyResource:
-    """Ready to take traffic: the instance is open and its database and storage answer."""
+    """Ready to take traffic: the instance is open and its database and storage answer, and the
+    process is not draining (stopping after SIGTERM)."""
 
     def __init__(self, handle: ChitramHandle) -> None:
         self.handle = handle
 
     async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.cache_control = ["no-store"]
+        if drain.draining():  # stopping: the load balancer takes this process out of rotation
+            resp.status = 503
+            resp.media = {"status": "draining", "database": "unknown", "storage": "unknown"}
+            return
         if not self.handle.is_open:
             resp.status = 503
             resp.media = {"status": "not_ready", "database": "unknown", "storage": "unknown"}
