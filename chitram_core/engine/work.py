@@ -83,6 +83,10 @@ def decode_cost(
         # libwebp's animation decoder, which Pillow builds in ``open``, keeps two RGBA
         # canvases; the decoded frame is a third, the thumbnail's copies a fourth.
         return cost + pixels * 4 * (4 if thumbnail_size is not None else 3)
+    if fmt.isobmff or fmt is ImageFormat.JXL:
+        # libheif, libavif and libjxl decode whole: the coded planes (up to 16 bits, 4
+        # channels), then Pillow's 8-bit copy; the thumbnail's copies on top.
+        return cost + pixels * 8 + pixels * 4 + (pixels * 4 if thumbnail_size is not None else 0)
     if fmt is ImageFormat.PNG and thumbnail_size is None:
         return cost  # verification inflates the pixel data row by row (check_png_pixels)
     # PNG or GIF decoded whole (up to 8 bytes a pixel for 16-bit RGBA), then resampled.

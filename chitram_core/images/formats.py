@@ -20,11 +20,19 @@ import attrs
 from PIL import Image, UnidentifiedImageError
 
 from chitram_core.errors import ChitramError, ImageTooLarge, InvalidImage
+from chitram_core.images.codecs import require
 from chitram_core.images.kinds import PNG_SIGNATURE as PNG_SIGNATURE  # re-exported
 from chitram_core.images.kinds import SNIFF_BYTES as SNIFF_BYTES
 from chitram_core.images.kinds import ImageFormat as ImageFormat
 from chitram_core.images.kinds import sniff as sniff
 from chitram_core.images.metadata import MetadataScanner
+from chitram_core.images.scan import isobmff, jxl
+
+WHOLE_FILE_FORMATS = frozenset(
+    {ImageFormat.WEBP, ImageFormat.HEIF, ImageFormat.AVIF, ImageFormat.JXL}
+)
+"""Formats whose decoder is handed the whole file and decodes the whole image at once: their
+pixel limit is the lower ``max_pixels_unstreamed``."""
 
 HEAD_BYTES = 1024 * 1024
 """How much of the start of a file :func:`probe` is given: enough for any sane header."""
@@ -53,6 +61,7 @@ def probe(head: bytes) -> ImageInfo:
     malformed or claims a zero side raises :class:`InvalidImage`.
     """
     fmt = sniff(head)
+    require(fmt)
     try:
         width, height = _PROBES[fmt](head)
     except ChitramError:
@@ -207,6 +216,9 @@ _PROBES = {
     ImageFormat.PNG: _probe_png,
     ImageFormat.GIF: _probe_gif,
     ImageFormat.WEBP: _probe_webp,
+    ImageFormat.HEIF: isobmff.probe,
+    ImageFormat.AVIF: lambda head: isobmff.probe(head, "AVIF"),
+    ImageFormat.JXL: jxl.probe,
 }
 
 
@@ -432,7 +444,7 @@ def _open(fileobj: BinaryIO, info: ImageInfo, max_pixels: int) -> Image.Image:
     # Pillow's global bomb limit stays as a second line; ours is checked per call below
     # (warnings filters are process-global, so they are not touched from worker threads).
     img = Image.open(fileobj, formats=[info.format.pillow_name])
-    if img.size != (info.width, info.height):
+    if img.size != (info.width, info.height) and not _transformed(info, img.size):
         size = img.size
         img.close()
         raise InvalidImage(
@@ -445,6 +457,15 @@ def _open(fileobj: BinaryIO, info: ImageInfo, max_pixels: int) -> Image.Image:
             f"The image has {img.width * img.height} pixels, more than the limit of {max_pixels}"
         )
     return img
+
+
+def _transformed(info: ImageInfo, size: tuple[int, int]) -> bool:
+    """HEIF, AVIF and JPEG XL decoders apply the file's crop and rotation: the size they see
+    may be the header's turned, or cropped inside it, never larger."""
+    if info.format not in WHOLE_FILE_FORMATS:
+        return False
+    w, h = size
+    return (w <= info.width and h <= info.height) or (w <= info.height and h <= info.width)
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,6 +31,13 @@ chunks and extensions nobody has invented yet (C2PA manifests, vendor blocks, pr
   control extensions and the NETSCAPE2.0 loop count (both rewritten to their canonical bytes
   when extra sub-blocks follow); comments, plain text and every other application extension
   go, and so do the bytes after the trailer. A GIF without a trailer is left without one.
+- HEIF and AVIF keep their boxes in place (item locations are absolute offsets): the data of
+  Exif items becomes an empty EXIF, that of XMP (``mime``) and ``uri `` items spaces, and
+  top-level boxes other than ftyp, meta, mdat and moov become zeroed ``free`` boxes
+  (:mod:`chitram_core.images.scan.isobmff`).
+- JPEG XL keeps a bare codestream as it is; a container keeps JXL, ftyp, jxll, jxlc, jxlp and
+  jxli and loses every other box, Exif, XMP and JUMBF included
+  (:mod:`chitram_core.images.scan.jxl`).
 
 Orientation is taken from EXIF only, as browsers do. Pillow additionally falls back to a
 ``tiff:Orientation`` in XMP when EXIF has none; such (rare) files lose that XMP-only rotation,
@@ -47,7 +54,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
 from chitram_core.errors import InvalidImage
 from chitram_core.images.kinds import ImageFormat
-from chitram_core.images.scan import gif, jpeg, png, webp
+from chitram_core.images.scan import gif, isobmff, jpeg, jxl, png, webp
 from chitram_core.images.scan.base import (
     MAX_EDITS,
     MAX_EXIF_BYTES,
@@ -252,12 +259,18 @@ _PARSERS: dict[ImageFormat, Callable[[ScanState], Parser]] = {
     ImageFormat.PNG: png.parse,
     ImageFormat.WEBP: webp.parse,
     ImageFormat.GIF: gif.parse,
+    ImageFormat.HEIF: isobmff.parse,
+    ImageFormat.AVIF: isobmff.parse,
+    ImageFormat.JXL: jxl.parse,
 }
 _WRAP_EXIF: dict[ImageFormat, Callable[[bytes], bytes]] = {
     ImageFormat.JPEG: jpeg.wrap_exif,
     ImageFormat.PNG: png.wrap_exif,
     ImageFormat.WEBP: webp.wrap_exif,
     ImageFormat.GIF: lambda tiff: b"",
+    ImageFormat.HEIF: isobmff.wrap_exif,
+    ImageFormat.AVIF: isobmff.wrap_exif,
+    ImageFormat.JXL: jxl.wrap_exif,
 }
 
 

@@ -21,13 +21,14 @@ import attrs
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage
-from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
+from chitram_core.images.codecs import PILLOW_FORMATS
+from chitram_core.images.formats import PILLOW_ERRORS, _reason
 
 THUMBNAIL_FORMATS = ("JPEG", "WEBP", "PNG")
 ALGORITHM_VERSION = 1
 """Bump when the rendering changes visibly: it is part of :attr:`ThumbnailParams.key_suffix`."""
 
-_INPUT_FORMATS = [fmt.pillow_name for fmt in ImageFormat]
+_INPUT_FORMATS = PILLOW_FORMATS
 _CONTENT_TYPES = {"JPEG": "image/jpeg", "WEBP": "image/webp", "PNG": "image/png"}
 
 

@@ -22,6 +22,7 @@ from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
 from chitram_core.images import blurhash
+from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
 from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
 from chitram_core.variant_spec import (
@@ -48,7 +49,7 @@ _MIME = {
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
 _PILLOW = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 DEFAULT_QUALITY = {"jpeg": 85, "webp": 80, "avif": 60, "png": 100}
-_INPUT_FORMATS = [fmt.pillow_name for fmt in ImageFormat]
+_INPUT_FORMATS = PILLOW_FORMATS
 
 
 def mime_of(fmt: str) -> str:
