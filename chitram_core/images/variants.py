@@ -290,7 +290,7 @@ def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool)
     return _encode(frame, fmt, spec.quality, icc)
 
 
-_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
+_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "AVIF": "avif"}
 """Source formats whose bytes may stand in for a variant (GIF may be animated: never)."""
 
 
