@@ -175,8 +175,8 @@ def check_unstreamed(info: ImageInfo, max_pixels: int) -> None:
     decoders need the whole file and full-size planes at once."""
     if info.format in WHOLE_FILE_FORMATS and info.pixels > max_pixels:
         raise ImageTooLarge(
-            f"The {info.format.name} image is {info.width}x{info.height} pixels; "
-            f"{info.format.name} is decoded whole, so its limit is {max_pixels} pixels",
+            f"The {info.format.label} image is {info.width}x{info.height} pixels; "
+            f"{info.format.label} is decoded whole, so its limit is {max_pixels} pixels",
             width=info.width,
             height=info.height,
             max_pixels=max_pixels,

@@ -18,7 +18,6 @@ from chitram_core.images.kinds import ImageFormat
 
 EXTRAS = {ImageFormat.HEIF: "heif", ImageFormat.JXL: "jxl"}
 """The extra that brings each optional format's decoder."""
-_LABELS = {ImageFormat.HEIF: "HEIC/HEIF", ImageFormat.AVIF: "AVIF", ImageFormat.JXL: "JPEG XL"}
 
 
 def _register_heif() -> bool:
@@ -68,7 +67,7 @@ def require(fmt: ImageFormat) -> None:
     """Refuse ``fmt`` when its decoder is not installed, saying which extra brings it."""
     if fmt in _AVAILABLE:
         return
-    label = _LABELS.get(fmt, fmt.name)
+    label = fmt.label
     extra = EXTRAS.get(fmt)
     if extra is None:
         raise InvalidFileFormat(

@@ -28,6 +28,11 @@ class ImageFormat(enum.Enum):
         return _MIME[self]
 
     @property
+    def label(self) -> str:
+        """The name people know it by (``WebP``, ``JPEG XL``)."""
+        return _LABEL[self]
+
+    @property
     def pillow_name(self) -> str:
         return self.name
 
@@ -56,6 +61,15 @@ _MIME = {
     ImageFormat.HEIF: "image/heic",
     ImageFormat.AVIF: "image/avif",
     ImageFormat.JXL: "image/jxl",
+}
+_LABEL = {
+    ImageFormat.JPEG: "JPEG",
+    ImageFormat.PNG: "PNG",
+    ImageFormat.GIF: "GIF",
+    ImageFormat.WEBP: "WebP",
+    ImageFormat.HEIF: "HEIC/HEIF",
+    ImageFormat.AVIF: "AVIF",
+    ImageFormat.JXL: "JPEG XL",
 }
 _EXTENSION = {
     ImageFormat.JPEG: "jpg",

@@ -52,7 +52,7 @@ import itertools
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
-from chitram_core.errors import InvalidImage
+from chitram_core.errors import ImageTooLarge, InvalidImage
 from chitram_core.images.kinds import ImageFormat
 from chitram_core.images.scan import gif, isobmff, jpeg, jxl, png, webp
 from chitram_core.images.scan.base import (
@@ -60,6 +60,7 @@ from chitram_core.images.scan.base import (
     MAX_EXIF_BYTES,
     ORIENTATION_TAG,
     Edit,
+    FrameBudget,
     Op,
     Parser,
     Read,
@@ -75,6 +76,7 @@ __all__ = [
     "MAX_EXIF_BYTES",
     "ORIENTATION_TAG",
     "Edit",
+    "FrameBudget",
     "MetadataScanner",
     "apply_edits",
     "apply_to_bytes",
@@ -87,16 +89,17 @@ class MetadataScanner(ScanState):
     """Plan the edits that strip metadata from an upload, fed chunk by chunk.
 
     ``feed`` never raises: a structural problem is remembered and raised by ``finish`` as
-    :class:`InvalidImage`, so the caller can keep streaming the upload to its destination.
+    :class:`InvalidImage` (an animation past ``budget``, counted from its frame headers, as
+    :class:`ImageTooLarge`), so the caller can keep streaming the upload to its destination.
     Memory stays O(header): payloads are skipped by counting.
     """
 
-    def __init__(self, fmt: ImageFormat) -> None:
-        super().__init__()
+    def __init__(self, fmt: ImageFormat, budget: FrameBudget | None = None) -> None:
+        super().__init__(budget)
         self.format = fmt
         self._total = 0
         self._buf = bytearray()
-        self._error: InvalidImage | None = None
+        self._error: InvalidImage | ImageTooLarge | None = None
         self._result: list[Edit] | None = None
         self._parser: Parser = _PARSERS[fmt](self)
         self._op: Op | None = None
@@ -114,7 +117,7 @@ class MetadataScanner(ScanState):
             return
         try:
             self._consume(chunk)
-        except InvalidImage as exc:
+        except (InvalidImage, ImageTooLarge) as exc:
             self._fail(exc)
         except (struct.error, IndexError, ValueError) as exc:
             self._fail(InvalidImage(f"Malformed {self.format.name} structure: {exc}"))
@@ -125,7 +128,7 @@ class MetadataScanner(ScanState):
             return list(self._result)
         try:
             self._drain()
-        except InvalidImage as exc:
+        except (InvalidImage, ImageTooLarge) as exc:
             self._fail(exc)
         except (struct.error, IndexError, ValueError) as exc:
             self._fail(InvalidImage(f"Malformed {self.format.name} structure: {exc}"))
@@ -134,7 +137,7 @@ class MetadataScanner(ScanState):
         self._result = self._plan()
         return list(self._result)
 
-    def _fail(self, exc: InvalidImage) -> None:
+    def _fail(self, exc: InvalidImage | ImageTooLarge) -> None:
         if self._error is None:
             self._error = exc
         self._op = None
