@@ -48,10 +48,22 @@ class ImageInfo:
     format: ImageFormat
     width: int
     height: int
+    coded: tuple[int, int] | None = None
+    """The size the decoder allocates when it differs from the displayed one (a HEIF coded
+    in 64-pixel blocks and cropped by its clean aperture)."""
 
     @property
     def pixels(self) -> int:
+        """The pixels a decode allocates: what every limit and cost is computed from."""
+        if self.coded is not None:
+            return max(self.width * self.height, self.coded[0] * self.coded[1])
         return self.width * self.height
+
+    @property
+    def longest_side(self) -> int:
+        if self.coded is not None:
+            return max(self.width, self.height, self.coded[0], self.coded[1])
+        return max(self.width, self.height)
 
 
 def probe(head: bytes) -> ImageInfo:
@@ -63,7 +75,7 @@ def probe(head: bytes) -> ImageInfo:
     fmt = sniff(head)
     require(fmt)
     try:
-        width, height = _PROBES[fmt](head)
+        width, height, *coded = _PROBES[fmt](head)
     except ChitramError:
         raise
     except (IndexError, struct.error, ValueError) as exc:  # belt and braces: parsers check
@@ -74,7 +86,9 @@ def probe(head: bytes) -> ImageInfo:
             width=width,
             height=height,
         )
-    return ImageInfo(fmt, width, height)
+    if coded and (coded[0] <= 0 or coded[1] <= 0):
+        raise InvalidImage(f"The {fmt.name} header declares a zero-sized coded image")
+    return ImageInfo(fmt, width, height, (coded[0], coded[1]) if coded else None)
 
 
 def _truncated(fmt: str, what: str) -> InvalidImage:
@@ -211,20 +225,20 @@ def _probe_webp(head: bytes) -> tuple[int, int]:
     raise InvalidImage(f"Malformed WebP: unknown first chunk {ctype!r}")
 
 
-_PROBES = {
+_PROBES: dict[ImageFormat, Callable[[bytes], tuple[int, ...]]] = {
     ImageFormat.JPEG: _probe_jpeg,
     ImageFormat.PNG: _probe_png,
     ImageFormat.GIF: _probe_gif,
     ImageFormat.WEBP: _probe_webp,
     ImageFormat.HEIF: isobmff.probe,
-    ImageFormat.AVIF: lambda head: isobmff.probe(head, "AVIF"),
+    ImageFormat.AVIF: lambda head: isobmff.probe(head, "AVIF", turn=False),
     ImageFormat.JXL: jxl.probe,
 }
 
 
 def check_limits(info: ImageInfo, *, max_pixels: int, max_dimension: int) -> None:
     """Refuse images whose header claims too many pixels, before anything decodes them."""
-    if info.pixels > max_pixels or max(info.width, info.height) > max_dimension:
+    if info.pixels > max_pixels or info.longest_side > max_dimension:
         raise ImageTooLarge(
             f"The image is {info.width}x{info.height} pixels; the limit is {max_pixels} pixels "
             f"and {max_dimension} pixels a side",
@@ -451,7 +465,7 @@ def _open(fileobj: BinaryIO, info: ImageInfo, max_pixels: int) -> Image.Image:
             f"The {info.format.name} decoder sees {size[0]}x{size[1]} pixels but the header "
             f"says {info.width}x{info.height}"
         )
-    if img.width * img.height > max_pixels:
+    if img.width * img.height > max_pixels or info.pixels > max_pixels:
         img.close()
         raise InvalidImage(
             f"The image has {img.width * img.height} pixels, more than the limit of {max_pixels}"

@@ -225,7 +225,7 @@ class MetadataScanner(ScanState):
             replacement = b""
             if exif.orientation is not None and 2 <= exif.orientation <= 8:
                 replacement = _WRAP_EXIF[self.format](
-                    minimal_tiff(exif.orientation, exif.little_endian)
+                    exif.prefix + minimal_tiff(exif.orientation, exif.little_endian)
                 )
                 exif_kept = True
             if replacement != exif.original:

@@ -91,6 +91,8 @@ class ExifBlock:
     orientation: int | None
     little_endian: bool
     original: bytes
+    prefix: bytes = b""
+    """What goes before the TIFF data in the rewritten block (JPEG XL: the offset field)."""
 
 
 class ScanState:

@@ -20,7 +20,15 @@ import struct
 from collections.abc import Iterator
 
 from chitram_core.errors import InvalidImage
-from chitram_core.images.scan.base import Edit, Parser, Read, ScanState, Skip, need
+from chitram_core.images.scan.base import (
+    MAX_EXIF_BYTES,
+    Edit,
+    Parser,
+    Read,
+    ScanState,
+    Skip,
+    need,
+)
 
 MAX_BOXES = 10_000
 """More boxes than this in one container level, or items in the item table, is refused: the
@@ -80,11 +88,16 @@ def _meta(head: bytes, where: str) -> tuple[int, int]:
             break
         if typ == b"meta":
             if pos + size > n:
-                raise InvalidImage(f"The {where} item table (meta box) is cut short or too large")
+                raise InvalidImage(
+                    f"Truncated {where} file: it ends inside the item table (meta box), or "
+                    "the table is too large"
+                )
             if size < header + 4:
                 raise InvalidImage(f"Malformed {where}: meta box too short")
             return pos + header + 4, pos + size
         pos += size
+    if pos + 8 > n:
+        raise InvalidImage(f"Truncated {where} file: it ends before its item table (meta box)")
     raise InvalidImage(f"No {where} item table (meta box) within the header")
 
 
@@ -96,8 +109,11 @@ def _uint(data: bytes, pos: int, size: int) -> int:
     return int.from_bytes(data[pos : pos + size], "big")
 
 
-def probe(head: bytes, where: str = "HEIF") -> tuple[int, int]:
-    """The primary image's displayed size from its ``ispe`` (and ``irot``) properties.
+def probe(head: bytes, where: str = "HEIF", *, turn: bool = True) -> tuple[int, int, int, int]:
+    """The primary image's size as the decoder gives it (its ``ispe`` property, cropped by
+    ``clap``, and with ``turn`` turned by ``irot``: libheif applies the rotation, Pillow's AVIF
+    plugin reports it as an EXIF orientation instead) and its coded size (``ispe``: what the
+    decoder allocates).
 
     Any item (a tile, an alpha plane, a thumbnail) claiming more pixels than the primary image
     is refused: the limits are checked on the primary's size, so nothing may be larger.
@@ -121,6 +137,7 @@ def probe(head: bytes, where: str = "HEIF") -> tuple[int, int]:
             )
     largest = max((w * h for w, h in sizes), default=0)
     width = height = 0
+    crop: tuple[int, int] | None = None
     rotate = False
     for t, _box, payload, box_end in boxes(head, iprp[0], iprp[1], where):
         if t != b"ipma":
@@ -128,16 +145,26 @@ def probe(head: bytes, where: str = "HEIF") -> tuple[int, int]:
         for item, index in _ipma(head, payload, box_end):
             if item != primary or not 1 <= index <= len(props):
                 continue
-            ptype, ppayload, _pend = props[index - 1]
+            ptype, ppayload, pend = props[index - 1]
             if ptype == b"ispe":
                 width, height = struct.unpack_from(">II", head, ppayload + 4)
             elif ptype == b"irot" and ppayload < len(head):
                 rotate = bool(head[ppayload] & 1)
+            elif ptype == b"clap":
+                wn, wd, hn, hd = struct.unpack_from(
+                    ">IIII", need(head[ppayload:pend], 16, where, "clap")
+                )
+                if not wd or not hd:
+                    raise InvalidImage(f"Malformed {where}: a clean aperture divides by zero")
+                crop = ((wn + wd // 2) // wd, (hn + hd // 2) // hd)
     if width * height == 0:
         raise InvalidImage(f"Malformed {where}: the primary image has no size (ispe) property")
     if largest > width * height:
         raise InvalidImage(f"Malformed {where}: an item is larger than the primary image")
-    return (height, width) if rotate else (width, height)
+    shown = (min(crop[0], width), min(crop[1], height)) if crop else (width, height)
+    if rotate and turn:
+        return shown[1], shown[0], height, width
+    return shown[0], shown[1], width, height
 
 
 def _ipma(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int]]:
@@ -222,10 +249,12 @@ def _locations(meta: bytes, start: int, end: int, base: int) -> Iterator[tuple[i
             raise InvalidImage("Malformed item table: iloc runs past its box")
 
 
-def _blank_items(s: ScanState, meta: bytes, base: int) -> None:
+def _blank_items(meta: bytes, base: int) -> list[Edit]:
+    """The blanking edits of the metadata items, by offset (not yet compared with the data)."""
     types = _item_types(meta, 4, len(meta))
     blanked = {item: t for item, t in types.items() if t in _BLANK_ITEMS}
     written: dict[int, int] = {}
+    planned: list[Edit] = []
     for item, offset, length in _locations(meta, 4, len(meta), base):
         kind = blanked.get(item)
         if kind is None or length == 0:
@@ -238,15 +267,36 @@ def _blank_items(s: ScanState, meta: bytes, base: int) -> None:
             written[item] = done + length
         else:
             replacement = fill * length
-        s.add(Edit(offset, length, replacement))
+        planned.append(Edit(offset, length, replacement))
+    planned.sort(key=lambda e: e.offset)
+    return planned
+
+
+def _checked(s: ScanState, end: int, pending: list[Edit]) -> Parser:
+    """Pass over the bytes up to ``end``, planning each pending blanking edit that falls there
+    only when the data is not blank already (so stripping twice changes nothing more)."""
+    while pending and pending[0].offset < end:
+        edit = pending.pop(0)
+        if edit.offset < s.offset or edit.length > MAX_EXIF_BYTES:
+            s.add(edit)  # behind us (an item before the item table), or too large to compare
+            continue
+        yield Skip(edit.offset - s.offset)
+        if (yield Read(edit.length)) != edit.replacement:
+            s.add(edit)
+    if s.offset > end:
+        raise InvalidImage("Malformed HEIF: a metadata item runs past the end of its box")
+    yield Skip(end - s.offset)
 
 
 def parse(s: ScanState) -> Parser:
     """Walk the top-level boxes; blank metadata items and boxes not on the allow-list."""
+    pending: list[Edit] = []
     for _ in range(MAX_BOXES):
         start = s.offset
         header = yield Read(8)
         if not header:
+            for edit in pending:  # past the end: applying it refuses the file
+                s.add(edit)
             return
         header = need(header, 8, "HEIF", "box header")
         size, typ = struct.unpack_from(">I4s", header)
@@ -257,6 +307,8 @@ def parse(s: ScanState) -> Parser:
         if size == 0:  # the last box, to the end of the file
             if typ not in _KEEP_TOP:
                 raise InvalidImage(f"Malformed HEIF: an open-ended {typ!r} box")
+            for edit in pending:
+                s.add(edit)
             while len((yield Read(64 * 1024))) == 64 * 1024:
                 pass
             return
@@ -267,9 +319,14 @@ def parse(s: ScanState) -> Parser:
             if payload > MAX_META_BYTES:
                 raise InvalidImage(f"The HEIF item table is over {MAX_META_BYTES} bytes")
             meta = need((yield Read(payload)), payload, "HEIF", "meta box")
-            _blank_items(s, meta, start + length)
+            for edit in _blank_items(meta, start + length):
+                inside = edit.offset - start - length
+                if inside >= 0 and meta[inside : inside + edit.length] == edit.replacement:
+                    continue  # an item in the meta box's idat, blank already
+                pending.append(edit)
+            pending.sort(key=lambda e: e.offset)
         else:
-            yield Skip(payload)
+            yield from _checked(s, start + size, pending)
             if typ not in _KEEP_TOP:
                 if typ != b"free":
                     s.add(Edit(start + 4, 4, b"free"))

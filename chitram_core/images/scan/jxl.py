@@ -4,8 +4,10 @@ A JPEG XL file is a bare codestream (``FF 0A``), which carries no metadata, or a
 boxes. The container keeps ``JXL ``, ``ftyp``, ``jxll`` (level), ``jxlc``/``jxlp`` (the
 codestream, whole or in parts) and ``jxli`` (the frame index); ``Exif``, ``xml `` (XMP),
 ``jumb`` (C2PA/JUMBF), ``brob`` (Brotli-compressed metadata), ``jbrd`` (JPEG reconstruction
-data) and every other box go. The orientation lives in the codestream's own header, so no EXIF
-is kept. Boxes carry no absolute offsets, so removing them needs no rewriting.
+data) and every other box go; the first ``Exif`` box becomes a minimal one holding only the
+orientation (or goes), as for JPEG, since encoders that take the orientation from EXIF (Pillow's
+plugin among them) leave it there and decoders report it from there. Boxes carry no absolute
+offsets, so removing them needs no rewriting.
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ import struct
 
 from chitram_core.errors import InvalidImage
 from chitram_core.images.kinds import JXL_CODESTREAM
-from chitram_core.images.scan.base import Parser, Read, ScanState, Skip, need
+from chitram_core.images.scan.base import (
+    MAX_EXIF_BYTES,
+    ExifBlock,
+    Parser,
+    Read,
+    ScanState,
+    Skip,
+    exif_orientation,
+    need,
+)
 from chitram_core.images.scan.isobmff import MAX_BOXES
 
 _KEEP = frozenset({b"JXL ", b"ftyp", b"jxll", b"jxlc", b"jxlp", b"jxli"})
@@ -65,6 +76,8 @@ def _codestream(head: bytes) -> bytes:
         elif typ == b"jxlp":
             parts.append(head[pos + header + 4 : end])
         pos = end
+    if not parts and pos + 8 > len(head):
+        raise InvalidImage("Truncated JPEG XL file: it ends before its codestream")
     if not parts:
         raise InvalidImage("No JPEG XL codestream box within the header")
     return b"".join(parts)
@@ -112,9 +125,19 @@ def parse(s: ScanState) -> Parser:
             return
         if size < length:
             raise InvalidImage(f"Malformed JPEG XL: box {typ!r} is shorter than its header")
-        yield Skip(size - length)
-        if typ not in _KEEP:
-            s.remove(start, start + size)
+        if typ == b"Exif" and s.exif is None and size - length <= MAX_EXIF_BYTES:
+            payload = need((yield Read(size - length)), size - length, "JPEG XL", "Exif box")
+            # The box starts with the offset of the TIFF header; some writers (Pillow's plugin)
+            # leave that field out and start with the TIFF header itself.
+            prefix = b"" if payload[:2] in (b"II", b"MM") else b"\x00\x00\x00\x00"
+            skip = int.from_bytes(payload[:4], "big") + 4 if prefix else 0
+            orientation, little = exif_orientation(payload[skip:])
+            original = header[:length] + payload if length == 8 else b""
+            s.exif = ExifBlock(start, size, orientation, little, original, prefix)
+        else:
+            yield Skip(size - length)
+            if typ not in _KEEP:
+                s.remove(start, start + size)
         header = yield Read(8)
         if not header:
             return
@@ -122,6 +145,7 @@ def parse(s: ScanState) -> Parser:
     raise InvalidImage(f"Malformed JPEG XL: more than {MAX_BOXES} boxes")
 
 
-def wrap_exif(tiff: bytes) -> bytes:
-    """JPEG XL orientation lives in the codestream: nothing is written."""
-    return b""
+def wrap_exif(payload: bytes) -> bytes:
+    """An Exif box holding ``payload`` (the TIFF data, behind the offset field if the original
+    box had one)."""
+    return struct.pack(">I", 8 + len(payload)) + b"Exif" + payload
