@@ -9,14 +9,16 @@ import struct
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import anyio.from_thread
 import pillow_heif
 import pillow_jxl  # noqa: F401  (registers the encoder used to make test files)
 import pytest
-from httpkit import Env, assert_error
-from PIL import Image
-
-pytestmark = pytest.mark.anyio
+from httpkit import Env, assert_error, open_env
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image, ImageChops, ImageStat
 
 pillow_heif.register_heif_opener(thumbnails=False)
 
@@ -41,6 +43,7 @@ def _exif() -> bytes:
     return exif.tobytes()
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(("fmt", "mime", "name"), FORMATS)
 async def test_upload_serves_the_original_and_makes_thumbnail_and_variants(
     env: Env, fmt: str, mime: str, name: str
@@ -71,6 +74,7 @@ async def test_upload_serves_the_original_and_makes_thumbnail_and_variants(
     assert plain.headers["content-type"] in ("image/jpeg", "image/png")
 
 
+@pytest.mark.anyio
 @pytest.mark.parametrize(("fmt", "mime", "name"), FORMATS)
 async def test_exif_and_xmp_are_stripped_and_the_file_still_decodes(
     env: Env, fmt: str, mime: str, name: str
@@ -97,6 +101,7 @@ def _heic_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
+@pytest.mark.anyio
 async def test_a_heic_claiming_40_megapixels_in_a_few_kilobytes_is_refused(env: Env) -> None:
     bomb = _heic_claiming(8000, 5000)
     assert len(bomb) < 10_000
@@ -106,6 +111,7 @@ async def test_a_heic_claiming_40_megapixels_in_a_few_kilobytes_is_refused(env: 
     assert detail["details"]["width"] == 8000
 
 
+@pytest.mark.anyio
 async def test_a_heic_whose_size_disagrees_with_its_pixels_is_refused(env: Env) -> None:
     token = await env.register()
     resp = await env.upload(token, _heic_claiming(64, 32), "liar.heic", "image/heic")
@@ -152,3 +158,63 @@ def test_without_the_extra_the_upload_is_refused_naming_it(
     code, named, message = out.strip().split(" ", 2)
     assert (code, named) == ("INVALID_FILE_FORMAT", extra)
     assert f"chitram[{extra}]" in message
+
+
+# --- property: any generated image of each format round-trips within a bounded error ---------
+
+ROUND_TRIP = settings(
+    max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@st.composite
+def smooth_images(draw: st.DrawFn) -> Image.Image:
+    """A photo-like image: a two-colour gradient at a drawn size (lossy codecs keep it close)."""
+    width, height = draw(st.integers(16, 200)), draw(st.integers(16, 200))
+    a = draw(st.tuples(*[st.integers(0, 255)] * 3))
+    b = draw(st.tuples(*[st.integers(0, 255)] * 3))
+    mask = Image.linear_gradient("L").resize((width, height))
+    return Image.composite(
+        Image.new("RGB", (width, height), a), Image.new("RGB", (width, height), b), mask
+    )
+
+
+def _mean_error(one: Image.Image, two: Image.Image) -> float:
+    diff = ImageChops.difference(one.convert("RGB"), two.convert("RGB"))
+    return sum(ImageStat.Stat(diff).mean) / 3
+
+
+@pytest.mark.parametrize(("fmt", "mime", "name"), FORMATS)
+def test_generated_images_round_trip_through_upload_and_variant(
+    tmp_path: Path, fmt: str, mime: str, name: str
+) -> None:
+    with (
+        anyio.from_thread.start_blocking_portal() as portal,
+        portal.wrap_async_context_manager(open_env(tmp_path)) as env,
+    ):
+        token = portal.call(env.register)
+
+        @ROUND_TRIP
+        @given(smooth_images())
+        def round_trip(img: Image.Image) -> None:
+            buf = io.BytesIO()
+            img.save(buf, format=fmt, quality=90)
+            data = buf.getvalue()
+            image = portal.call(lambda: env.uploaded(token, data, filename=name))
+            assert (image["width"], image["height"]) == img.size
+            assert image["content_type"] == mime
+            original = portal.call(env.client.get, str(image["url"]))
+            assert original.content == data
+            # w320 fits the width: a variant the original's size or smaller, in WebP.
+            variant = portal.call(
+                lambda: env.client.get(
+                    f"/api/v1/images/{image['id']}/variants/w320",
+                    headers={"Accept": "image/webp"},
+                )
+            )
+            assert variant.status_code == 200, variant.text
+            with Image.open(io.BytesIO(variant.content)) as out:
+                expected = img.resize(out.size, Image.Resampling.LANCZOS)
+                assert _mean_error(out, expected) < 12
+
+        round_trip()
