@@ -218,3 +218,30 @@ def test_generated_images_round_trip_through_upload_and_variant(
                 assert _mean_error(out, expected) < 12
 
         round_trip()
+
+
+@pytest.mark.anyio
+async def test_health_lists_the_formats_this_installation_decodes(env: Env) -> None:
+    body = (await env.client.get("/health")).json()
+    assert body["image_formats"] == ["jpeg", "png", "gif", "webp", "heif", "avif", "jxl"]
+
+
+def test_version_lists_the_formats() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "chitram_falcon", "--version"],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.decode()
+    assert "image formats: jpeg, png, gif, webp, heif, avif, jxl" in out
+
+
+def test_version_without_the_heif_extra_leaves_heif_out() -> None:
+    script = (
+        "import sys; sys.modules['pillow_heif'] = None; sys.argv = ['chitram', '--version']\n"
+        "from chitram_falcon.cli import main\nmain()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, timeout=120
+    ).stdout.decode()
+    assert "image formats: jpeg, png, gif, webp, avif, jxl" in out
