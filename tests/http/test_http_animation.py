@@ -125,3 +125,31 @@ async def test_the_frame_budget_follows_the_settings(tmp_path) -> None:  # type:
         resp = await env.upload(token, animation("GIF", 21), "no.gif", "image/gif")
         detail = assert_error(resp, 400, "IMAGE_TOO_LARGE")
         assert detail["details"]["max_frames"] == 20
+
+
+@pytest.mark.parametrize(
+    ("fmt", "mime", "name"),
+    [
+        ("GIF", "image/gif", "a.gif"),
+        ("WEBP", "image/webp", "a.webp"),
+        ("PNG", "image/png", "a.png"),
+    ],
+)
+async def test_a_webp_variant_of_an_animation_stays_animated(
+    env: Env, fmt: str, mime: str, name: str
+) -> None:
+    token = await env.register()
+    image = await env.uploaded(
+        token, animation(fmt, 50, (200, 100)), filename=name, content_type=mime
+    )
+    url = f"/api/v1/images/{image['id']}/variants/w320"
+    moving = await env.client.get(url, headers={"Accept": "image/webp,*/*"})
+    assert moving.status_code == 200, moving.text
+    assert moving.headers["content-type"] == "image/webp"
+    with Image.open(io.BytesIO(moving.content)) as img:
+        assert img.n_frames == 50
+        assert img.size == (200, 100)
+    still = await env.client.get(url)  # no WebP accepted: the first frame
+    assert still.status_code == 200
+    with Image.open(io.BytesIO(still.content)) as img:
+        assert getattr(img, "n_frames", 1) == 1
