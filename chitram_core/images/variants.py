@@ -24,7 +24,7 @@ from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
 from chitram_core.images import blurhash
 from chitram_core.images.animation import animated_webp, is_animated
 from chitram_core.images.codecs import PILLOW_FORMATS
-from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
+from chitram_core.images.formats import PILLOW_ERRORS, SNIFF_BYTES, ImageFormat, _reason, sniff
 from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
 from chitram_core.variant_spec import (
     FITS,
@@ -294,8 +294,14 @@ def render_variant(
         raise InvalidImage(f"Cannot render this variant: {reason}", reason=reason) from None
 
 
+_ANIMATED = (ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG)
+
+
 def _animated(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int) -> RenderedVariant | None:
     """An animated WebP of an animated source; None for a still image."""
+    if sniff(fileobj.read(SNIFF_BYTES)) not in _ANIMATED:
+        return None
+    fileobj.seek(0)
     with Image.open(fileobj, formats=["GIF", "WEBP", "PNG"]) as img:
         if not is_animated(img):
             return None
