@@ -17,6 +17,7 @@ import attrs
 
 from chitram_core.errors import ImageTooLarge, InvalidRequest
 from chitram_core.images.formats import (
+    EARLY_SNIFF_BYTES,
     HEAD_BYTES,
     SNIFF_BYTES,
     WHOLE_FILE_FORMATS,
@@ -50,14 +51,14 @@ class Intake:
         self.hasher.update(chunk)
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
-        if self.format is None and len(self.head) >= SNIFF_BYTES:
-            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
+        if self.format is None and len(self.head) >= EARLY_SNIFF_BYTES:
+            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))  # refused from the first chunk
 
     def finish(self) -> ImageFormat:
         if self.size == 0:
             raise InvalidRequest("The file is empty")
-        if self.format is None:
-            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
+        # Decided on the whole head: an early decision may have seen too few ftyp brands.
+        self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
         return self.format
 
 

@@ -21,6 +21,7 @@ from PIL import Image, UnidentifiedImageError
 
 from chitram_core.errors import ChitramError, ImageTooLarge, InvalidImage
 from chitram_core.images.codecs import require
+from chitram_core.images.kinds import EARLY_SNIFF_BYTES as EARLY_SNIFF_BYTES
 from chitram_core.images.kinds import PNG_SIGNATURE as PNG_SIGNATURE  # re-exported
 from chitram_core.images.kinds import SNIFF_BYTES as SNIFF_BYTES
 from chitram_core.images.kinds import ImageFormat as ImageFormat

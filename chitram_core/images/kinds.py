@@ -84,6 +84,9 @@ _EXTENSION = {
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SNIFF_BYTES = 64
 """The longest magic we look at: an ISO base media ``ftyp`` box with its brands."""
+EARLY_SNIFF_BYTES = 16
+"""Enough to refuse a file that is no image from its first chunk (an ``ftyp`` box's brands
+beyond these only tell HEIF from AVIF; the format is decided again on :data:`SNIFF_BYTES`)."""
 JXL_CODESTREAM = b"\xff\x0a"
 JXL_CONTAINER = b"\x00\x00\x00\x0cJXL \r\n\x87\n"
 HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
