@@ -20,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageChops, ImageStat
 
+pytestmark = pytest.mark.anyio
+
 pillow_heif.register_heif_opener(thumbnails=False)
 
 FORMATS = [("HEIF", "image/heic", "photo.heic"), ("AVIF", "image/avif", "photo.avif")]
@@ -43,7 +45,6 @@ def _exif() -> bytes:
     return exif.tobytes()
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(("fmt", "mime", "name"), FORMATS)
 async def test_upload_serves_the_original_and_makes_thumbnail_and_variants(
     env: Env, fmt: str, mime: str, name: str
@@ -74,7 +75,6 @@ async def test_upload_serves_the_original_and_makes_thumbnail_and_variants(
     assert plain.headers["content-type"] in ("image/jpeg", "image/png")
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize(("fmt", "mime", "name"), FORMATS)
 async def test_exif_and_xmp_are_stripped_and_the_file_still_decodes(
     env: Env, fmt: str, mime: str, name: str
@@ -101,7 +101,6 @@ def _heic_claiming(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.anyio
 async def test_a_heic_claiming_40_megapixels_in_a_few_kilobytes_is_refused(env: Env) -> None:
     bomb = _heic_claiming(8000, 5000)
     assert len(bomb) < 10_000
@@ -111,7 +110,6 @@ async def test_a_heic_claiming_40_megapixels_in_a_few_kilobytes_is_refused(env: 
     assert detail["details"]["width"] == 8000
 
 
-@pytest.mark.anyio
 async def test_a_heic_whose_size_disagrees_with_its_pixels_is_refused(env: Env) -> None:
     token = await env.register()
     resp = await env.upload(token, _heic_claiming(64, 32), "liar.heic", "image/heic")
@@ -220,7 +218,6 @@ def test_generated_images_round_trip_through_upload_and_variant(
         round_trip()
 
 
-@pytest.mark.anyio
 async def test_health_lists_the_formats_this_installation_decodes(env: Env) -> None:
     body = (await env.client.get("/health")).json()
     assert body["image_formats"] == ["jpeg", "png", "gif", "webp", "heif", "avif", "jxl"]
