@@ -59,11 +59,15 @@ class EmailExists(ChitramError):
 
 
 class InvalidFileFormat(ChitramError):
-    """The upload is not JPEG, PNG, GIF or WebP, judged from its bytes (400)."""
+    """The upload is in no accepted format (JPEG, PNG, GIF, WebP, AVIF; HEIC and JPEG XL with
+    their extras), judged from its bytes (400)."""
 
     code = "INVALID_FILE_FORMAT"
     status = 400
-    default_message = "Unsupported file format: only JPEG, PNG, GIF and WebP are accepted"
+    default_message = (
+        "Unsupported file format: JPEG, PNG, GIF, WebP and AVIF are accepted (HEIC and JPEG XL "
+        "with the chitram[heif] and chitram[jxl] extras)"
+    )
 
 
 class InvalidImage(ChitramError):

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
+from chitram_core.images.codecs import format_names
 from chitram_core.models import Check, HealthReport, HealthStatus
 
 if TYPE_CHECKING:
@@ -99,4 +100,5 @@ async def check_health(
         rate_limiter=rate_limiter_state(limiter_cache),
         upload_concurrency=slots.snapshot(),
         checks=checks,
+        image_formats=format_names(),
     )

@@ -16,11 +16,18 @@ import anyio
 import attrs
 
 from chitram_core.errors import ImageTooLarge, InvalidRequest
-from chitram_core.images.formats import HEAD_BYTES, ImageFormat, ImageInfo, sniff
+from chitram_core.images.formats import (
+    EARLY_SNIFF_BYTES,
+    HEAD_BYTES,
+    SNIFF_BYTES,
+    WHOLE_FILE_FORMATS,
+    ImageFormat,
+    ImageInfo,
+    sniff,
+)
 
 UploadSource = bytes | bytearray | memoryview | IO[bytes] | AsyncIterable[bytes]
 READ_CHUNK = 64 * 1024
-SNIFF_BYTES = 16
 MAX_FILENAME = 255
 
 
@@ -44,14 +51,14 @@ class Intake:
         self.hasher.update(chunk)
         if len(self.head) < HEAD_BYTES:
             self.head += chunk[: HEAD_BYTES - len(self.head)]
-        if self.format is None and len(self.head) >= SNIFF_BYTES:
-            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
+        if self.format is None and len(self.head) >= EARLY_SNIFF_BYTES:
+            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))  # refused from the first chunk
 
     def finish(self) -> ImageFormat:
         if self.size == 0:
             raise InvalidRequest("The file is empty")
-        if self.format is None:
-            self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
+        # Decided on the whole head: an early decision may have seen too few ftyp brands.
+        self.format = sniff(bytes(self.head[:SNIFF_BYTES]))
         return self.format
 
 
@@ -153,6 +160,9 @@ _FORMAT_EXTENSIONS = {
     ImageFormat.PNG: frozenset({"png", "apng"}),
     ImageFormat.GIF: frozenset({"gif"}),
     ImageFormat.WEBP: frozenset({"webp"}),
+    ImageFormat.HEIF: frozenset({"heic", "heif", "hif"}),
+    ImageFormat.AVIF: frozenset({"avif"}),
+    ImageFormat.JXL: frozenset({"jxl"}),
 }
 
 
@@ -162,11 +172,12 @@ def _looks_like_extension(suffix: str) -> bool:
 
 
 def check_unstreamed(info: ImageInfo, max_pixels: int) -> None:
-    """A lower pixel limit for WebP, whose decoder needs the whole file and two canvases."""
-    if info.format is ImageFormat.WEBP and info.pixels > max_pixels:
+    """A lower pixel limit for the formats decoded whole (WebP, HEIF, AVIF, JPEG XL): their
+    decoders need the whole file and full-size planes at once."""
+    if info.format in WHOLE_FILE_FORMATS and info.pixels > max_pixels:
         raise ImageTooLarge(
-            f"The WebP image is {info.width}x{info.height} pixels; WebP is decoded whole, so "
-            f"its limit is {max_pixels} pixels",
+            f"The {info.format.label} image is {info.width}x{info.height} pixels; "
+            f"{info.format.label} is decoded whole, so its limit is {max_pixels} pixels",
             width=info.width,
             height=info.height,
             max_pixels=max_pixels,

@@ -206,6 +206,9 @@ class HealthReport:
     """Upload slots: in use, waiting and capacity."""
     checks: dict[str, Check]
     """Each dependency's check, by name."""
+    image_formats: list[str] = attrs.field(factory=list)
+    """The upload formats this installation decodes (``jpeg``, ``png``, ``gif``, ``webp``,
+    ``avif``, and ``heif``/``jxl`` with their extras)."""
 
 
 # tags ----------------------------------------------------------------------------------------

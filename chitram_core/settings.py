@@ -263,7 +263,13 @@ class Settings:
     jpeg_max_scans: int = attrs.field(default=100, validator=_positive)
     """A JPEG with more scans is refused before any decode; default 100."""
     max_pixels_unstreamed: int = attrs.field(default=16_000_000, validator=_positive)
-    """Pixel limit of formats decoded whole (WebP); default 16000000 px."""
+    """Pixel limit of formats decoded whole (WebP, HEIF, AVIF, JPEG XL); default 16000000 px."""
+    max_frames: int = attrs.field(default=500, validator=_positive)
+    """Frames an animated GIF, WebP or PNG may have, counted from the frame headers before any
+    decode (`IMAGE_TOO_LARGE`); default 500."""
+    max_animation_pixels: int = attrs.field(default=200_000_000, validator=_positive)
+    """Width x height x frames limit of an animation, from the frame headers
+    (`IMAGE_TOO_LARGE`); default 200000000."""
     # operations (logs, metrics)
     log_format: str = attrs.field(default="text", validator=attrs.validators.in_({"text", "json"}))
     """`text` or `json` (one object per line); default text."""

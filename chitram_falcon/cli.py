@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from chitram_core import Chitram, Settings, User, logs, to_json
 from chitram_core.admin import Admin, MigrationReport
 from chitram_core.errors import ChitramError, ConfigurationError
+from chitram_core.images.codecs import format_names
 from chitram_core.observe import Observer, combine
 from chitram_core.settings import parse_optional_bytes
 from chitram_falcon.progress import ProgressReporter
@@ -516,7 +517,11 @@ def _quota_value(raw: str | None, parse: Callable[[str], int | None], flag: str)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chitram", description="Chitram image hosting")
-    parser.add_argument("--version", action="version", version=f"chitram {_version()}")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"chitram {_version()} (image formats: {', '.join(format_names())})",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API under uvicorn")

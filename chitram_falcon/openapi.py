@@ -359,6 +359,7 @@ def _schemas() -> dict[str, Any]:
                     "additionalProperties": {"type": "integer"},
                 },
                 "checks": {"type": "object", "additionalProperties": check},
+                "image_formats": {"type": "array", "items": {"type": "string"}},
             },
         },
         "Readiness": {

@@ -30,7 +30,7 @@ from chitram_core.images.formats import (
     jpeg_progressive,
     verify,
 )
-from chitram_core.images.metadata import Edit, MetadataScanner
+from chitram_core.images.metadata import Edit, FrameBudget, MetadataScanner
 from chitram_core.images.model_input import model_jpeg
 from chitram_core.images.thumbnails import (
     RenderedThumbnail,
@@ -108,6 +108,10 @@ def decode_cost(
         # libwebp's animation decoder, which Pillow builds in ``open``, keeps two RGBA
         # canvases; the decoded frame is a third, the thumbnail's copies a fourth.
         return cost + pixels * 4 * (4 if thumbnail_size is not None else 3)
+    if fmt.isobmff or fmt is ImageFormat.JXL:
+        # libheif, libavif and libjxl decode whole: the coded planes (up to 16 bits, 4
+        # channels), then Pillow's 8-bit copy; the thumbnail's copies on top.
+        return cost + pixels * 8 + pixels * 4 + (pixels * 4 if thumbnail_size is not None else 0)
     if fmt is ImageFormat.PNG and thumbnail_size is None:
         return cost  # verification inflates the pixel data row by row (check_png_pixels)
     # PNG or GIF decoded whole (up to 8 bytes a pixel for 16-bit RGBA), then resampled.
@@ -181,24 +185,32 @@ class UploadWork:
 
 
 def scan_structure(
-    data: bytes, info: ImageInfo, *, strip: bool, max_scans: int
+    data: bytes,
+    info: ImageInfo,
+    *,
+    strip: bool,
+    max_scans: int,
+    frames: FrameBudget | None = None,
 ) -> list[Edit] | None:
     """The walk over the whole file that decoding does not do: a JPEG's scans counted (more than
     ``max_scans`` is refused) and its frame headers checked against the first one, which the
     reservation was made from (:func:`~chitram_core.images.formats.jpeg_progressive`); with
     ``strip``, the container structure walked and the metadata edits planned
     (:class:`~chitram_core.images.metadata.MetadataScanner`, which refuses a malformed
-    structure). Pure Python over user bytes, so it runs here, in the engine, never on the
-    server's event loop."""
+    structure). With ``frames``, the walk runs whatever ``strip`` says and counts an animation's
+    frames from their headers: past the budget, ``ImageTooLarge`` before anything decodes.
+    Pure Python over user bytes, so it runs here, in the engine, never on the server's event
+    loop."""
     if info.format is ImageFormat.JPEG:
         scans = count_jpeg_scans(data, max_scans)
         if scans.progressive != jpeg_progressive(data[:HEAD_BYTES]):
             raise InvalidImage("The JPEG's frame headers disagree on whether it is progressive")
-    if not strip:
+    if not strip and frames is None:
         return None
-    scanner = MetadataScanner(info.format)
+    scanner = MetadataScanner(info.format, frames)
     scanner.feed(data)
-    return scanner.finish()
+    edits = scanner.finish()
+    return edits if strip else None
 
 
 def upload_image(
@@ -211,6 +223,7 @@ def upload_image(
     placeholders: bool = False,
     thumbnail: ThumbnailParams | None = None,
     thumbnail_within: float = 0.0,
+    frames: FrameBudget | None = None,
 ) -> UploadWork:
     """:func:`scan_structure` (the metadata edits, when ``strip``), :func:`verify_image`, then
     in the same job (one round trip and one copy of the bytes per upload) the placeholders when
@@ -226,8 +239,8 @@ def upload_image(
     sum.
     """
     data = load(source)
-    edits = scan_structure(data, info, strip=strip, max_scans=max_scans)
-    structure_checked = strip
+    edits = scan_structure(data, info, strip=strip, max_scans=max_scans, frames=frames)
+    structure_checked = strip or frames is not None
     if thumbnail is not None and info.format is ImageFormat.JPEG:
         made = _upload_jpeg(
             data,

@@ -20,11 +20,20 @@ import attrs
 from PIL import Image, UnidentifiedImageError
 
 from chitram_core.errors import ChitramError, ImageTooLarge, InvalidImage
+from chitram_core.images.codecs import require
+from chitram_core.images.kinds import EARLY_SNIFF_BYTES as EARLY_SNIFF_BYTES
 from chitram_core.images.kinds import PNG_SIGNATURE as PNG_SIGNATURE  # re-exported
 from chitram_core.images.kinds import SNIFF_BYTES as SNIFF_BYTES
 from chitram_core.images.kinds import ImageFormat as ImageFormat
 from chitram_core.images.kinds import sniff as sniff
 from chitram_core.images.metadata import MetadataScanner
+from chitram_core.images.scan import isobmff, jxl
+
+WHOLE_FILE_FORMATS = frozenset(
+    {ImageFormat.WEBP, ImageFormat.HEIF, ImageFormat.AVIF, ImageFormat.JXL}
+)
+"""Formats whose decoder is handed the whole file and decodes the whole image at once: their
+pixel limit is the lower ``max_pixels_unstreamed``."""
 
 HEAD_BYTES = 1024 * 1024
 """How much of the start of a file :func:`probe` is given: enough for any sane header."""
@@ -40,10 +49,22 @@ class ImageInfo:
     format: ImageFormat
     width: int
     height: int
+    coded: tuple[int, int] | None = None
+    """The size the decoder allocates when it differs from the displayed one (a HEIF coded
+    in 64-pixel blocks and cropped by its clean aperture)."""
 
     @property
     def pixels(self) -> int:
+        """The pixels a decode allocates: what every limit and cost is computed from."""
+        if self.coded is not None:
+            return max(self.width * self.height, self.coded[0] * self.coded[1])
         return self.width * self.height
+
+    @property
+    def longest_side(self) -> int:
+        if self.coded is not None:
+            return max(self.width, self.height, self.coded[0], self.coded[1])
+        return max(self.width, self.height)
 
 
 def probe(head: bytes) -> ImageInfo:
@@ -53,8 +74,9 @@ def probe(head: bytes) -> ImageInfo:
     malformed or claims a zero side raises :class:`InvalidImage`.
     """
     fmt = sniff(head)
+    require(fmt)
     try:
-        width, height = _PROBES[fmt](head)
+        width, height, *coded = _PROBES[fmt](head)
     except ChitramError:
         raise
     except (IndexError, struct.error, ValueError) as exc:  # belt and braces: parsers check
@@ -65,7 +87,9 @@ def probe(head: bytes) -> ImageInfo:
             width=width,
             height=height,
         )
-    return ImageInfo(fmt, width, height)
+    if coded and (coded[0] <= 0 or coded[1] <= 0):
+        raise InvalidImage(f"The {fmt.name} header declares a zero-sized coded image")
+    return ImageInfo(fmt, width, height, (coded[0], coded[1]) if coded else None)
 
 
 def _truncated(fmt: str, what: str) -> InvalidImage:
@@ -202,17 +226,20 @@ def _probe_webp(head: bytes) -> tuple[int, int]:
     raise InvalidImage(f"Malformed WebP: unknown first chunk {ctype!r}")
 
 
-_PROBES = {
+_PROBES: dict[ImageFormat, Callable[[bytes], tuple[int, ...]]] = {
     ImageFormat.JPEG: _probe_jpeg,
     ImageFormat.PNG: _probe_png,
     ImageFormat.GIF: _probe_gif,
     ImageFormat.WEBP: _probe_webp,
+    ImageFormat.HEIF: isobmff.probe,
+    ImageFormat.AVIF: lambda head: isobmff.probe(head, "AVIF", turn=False),
+    ImageFormat.JXL: jxl.probe,
 }
 
 
 def check_limits(info: ImageInfo, *, max_pixels: int, max_dimension: int) -> None:
     """Refuse images whose header claims too many pixels, before anything decodes them."""
-    if info.pixels > max_pixels or max(info.width, info.height) > max_dimension:
+    if info.pixels > max_pixels or info.longest_side > max_dimension:
         raise ImageTooLarge(
             f"The image is {info.width}x{info.height} pixels; the limit is {max_pixels} pixels "
             f"and {max_dimension} pixels a side",
@@ -432,19 +459,28 @@ def _open(fileobj: BinaryIO, info: ImageInfo, max_pixels: int) -> Image.Image:
     # Pillow's global bomb limit stays as a second line; ours is checked per call below
     # (warnings filters are process-global, so they are not touched from worker threads).
     img = Image.open(fileobj, formats=[info.format.pillow_name])
-    if img.size != (info.width, info.height):
+    if img.size != (info.width, info.height) and not _transformed(info, img.size):
         size = img.size
         img.close()
         raise InvalidImage(
             f"The {info.format.name} decoder sees {size[0]}x{size[1]} pixels but the header "
             f"says {info.width}x{info.height}"
         )
-    if img.width * img.height > max_pixels:
+    if img.width * img.height > max_pixels or info.pixels > max_pixels:
         img.close()
         raise InvalidImage(
             f"The image has {img.width * img.height} pixels, more than the limit of {max_pixels}"
         )
     return img
+
+
+def _transformed(info: ImageInfo, size: tuple[int, int]) -> bool:
+    """HEIF, AVIF and JPEG XL decoders apply the file's crop and rotation: the size they see
+    may be the header's turned, or cropped inside it, never larger."""
+    if info.format not in WHOLE_FILE_FORMATS:
+        return False
+    w, h = size
+    return (w <= info.width and h <= info.height) or (w <= info.height and h <= info.width)
 
 
 def _reason(exc: BaseException) -> str:

@@ -31,6 +31,13 @@ chunks and extensions nobody has invented yet (C2PA manifests, vendor blocks, pr
   control extensions and the NETSCAPE2.0 loop count (both rewritten to their canonical bytes
   when extra sub-blocks follow); comments, plain text and every other application extension
   go, and so do the bytes after the trailer. A GIF without a trailer is left without one.
+- HEIF and AVIF keep their boxes in place (item locations are absolute offsets): the data of
+  Exif items becomes an empty EXIF, that of XMP (``mime``) and ``uri `` items spaces, and
+  top-level boxes other than ftyp, meta, mdat and moov become zeroed ``free`` boxes
+  (:mod:`chitram_core.images.scan.isobmff`).
+- JPEG XL keeps a bare codestream as it is; a container keeps JXL, ftyp, jxll, jxlc, jxlp and
+  jxli and loses every other box, Exif, XMP and JUMBF included
+  (:mod:`chitram_core.images.scan.jxl`).
 
 Orientation is taken from EXIF only, as browsers do. Pillow additionally falls back to a
 ``tiff:Orientation`` in XMP when EXIF has none; such (rare) files lose that XMP-only rotation,
@@ -45,14 +52,15 @@ import itertools
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 
-from chitram_core.errors import InvalidImage
+from chitram_core.errors import ImageTooLarge, InvalidImage
 from chitram_core.images.kinds import ImageFormat
-from chitram_core.images.scan import gif, jpeg, png, webp
+from chitram_core.images.scan import gif, isobmff, jpeg, jxl, png, webp
 from chitram_core.images.scan.base import (
     MAX_EDITS,
     MAX_EXIF_BYTES,
     ORIENTATION_TAG,
     Edit,
+    FrameBudget,
     Op,
     Parser,
     Read,
@@ -68,6 +76,7 @@ __all__ = [
     "MAX_EXIF_BYTES",
     "ORIENTATION_TAG",
     "Edit",
+    "FrameBudget",
     "MetadataScanner",
     "apply_edits",
     "apply_to_bytes",
@@ -80,16 +89,17 @@ class MetadataScanner(ScanState):
     """Plan the edits that strip metadata from an upload, fed chunk by chunk.
 
     ``feed`` never raises: a structural problem is remembered and raised by ``finish`` as
-    :class:`InvalidImage`, so the caller can keep streaming the upload to its destination.
+    :class:`InvalidImage` (an animation past ``budget``, counted from its frame headers, as
+    :class:`ImageTooLarge`), so the caller can keep streaming the upload to its destination.
     Memory stays O(header): payloads are skipped by counting.
     """
 
-    def __init__(self, fmt: ImageFormat) -> None:
-        super().__init__()
+    def __init__(self, fmt: ImageFormat, budget: FrameBudget | None = None) -> None:
+        super().__init__(budget)
         self.format = fmt
         self._total = 0
         self._buf = bytearray()
-        self._error: InvalidImage | None = None
+        self._error: InvalidImage | ImageTooLarge | None = None
         self._result: list[Edit] | None = None
         self._parser: Parser = _PARSERS[fmt](self)
         self._op: Op | None = None
@@ -107,7 +117,7 @@ class MetadataScanner(ScanState):
             return
         try:
             self._consume(chunk)
-        except InvalidImage as exc:
+        except (InvalidImage, ImageTooLarge) as exc:
             self._fail(exc)
         except (struct.error, IndexError, ValueError) as exc:
             self._fail(InvalidImage(f"Malformed {self.format.name} structure: {exc}"))
@@ -118,7 +128,7 @@ class MetadataScanner(ScanState):
             return list(self._result)
         try:
             self._drain()
-        except InvalidImage as exc:
+        except (InvalidImage, ImageTooLarge) as exc:
             self._fail(exc)
         except (struct.error, IndexError, ValueError) as exc:
             self._fail(InvalidImage(f"Malformed {self.format.name} structure: {exc}"))
@@ -127,7 +137,7 @@ class MetadataScanner(ScanState):
         self._result = self._plan()
         return list(self._result)
 
-    def _fail(self, exc: InvalidImage) -> None:
+    def _fail(self, exc: InvalidImage | ImageTooLarge) -> None:
         if self._error is None:
             self._error = exc
         self._op = None
@@ -215,7 +225,7 @@ class MetadataScanner(ScanState):
             replacement = b""
             if exif.orientation is not None and 2 <= exif.orientation <= 8:
                 replacement = _WRAP_EXIF[self.format](
-                    minimal_tiff(exif.orientation, exif.little_endian)
+                    exif.prefix + minimal_tiff(exif.orientation, exif.little_endian)
                 )
                 exif_kept = True
             if replacement != exif.original:
@@ -252,12 +262,18 @@ _PARSERS: dict[ImageFormat, Callable[[ScanState], Parser]] = {
     ImageFormat.PNG: png.parse,
     ImageFormat.WEBP: webp.parse,
     ImageFormat.GIF: gif.parse,
+    ImageFormat.HEIF: isobmff.parse,
+    ImageFormat.AVIF: isobmff.parse,
+    ImageFormat.JXL: jxl.parse,
 }
 _WRAP_EXIF: dict[ImageFormat, Callable[[bytes], bytes]] = {
     ImageFormat.JPEG: jpeg.wrap_exif,
     ImageFormat.PNG: png.wrap_exif,
     ImageFormat.WEBP: webp.wrap_exif,
     ImageFormat.GIF: lambda tiff: b"",
+    ImageFormat.HEIF: isobmff.wrap_exif,
+    ImageFormat.AVIF: isobmff.wrap_exif,
+    ImageFormat.JXL: jxl.wrap_exif,
 }
 
 

@@ -2,8 +2,8 @@
 
 Smaller is cheaper (a model bills by image size) and safer (no EXIF, GPS or ICC data leaves the
 server). The decode is of user bytes, so it is bounded like a thumbnail's: the pixel limit is
-checked from the header, JPEG shrinks on load (``draft``), only the four accepted formats open,
-and it runs in the image engine, within its memory budget and killed past the decode timeout
+checked from the header, JPEG shrinks on load (``draft``), only the accepted, installed formats
+open, and it runs in the image engine, within its memory budget and killed past the decode timeout
 (:func:`~chitram_core.engine.render.model_input_async`).
 """
 

@@ -2,7 +2,7 @@
 
 Decoding is the expensive and dangerous part, so it is kept small: the pixel count is checked
 against ``max_pixels`` for every call (Pillow's process-global ``MAX_IMAGE_PIXELS`` stays as a
-second line, it is not changed from here), only the four accepted formats are ever opened, and
+second line, it is not changed from here), only the accepted, installed formats are ever opened, and
 JPEG is decoded with ``draft()`` straight to 1/2, 1/4 or 1/8 scale (shrink on load: the IDCT
 produces fewer pixels, so the big image is never in memory). The rest is ``thumbnail()`` with a
 reducing gap, which uses ``reduce()`` before the final Lanczos resample.
@@ -21,13 +21,14 @@ import attrs
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage
-from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
+from chitram_core.images.codecs import PILLOW_FORMATS
+from chitram_core.images.formats import PILLOW_ERRORS, _reason
 
 THUMBNAIL_FORMATS = ("JPEG", "WEBP", "PNG")
 ALGORITHM_VERSION = 1
 """Bump when the rendering changes visibly: it is part of :attr:`ThumbnailParams.key_suffix`."""
 
-_INPUT_FORMATS = [fmt.pillow_name for fmt in ImageFormat]
+_INPUT_FORMATS = PILLOW_FORMATS
 _CONTENT_TYPES = {"JPEG": "image/jpeg", "WEBP": "image/webp", "PNG": "image/png"}
 
 

@@ -22,7 +22,9 @@ from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
 from chitram_core.images import blurhash
-from chitram_core.images.formats import PILLOW_ERRORS, ImageFormat, _reason
+from chitram_core.images.animation import animated_webp, is_animated
+from chitram_core.images.codecs import PILLOW_FORMATS
+from chitram_core.images.formats import PILLOW_ERRORS, SNIFF_BYTES, ImageFormat, _reason, sniff
 from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
 from chitram_core.variant_spec import (
     FITS,
@@ -48,7 +50,7 @@ _MIME = {
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp", "avif": "avif"}
 _PILLOW = {"jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "avif": "AVIF"}
 DEFAULT_QUALITY = {"jpeg": 85, "webp": 80, "avif": 60, "png": 100}
-_INPUT_FORMATS = [fmt.pillow_name for fmt in ImageFormat]
+_INPUT_FORMATS = PILLOW_FORMATS
 
 
 def mime_of(fmt: str) -> str:
@@ -265,11 +267,21 @@ def render_variant(
 
     JPEG is decoded with ``draft()`` at the smallest 1/1..1/8 scale still covering the target
     (shrink on load), the rest with ``reduce()`` then Lanczos; EXIF orientation is applied;
-    animated images give their first frame. ``draft=False`` is the naive path (benchmark only).
+    an animated GIF, WebP or PNG gives an animated WebP when WebP is the spec's format or one
+    that ``adapt`` allows (:mod:`~chitram_core.images.animation`), else its first frame.
+    ``draft=False`` is the naive path (benchmark only).
     """
     assert adapt is not None or spec.format in OUTPUT_FORMATS, spec
     fileobj: IO[bytes] = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
+        wants_webp = spec.format == "webp" or (
+            adapt is not None and "webp" in (adapt.lossy, adapt.lossless)
+        )
+        if wants_webp:
+            moving = _animated(fileobj, spec, max_pixels)
+            if moving is not None:
+                return moving
+            fileobj.seek(0)
         if adapt is not None:
             return _render_adapted(fileobj, spec, max_pixels, draft, adapt)
         return _render(fileobj, spec, max_pixels, draft)
@@ -282,6 +294,29 @@ def render_variant(
         raise InvalidImage(f"Cannot render this variant: {reason}", reason=reason) from None
 
 
+_ANIMATED = (ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG)
+
+
+def _animated(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int) -> RenderedVariant | None:
+    """An animated WebP of an animated source; None for a still image."""
+    if sniff(fileobj.read(SNIFF_BYTES)) not in _ANIMATED:
+        return None
+    fileobj.seek(0)
+    with Image.open(fileobj, formats=["GIF", "WEBP", "PNG"]) as img:
+        if not is_animated(img):
+            return None
+        if img.width * img.height > max_pixels:
+            raise InvalidImage(
+                f"The image has {img.width * img.height} pixels, more than the limit of "
+                f"{max_pixels}",
+                max_pixels=max_pixels,
+            )
+        rw, rh, ow, oh = output_size(spec, img.width, img.height)
+        quality = spec.quality if spec.quality is not None else DEFAULT_QUALITY["webp"]
+        data = animated_webp(img, (rw, rh), (ow, oh), quality=quality, lossless=False)
+    return RenderedVariant(data, ow, oh, _MIME["webp"])
+
+
 def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool) -> RenderedVariant:
     fmt = spec.format
     assert fmt is not None
@@ -289,7 +324,7 @@ def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool)
     return _encode(frame, fmt, spec.quality, icc)
 
 
-_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp"}
+_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "AVIF": "avif"}
 """Source formats whose bytes may stand in for a variant (GIF may be animated: never)."""
 
 

@@ -23,6 +23,7 @@ from chitram_core.engine.local import local_file
 from chitram_core.engine.render import placeholders_async
 from chitram_core.engine.work import JobInput, decode_cost, upload_image, variant_cost
 from chitram_core.images.formats import ImageInfo
+from chitram_core.images.metadata import FrameBudget
 from chitram_core.images.thumbnails import ThumbnailParams
 from chitram_core.images.variants import PLACEHOLDER_SIDE
 from chitram_core.ingest.store import temporary_key
@@ -91,6 +92,7 @@ class ImageJob:
                 placeholders=placeholders,
                 thumbnail=params,
                 thumbnail_within=self.settings.decode_timeout * THUMBNAIL_TIME_SHARE,
+                frames=FrameBudget(self.settings.max_frames, self.settings.max_animation_pixels),
                 memory=memory,
                 op="verify",
                 owner=_owner(upload),

@@ -18,7 +18,7 @@ import attrs
 
 from chitram_core.errors import ChecksumMismatch, FileTooLarge, InvalidRequest
 from chitram_core.images.formats import sniff
-from chitram_core.intake import SNIFF_BYTES
+from chitram_core.images.kinds import EARLY_SNIFF_BYTES as SNIFF_BYTES
 
 CHECKSUM_ALGORITHMS = ("sha1", "sha256")
 """What ``Upload-Checksum`` may name (the tus checksum extension)."""

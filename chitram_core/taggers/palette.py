@@ -10,6 +10,7 @@ import anyio.to_thread
 from PIL import Image
 
 from chitram_core.errors import InvalidImage
+from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS
 from chitram_core.models import Check, SuggestedTag
 from chitram_core.settings import Settings
@@ -47,7 +48,7 @@ def palette_tags(data: bytes) -> list[SuggestedTag]:
     """SYNC: orientation (confidence 95) and colours covering at least 15% of the picture
     (confidence 70 + 30 x share)."""
     try:
-        with Image.open(io.BytesIO(data), formats=["JPEG", "PNG", "GIF", "WEBP"]) as img:
+        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as img:
             width, height = img.size
             img.draft("RGB", (SAMPLE, SAMPLE))
             small = img.convert("RGB").resize((SAMPLE, SAMPLE), Image.Resampling.BOX)

@@ -23,7 +23,12 @@ import attrs
 from hypothesis import strategies as st
 from PIL import Image
 
+from chitram_core.images.codecs import available_formats
 from chitram_core.images.formats import PNG_SIGNATURE, ImageFormat
+
+INSTALLED: tuple[ImageFormat, ...] = tuple(available_formats())
+"""The formats this installation decodes (HEIF and JPEG XL with their extras): the default
+of the strategies below."""
 
 __all__ = [
     "SampleImage",
@@ -50,6 +55,9 @@ MODES: dict[ImageFormat, tuple[str, ...]] = {
     ImageFormat.PNG: ("1", "L", "LA", "P", "RGB", "RGBA", "I;16"),
     ImageFormat.GIF: ("P", "L"),
     ImageFormat.WEBP: ("RGB", "RGBA"),
+    ImageFormat.HEIF: ("RGB", "RGBA"),
+    ImageFormat.AVIF: ("RGB", "RGBA"),
+    ImageFormat.JXL: ("L", "RGB", "RGBA"),
 }
 
 
@@ -90,7 +98,7 @@ def encode(img: Image.Image, fmt: ImageFormat, **options: object) -> bytes:
 @st.composite
 def valid_images(
     draw: st.DrawFn,
-    formats: tuple[ImageFormat, ...] = tuple(ImageFormat),
+    formats: tuple[ImageFormat, ...] = INSTALLED,
     max_side: int = 24,
 ) -> SampleImage:
     """Small real images in every supported format and mode."""
@@ -106,6 +114,8 @@ def valid_images(
         options["progressive"] = draw(st.booleans())
     if fmt is ImageFormat.PNG and mode == "P" and draw(st.booleans()):
         options["transparency"] = 0
+    if fmt in (ImageFormat.HEIF, ImageFormat.AVIF, ImageFormat.JXL):
+        options["quality"] = draw(st.sampled_from([60, 90]))
     return SampleImage(encode(img, fmt, **options), fmt, width, height, mode)
 
 
@@ -274,8 +284,8 @@ def with_metadata(
         text.add_itxt("XML:com.adobe.xmp", XMP_PACKET.decode())
         options.update(exif=gps_exif(orientation), pnginfo=text)
         data = encode(img, fmt, **options)
-    elif fmt is ImageFormat.WEBP:
-        options.update(exif=gps_exif(orientation), xmp=XMP_PACKET)
+    elif fmt in (ImageFormat.WEBP, ImageFormat.HEIF, ImageFormat.AVIF, ImageFormat.JXL):
+        options.update(exif=gps_exif(orientation).tobytes(), xmp=XMP_PACKET)
         data = encode(img, fmt, **options)
     else:
         data = encode(img, fmt, comment=b"shot at home")

@@ -14,6 +14,9 @@ ALIASES = {
     ImageFormat.PNG: {"png", "apng"},
     ImageFormat.GIF: {"gif"},
     ImageFormat.WEBP: {"webp"},
+    ImageFormat.HEIF: {"heic", "heif", "hif"},
+    ImageFormat.AVIF: {"avif"},
+    ImageFormat.JXL: {"jxl"},
 }
 
 

@@ -56,8 +56,14 @@ def test_sniff_recognises_each_format_by_its_magic(fmt: ImageFormat) -> None:
 
 
 def test_format_names_mime_and_extension() -> None:
-    assert [f.mime for f in ImageFormat] == ["image/jpeg", "image/png", "image/gif", "image/webp"]
-    assert [f.pillow_name for f in ImageFormat] == ["JPEG", "PNG", "GIF", "WEBP"]
+    assert [f.mime for f in ImageFormat] == [
+        *("image/jpeg", "image/png", "image/gif", "image/webp"),
+        *("image/heic", "image/avif", "image/jxl"),
+    ]
+    assert [f.pillow_name for f in ImageFormat] == [
+        *("JPEG", "PNG", "GIF", "WEBP"),
+        *("HEIF", "AVIF", "JXL"),
+    ]
     assert ImageFormat.JPEG.extension == "jpg"
 
 
@@ -163,6 +169,7 @@ def test_probe_rejects_zero_sized_images(data: bytes) -> None:
 def test_probe_rejects_a_cut_header(fmt: ImageFormat) -> None:
     data = sample(fmt)
     cut = {ImageFormat.JPEG: 30, ImageFormat.PNG: 20, ImageFormat.GIF: 8, ImageFormat.WEBP: 16}
+    cut |= {ImageFormat.HEIF: 60, ImageFormat.AVIF: 60, ImageFormat.JXL: 2}
     with pytest.raises(InvalidImage, match="Truncated"):
         probe(data[: cut[fmt]])
 

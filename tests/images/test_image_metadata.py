@@ -39,12 +39,17 @@ GPS = 0x8825
 ORIENTATION = 0x0112
 
 
+BOXED = (ImageFormat.HEIF, ImageFormat.AVIF, ImageFormat.JXL)
+
+
 @st.composite
 def images_with_metadata(draw: st.DrawFn) -> tuple[bytes, ImageFormat]:
     fmt = draw(st.sampled_from(list(ImageFormat)))
     mode = draw(st.sampled_from([m for m in MODES[fmt] if m not in ("I;16", "1", "CMYK")]))
     orientation = draw(st.one_of(st.none(), st.integers(1, 8)))
     trailer = draw(st.sampled_from([b"", b"<html><script>alert(1)</script></html>"]))
+    if fmt in BOXED:
+        trailer = b""  # no end marker: a trailer is read as a box and refused (tested apart)
     data = with_metadata(
         mode,
         draw(st.integers(1, 24)),
@@ -89,7 +94,8 @@ def test_stripping_keeps_pixels_orientation_and_icc_and_drops_gps(
     assert dict(after.getexif().get_ifd(GPS)) == {}
     assert after.info.get("icc_profile") == before.info.get("icc_profile")
     for key in ("xmp", "XML:com.adobe.xmp", "comment", "Comment", "Location", "photoshop"):
-        assert key not in after.info
+        # HEIF and AVIF keep their (blanked) XMP item in place: offsets must not move.
+        assert key not in after.info or not after.info[key].strip()
     assert not stripped.endswith(b"</html>")
     verify(io.BytesIO(stripped), probe(stripped), max_pixels=10**6)
 
@@ -154,9 +160,10 @@ def test_a_truncated_file_is_invalid_or_still_whole(data: bytes) -> None:
         stripped = strip_bytes(data, fmt)
     except InvalidImage:
         return
-    # Only a GIF cut before its trailer passes the scanner; the upload's verify step then
-    # either decodes it whole or refuses it, never anything else.
-    assert fmt is ImageFormat.GIF
+    # Only a GIF cut before its trailer, or a bare JPEG XL codestream (its end is the decoder's
+    # to find), passes the scanner; the upload's verify step then either decodes it whole or
+    # refuses it, never anything else.
+    assert fmt is ImageFormat.GIF or (fmt is ImageFormat.JXL and data[:2] == b"\xff\x0a")
     import io
 
     from chitram_core.images.formats import probe, verify
@@ -186,6 +193,9 @@ def test_the_scanner_raises_only_invalid_image_on_garbage(fmt: ImageFormat, tail
         ImageFormat.PNG: b"\x89PNG\r\n\x1a\n",
         ImageFormat.GIF: b"GIF89a",
         ImageFormat.WEBP: b"RIFF\x40\x00\x00\x00WEBP",
+        ImageFormat.HEIF: b"\x00\x00\x00\x18ftypheic",
+        ImageFormat.AVIF: b"\x00\x00\x00\x18ftypavif",
+        ImageFormat.JXL: b"\x00\x00\x00\x0cJXL \r\n\x87\n",
     }[fmt]
     with contextlib.suppress(InvalidImage):
         scan(magic + tail, fmt)
@@ -353,3 +363,10 @@ def _chunk(ctype: bytes, data: bytes) -> bytes:
 
     crc = zlib.crc32(ctype + data)
     return struct.pack(">I", len(data)) + ctype + data + struct.pack(">I", crc)
+
+
+@pytest.mark.parametrize("fmt", BOXED)
+def test_a_trailer_after_the_last_box_is_refused(fmt: ImageFormat) -> None:
+    data = with_metadata("RGB", 20, 10, fmt, trailer=b"<html><script>alert(1)</script></html>")
+    with pytest.raises(InvalidImage):
+        strip_bytes(data, fmt)

@@ -398,7 +398,11 @@ def test_png_iccp_is_kept_byte_for_byte() -> None:
 
 @st.composite
 def mixed_files(draw: st.DrawFn) -> tuple[bytes, ImageFormat]:
-    fmt = draw(st.sampled_from(list(ImageFormat)))
+    # The catalogues of blocks are for the marker and chunk formats; the boxed ones (HEIF,
+    # AVIF, JPEG XL) are chunked through the scanner in test_image_metadata.
+    fmt = draw(
+        st.sampled_from([ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.WEBP, ImageFormat.GIF])
+    )
     catalog, build = {
         ImageFormat.JPEG: (JPEG_SEGMENTS, jpeg_with),
         ImageFormat.PNG: (PNG_CHUNKS, png_with),

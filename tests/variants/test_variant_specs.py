@@ -137,5 +137,8 @@ def test_default_format_is_the_originals() -> None:
         ImageFormat.PNG: "png",
         ImageFormat.GIF: "png",
         ImageFormat.WEBP: "webp",
+        ImageFormat.HEIF: "png",
+        ImageFormat.AVIF: "png",
+        ImageFormat.JXL: "png",
     }
     assert not accepts("image/avifx", "image/avif")

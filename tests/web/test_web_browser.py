@@ -16,7 +16,10 @@ pytestmark = pytest.mark.browser
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
-BAD_FILE_MESSAGE = "Unsupported file format: only JPEG, PNG, GIF and WebP are accepted"
+BAD_FILE_MESSAGE = (
+    "Unsupported file format: JPEG, PNG, GIF, WebP and AVIF are accepted (HEIC and JPEG XL "
+    "with the chitram[heif] and chitram[jxl] extras)"
+)
 _emails = itertools.count(1)
 
 

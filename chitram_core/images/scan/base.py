@@ -14,7 +14,7 @@ from collections.abc import Generator
 
 import attrs
 
-from chitram_core.errors import InvalidImage
+from chitram_core.errors import ImageTooLarge, InvalidImage
 
 ORIENTATION_TAG = 0x0112
 MAX_EXIF_BYTES = 1024 * 1024
@@ -26,6 +26,16 @@ Adjacent removals merge into one edit, so only junk interleaved with kept blocks
 images have a handful. Without a cap, a 5 MB upload of alternating 12-byte chunks would plan
 hundreds of thousands of edits.
 """
+
+
+@attrs.frozen
+class FrameBudget:
+    """How much animation an upload may hold, counted from its frame headers before any decode:
+    at most ``max_frames`` frames, and at most ``max_pixels`` canvas pixels over all frames
+    (width x height x frames: what decoding every frame costs)."""
+
+    max_frames: int = 500
+    max_pixels: int = 200_000_000
 
 
 @attrs.frozen
@@ -81,12 +91,20 @@ class ExifBlock:
     orientation: int | None
     little_endian: bool
     original: bytes
+    prefix: bytes = b""
+    """What goes before the TIFF data in the rewritten block (JPEG XL: the offset field)."""
 
 
 class ScanState:
     """The scan as a format parser sees it: where it is and what it decided so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: FrameBudget | None = None) -> None:
+        self.budget = budget
+        """The animation limits; None counts frames without limiting them."""
+        self.frames = 0
+        """Frames seen so far (0 for a still image whose format has no frame headers)."""
+        self.frame_pixels = 0
+        """Pixels decoded over the frames seen so far."""
         self.offset = 0
         """Bytes consumed so far: the absolute offset of the next byte the parser is sent."""
         self.edits: list[Edit] = []
@@ -95,6 +113,27 @@ class ScanState:
         """Where the image ends (its end marker); the bytes after it go."""
         self.webp_flags: tuple[int, int] | None = None  # (offset, original flag byte)
         self.webp_riff_end: int | None = None
+
+    def frame(self, pixels: int, count: int = 1) -> None:
+        """Count ``count`` frames of ``pixels`` each; past the budget, :class:`ImageTooLarge`."""
+        self.frames += count
+        self.frame_pixels += pixels * count
+        budget = self.budget
+        if budget is None:
+            return
+        if self.frames > budget.max_frames:
+            raise ImageTooLarge(
+                f"The animation has more than {budget.max_frames} frames",
+                frames=self.frames,
+                max_frames=budget.max_frames,
+            )
+        if self.frame_pixels > budget.max_pixels:
+            raise ImageTooLarge(
+                f"The animation's frames hold more than {budget.max_pixels} pixels in all "
+                f"(width x height x frames)",
+                frames=self.frames,
+                max_animation_pixels=budget.max_pixels,
+            )
 
     def remove(self, offset: int, end: int) -> None:
         """Plan the removal of bytes ``[offset, end)``; adjacent removals merge into one."""

@@ -5,6 +5,7 @@ See :mod:`chitram_core.images.metadata` for the allow-list as a whole.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Generator
 
 from chitram_core.errors import InvalidImage
@@ -66,6 +67,7 @@ def parse(s: ScanState) -> Parser:
     if header[:6] not in (b"GIF87a", b"GIF89a"):
         raise InvalidImage("Malformed GIF: bad signature")
     flags = header[10]
+    canvas = int.from_bytes(header[6:8], "little") * int.from_bytes(header[8:10], "little")
     if flags & 0x80:
         yield Skip(3 << ((flags & 7) + 1))
     while True:
@@ -84,6 +86,8 @@ def parse(s: ScanState) -> Parser:
                 s.add(Edit(start, s.offset - start, kept))
         elif intro == b",":
             desc = need((yield Read(9)), 9, "GIF", "image descriptor")
+            width, height = struct.unpack_from("<HH", desc, 4)
+            s.frame(max(canvas, width * height))  # a frame past the screen grows the canvas
             if desc[8] & 0x80:
                 yield Skip(3 << ((desc[8] & 7) + 1))
             need((yield Read(1)), 1, "GIF", "image data")

@@ -36,6 +36,8 @@ def parse(s: ScanState) -> Parser:
     if sig != PNG_SIGNATURE:
         raise InvalidImage("Malformed PNG: bad signature")
     first = True
+    canvas = 0
+    controls = 0
     while True:
         start = s.offset
         header = need((yield Read(8)), 8, "PNG", "chunk list (no IEND chunk)")
@@ -46,7 +48,16 @@ def parse(s: ScanState) -> Parser:
             raise InvalidImage("Malformed PNG: the first chunk must be IHDR")
         first = False
         end = start + 12 + length
-        if ctype == b"eXIf":
+        if ctype == b"IHDR" and length >= 8:
+            ihdr = need((yield Read(8)), 8, "PNG", "IHDR chunk")
+            canvas = int.from_bytes(ihdr[:4], "big") * int.from_bytes(ihdr[4:8], "big")
+            yield Skip(length - 8 + 4)
+        elif ctype == b"acTL" and length >= 4 and s.frames == 0:
+            # The declared frame count, from the header, before any frame is read.
+            control = need((yield Read(4)), 4, "PNG", "acTL chunk")
+            s.frame(canvas, int.from_bytes(control, "big"))
+            yield Skip(length - 4 + 4)
+        elif ctype == b"eXIf":
             if length <= MAX_EXIF_BYTES:
                 payload = need((yield Read(length)), length, "PNG", "eXIf chunk")
                 yield Skip(4)
@@ -61,6 +72,10 @@ def parse(s: ScanState) -> Parser:
                 s.exif.original = chunk(b"eXIf", payload)
         else:
             yield Skip(length + 4)
+            if ctype == b"fcTL":
+                controls += 1
+                if controls > s.frames:  # more frames than acTL declared count too
+                    s.frame(canvas)
             if ctype not in _PNG_KEEP:
                 s.remove(start, end)
         if ctype == b"IEND":

@@ -70,6 +70,7 @@ def parse(s: ScanState) -> Parser:
     if riff_size < 4:
         raise InvalidImage("Malformed WebP: RIFF size too small")
     s.webp_riff_end = riff_end
+    canvas = 0
     while s.offset < riff_end:
         start = s.offset
         if start + 8 > riff_end:
@@ -83,6 +84,9 @@ def parse(s: ScanState) -> Parser:
             payload = need((yield Read(size)), size, "WebP", "VP8X chunk")
             yield Skip(padded - size)
             s.webp_flags = (start + 8, payload[0])
+            canvas = (int.from_bytes(payload[4:7], "little") + 1) * (
+                int.from_bytes(payload[7:10], "little") + 1
+            )
         elif ctype == b"EXIF" and s.exif is None:
             if size <= MAX_EXIF_BYTES:
                 payload = need((yield Read(size)), size, "WebP", "EXIF chunk")
@@ -94,6 +98,7 @@ def parse(s: ScanState) -> Parser:
                 orientation, little, original = None, True, b""
             s.exif = ExifBlock(start, end - start, orientation, little, original)
         elif ctype == b"ANMF":
+            s.frame(canvas)  # each frame is composed onto the whole canvas
             yield from _parse_frame(s, start, size)
             yield Skip(padded - size)
         else:
