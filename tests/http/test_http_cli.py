@@ -12,6 +12,7 @@ import httpx
 import pytest
 from netkit import free_port
 
+from chitram_falcon import cli
 from chitram_falcon.cli import main, server_stack
 
 PYTHON = sys.executable
@@ -122,6 +123,8 @@ def test_serve_runs_uvicorn_on_uvloop_and_httptools(
 
     calls: list[dict[str, object]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append(options))
+    # One worker runs uvicorn's Server itself (with the drain before shutdown), same options.
+    monkeypatch.setattr(cli, "_serve_one", lambda app, options, drain: calls.append(options))
     for name in [k for k in os.environ if k.startswith("CHITRAM_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("CHITRAM_DATA_DIR", str(tmp_path))

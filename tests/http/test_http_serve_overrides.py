@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from netkit import free_port
 
+from chitram_falcon import cli
 from chitram_falcon.cli import SERVE_OVERRIDES, app_factory, main
 
 
@@ -43,6 +44,8 @@ def test_one_worker_gets_them_as_arguments(monkeypatch: pytest.MonkeyPatch) -> N
 
     apps: list[object] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **options: apps.append(app))
+    # One worker runs uvicorn's Server itself (with the drain before shutdown).
+    monkeypatch.setattr(cli, "_serve_one", lambda app, options, drain: apps.append(app))
     assert main(["serve", "--port", str(free_port()), "--quiet"]) == 0
     [app] = apps
     assert app.handle.settings.log_level == "WARNING"  # type: ignore[attr-defined]
