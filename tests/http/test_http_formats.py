@@ -211,8 +211,11 @@ def test_generated_images_round_trip_through_upload_and_variant(
                 )
             )
             assert variant.status_code == 200, variant.text
-            # A variant that needs no resize is never larger than the original it came from.
-            assert len(variant.content) <= len(data)
+            # A variant that needs no resize is never larger than the original it came from,
+            # where the original could be served in its place (not HEIC or JPEG XL to a client
+            # asking for WebP: there a tiny original's WebP can be larger, by the ICC profile).
+            if mime not in ("image/heic", "image/heif", "image/jxl"):
+                assert len(variant.content) <= len(data)
             with Image.open(io.BytesIO(variant.content)) as out:
                 expected = img.resize(out.size, Image.Resampling.LANCZOS)
                 assert _mean_error(out, expected) < 12
