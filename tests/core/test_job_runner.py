@@ -36,7 +36,7 @@ async def test_a_running_jobs_lease_is_renewed_so_nobody_takes_it_over(
         runs += 1
         await release.wait()
 
-    runner.register("slow", slow, lease=0.3)
+    runner.register("slow", slow, lease=1.0)
     async with database.transaction() as conn:
         await runner.enqueue(conn, "slow", "k")
     async with anyio.create_task_group() as tg:
@@ -44,13 +44,15 @@ async def test_a_running_jobs_lease_is_renewed_so_nobody_takes_it_over(
         with anyio.fail_after(10):
             while runs == 0:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        await anyio.sleep(1.0)  # more than three leases
+        await anyio.sleep(
+            3.5
+        )  # more than three leases (a lease of 1 s: a loaded machine stays inside it)
         job = await runner.job("slow", "k")
         assert job is not None and job["state"] == "running"
         assert job["lease_until"] > utcnow()  # type: ignore[operator]
         # Another process would find nothing to claim.
         other = JobRunner(database)
-        other.register("slow", slow, lease=0.3)
+        other.register("slow", slow, lease=1.0)
         assert await other.run_one("slow", "k") is False
         release.set()
         with anyio.fail_after(10):
