@@ -150,6 +150,20 @@ def client_bucket(req: falcon.asgi.Request, settings: Settings) -> str:
     return rate_limit_identity(client_ip(req, settings))
 
 
+async def limit_upload(
+    req: falcon.asgi.Request,
+    resp: falcon.asgi.Response,
+    chitram: Chitram,
+    principal: Principal | None,
+) -> str:
+    """The upload rate limit (429), shared by every way of uploading, for the caller's
+    identity: ``user:<id>``, or ``ip:<address>`` for an anonymous upload; that identity."""
+    settings = chitram.settings
+    identity = f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
+    await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+    return identity
+
+
 async def rate_limit(
     resp: falcon.asgi.Response,
     chitram: Chitram,

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
@@ -164,6 +164,27 @@ class UploadSlots:
             self._hold(taker.identity)
             taker.granted = True
             taker.event.set()
+
+    @asynccontextmanager
+    async def on_arrival(
+        self, room: Room | None, identity: str
+    ) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """An upload's turn among ``identity``'s (:meth:`per_identity`) and the call to make
+        once its body has arrived, which takes the upload slot (:meth:`take`): the slot is held
+        for the work on the file, never while the client sends, and released on exit."""
+        held = False
+
+        async def arrived() -> None:
+            nonlocal held
+            await self.take(room, identity=identity)
+            held = True
+
+        async with self.per_identity(identity):
+            try:
+                yield arrived
+            finally:
+                if held:
+                    self.release(identity)
 
     @asynccontextmanager
     async def per_identity(self, identity: str) -> AsyncIterator[None]:

@@ -24,7 +24,6 @@ from chitram_core.errors import (
     RequestTimeout,
     ValidationError,
 )
-from chitram_core.limits import UploadSlots
 from chitram_core.limits.slots import Room
 from chitram_core.models import Thumbnail
 from chitram_falcon.answers import Prepared
@@ -34,8 +33,7 @@ from chitram_falcon.context import (
     WRITE,
     ChitramHandle,
     authenticate,
-    client_bucket,
-    rate_limit,
+    limit_upload,
 )
 from chitram_falcon.fastread import Answer
 from chitram_falcon.http import (
@@ -118,19 +116,13 @@ class _RequestTimeout(RequestTimeout):
 
 
 async def _slot_at_end(
-    chunks: AsyncIterator[bytes],
-    slots: UploadSlots,
-    held: list[bool],
-    room: Room | None,
-    identity: str,
+    chunks: AsyncIterator[bytes], arrived: Callable[[], Awaitable[None]]
 ) -> AsyncIterator[bytes]:
-    """The file's bytes; once the last has arrived, an upload slot is taken for ``identity``
-    (waiting for it here), so the slot is held for the work on the file and never while the
-    client sends."""
+    """The file's bytes; once the last has arrived, ``arrived`` takes the upload slot (waiting
+    for it here: :meth:`UploadSlots.on_arrival`)."""
     async for chunk in chunks:
         yield chunk
-    await slots.take(room, identity=identity)
-    held.append(True)
+    await arrived()
 
 
 async def _part_chunks(
@@ -225,10 +217,7 @@ class UploadResource(UploadAdmission):
             raise ValidationError(
                 "The body must be multipart/form-data with a 'file' field", field="file"
             )
-        identity = (
-            f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
-        )
-        await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        identity = await limit_upload(req, resp, chitram, principal)
         # Every slot busy and the queue full: 503 now, before a byte of the body is read (the
         # server discards the unread body and keeps the connection), not after receiving and
         # parsing a file only to refuse it. Checked again when the file has arrived (take).
@@ -237,15 +226,8 @@ class UploadResource(UploadAdmission):
             declared = req.content_length
             file_at_least = max(0, declared - MULTIPART_OVERHEAD) if declared is not None else None
             await chitram.users.check_declared(principal.user_id, file_at_least)
-        held: list[bool] = []
-        async with chitram.upload_slots.per_identity(identity):
-            try:
-                image = await self._receive(
-                    req, chitram, principal, cap, limit, (held, room, identity)
-                )
-            finally:
-                if held:
-                    chitram.upload_slots.release(identity)
+        async with chitram.upload_slots.on_arrival(room, identity) as arrived:
+            image = await self._receive(req, chitram, principal, cap, limit, arrived)
         resp.status = 201
         resp.media = to_json(image)
         resp.location = image.url.removesuffix("/file")
@@ -258,10 +240,9 @@ class UploadResource(UploadAdmission):
         principal: Principal | None,
         cap: int,
         limit: int,
-        slot: tuple[list[bool], Room | None, str],
+        arrived: Callable[[], Awaitable[None]],
     ) -> Image:
-        """The multipart body's file, uploaded; ``slot`` is where to say the upload slot is
-        held, the room it was let in with and whose slot it is."""
+        """The multipart body's file, uploaded; ``arrived`` is called when it has all come."""
         settings = chitram.settings
         try:
             stream = _capped(
@@ -280,7 +261,7 @@ class UploadResource(UploadAdmission):
                 if part.name != "file":
                     continue
                 return await chitram.images.upload(
-                    _slot_at_end(_part_chunks(part, body, delimiter), chitram.upload_slots, *slot),
+                    _slot_at_end(_part_chunks(part, body, delimiter), arrived),
                     filename=part.filename,
                     owner=principal,
                     max_bytes=limit,

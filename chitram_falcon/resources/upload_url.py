@@ -8,8 +8,7 @@ import falcon.asgi
 from chitram_core import Principal, to_json
 from chitram_core.limits.slots import Room
 from chitram_falcon.context import (
-    client_bucket,
-    rate_limit,
+    limit_upload,
     read_fields,
     required_str,
 )
@@ -35,26 +34,12 @@ class UploadUrlResource(UploadAdmission):
         settings = chitram.settings
         fields = await read_fields(req)
         url = required_str(fields, "url")
-        identity = (
-            f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
-        )
-        await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        identity = await limit_upload(req, resp, chitram, principal)
         chitram.upload_slots.check_room()
-        slots = chitram.upload_slots
-        held: list[bool] = []
-
-        async def arrived() -> None:
-            await slots.take(room, identity=identity)
-            held.append(True)
-
-        async with slots.per_identity(identity):
-            try:
-                image = await chitram.images.upload_from_url(
-                    url, owner=principal, max_bytes=settings.max_upload_bytes, arrived=arrived
-                )
-            finally:
-                if held:
-                    slots.release(identity)
+        async with chitram.upload_slots.on_arrival(room, identity) as arrived:
+            image = await chitram.images.upload_from_url(
+                url, owner=principal, max_bytes=settings.max_upload_bytes, arrived=arrived
+            )
         resp.status = 201
         resp.media = to_json(image)
         resp.location = image.url.removesuffix("/file")

@@ -25,8 +25,7 @@ from chitram_falcon.context import (
     WRITE,
     ChitramHandle,
     authenticate,
-    client_bucket,
-    rate_limit,
+    limit_upload,
 )
 from chitram_falcon.resources.images import _capped
 
@@ -140,16 +139,12 @@ class UploadsResource(_Base):
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         _tus(req, resp)
         chitram = self.handle.chitram
-        settings = chitram.settings
         principal = await self._caller(req, resp)
         if req.get_header("Upload-Defer-Length") is not None:
             raise InvalidRequest("Upload-Length is required", field="Upload-Length")
         length = _int_header(req, "Upload-Length")
         filename = _filename(req.get_header("Upload-Metadata"))
-        identity = (
-            f"user:{principal.user_id}" if principal else f"ip:{client_bucket(req, settings)}"
-        )
-        await rate_limit(resp, chitram, settings.upload_rate_limit, [("upload", identity)])
+        await limit_upload(req, resp, chitram, principal)
         first = None
         checksum = None
         if (req.content_length or 0) > 0 or req.get_header("Transfer-Encoding"):
