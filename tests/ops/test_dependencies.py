@@ -16,7 +16,7 @@ from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements" / "dev.lock.txt"
-BOUNDED_ABOVE = {"sqlalchemy", "falcon"}  # we implement or override their internals
+BOUNDED_ABOVE = {"sqlalchemy", "falcon", "uvicorn"}  # we implement or override their internals
 
 
 def direct_requirements() -> list[Requirement]:
