@@ -25,7 +25,8 @@ from chitram_core.images import blurhash
 from chitram_core.images.animation import animated_webp, is_animated
 from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS, SNIFF_BYTES, ImageFormat, _reason, sniff
-from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
+from chitram_core.images.profiles import profile_to_keep
+from chitram_core.images.thumbnails import _normalise, _orient
 from chitram_core.variant_spec import (
     FITS,
     FORMATS,
@@ -410,8 +411,8 @@ def _encode(
     img: Image.Image, fmt: str, quality: int | None, icc: object, *, lossless: bool = False
 ) -> RenderedVariant:
     options: dict[str, Any] = {}
-    if isinstance(icc, bytes) and _icc_matches(icc, img.mode):
-        options["icc_profile"] = icc
+    # None too: some encoders (PNG, AVIF) would otherwise write the profile left in img.info.
+    options["icc_profile"] = profile_to_keep(icc, img.mode)
     q = quality if quality is not None else DEFAULT_QUALITY[fmt]
     if fmt == "jpeg":
         if img.mode not in ("RGB", "L"):
