@@ -116,7 +116,8 @@ class VariantService:
         if spec.format in (None, "auto"):
             # The content picks the format (lossless for flat images, a photo codec for
             # photos) among what the client accepts: one object per pair of candidates.
-            adapt = adapted_formats(accept, avif=self.avif)
+            original = ImageFormat.from_mime(image.content_type)
+            adapt = adapted_formats(accept, avif=self.avif, original=original)
             resolved = spec.with_format(None)
         else:
             original = ImageFormat.from_mime(image.content_type)

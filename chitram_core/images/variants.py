@@ -177,26 +177,44 @@ class Adapted:
     AVIF, WebP or JPEG by ``Accept``) is clearly smaller, so flat graphics stay exact and small
     and photos get a photo codec. A JPEG source is a photo: only the lossy one is tried. When
     nothing was resized and the result would be larger than the original, the original's bytes
-    are the variant."""
+    are the variant, if the client takes its format: JPEG, PNG and GIF always, WebP and AVIF
+    when they are candidates, HEIC and JPEG XL when ``original`` names them."""
 
     lossy: str
     lossless: str
+    original: str | None = None
+    """``heif`` or ``jxl``: the original is in that format and the client named it in
+    ``Accept``, so its bytes may stand in (other clients cannot decode it)."""
 
     @property
     def token(self) -> str:
-        """What the variant's key holds of it (one stored object per pair)."""
-        return f"{self.lossy}.{self.lossless}"
+        """What the variant's key holds of it (one stored object per candidate set)."""
+        pair = f"{self.lossy}.{self.lossless}"
+        return f"{pair}.{self.original}" if self.original else pair
 
 
 LOSSLESS_BONUS = 1.1
 """A lossless encoding up to this many times the lossy one's size is kept (it is exact)."""
 
 
-def adapted_formats(accept: str | None, *, avif: bool) -> Adapted:
-    """The two candidate formats of a content-adapted variant for this ``Accept`` header."""
+_NAMED_ONLY = {ImageFormat.HEIF: ("image/heic", "image/heif"), ImageFormat.JXL: ("image/jxl",)}
+"""Original formats a client takes only when its ``Accept`` names them (never by ``*/*``)."""
+
+
+def adapted_formats(
+    accept: str | None, *, avif: bool, original: ImageFormat | None = None
+) -> Adapted:
+    """The candidate formats of a content-adapted variant for this ``Accept`` header (and, for
+    an ``original`` in HEIC or JPEG XL, whether the client takes that format too)."""
     webp = accepts(accept, "image/webp")
     lossy = "avif" if avif and accepts(accept, "image/avif") else "webp" if webp else "jpeg"
-    return Adapted(lossy=lossy, lossless="webp" if webp else "png")
+    named = _NAMED_ONLY.get(original) if original is not None else None
+    takes_original = named is not None and any(accepts(accept, mime) for mime in named)
+    return Adapted(
+        lossy=lossy,
+        lossless="webp" if webp else "png",
+        original=original.value if takes_original and original is not None else None,
+    )
 
 
 def may_have_alpha(head: bytes, fmt: ImageFormat) -> bool:
@@ -325,8 +343,18 @@ def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool)
     return _encode(frame, fmt, spec.quality, icc)
 
 
-_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "AVIF": "avif"}
-"""Source formats whose bytes may stand in for a variant (GIF may be animated: never)."""
+_PASSTHROUGH = {
+    "JPEG": "jpeg",
+    "PNG": "png",
+    "GIF": "gif",
+    "WEBP": "webp",
+    "AVIF": "avif",
+    "HEIF": "heif",
+    "JXL": "jxl",
+}
+"""Source formats (Pillow's names) whose bytes may stand in for a still variant."""
+_EVERY_CLIENT = ("jpeg", "png", "gif")
+"""Formats every client decodes, named in its ``Accept`` or not."""
 
 
 def _render_adapted(
@@ -350,12 +378,13 @@ def _render_adapted(
     if (
         not resized
         and passthrough is not None
-        and passthrough in (adapt.lossy, adapt.lossless, "jpeg", "png")
+        and passthrough in (adapt.lossy, adapt.lossless, adapt.original, *_EVERY_CLIENT)
     ):
         fileobj.seek(0)
         original = fileobj.read()
         if len(best.data) >= len(original):
-            return RenderedVariant(original, best.width, best.height, _MIME[passthrough])
+            mime = ImageFormat(passthrough).mime
+            return RenderedVariant(original, best.width, best.height, mime)
     return best
 
 
@@ -389,9 +418,14 @@ def _frame(
             img.load()
         source_format = str(img.format)
         frame = _normalise(img, keep_alpha=keep_alpha)
-        # Any change to the pixels' geometry (an upright turn included): the original's bytes
-        # cannot stand in for such a variant.
-        resized = frame.size != target or (ow, oh) != upright or orientation not in (0, 1)
+        # Any change to the pixels' geometry (an upright turn included), or a still variant of
+        # an animation: the original's bytes cannot stand in for such a variant.
+        resized = (
+            frame.size != target
+            or (ow, oh) != upright
+            or orientation not in (0, 1)
+            or is_animated(img)
+        )
         if frame.size != target:
             frame = frame.resize(
                 target,
