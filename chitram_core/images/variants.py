@@ -286,7 +286,7 @@ def render_variant(
 
     JPEG is decoded with ``draft()`` at the smallest 1/1..1/8 scale still covering the target
     (shrink on load), the rest with ``reduce()`` then Lanczos; EXIF orientation is applied;
-    an animated GIF, WebP or PNG gives an animated WebP when WebP is the spec's format or one
+    an animated GIF, WebP, PNG or AVIF gives an animated WebP when WebP is the spec's format or one
     that ``adapt`` allows (:mod:`~chitram_core.images.animation`), else its first frame.
     ``draft=False`` is the naive path (benchmark only).
     """
@@ -313,7 +313,7 @@ def render_variant(
         raise InvalidImage(f"Cannot render this variant: {reason}", reason=reason) from None
 
 
-_ANIMATED = (ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG)
+_ANIMATED = (ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG, ImageFormat.AVIF)
 
 
 def _animated(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int) -> RenderedVariant | None:
@@ -321,7 +321,8 @@ def _animated(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int) -> Rendere
     if sniff(fileobj.read(SNIFF_BYTES)) not in _ANIMATED:
         return None
     fileobj.seek(0)
-    with Image.open(fileobj, formats=["GIF", "WEBP", "PNG"]) as img:
+    formats = [fmt.pillow_name for fmt in _ANIMATED if fmt.pillow_name in _INPUT_FORMATS]
+    with Image.open(fileobj, formats=formats) as img:
         if not is_animated(img):
             return None
         if img.width * img.height > max_pixels:

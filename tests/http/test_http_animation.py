@@ -133,6 +133,7 @@ async def test_the_frame_budget_follows_the_settings(tmp_path) -> None:  # type:
         ("GIF", "image/gif", "a.gif"),
         ("WEBP", "image/webp", "a.webp"),
         ("PNG", "image/png", "a.png"),
+        ("AVIF", "image/avif", "a.avif"),
     ],
 )
 async def test_a_webp_variant_of_an_animation_stays_animated(
@@ -149,6 +150,9 @@ async def test_a_webp_variant_of_an_animation_stays_animated(
     with Image.open(io.BytesIO(moving.content)) as img:
         assert img.n_frames == 50
         assert img.size == (200, 100)
+        img.seek(1)
+        img.load()
+        assert img.info["duration"] == 40  # each frame keeps its time
     still = await env.client.get(url)  # no WebP accepted: the first frame
     assert still.status_code == 200
     with Image.open(io.BytesIO(still.content)) as img:
