@@ -178,7 +178,9 @@ class Adapted:
     and photos get a photo codec. A JPEG source is a photo: only the lossy one is tried. When
     nothing was resized and the result would be larger than the original, the original's bytes
     are the variant, if the client takes its format: JPEG, PNG and GIF always, WebP and AVIF
-    when they are candidates, HEIC and JPEG XL when ``original`` names them."""
+    when they are candidates, HEIC and JPEG XL when ``original`` names them. Otherwise a result
+    larger than the original is the smaller candidate, encoded again at lower qualities when
+    the spec sets none (:func:`_within`)."""
 
     lossy: str
     lossless: str
@@ -375,6 +377,10 @@ def _render_adapted(
     best = min(candidates, key=lambda c: len(c.data))
     if lossless is not None and len(lossless.data) <= LOSSLESS_BONUS * len(best.data):
         best = lossless
+    fileobj.seek(0, io.SEEK_END)
+    budget = fileobj.tell()  # the original's size
+    if len(best.data) > budget:  # exact pixels are not worth more bytes than the original
+        best = min(candidates, key=lambda c: len(c.data))
     passthrough = _PASSTHROUGH.get(source_format)
     if (
         not resized
@@ -386,6 +392,32 @@ def _render_adapted(
         if len(best.data) >= len(original):
             mime = ImageFormat(passthrough).mime
             return RenderedVariant(original, best.width, best.height, mime)
+    if len(best.data) > budget and spec.quality is None and not (alpha and adapt.lossy == "jpeg"):
+        best = _within(frame, adapt.lossy, icc, budget, best)
+    return best
+
+
+LOWER_QUALITIES = (15, 30, 45)
+"""How far below its default quality a lossy codec may go to fit the original's size."""
+MIN_QUALITY = 20
+
+
+def _within(
+    frame: Image.Image, fmt: str, icc: object, budget: int, best: RenderedVariant
+) -> RenderedVariant:
+    """``best``, or an encoding of ``frame`` in ``fmt`` at a lower quality, until one is at most
+    ``budget`` bytes: a resized variant of a strongly compressed original (a JPEG saved at
+    quality 50, say) would otherwise be larger than the original it was made from. The lowest
+    quality tried is the last word: a variant may still be larger when no encoding fits."""
+    for step in LOWER_QUALITIES:
+        quality = DEFAULT_QUALITY[fmt] - step
+        if quality < MIN_QUALITY:
+            break
+        again = _encode(frame, fmt, quality, icc)
+        if len(again.data) < len(best.data):
+            best = again
+        if len(best.data) <= budget:
+            break
     return best
 
 

@@ -1,5 +1,6 @@
 """A variant is never larger than the original it was made from, when that original could be
-served in its place: a property over every accepted format, from the formats' real encoders."""
+served in its place: a property over every accepted format, from the formats' real encoders;
+and a resized one is brought within the original's size by a lower quality."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pillow_jxl  # noqa: F401  (registers the JPEG XL encoder used to make tes
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from imagekit import photo_png
 from PIL import Image
 
 from chitram_core.images.codecs import available_formats
@@ -96,3 +98,21 @@ def test_a_still_variant_of_an_animation_is_never_its_original() -> None:
     assert out.content_type == "image/png"
     with Image.open(io.BytesIO(out.data)) as still:
         assert getattr(still, "n_frames", 1) == 1
+
+
+@pytest.mark.parametrize("accept", ["*/*", "image/webp,*/*", "image/avif,image/webp,*/*"])
+@pytest.mark.parametrize("source_quality", [30, 50])
+def test_a_resized_variant_of_a_strongly_compressed_jpeg_is_not_larger(
+    accept: str, source_quality: int
+) -> None:
+    buf = io.BytesIO()
+    with Image.open(io.BytesIO(photo_png(800, 600))) as img:
+        img.save(buf, "JPEG", quality=source_quality)
+    data = buf.getvalue()
+    adapt = adapted_formats(accept, avif=True)
+    out = render_variant(data, parse_spec("w640"), max_pixels=10**7, adapt=adapt)
+    assert out.width == 640
+    assert len(out.data) <= len(data), (out.content_type, len(out.data), len(data))
+    # A quality in the spec is used as asked, whatever the size.
+    asked = render_variant(data, parse_spec("w640-q85"), max_pixels=10**7, adapt=adapt)
+    assert len(asked.data) > len(out.data)
