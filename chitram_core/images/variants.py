@@ -1,8 +1,9 @@
 """Responsive variants: URL signing, format negotiation and the renderer.
 
 Everything here is pure (no I/O, no event loop): :func:`render_variant` and
-:func:`compute_placeholders` are run by the image engine in a worker process, the rest by the
-server. See docs/http-api.md#variants and docs/architecture.md ("Variants").
+:func:`compute_placeholders` (from :mod:`chitram_core.images.placeholders`, re-exported) are run
+by the image engine in a worker process, the rest by the server. See docs/http-api.md#variants
+and docs/architecture.md ("Variants").
 
 The spec grammar (:class:`VariantSpec`, :func:`parse_spec`) is Pillow-free and lives in
 :mod:`chitram_core.variant_spec`; it is re-exported here for the callers that render.
@@ -21,10 +22,17 @@ import attrs
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
-from chitram_core.images import blurhash
 from chitram_core.images.animation import animated_webp, is_animated
 from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS, SNIFF_BYTES, ImageFormat, _reason, sniff
+from chitram_core.images.placeholders import BLURHASH_COMPONENTS as BLURHASH_COMPONENTS
+from chitram_core.images.placeholders import PLACEHOLDER_SIDE as PLACEHOLDER_SIDE
+from chitram_core.images.placeholders import Placeholders as Placeholders
+from chitram_core.images.placeholders import compute_placeholders as compute_placeholders
+from chitram_core.images.placeholders import dominant_color as dominant_color
+from chitram_core.images.placeholders import placeholders_of as placeholders_of
+from chitram_core.images.placeholders import placeholders_of_pixels as placeholders_of_pixels
+from chitram_core.images.placeholders import shares_verify_draft as shares_verify_draft
 from chitram_core.images.profiles import profile_to_keep
 from chitram_core.images.thumbnails import _normalise, _orient
 from chitram_core.variant_spec import (
@@ -502,76 +510,6 @@ def variant_cost_side(spec: VariantSpec, width: int, height: int) -> int:
     """The longest side the renderer decodes towards (for the engine's memory reservation)."""
     rw, rh, _, _ = output_size(spec, max(width, height), max(width, height))
     return max(rw, rh, 1)
-
-
-# placeholders -----------------------------------------------------------------------------
-
-PLACEHOLDER_SIDE = 32
-BLURHASH_COMPONENTS = (4, 3)
-
-
-@attrs.frozen
-class Placeholders:
-    blurhash: str
-    dominant_color: str
-
-
-def compute_placeholders(source: bytes, *, max_pixels: int) -> Placeholders:
-    """BlurHash (4x3 components) and the dominant colour from a tiny draft decode; SYNC."""
-    try:
-        with Image.open(io.BytesIO(source), formats=_INPUT_FORMATS) as img:
-            if img.width * img.height > max_pixels:
-                raise InvalidImage("The image has too many pixels", max_pixels=max_pixels)
-            box = (PLACEHOLDER_SIDE * 2, PLACEHOLDER_SIDE * 2)
-            if img.format in ("JPEG", "MPO"):
-                img.draft("RGB", box)
-            return placeholders_of(img)
-    except ChitramError:
-        raise
-    except PILLOW_ERRORS as exc:
-        raise InvalidImage(f"Cannot compute placeholders: {_reason(exc)}") from None
-
-
-def placeholders_of(img: Image.Image) -> Placeholders:
-    """:func:`compute_placeholders` from an image already opened (and, for a JPEG, set to the
-    draft scale that function would choose); SYNC."""
-    orientation = img.getexif().get(0x0112, 1)
-    small = _normalise(img, keep_alpha=False)
-    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
-    small = _orient(small.convert("RGB"), orientation)
-    return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
-
-
-def placeholders_of_pixels(img: Image.Image) -> Placeholders:
-    """The placeholders of pixels already oriented and flattened (``RGB`` or ``L``), such as a
-    thumbnail's: reduced to the placeholder box as :func:`placeholders_of` does; ``img`` is not
-    changed. SYNC."""
-    small = img.convert("RGB")  # a copy, also when it is RGB already
-    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
-    return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
-
-
-def shares_verify_draft(width: int, height: int) -> bool:
-    """Whether the 1/8 draft that JPEG verification decodes is the one
-    :func:`compute_placeholders` would decode: both sides at least 8 x its draft box, so both
-    ask libjpeg for its largest reduction (``JpegImageFile.draft`` leaves the mode alone for
-    ``None`` and ``"RGB"`` alike)."""
-    return min(width, height) >= 8 * PLACEHOLDER_SIDE * 2
-
-
-def _blurhash(img: Image.Image) -> str:
-    return blurhash.encode(img, *BLURHASH_COMPONENTS)
-
-
-def dominant_color(img: Image.Image) -> str:
-    """The most common colour after quantising to 16 colours (ties: the first), ``#rrggbb``."""
-    quantised = img.convert("RGB").quantize(colors=16, method=Image.Quantize.MEDIANCUT)
-    palette = quantised.getpalette() or [0, 0, 0]
-    counts = quantised.getcolors() or [(1, 0)]
-    _, index = max(counts, key=lambda item: item[0])
-    assert isinstance(index, int)
-    r, g, b = palette[index * 3 : index * 3 + 3]
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def variant_key(sha256: str, spec: VariantSpec, adapt: Adapted | None = None) -> str:
