@@ -7,12 +7,13 @@ and a JPEG XL decoder attaches one to every image it decodes. A profile for anot
 
 "sRGB" is decided by what the profile does, not by its name: LittleCMS maps a set of test
 colours (grey, red, green and blue ramps) through it to sRGB, and a profile whose every test
-colour stays within :data:`TOLERANCE` levels is an sRGB one. The answer is cached per profile.
+colour stays within :data:`TOLERANCE` levels is an sRGB one. The answer is remembered per
+profile digest (not per profile: a worker must not keep many large profiles alive).
 """
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import io
 
 from PIL import Image, ImageChops, ImageCms
@@ -22,6 +23,8 @@ TOLERANCE = 2
 profiles differ in how they write the curve (a formula, a 1024-entry table)."""
 MAX_PROFILE_BYTES = 1024 * 1024
 """Profiles larger than this are kept as they are, unexamined."""
+REMEMBERED = 256
+"""How many answers :func:`is_srgb` keeps (by digest) before it starts afresh."""
 
 
 def profile_to_keep(icc: object, mode: str) -> bytes | None:
@@ -54,10 +57,19 @@ def _test_colours() -> Image.Image:
     return out
 
 
-@functools.lru_cache(maxsize=64)
 def is_srgb(icc: bytes) -> bool:
     """Whether the RGB profile ``icc`` maps colours as sRGB does (see the module's docstring).
     A profile LittleCMS cannot read is not sRGB."""
+    digest = hashlib.sha256(icc).digest()
+    known = _KNOWN.get(digest)
+    if known is None:
+        if len(_KNOWN) >= REMEMBERED:
+            _KNOWN.clear()
+        known = _KNOWN[digest] = _maps_as_srgb(icc)
+    return known
+
+
+def _maps_as_srgb(icc: bytes) -> bool:
     try:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         transform = ImageCms.buildTransform(
@@ -78,3 +90,4 @@ def is_srgb(icc: bytes) -> bool:
 
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _TEST = _test_colours()
+_KNOWN: dict[bytes, bool] = {}
