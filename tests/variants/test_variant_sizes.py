@@ -17,7 +17,12 @@ from PIL import Image
 
 from chitram_core.images.codecs import available_formats
 from chitram_core.images.formats import ImageFormat
-from chitram_core.images.variants import adapted_formats, parse_spec, render_variant
+from chitram_core.images.variants import (
+    adapted_formats,
+    avif_available,
+    parse_spec,
+    render_variant,
+)
 
 pillow_heif.register_heif_opener(thumbnails=False)
 
@@ -32,6 +37,7 @@ TAKES = {
 }
 """An ``Accept`` that takes each original's format (as a browser that decodes it sends)."""
 FORMATS = [fmt for fmt in available_formats() if fmt in TAKES]
+AVIF = avif_available()
 
 
 @st.composite
@@ -70,7 +76,7 @@ def test_a_variant_needing_no_resize_is_never_larger_than_its_original(
     fmt: ImageFormat, img: Image.Image, quality: int, spec: str
 ) -> None:
     data = _encode(img, fmt, quality)
-    adapt = adapted_formats(TAKES[fmt], avif=True, original=fmt)
+    adapt = adapted_formats(TAKES[fmt], avif=AVIF, original=fmt)
     out = render_variant(data, parse_spec(spec), max_pixels=10**7, adapt=adapt)
     assert (out.width, out.height) == img.size
     assert len(out.data) <= len(data), (out.content_type, len(out.data), len(data))
@@ -80,10 +86,10 @@ def test_a_variant_needing_no_resize_is_never_larger_than_its_original(
 def test_heic_and_jpeg_xl_stand_in_only_for_a_client_that_names_them(fmt: ImageFormat) -> None:
     noise = Image.frombytes("RGB", (64, 48), random.Random(7).randbytes(64 * 48 * 3))
     data = _encode(noise, fmt, 40)  # small for its pixels: no re-encoding is smaller
-    named = adapted_formats(TAKES[fmt], avif=True, original=fmt)
+    named = adapted_formats(TAKES[fmt], avif=AVIF, original=fmt)
     out = render_variant(data, parse_spec("w320"), max_pixels=10**7, adapt=named)
     assert (out.data, out.content_type) == (data, fmt.mime)
-    anyone = adapted_formats("image/webp,*/*", avif=True, original=fmt)
+    anyone = adapted_formats("image/webp,*/*", avif=AVIF, original=fmt)
     assert anyone.original is None and anyone.token != named.token  # stored apart
     other = render_variant(data, parse_spec("w320"), max_pixels=10**7, adapt=anyone)
     assert other.content_type == "image/webp"
@@ -93,7 +99,7 @@ def test_a_still_variant_of_an_animation_is_never_its_original() -> None:
     frames = [Image.new("RGB", (40, 30), colour) for colour in ("red", "blue")]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    adapt = adapted_formats("*/*", avif=True, original=ImageFormat.GIF)
+    adapt = adapted_formats("*/*", avif=AVIF, original=ImageFormat.GIF)
     out = render_variant(buf.getvalue(), parse_spec("w320"), max_pixels=10**7, adapt=adapt)
     assert out.content_type == "image/png"
     with Image.open(io.BytesIO(out.data)) as still:
@@ -109,7 +115,7 @@ def test_a_resized_variant_of_a_strongly_compressed_jpeg_is_not_larger(
     with Image.open(io.BytesIO(photo_png(800, 600))) as img:
         img.save(buf, "JPEG", quality=source_quality)
     data = buf.getvalue()
-    adapt = adapted_formats(accept, avif=True)
+    adapt = adapted_formats(accept, avif=AVIF)
     out = render_variant(data, parse_spec("w640"), max_pixels=10**7, adapt=adapt)
     assert out.width == 640
     assert len(out.data) <= len(data), (out.content_type, len(out.data), len(data))
