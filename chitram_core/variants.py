@@ -113,13 +113,13 @@ class VariantService:
     async def get(self, image: Image, spec: VariantSpec, *, accept: str | None = None) -> Variant:
         """The rendered variant of ``image``, rendered now if needed (shared with others)."""
         adapt: Adapted | None = None
+        original = ImageFormat.from_mime(image.content_type)
         if spec.format in (None, "auto"):
             # The content picks the format (lossless for flat images, a photo codec for
-            # photos) among what the client accepts: one object per pair of candidates.
-            adapt = adapted_formats(accept, avif=self.avif)
+            # photos) among what the client accepts: one object per set of candidates.
+            adapt = adapted_formats(accept, avif=self.avif, original=original)
             resolved = spec.with_format(None)
         else:
-            original = ImageFormat.from_mime(image.content_type)
             fmt = resolve_format(spec, original, accept=accept, has_alpha=False, avif=self.avif)
             resolved = spec.with_format(fmt)
         key = variant_key(image.sha256, resolved, adapt)

@@ -1,4 +1,5 @@
-"""Animated variants: an animated GIF, WebP or PNG resized frame by frame into animated WebP.
+"""Animated variants: an animated GIF, WebP, PNG or AVIF, resized frame by frame into animated
+WebP.
 
 Frames are decoded, resized and handed to Pillow's WebP animation encoder one at a time, so a
 render holds the source canvas, one resized frame and the encoder's output-sized buffers, not
@@ -33,8 +34,9 @@ class _ResizedFrames(Image.Image):
 
     def seek(self, frame: int) -> None:
         self.source.seek(frame)
-        self.current_duration = int(self.source.info.get("duration", 0) or 0)
         img = self.source.convert("RGBA").resize(self.resize_to, Image.Resampling.LANCZOS)
+        # Read after the decode: AVIF gives a frame's duration only once it is loaded.
+        self.current_duration = int(self.source.info.get("duration", 0) or 0)
         if img.size != self.out:
             left = (img.width - self.out[0]) // 2
             top = (img.height - self.out[1]) // 2

@@ -23,6 +23,7 @@ from PIL import Image
 from chitram_core.errors import ChitramError, InvalidImage
 from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS, _reason
+from chitram_core.images.profiles import profile_to_keep
 
 THUMBNAIL_FORMATS = ("JPEG", "WEBP", "PNG")
 ALGORITHM_VERSION = 1
@@ -186,10 +187,11 @@ def _normalise(img: Image.Image, *, keep_alpha: bool) -> Image.Image:
 
 
 def encode(img: Image.Image, params: ThumbnailParams, icc: object) -> RenderedThumbnail:
-    """Encode :func:`finish`'s pixels as ``params`` say (with ``icc`` when it fits the mode)."""
+    """Encode :func:`finish`'s pixels as ``params`` say (with ``icc`` unless it is sRGB or does
+    not fit the mode: :func:`~chitram_core.images.profiles.profile_to_keep`)."""
     options: dict[str, Any] = {}
-    if isinstance(icc, bytes) and _icc_matches(icc, img.mode):
-        options["icc_profile"] = icc
+    # None too: some encoders (PNG, AVIF) would otherwise write the profile left in img.info.
+    options["icc_profile"] = profile_to_keep(icc, img.mode)
     if params.format == "JPEG":
         options.update(quality=params.quality, optimize=True)
     elif params.format == "WEBP":
@@ -197,12 +199,6 @@ def encode(img: Image.Image, params: ThumbnailParams, icc: object) -> RenderedTh
     buf = io.BytesIO()
     img.save(buf, format=params.format, **options)
     return RenderedThumbnail(buf.getvalue(), img.width, img.height, params.content_type)
-
-
-def _icc_matches(icc: bytes, mode: str) -> bool:
-    """Only pass on a profile whose colour space matches the output (not CMYK's on RGB)."""
-    space = icc[16:20]
-    return (space == b"RGB " and mode in ("RGB", "RGBA")) or (space == b"GRAY" and mode == "L")
 
 
 __all__ = [

@@ -1,8 +1,9 @@
 """Responsive variants: URL signing, format negotiation and the renderer.
 
 Everything here is pure (no I/O, no event loop): :func:`render_variant` and
-:func:`compute_placeholders` are run by the image engine in a worker process, the rest by the
-server. See docs/http-api.md#variants and docs/architecture.md ("Variants").
+:func:`compute_placeholders` (from :mod:`chitram_core.images.placeholders`, re-exported) are run
+by the image engine in a worker process, the rest by the server. See docs/http-api.md#variants
+and docs/architecture.md ("Variants").
 
 The spec grammar (:class:`VariantSpec`, :func:`parse_spec`) is Pillow-free and lives in
 :mod:`chitram_core.variant_spec`; it is re-exported here for the callers that render.
@@ -21,11 +22,19 @@ import attrs
 from PIL import Image
 
 from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
-from chitram_core.images import blurhash
 from chitram_core.images.animation import animated_webp, is_animated
 from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS, SNIFF_BYTES, ImageFormat, _reason, sniff
-from chitram_core.images.thumbnails import _icc_matches, _normalise, _orient
+from chitram_core.images.placeholders import BLURHASH_COMPONENTS as BLURHASH_COMPONENTS
+from chitram_core.images.placeholders import PLACEHOLDER_SIDE as PLACEHOLDER_SIDE
+from chitram_core.images.placeholders import Placeholders as Placeholders
+from chitram_core.images.placeholders import compute_placeholders as compute_placeholders
+from chitram_core.images.placeholders import dominant_color as dominant_color
+from chitram_core.images.placeholders import placeholders_of as placeholders_of
+from chitram_core.images.placeholders import placeholders_of_pixels as placeholders_of_pixels
+from chitram_core.images.placeholders import shares_verify_draft as shares_verify_draft
+from chitram_core.images.profiles import profile_to_keep
+from chitram_core.images.thumbnails import _normalise, _orient
 from chitram_core.variant_spec import (
     FITS,
     FORMATS,
@@ -176,26 +185,46 @@ class Adapted:
     AVIF, WebP or JPEG by ``Accept``) is clearly smaller, so flat graphics stay exact and small
     and photos get a photo codec. A JPEG source is a photo: only the lossy one is tried. When
     nothing was resized and the result would be larger than the original, the original's bytes
-    are the variant."""
+    are the variant, if the client takes its format: JPEG, PNG and GIF always, WebP and AVIF
+    when they are candidates, HEIC and JPEG XL when ``original`` names them. Otherwise a result
+    larger than the original is the smaller candidate, encoded again at lower qualities when
+    the spec sets none (:func:`_within`)."""
 
     lossy: str
     lossless: str
+    original: str | None = None
+    """``heif`` or ``jxl``: the original is in that format and the client named it in
+    ``Accept``, so its bytes may stand in (other clients cannot decode it)."""
 
     @property
     def token(self) -> str:
-        """What the variant's key holds of it (one stored object per pair)."""
-        return f"{self.lossy}.{self.lossless}"
+        """What the variant's key holds of it (one stored object per candidate set)."""
+        pair = f"{self.lossy}.{self.lossless}"
+        return f"{pair}.{self.original}" if self.original else pair
 
 
 LOSSLESS_BONUS = 1.1
 """A lossless encoding up to this many times the lossy one's size is kept (it is exact)."""
 
 
-def adapted_formats(accept: str | None, *, avif: bool) -> Adapted:
-    """The two candidate formats of a content-adapted variant for this ``Accept`` header."""
+_NAMED_ONLY = {ImageFormat.HEIF: ("image/heic", "image/heif"), ImageFormat.JXL: ("image/jxl",)}
+"""Original formats a client takes only when its ``Accept`` names them (never by ``*/*``)."""
+
+
+def adapted_formats(
+    accept: str | None, *, avif: bool, original: ImageFormat | None = None
+) -> Adapted:
+    """The candidate formats of a content-adapted variant for this ``Accept`` header (and, for
+    an ``original`` in HEIC or JPEG XL, whether the client takes that format too)."""
     webp = accepts(accept, "image/webp")
     lossy = "avif" if avif and accepts(accept, "image/avif") else "webp" if webp else "jpeg"
-    return Adapted(lossy=lossy, lossless="webp" if webp else "png")
+    named = _NAMED_ONLY.get(original) if original is not None else None
+    takes_original = named is not None and any(accepts(accept, mime) for mime in named)
+    return Adapted(
+        lossy=lossy,
+        lossless="webp" if webp else "png",
+        original=original.value if takes_original and original is not None else None,
+    )
 
 
 def may_have_alpha(head: bytes, fmt: ImageFormat) -> bool:
@@ -267,7 +296,7 @@ def render_variant(
 
     JPEG is decoded with ``draft()`` at the smallest 1/1..1/8 scale still covering the target
     (shrink on load), the rest with ``reduce()`` then Lanczos; EXIF orientation is applied;
-    an animated GIF, WebP or PNG gives an animated WebP when WebP is the spec's format or one
+    an animated GIF, WebP, PNG or AVIF gives an animated WebP when WebP is the spec's format or one
     that ``adapt`` allows (:mod:`~chitram_core.images.animation`), else its first frame.
     ``draft=False`` is the naive path (benchmark only).
     """
@@ -294,7 +323,7 @@ def render_variant(
         raise InvalidImage(f"Cannot render this variant: {reason}", reason=reason) from None
 
 
-_ANIMATED = (ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG)
+_ANIMATED = (ImageFormat.GIF, ImageFormat.WEBP, ImageFormat.PNG, ImageFormat.AVIF)
 
 
 def _animated(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int) -> RenderedVariant | None:
@@ -302,7 +331,8 @@ def _animated(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int) -> Rendere
     if sniff(fileobj.read(SNIFF_BYTES)) not in _ANIMATED:
         return None
     fileobj.seek(0)
-    with Image.open(fileobj, formats=["GIF", "WEBP", "PNG"]) as img:
+    formats = [fmt.pillow_name for fmt in _ANIMATED if fmt.pillow_name in _INPUT_FORMATS]
+    with Image.open(fileobj, formats=formats) as img:
         if not is_animated(img):
             return None
         if img.width * img.height > max_pixels:
@@ -324,8 +354,18 @@ def _render(fileobj: IO[bytes], spec: VariantSpec, max_pixels: int, draft: bool)
     return _encode(frame, fmt, spec.quality, icc)
 
 
-_PASSTHROUGH = {"JPEG": "jpeg", "PNG": "png", "WEBP": "webp", "AVIF": "avif"}
-"""Source formats whose bytes may stand in for a variant (GIF may be animated: never)."""
+_PASSTHROUGH = {
+    "JPEG": "jpeg",
+    "PNG": "png",
+    "GIF": "gif",
+    "WEBP": "webp",
+    "AVIF": "avif",
+    "HEIF": "heif",
+    "JXL": "jxl",
+}
+"""Source formats (Pillow's names) whose bytes may stand in for a still variant."""
+_EVERY_CLIENT = ("jpeg", "png", "gif")
+"""Formats every client decodes, named in its ``Accept`` or not."""
 
 
 def _render_adapted(
@@ -345,16 +385,47 @@ def _render_adapted(
     best = min(candidates, key=lambda c: len(c.data))
     if lossless is not None and len(lossless.data) <= LOSSLESS_BONUS * len(best.data):
         best = lossless
+    fileobj.seek(0, io.SEEK_END)
+    budget = fileobj.tell()  # the original's size
+    if len(best.data) > budget:  # exact pixels are not worth more bytes than the original
+        best = min(candidates, key=lambda c: len(c.data))
     passthrough = _PASSTHROUGH.get(source_format)
     if (
         not resized
         and passthrough is not None
-        and passthrough in (adapt.lossy, adapt.lossless, "jpeg", "png")
+        and passthrough in (adapt.lossy, adapt.lossless, adapt.original, *_EVERY_CLIENT)
     ):
         fileobj.seek(0)
         original = fileobj.read()
         if len(best.data) >= len(original):
-            return RenderedVariant(original, best.width, best.height, _MIME[passthrough])
+            mime = ImageFormat(passthrough).mime
+            return RenderedVariant(original, best.width, best.height, mime)
+    if len(best.data) > budget and spec.quality is None and not (alpha and adapt.lossy == "jpeg"):
+        best = _within(frame, adapt.lossy, icc, budget, best)
+    return best
+
+
+LOWER_QUALITIES = (15, 30, 45)
+"""How far below its default quality a lossy codec may go to fit the original's size."""
+MIN_QUALITY = 20
+
+
+def _within(
+    frame: Image.Image, fmt: str, icc: object, budget: int, best: RenderedVariant
+) -> RenderedVariant:
+    """``best``, or an encoding of ``frame`` in ``fmt`` at a lower quality, until one is at most
+    ``budget`` bytes: a resized variant of a strongly compressed original (a JPEG saved at
+    quality 50, say) would otherwise be larger than the original it was made from. The lowest
+    quality tried is the last word: a variant may still be larger when no encoding fits."""
+    for step in LOWER_QUALITIES:
+        quality = DEFAULT_QUALITY[fmt] - step
+        if quality < MIN_QUALITY:
+            break
+        again = _encode(frame, fmt, quality, icc)
+        if len(again.data) < len(best.data):
+            best = again
+        if len(best.data) <= budget:
+            break
     return best
 
 
@@ -388,9 +459,14 @@ def _frame(
             img.load()
         source_format = str(img.format)
         frame = _normalise(img, keep_alpha=keep_alpha)
-        # Any change to the pixels' geometry (an upright turn included): the original's bytes
-        # cannot stand in for such a variant.
-        resized = frame.size != target or (ow, oh) != upright or orientation not in (0, 1)
+        # Any change to the pixels' geometry (an upright turn included), or a still variant of
+        # an animation: the original's bytes cannot stand in for such a variant.
+        resized = (
+            frame.size != target
+            or (ow, oh) != upright
+            or orientation not in (0, 1)
+            or is_animated(img)
+        )
         if frame.size != target:
             frame = frame.resize(
                 target,
@@ -410,8 +486,8 @@ def _encode(
     img: Image.Image, fmt: str, quality: int | None, icc: object, *, lossless: bool = False
 ) -> RenderedVariant:
     options: dict[str, Any] = {}
-    if isinstance(icc, bytes) and _icc_matches(icc, img.mode):
-        options["icc_profile"] = icc
+    # None too: some encoders (PNG, AVIF) would otherwise write the profile left in img.info.
+    options["icc_profile"] = profile_to_keep(icc, img.mode)
     q = quality if quality is not None else DEFAULT_QUALITY[fmt]
     if fmt == "jpeg":
         if img.mode not in ("RGB", "L"):
@@ -434,76 +510,6 @@ def variant_cost_side(spec: VariantSpec, width: int, height: int) -> int:
     """The longest side the renderer decodes towards (for the engine's memory reservation)."""
     rw, rh, _, _ = output_size(spec, max(width, height), max(width, height))
     return max(rw, rh, 1)
-
-
-# placeholders -----------------------------------------------------------------------------
-
-PLACEHOLDER_SIDE = 32
-BLURHASH_COMPONENTS = (4, 3)
-
-
-@attrs.frozen
-class Placeholders:
-    blurhash: str
-    dominant_color: str
-
-
-def compute_placeholders(source: bytes, *, max_pixels: int) -> Placeholders:
-    """BlurHash (4x3 components) and the dominant colour from a tiny draft decode; SYNC."""
-    try:
-        with Image.open(io.BytesIO(source), formats=_INPUT_FORMATS) as img:
-            if img.width * img.height > max_pixels:
-                raise InvalidImage("The image has too many pixels", max_pixels=max_pixels)
-            box = (PLACEHOLDER_SIDE * 2, PLACEHOLDER_SIDE * 2)
-            if img.format in ("JPEG", "MPO"):
-                img.draft("RGB", box)
-            return placeholders_of(img)
-    except ChitramError:
-        raise
-    except PILLOW_ERRORS as exc:
-        raise InvalidImage(f"Cannot compute placeholders: {_reason(exc)}") from None
-
-
-def placeholders_of(img: Image.Image) -> Placeholders:
-    """:func:`compute_placeholders` from an image already opened (and, for a JPEG, set to the
-    draft scale that function would choose); SYNC."""
-    orientation = img.getexif().get(0x0112, 1)
-    small = _normalise(img, keep_alpha=False)
-    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
-    small = _orient(small.convert("RGB"), orientation)
-    return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
-
-
-def placeholders_of_pixels(img: Image.Image) -> Placeholders:
-    """The placeholders of pixels already oriented and flattened (``RGB`` or ``L``), such as a
-    thumbnail's: reduced to the placeholder box as :func:`placeholders_of` does; ``img`` is not
-    changed. SYNC."""
-    small = img.convert("RGB")  # a copy, also when it is RGB already
-    small.thumbnail((PLACEHOLDER_SIDE, PLACEHOLDER_SIDE), Image.Resampling.BOX)
-    return Placeholders(blurhash=_blurhash(small), dominant_color=dominant_color(small))
-
-
-def shares_verify_draft(width: int, height: int) -> bool:
-    """Whether the 1/8 draft that JPEG verification decodes is the one
-    :func:`compute_placeholders` would decode: both sides at least 8 x its draft box, so both
-    ask libjpeg for its largest reduction (``JpegImageFile.draft`` leaves the mode alone for
-    ``None`` and ``"RGB"`` alike)."""
-    return min(width, height) >= 8 * PLACEHOLDER_SIDE * 2
-
-
-def _blurhash(img: Image.Image) -> str:
-    return blurhash.encode(img, *BLURHASH_COMPONENTS)
-
-
-def dominant_color(img: Image.Image) -> str:
-    """The most common colour after quantising to 16 colours (ties: the first), ``#rrggbb``."""
-    quantised = img.convert("RGB").quantize(colors=16, method=Image.Quantize.MEDIANCUT)
-    palette = quantised.getpalette() or [0, 0, 0]
-    counts = quantised.getcolors() or [(1, 0)]
-    _, index = max(counts, key=lambda item: item[0])
-    assert isinstance(index, int)
-    r, g, b = palette[index * 3 : index * 3 + 3]
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 def variant_key(sha256: str, spec: VariantSpec, adapt: Adapted | None = None) -> str:

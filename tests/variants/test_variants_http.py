@@ -8,7 +8,9 @@ import uuid
 import httpx
 import pytest
 from httpkit import Env, assert_error, jpeg_bytes, open_env
+from imagekit import other_rgb_profile, photo_png
 from PIL import Image as PILImage
+from PIL import ImageCms
 from variantkit import KEYS
 
 from chitram_core.images.variants import VariantSigner, avif_available
@@ -304,15 +306,6 @@ async def test_upload_response_has_blurhash_and_dominant_color(env: Env) -> None
     assert fetched["dominant_color"] == "#fac80a"
 
 
-def _photo_png(width: int = 1600, height: int = 1200) -> bytes:
-    """A photo saved as PNG (the case a source-format variant made 8x too large)."""
-    img = PILImage.effect_noise((width // 4, height // 4), 60).convert("RGB")
-    img = img.resize((width, height), PILImage.Resampling.BICUBIC)
-    out = io.BytesIO()
-    img.save(out, "PNG")
-    return out.getvalue()
-
-
 def _flat_png(width: int = 1200, height: int = 900) -> bytes:
     """A flat graphic: a few solid shapes, as a diagram or a screenshot of one."""
     img = PILImage.new("RGB", (width, height), (250, 250, 250))
@@ -328,7 +321,7 @@ def _flat_png(width: int = 1200, height: int = 900) -> bytes:
     [("image/webp,*/*", "image/webp"), ("*/*", "image/jpeg"), (None, "image/jpeg")],
 )
 async def test_a_png_photo_gets_a_photo_codec(env: Env, accept: str | None, expected: str) -> None:
-    data = _photo_png()
+    data = photo_png()  # the case a source-format variant made 8x too large
     image = await _upload(env, data, name="photo.png", ctype="image/png")
     headers = {"Accept": accept} if accept else {}
     resp = await env.client.get(f"/api/v1/images/{image['id']}/variants/w640", headers=headers)
@@ -341,6 +334,34 @@ async def test_a_png_photo_gets_a_photo_codec(env: Env, accept: str | None, expe
         as_png = io.BytesIO()
         img.resize((640, 480), PILImage.Resampling.LANCZOS).save(as_png, "PNG")
     assert len(resp.content) * 3 < len(as_png.getvalue())
+
+
+async def test_a_png_photos_w640_in_webp_is_a_web_sized_image(env: Env) -> None:
+    data = photo_png()
+    assert len(data) > 2_000_000
+    image = await _upload(env, data, name="photo.png", ctype="image/png")
+    resp = await env.client.get(
+        f"/api/v1/images/{image['id']}/variants/w640", headers={"Accept": "image/webp,*/*"}
+    )
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["content-type"] == "image/webp"
+    assert _size(resp) == (640, 480)
+    assert len(resp.content) <= 80_000, len(resp.content)
+
+
+async def test_a_variant_drops_an_srgb_profile_and_keeps_another(env: Env) -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    for profile, kept in ((srgb, False), (other_rgb_profile(), True)):
+        buf = io.BytesIO()
+        with PILImage.open(io.BytesIO(photo_png(800, 600))) as img:
+            img.save(buf, "PNG", icc_profile=profile)
+        image = await _upload(env, buf.getvalue(), name="tagged.png", ctype="image/png")
+        resp = await env.client.get(
+            f"/api/v1/images/{image['id']}/variants/w320", headers={"Accept": "image/webp"}
+        )
+        assert resp.status_code == 200, resp.text
+        with PILImage.open(io.BytesIO(resp.content)) as out:
+            assert out.info.get("icc_profile") == (profile if kept else None)
 
 
 @pytest.mark.parametrize(("accept", "expected"), [("image/webp,*/*", "WEBP"), ("*/*", "PNG")])

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_web_browser import DESKTOP, api_token, expect, new_email, register, seed, shoot
+from imagekit import photo_png
+from test_web_browser import DESKTOP, PHONE, api_token, expect, new_email, register, seed, shoot
 from webkit import Server
 
 pytestmark = pytest.mark.browser
@@ -61,6 +62,57 @@ def test_the_image_page_loads_a_variant_and_links_the_original(
     page.wait_for_timeout(200)  # let the viewer apply its styles (not a timing assertion)
     assert not [v for v in violations if "Content Security Policy" in v], violations
     context.close()
+
+
+def test_the_image_page_of_a_large_png_photo_costs_a_phone_little(
+    browser: Any, server: Server
+) -> None:
+    owner = browser.new_context(base_url=server.base_url)
+    email = new_email()
+    register(owner.new_page(), email)
+    owner.close()
+    data = photo_png()  # 1600 x 1200, about 2.3 MB
+    assert len(data) > 2_000_000
+    uploaded = server.api.post(
+        "/api/v1/images/upload",
+        files={"file": ("photo.png", data, "image/png")},
+        headers={"Authorization": f"Bearer {api_token(server, email)}"},
+    )
+    assert uploaded.status_code == 201, uploaded.text
+    image_id = uploaded.json()["id"]
+    # Render the variants first: this measures what a visitor's phone receives, not a render.
+    for spec in ("w320", "w640", "w1280", "w1920"):
+        for accept in ("image/avif,image/webp,*/*", "image/webp,*/*", "*/*"):
+            warm = server.api.get(
+                f"/api/v1/images/{image_id}/variants/{spec}", headers={"Accept": accept}
+            )
+            assert warm.status_code == 200, warm.text
+
+    phone = browser.new_context(
+        base_url=server.base_url,
+        viewport=PHONE,
+        device_scale_factor=3,
+        is_mobile=True,
+        has_touch=True,
+    )
+    page = phone.new_page()
+    received: dict[str, int] = {}
+
+    def count(request: Any) -> None:
+        sizes = request.sizes()
+        received[request.url] = sizes["responseHeadersSize"] + sizes["responseBodySize"]
+
+    page.on("requestfinished", count)
+    page.goto(f"/images/{image_id}", wait_until="networkidle")
+    expect(page.locator(".viewer img")).to_have_js_property("complete", True)
+    page.wait_for_load_state("networkidle")
+    current = page.evaluate("document.querySelector('.viewer img').currentSrc")
+    # 390 CSS pixels at 3 device pixels each: the 1280-pixel variant, not the original.
+    assert current.endswith(f"/api/v1/images/{image_id}/variants/w1280"), current
+    assert not any(url.endswith(f"/api/v1/images/{image_id}/file") for url in received)
+    total = sum(received.values())
+    assert total <= 200_000, sorted(received.items(), key=lambda item: -item[1])
+    phone.close()
 
 
 def test_a_visitors_tag_chip_leads_to_the_tags_gallery(browser: Any, server: Server) -> None:

@@ -12,6 +12,11 @@ rewriting them; metadata is blanked in place instead, which keeps every offset v
   ``free``/``skip`` padding that can carry anything) become ``free`` boxes of zero bytes.
 
 Coded image data, item properties (colour profiles included) and the box structure are kept.
+
+An image sequence (an animated HEIF or AVIF) also has a ``moov`` box: a track per sequence,
+each with its sample count (``stsz``) and frame size (``tkhd``, and the sample entry's coded
+size). The walk reads it and counts the frames against the animation budget, as the frame
+headers of a GIF, WebP or APNG are counted, before any decoder sees the file.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ header walk stays a bounded number of steps."""
 MAX_META_BYTES = 4 * 1024 * 1024
 """A ``meta`` box larger than this is refused (real ones are a few kilobytes)."""
 _KEEP_TOP = frozenset({b"ftyp", b"meta", b"mdat", b"moov"})
+_SEQUENCE_HANDLERS = frozenset({b"pict", b"vide"})
+"""Handler types of the tracks whose samples are frames (``auxv`` alpha tracks go with them)."""
 _BLANK_ITEMS = {b"Exif": None, b"mime": b" ", b"uri ": b" "}
 _EMPTY_EXIF = b"\x00\x00\x00\x00MM\x00*\x00\x00\x00\x08\x00\x00\x00\x00\x00\x00"
 """An Exif item payload: the TIFF header offset (0), then a TIFF with one empty IFD."""
@@ -272,6 +279,49 @@ def _blank_items(meta: bytes, base: int) -> list[Edit]:
     return planned
 
 
+def _box(data: bytes, start: int, end: int, path: tuple[bytes, ...]) -> tuple[int, int] | None:
+    """The payload range of the box at ``path`` (first match at each level) inside a range."""
+    span: tuple[int, int] | None = (start, end)
+    for typ in path:
+        if span is None:
+            return None
+        span = _find(data, span[0], span[1], typ, "image sequence")
+    return span
+
+
+def count_frames(s: ScanState, moov: bytes) -> None:
+    """Count the frames of each image-sequence track in ``moov`` (its payload) on ``s``: the
+    samples in ``stsz`` (or ``stz2``), each the larger of the track's size (``tkhd``) and its
+    sample entry's coded size. Past the budget, :class:`ImageTooLarge` from ``s.frame``."""
+    for typ, _box_start, payload, end in boxes(moov, 0, len(moov), "image sequence"):
+        if typ != b"trak":
+            continue
+        hdlr = _box(moov, payload, end, (b"mdia", b"hdlr"))
+        if hdlr is None or moov[hdlr[0] + 8 : hdlr[0] + 12] not in _SEQUENCE_HANDLERS:
+            continue
+        stbl = _box(moov, payload, end, (b"mdia", b"minf", b"stbl"))
+        sizes = None
+        if stbl is not None:
+            sizes = _find(moov, *stbl, b"stsz", "image sequence") or _find(
+                moov, *stbl, b"stz2", "image sequence"
+            )
+        if stbl is None or sizes is None:
+            raise InvalidImage("Malformed image sequence: a track has no sample table")
+        count = _uint(moov, sizes[0] + 8, 4)
+        pixels = 0
+        tkhd = _find(moov, payload, end, b"tkhd", "image sequence")
+        if tkhd is not None:
+            at = tkhd[0] + (88 if moov[tkhd[0]] == 1 else 76)
+            pixels = (_uint(moov, at, 4) >> 16) * (_uint(moov, at + 4, 4) >> 16)
+        stsd = _find(moov, *stbl, b"stsd", "image sequence")
+        if stsd is not None:
+            for _t, _b, entry, entry_end in boxes(moov, stsd[0] + 8, stsd[1], "image sequence"):
+                if entry + 28 <= entry_end:
+                    pixels = max(pixels, _uint(moov, entry + 24, 2) * _uint(moov, entry + 26, 2))
+                break
+        s.frame(pixels, count)
+
+
 def _checked(s: ScanState, end: int, pending: list[Edit]) -> Parser:
     """Pass over the bytes up to ``end``, planning each pending blanking edit that falls there
     only when the data is not blank already (so stripping twice changes nothing more)."""
@@ -305,7 +355,7 @@ def parse(s: ScanState) -> Parser:
             (size,) = struct.unpack_from(">Q", need((yield Read(8)), 8, "HEIF", "box header"))
             length = 16
         if size == 0:  # the last box, to the end of the file
-            if typ not in _KEEP_TOP:
+            if typ not in _KEEP_TOP or typ == b"moov":
                 raise InvalidImage(f"Malformed HEIF: an open-ended {typ!r} box")
             for edit in pending:
                 s.add(edit)
@@ -325,6 +375,18 @@ def parse(s: ScanState) -> Parser:
                     continue  # an item in the meta box's idat, blank already
                 pending.append(edit)
             pending.sort(key=lambda e: e.offset)
+        elif typ == b"moov":
+            if payload > MAX_META_BYTES:
+                raise InvalidImage(
+                    f"The image sequence's track table is over {MAX_META_BYTES} bytes"
+                )
+            moov = need((yield Read(payload)), payload, "HEIF", "moov box")
+            count_frames(s, moov)
+            while pending and pending[0].offset < start + size:  # an item inside it: odd, but
+                edit = pending.pop(0)  # planned as anywhere else
+                inside = edit.offset - start - length
+                if inside < 0 or moov[inside : inside + edit.length] != edit.replacement:
+                    s.add(edit)
         else:
             yield from _checked(s, start + size, pending)
             if typ not in _KEEP_TOP:

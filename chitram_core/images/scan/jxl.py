@@ -8,6 +8,10 @@ data) and every other box go; the first ``Exif`` box becomes a minimal one holdi
 orientation (or goes), as for JPEG, since encoders that take the orientation from EXIF (Pillow's
 plugin among them) leave it there and decoders report it from there. Boxes carry no absolute
 offsets, so removing them needs no rewriting.
+
+An animated JPEG XL is refused: the decoder we use gives only its first frame, and the
+codestream's header says it is animated but not how many frames follow (each frame has its own
+header, anywhere in the file), so no frame budget could be checked before decoding.
 """
 
 from __future__ import annotations
@@ -83,6 +87,65 @@ def _codestream(head: bytes) -> bytes:
     return b"".join(parts)
 
 
+HEADER_BYTES = 64
+"""Enough of the codestream for its size header and image metadata up to the animation flag."""
+_PREVIEW_SIZE = ((6, 1), (8, 65), (10, 321), (12, 1345))
+_PREVIEW_SIZE_DIV8 = ((0, 16), (0, 32), (5, 1), (9, 33))
+
+
+def _u32(bits: _Bits, choices: tuple[tuple[int, int], ...]) -> int:
+    """``U32(...)``: a 2-bit selector, then that choice's (bits, offset)."""
+    count, offset = choices[bits.read(2)]
+    return offset + bits.read(count)
+
+
+def _skip_size(bits: _Bits) -> None:
+    """A ``SizeHeader`` (the image's, or the intrinsic size)."""
+    small = bits.read(1)
+    if small:
+        bits.read(5)
+    else:
+        bits.size()
+    if bits.read(3) == 0:  # no aspect ratio: the width follows
+        if small:
+            bits.read(5)
+        else:
+            bits.size()
+
+
+def _skip_preview(bits: _Bits) -> None:
+    """A ``PreviewHeader``."""
+    choices = _PREVIEW_SIZE_DIV8 if bits.read(1) else _PREVIEW_SIZE
+    _u32(bits, choices)
+    if bits.read(3) == 0:
+        _u32(bits, choices)
+
+
+def animated(code: bytes) -> bool:
+    """Whether the codestream starting ``code`` (at its signature) declares an animation: the
+    ``have_animation`` flag of its image metadata, after the size header."""
+    if not code.startswith(JXL_CODESTREAM):
+        raise InvalidImage("Malformed JPEG XL: the codestream has no signature")
+    bits = _Bits(code[2:HEADER_BYTES])
+    _skip_size(bits)
+    if bits.read(1) or not bits.read(1):  # all_default, or no extra_fields
+        return False
+    bits.read(3)  # orientation
+    if bits.read(1):  # have_intrinsic_size
+        _skip_size(bits)
+    if bits.read(1):  # have_preview
+        _skip_preview(bits)
+    return bool(bits.read(1))
+
+
+def _refuse_animation(code: bytes) -> None:
+    if animated(code):
+        raise InvalidImage(
+            "Animated JPEG XL is not accepted (its frames cannot be counted before decoding); "
+            "upload the animation as GIF, WebP or APNG, or a still JPEG XL"
+        )
+
+
 def probe(head: bytes) -> tuple[int, int]:
     """The displayed size from the codestream's SizeHeader and orientation."""
     code = _codestream(head)
@@ -107,8 +170,10 @@ def parse(s: ScanState) -> Parser:
     """Walk the container's boxes and remove those not on the allow-list."""
     first = yield Read(2)
     if first == JXL_CODESTREAM:
+        _refuse_animation(first + (yield Read(HEADER_BYTES - 2)))
         return  # a bare codestream: no boxes, no metadata
     header = first + need((yield Read(6)), 6, "JPEG XL", "box header")
+    code = b""  # the start of the codestream, gathered from its boxes
     for _ in range(MAX_BOXES):
         start = s.offset - 8
         size, typ = struct.unpack_from(">I4s", header)
@@ -119,10 +184,13 @@ def parse(s: ScanState) -> Parser:
         if size == 0:  # the last box, to the end of the file
             if typ not in _KEEP:
                 s.end = start
-                return
-            while len((yield Read(64 * 1024))) == 64 * 1024:
-                pass
-            return
+                break
+            chunk = yield Read(64 * 1024)
+            if typ in (b"jxlc", b"jxlp") and len(code) < HEADER_BYTES:
+                code += chunk[4:] if typ == b"jxlp" else chunk
+            while len(chunk) == 64 * 1024:
+                chunk = yield Read(64 * 1024)
+            break
         if size < length:
             raise InvalidImage(f"Malformed JPEG XL: box {typ!r} is shorter than its header")
         if typ == b"Exif" and s.exif is None and size - length <= MAX_EXIF_BYTES:
@@ -134,15 +202,23 @@ def parse(s: ScanState) -> Parser:
             orientation, little = exif_orientation(payload[skip:])
             original = header[:length] + payload if length == 8 else b""
             s.exif = ExifBlock(start, size, orientation, little, original, prefix)
+        elif typ in (b"jxlc", b"jxlp") and len(code) < HEADER_BYTES:
+            skip = 4 if typ == b"jxlp" else 0  # a part's index comes first
+            take = min(size - length, skip + HEADER_BYTES - len(code))
+            code += need((yield Read(take)), take, "JPEG XL", "codestream box")[skip:]
+            yield Skip(size - length - take)
         else:
             yield Skip(size - length)
             if typ not in _KEEP:
                 s.remove(start, start + size)
         header = yield Read(8)
         if not header:
-            return
+            break
         header = need(header, 8, "JPEG XL", "box header")
-    raise InvalidImage(f"Malformed JPEG XL: more than {MAX_BOXES} boxes")
+    else:
+        raise InvalidImage(f"Malformed JPEG XL: more than {MAX_BOXES} boxes")
+    if code:
+        _refuse_animation(code)
 
 
 def wrap_exif(payload: bytes) -> bytes:
