@@ -16,7 +16,7 @@ from imagekit import jpeg_bytes, make_settings
 from sqlalchemy import text
 
 from chitram_core import Chitram
-from chitram_core.db import Database
+from chitram_core.db import Database, database
 from chitram_core.db.database import DatabaseUnavailable
 from chitram_core.errors import ServiceUnavailable
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -81,6 +81,48 @@ async def test_a_backend_terminated_before_the_next_step_is_unavailable_not_a_50
                     await conn.execute(text("SELECT id FROM images WHERE id = 'x' FOR UPDATE"))
         async with db.transaction() as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def backend_pid(db: Database) -> int:
+    async with db.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+async def test_a_rested_connection_that_died_is_replaced_unseen(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection that rested longer than ``PING_AFTER_IDLE`` is pinged before use;
+    one the server ended meanwhile is swapped for a new one, and the caller never knows."""
+    db = Database(fresh_postgres_url, pool_size=1)
+    try:
+        before = await backend_pid(db)
+        await terminate(fresh_postgres_url, before)
+        monkeypatch.setattr(database, "PING_AFTER_IDLE", 0.0)
+        assert await backend_pid(db) != before
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+async def test_a_connection_back_from_work_is_not_pinged_and_a_dead_one_fails_once(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection used a moment ago goes to work without a ping (round trips saved on every
+    short transaction); if the server ended it meanwhile, that one statement is a 503 and the
+    next checkout has a new connection."""
+    monkeypatch.setattr(database, "PING_AFTER_IDLE", 3600.0)
+    db = Database(fresh_postgres_url, pool_size=1)
+    try:
+        before = await backend_pid(db)
+        await terminate(fresh_postgres_url, before)
+        with pytest.raises(DatabaseUnavailable):
+            await backend_pid(db)
+        assert await backend_pid(db) != before
     finally:
         await db.dispose()
 
