@@ -101,6 +101,7 @@ class Thumbnailer:
             self.run_job,
             lease=JOB_LEASE,
             concurrency=settings.thumbnail_workers,
+            ahead=settings.thumbnail_jobs_ahead,
             swept=False,  # run_pending is the sweep's pass over them
         )
 

@@ -92,9 +92,10 @@ async def claim_due(
     """Claim up to ``limit`` of ``kind``'s claimable jobs at once, oldest due first; the claimed
     keys with their attempt numbers. Call it in a write transaction.
 
-    On PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``: workers claiming at the
-    same time take disjoint jobs without waiting for each other's row locks. On SQLite the write
-    transaction (``BEGIN IMMEDIATE``) already admits one claimer at a time. The UPDATE repeats
+    On PostgreSQL it is one statement: the rows are picked ``FOR UPDATE SKIP LOCKED`` (workers
+    claiming at the same time take disjoint jobs without waiting for each other's row locks)
+    and marked running by the same ``UPDATE … RETURNING``. On SQLite the write transaction
+    (``BEGIN IMMEDIATE``) already admits one claimer at a time. Either way the UPDATE repeats
     the claimable condition, so a job claimed since the pick is never taken twice.
     """
     if limit <= 0:
@@ -105,20 +106,29 @@ async def claim_due(
         .order_by(jobs.c.next_attempt_at)
         .limit(limit)
     )
+    claim = {
+        "state": "running",
+        "attempts": jobs.c.attempts + 1,
+        "lease_until": lease_until,
+        "updated_at": now,
+    }
     if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+        # MATERIALIZED: the pick runs once, so LIMIT and the row locks apply as written.
+        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
+        rows = await conn.execute(
+            update(jobs)
+            .where(and_(jobs.c.kind == kind, jobs.c.key == picked.c.key, _claimable(now)))
+            .values(**claim)
+            .returning(jobs.c.key, jobs.c.attempts, jobs.c.next_attempt_at)
+        )
+        return [(r[0], int(r[1])) for r in sorted(rows, key=lambda r: (r[2], r[0]))]
     keys = [r[0] for r in await conn.execute(pick)]
     if not keys:
         return []
     await conn.execute(
         update(jobs)
         .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), _claimable(now)))
-        .values(
-            state="running",
-            attempts=jobs.c.attempts + 1,
-            lease_until=lease_until,
-            updated_at=now,
-        )
+        .values(**claim)
     )
     rows = await conn.execute(
         select(jobs.c.key, jobs.c.attempts).where(
@@ -131,6 +141,22 @@ async def claim_due(
     )
     claimed = {r[0]: int(r[1]) for r in rows}
     return [(key, claimed[key]) for key in keys if key in claimed]
+
+
+async def release(conn: AsyncConnection, kind: str, keys: Sequence[str], now: datetime) -> None:
+    """Hand claimed jobs that never started back to the queue: pending again, due as they
+    were, the lease dropped and the claim's attempt not counted."""
+    if keys:
+        await conn.execute(
+            update(jobs)
+            .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), jobs.c.state == "running"))
+            .values(
+                state="pending",
+                lease_until=None,
+                attempts=jobs.c.attempts - 1,
+                updated_at=now,
+            )
+        )
 
 
 async def insert_missing(
