@@ -347,18 +347,20 @@ class Thumbnailer:
             await self._fail(sha256, key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
         async with self.db.transaction() as conn:
-            if not await blobs_sql.exists(conn, sha256):
-                # Deleted while rendering: the bytes we wrote have no row; remove them.
-                await self.storage.delete(key)
-                return False
-            await sql.mark_ready(
+            # Ready only while the image's bytes are still recorded (one statement).
+            ready = await sql.mark_ready(
                 conn,
                 key,
                 content_type=rendered.content_type,
                 size=len(rendered.data),
                 width=rendered.width,
                 height=rendered.height,
+                blob=sha256,
             )
+            if not ready and not await blobs_sql.exists(conn, sha256):
+                # Deleted while rendering: the bytes we wrote have no row; remove them.
+                await self.storage.delete(key)
+                return False
             await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # made: no job left
         await self.on_ready(sha256)
         return True

@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
-from chitram_core.db.tables import jobs, ready_columns, thumbnails, utcnow
+from chitram_core.db.tables import blobs, jobs, ready_columns, thumbnails, utcnow
 from chitram_core.db.upsert import UPSERT_DIALECTS, insert_or_ignore
 
 RETRIED = ("pending", "stalled")
@@ -47,10 +47,23 @@ async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
 
 
 async def mark_ready(
-    conn: AsyncConnection, key: str, *, content_type: str, size: int, width: int, height: int
-) -> None:
+    conn: AsyncConnection,
+    key: str,
+    *,
+    content_type: str,
+    size: int,
+    width: int,
+    height: int,
+    blob: str | None = None,
+) -> bool:
+    """The row is ready (False: there is no row, or ``blob``'s row is gone: one statement
+    both checks and marks)."""
     ready = _ready(content_type=content_type, size=size, width=width, height=height)
-    await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))
+    where = thumbnails.c.key == key
+    if blob is not None:
+        where = and_(where, select(blobs.c.sha256).where(blobs.c.sha256 == blob).exists())
+    result = await conn.execute(update(thumbnails).where(where).values(**ready))
+    return bool(result.rowcount)
 
 
 def _ready(*, content_type: str, size: int, width: int, height: int) -> dict[str, object]:
