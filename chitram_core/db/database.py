@@ -91,10 +91,15 @@ class Database:
         # SQLite goes through our driver (one thread hop per statement, see sqlite_driver).
         # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
         self.engine: AsyncEngine = sa_asyncio.create_async_engine(parsed, **kwargs)
+        self._reads = self.engine
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
         else:
+            # Reads (``connect``) on the same pool, each statement its own transaction: no
+            # BEGIN and ROLLBACK round trips around them. Under READ COMMITTED a transaction
+            # gives a series of reads no more consistent a view than that.
+            self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             event.listen(self.engine.sync_engine, "checkin", _rested_since)
             event.listen(
                 self.engine.sync_engine, "checkout", _pinger(self.engine.sync_engine.dialect)
@@ -109,13 +114,14 @@ class Database:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+    async def _connection(self, *, read: bool = False) -> AsyncIterator[AsyncConnection]:
+        engine = self._reads if read else self.engine
         try:
             if self._checkouts is None:
-                async with self._open() as conn:
+                async with self._open(engine) as conn:
                     yield conn
                 return
-            async with self._checkouts, self._open() as conn:
+            async with self._checkouts, self._open(engine) as conn:
                 yield conn
         except DBAPIError as exc:
             # The server went away under a statement (restarted, failed over, the connection
@@ -125,8 +131,8 @@ class Database:
             raise
 
     @asynccontextmanager
-    async def _open(self) -> AsyncIterator[AsyncConnection]:
-        conn = self.engine.connect()
+    async def _open(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        conn = engine.connect()
         try:
             if self._first_connect is None:
                 await conn.start()
@@ -169,8 +175,9 @@ class Database:
 
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads, without an explicit write transaction."""
-        async with self._connection() as conn:
+        """A connection for reads, without an explicit write transaction (on PostgreSQL each
+        statement commits on its own: nothing written here would be rolled back)."""
+        async with self._connection(read=True) as conn:
             yield conn
 
     async def ping(self) -> float:

@@ -1,0 +1,32 @@
+"""How ``Database`` talks to PostgreSQL: reads outside a transaction, writes inside one."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+
+from chitram_core.db import Database
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+async def test_each_read_is_its_own_transaction_and_a_write_transaction_is_one(
+    fresh_postgres_url: str,
+) -> None:
+    """``connect()`` sends no BEGIN (each statement commits on its own, which saves two round
+    trips per read); ``transaction()`` keeps its statements in one."""
+    db = Database(fresh_postgres_url, pool_size=1)
+    began = text("SELECT transaction_timestamp()")
+    try:
+        async with db.connect() as conn:
+            first = (await conn.execute(began)).scalar_one()
+            await conn.execute(text("SELECT pg_sleep(0.01)"))
+            assert (await conn.execute(began)).scalar_one() > first
+        async with db.transaction() as conn:
+            first = (await conn.execute(began)).scalar_one()
+            await conn.execute(text("SELECT pg_sleep(0.01)"))
+            assert (await conn.execute(began)).scalar_one() == first
+    finally:
+        await db.dispose()
