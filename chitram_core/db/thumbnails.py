@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
@@ -41,8 +41,29 @@ async def add_pending(conn: AsyncConnection, key: str, sha256: str, params: str)
     return True
 
 
+# The statements of every thumbnail job, built once: building one (and its cache key) costs
+# more than running it.
+_GET = select(thumbnails).where(thumbnails.c.key == bindparam("key"))
+_READY = (
+    update(thumbnails)
+    .where(thumbnails.c.key == bindparam("b_key"))
+    .values(
+        status="ready",
+        error=None,
+        content_type=bindparam("b_content_type"),
+        size=bindparam("b_size"),
+        width=bindparam("b_width"),
+        height=bindparam("b_height"),
+        updated_at=bindparam("b_updated_at", type_=thumbnails.c.updated_at.type),
+    )
+)
+_READY_WHILE_BLOB = _READY.where(
+    select(blobs.c.sha256).where(blobs.c.sha256 == bindparam("b_blob")).exists()
+)
+
+
 async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(thumbnails).where(thumbnails.c.key == key))).mappings().first()
+    row = (await conn.execute(_GET, {"key": key})).mappings().first()
     return dict(row) if row is not None else None
 
 
@@ -58,11 +79,18 @@ async def mark_ready(
 ) -> bool:
     """The row is ready (False: there is no row, or ``blob``'s row is gone: one statement
     both checks and marks)."""
-    ready = _ready(content_type=content_type, size=size, width=width, height=height)
-    where = thumbnails.c.key == key
-    if blob is not None:
-        where = and_(where, select(blobs.c.sha256).where(blobs.c.sha256 == blob).exists())
-    result = await conn.execute(update(thumbnails).where(where).values(**ready))
+    params: dict[str, object] = {
+        "b_key": key,
+        "b_content_type": content_type,
+        "b_size": size,
+        "b_width": width,
+        "b_height": height,
+        "b_updated_at": utcnow(),
+    }
+    if blob is None:
+        result = await conn.execute(_READY, params)
+    else:
+        result = await conn.execute(_READY_WHILE_BLOB, {**params, "b_blob": blob})
     return bool(result.rowcount)
 
 
