@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from chitram_core.db.tables import jobs, utcnow
 
@@ -40,7 +41,7 @@ async def enqueue(conn: AsyncConnection, kind: str, key: str, when: datetime) ->
         )
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
+def _claimable(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return or_(
         and_(jobs.c.state == "pending", jobs.c.next_attempt_at <= now),
         and_(jobs.c.state == "running", jobs.c.lease_until < now),
@@ -86,6 +87,36 @@ async def claim(
     return int(row[0]) if row is not None else None
 
 
+def _claim_skip_locked() -> Any:
+    """PostgreSQL's claim as one statement, built once (with bound parameters): MATERIALIZED,
+    so the pick runs once and its LIMIT and row locks apply as written."""
+    now: BindParameter[datetime] = bindparam("c_now", type_=jobs.c.updated_at.type)
+    kind = bindparam("c_kind", type_=jobs.c.kind.type)
+    picked = (
+        select(jobs.c.key)
+        .where(and_(jobs.c.kind == kind, _claimable(now)))
+        .order_by(jobs.c.next_attempt_at)
+        .limit(bindparam("c_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        update(jobs)
+        .where(and_(jobs.c.kind == kind, jobs.c.key == picked.c.key, _claimable(now)))
+        .values(
+            state="running",
+            attempts=jobs.c.attempts + 1,
+            lease_until=bindparam("c_lease_until", type_=jobs.c.lease_until.type),
+            updated_at=now,
+        )
+        .returning(jobs.c.key, jobs.c.attempts, jobs.c.next_attempt_at)
+    )
+
+
+_CLAIM_SKIP_LOCKED = _claim_skip_locked()
+
+
 async def claim_due(
     conn: AsyncConnection, kind: str, now: datetime, lease_until: datetime, limit: int
 ) -> list[tuple[str, int]]:
@@ -113,13 +144,9 @@ async def claim_due(
         "updated_at": now,
     }
     if conn.dialect.name == "postgresql":
-        # MATERIALIZED: the pick runs once, so LIMIT and the row locks apply as written.
-        picked = pick.with_for_update(skip_locked=True).cte("picked").prefix_with("MATERIALIZED")
         rows = await conn.execute(
-            update(jobs)
-            .where(and_(jobs.c.kind == kind, jobs.c.key == picked.c.key, _claimable(now)))
-            .values(**claim)
-            .returning(jobs.c.key, jobs.c.attempts, jobs.c.next_attempt_at)
+            _CLAIM_SKIP_LOCKED,
+            {"c_kind": kind, "c_now": now, "c_lease_until": lease_until, "c_limit": limit},
         )
         return [(r[0], int(r[1])) for r in sorted(rows, key=lambda r: (r[2], r[0]))]
     keys = [r[0] for r in await conn.execute(pick)]
