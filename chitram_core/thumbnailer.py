@@ -346,8 +346,9 @@ class Thumbnailer:
         except (StorageError, OSError) as exc:
             await self._fail(sha256, key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
-        async with self.db.transaction() as conn:
-            # Ready only while the image's bytes are still recorded (one statement).
+        async with self.db.one_statement() as conn:
+            # Ready only while the image's bytes are still recorded, and no job left either
+            # way (one statement on PostgreSQL).
             ready = await sql.mark_ready(
                 conn,
                 key,
@@ -356,12 +357,12 @@ class Thumbnailer:
                 width=rendered.width,
                 height=rendered.height,
                 blob=sha256,
+                finish=THUMBNAIL_JOB,
             )
             if not ready and not await blobs_sql.exists(conn, sha256):
                 # Deleted while rendering: the bytes we wrote have no row; remove them.
                 await self.storage.delete(key)
                 return False
-            await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # made: no job left
         await self.on_ready(sha256)
         return True
 

@@ -174,6 +174,18 @@ class Database:
                 yield conn
 
     @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a write that is a single statement (atomic on its own): on
+        PostgreSQL it commits by itself, with no BEGIN and COMMIT round trips; elsewhere it is
+        a :meth:`transaction` (where the caller may run several statements instead)."""
+        if self.dialect != "postgresql":
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self._connection(read=True) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
         """A connection for reads, without an explicit write transaction (on PostgreSQL each
         statement commits on its own: nothing written here would be rolled back)."""

@@ -121,7 +121,8 @@ async def claim_due(
     conn: AsyncConnection, kind: str, now: datetime, lease_until: datetime, limit: int
 ) -> list[tuple[str, int]]:
     """Claim up to ``limit`` of ``kind``'s claimable jobs at once, oldest due first; the claimed
-    keys with their attempt numbers. Call it in a write transaction.
+    keys with their attempt numbers. Call it in a write transaction, or
+    :meth:`~chitram_core.db.Database.one_statement`.
 
     On PostgreSQL it is one statement: the rows are picked ``FOR UPDATE SKIP LOCKED`` (workers
     claiming at the same time take disjoint jobs without waiting for each other's row locks)

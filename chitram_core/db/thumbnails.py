@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
@@ -60,6 +60,11 @@ _READY = (
 _READY_WHILE_BLOB = _READY.where(
     select(blobs.c.sha256).where(blobs.c.sha256 == bindparam("b_blob")).exists()
 )
+_FINISHED = delete(jobs).where(
+    and_(jobs.c.kind == bindparam("b_job_kind"), jobs.c.key == bindparam("b_key"))
+)
+# PostgreSQL runs a data-modifying WITH once whether or not the statement reads it.
+_READY_WHILE_BLOB_AND_FINISHED = _READY_WHILE_BLOB.add_cte(_FINISHED.cte("finished"))
 
 
 async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
@@ -76,9 +81,11 @@ async def mark_ready(
     width: int,
     height: int,
     blob: str | None = None,
+    finish: str | None = None,
 ) -> bool:
     """The row is ready (False: there is no row, or ``blob``'s row is gone: one statement
-    both checks and marks)."""
+    both checks and marks). ``finish``: the job of that kind keyed by the thumbnail's key is
+    deleted, whatever the answer (on PostgreSQL in the same statement)."""
     params: dict[str, object] = {
         "b_key": key,
         "b_content_type": content_type,
@@ -89,8 +96,13 @@ async def mark_ready(
     }
     if blob is None:
         result = await conn.execute(_READY, params)
+    elif finish is not None and conn.dialect.name == "postgresql":
+        both = {**params, "b_blob": blob, "b_job_kind": finish}
+        return bool((await conn.execute(_READY_WHILE_BLOB_AND_FINISHED, both)).rowcount)
     else:
         result = await conn.execute(_READY_WHILE_BLOB, {**params, "b_blob": blob})
+    if finish is not None:
+        await conn.execute(_FINISHED, {"b_job_kind": finish, "b_key": key})
     return bool(result.rowcount)
 
 

@@ -192,7 +192,7 @@ class JobRunner:
                 async with self.db.connect() as conn:
                     if not await sql.due(conn, [kind], now, 1):
                         continue
-            async with self.db.transaction() as conn:
+            async with self.db.one_statement() as conn:
                 claimed = await sql.claim_due(
                     conn, kind, now, now + timedelta(seconds=spec.lease), room
                 )
