@@ -21,9 +21,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 PING_AFTER_IDLE = 1.0
 """Seconds a pooled connection may rest before its next checkout pings the server first. A
-connection back from work a moment ago is taken as alive: the ping (three round trips on
-asyncpg) would otherwise double the round trips of a short transaction; a connection that died
-meanwhile fails its statement, which is a 503 (:class:`DatabaseUnavailable`) like any outage."""
+connection back from work a moment ago is taken as alive unless the driver has seen the server
+close it: the ping (three round trips on asyncpg) would otherwise double the round trips of a
+short transaction; one that died unseen meanwhile fails its statement, which is a 503
+(:class:`DatabaseUnavailable`) like any outage."""
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -216,10 +217,14 @@ def _rested_since(_dbapi_conn: Any, record: Any) -> None:
 
 def _pinger(dialect: Any) -> Callable[[Any, Any, Any], None]:
     def ping_if_rested(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-        """The pool's pre-ping, for a connection that rested more than
-        :data:`PING_AFTER_IDLE` (a new connection has not rested and is not pinged). A failed
-        ping drops every pooled connection older than now, as ``pool_pre_ping`` does, and the
-        pool opens a new one for this checkout."""
+        """Before a pooled connection goes to work: one the server closed (a restart, a
+        terminated backend: the driver saw the socket close) is dropped without a round trip;
+        one that rested more than :data:`PING_AFTER_IDLE` is pinged (a new connection has not
+        rested and is not). Either way every pooled connection older than now is dropped, as
+        ``pool_pre_ping`` does, and the pool opens a new one for this checkout."""
+        closed = getattr(record.driver_connection, "is_closed", None)
+        if callable(closed) and closed():
+            raise InvalidatePoolError()
         since = record.info.get(_RESTED_SINCE)
         if since is None or time.monotonic() - since <= PING_AFTER_IDLE:
             return
