@@ -92,10 +92,12 @@ async def ceiling(chitram: Chitram, shas: list[str], run: str) -> float:
     return len(shas) / (time.perf_counter() - started)
 
 
-async def count_jobs(pg: str) -> int:
+async def count_jobs(pg: str | asyncpg.Connection) -> int:
+    if not isinstance(pg, str):
+        return int(await pg.fetchval("SELECT count(*) FROM jobs WHERE kind = 'thumbnail'"))
     conn = await asyncpg.connect(pg)
     try:
-        return int(await conn.fetchval("SELECT count(*) FROM jobs WHERE kind = 'thumbnail'"))
+        return await count_jobs(conn)
     finally:
         await conn.close()
 
@@ -122,13 +124,19 @@ async def drain(env: dict[str, str], pg: str, log_path: Path, total: int) -> dic
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the worker did not start:\n{log_text(log_path)}")
             await anyio.sleep(0.02)
-        started = time.perf_counter()
-        left = total
-        deadline = time.monotonic() + 3600
-        while left and time.monotonic() < deadline:
-            await anyio.sleep(0.1)
-            left = await count_jobs(pg)
-        elapsed = time.perf_counter() - started
+        # One connection for the polls: a new one each time is a new PostgreSQL backend
+        # process, CPU the worker would compete for.
+        conn = await asyncpg.connect(pg)
+        try:
+            started = time.perf_counter()
+            left = total
+            deadline = time.monotonic() + 3600
+            while left and time.monotonic() < deadline:
+                await anyio.sleep(0.1)
+                left = await count_jobs(conn)
+            elapsed = time.perf_counter() - started
+        finally:
+            await conn.close()
     finally:
         worker.terminate()
         worker.wait(60)

@@ -172,6 +172,10 @@ class Settings:
     """Seconds one decode may take before its worker is killed; default 15 s."""
     thumbnail_workers: int = attrs.field(default=2, validator=_positive)
     """Thumbnail renders at once per process; default 2."""
+    thumbnail_jobs_ahead: int = attrs.field(default=6, validator=attrs.validators.ge(0))
+    """Thumbnail jobs a process claims ahead of its free render slots, so the next render
+    never waits for a claim (handed back to the queue on shutdown); 0: claim only for free
+    slots; default 6."""
     thumbnail_at_upload: bool = True
     """Render the thumbnail in the upload's own engine job; default on."""
     auto_migrate: bool | None = None

@@ -101,6 +101,7 @@ class Thumbnailer:
             self.run_job,
             lease=JOB_LEASE,
             concurrency=settings.thumbnail_workers,
+            ahead=settings.thumbnail_jobs_ahead,
             swept=False,  # run_pending is the sweep's pass over them
         )
 
@@ -345,20 +346,23 @@ class Thumbnailer:
         except (StorageError, OSError) as exc:
             await self._fail(sha256, key, f"storage: {exc}", definite=False)
             raise ServiceUnavailable("Storage is unavailable", retry_after=5) from exc
-        async with self.db.transaction() as conn:
-            if not await blobs_sql.exists(conn, sha256):
-                # Deleted while rendering: the bytes we wrote have no row; remove them.
-                await self.storage.delete(key)
-                return False
-            await sql.mark_ready(
+        async with self.db.one_statement() as conn:
+            # Ready only while the image's bytes are still recorded, and no job left either
+            # way (one statement on PostgreSQL).
+            ready = await sql.mark_ready(
                 conn,
                 key,
                 content_type=rendered.content_type,
                 size=len(rendered.data),
                 width=rendered.width,
                 height=rendered.height,
+                blob=sha256,
+                finish=THUMBNAIL_JOB,
             )
-            await jobs_sql.finish(conn, THUMBNAIL_JOB, key)  # made: no job left
+            if not ready and not await blobs_sql.exists(conn, sha256):
+                # Deleted while rendering: the bytes we wrote have no row; remove them.
+                await self.storage.delete(key)
+                return False
         await self.on_ready(sha256)
         return True
 

@@ -15,6 +15,7 @@ import logging
 import anyio
 import attrs
 
+from chitram_core.cache import plugin_name
 from chitram_core.chitram import Chitram
 from chitram_core.observe import Observer
 from chitram_core.settings import Settings
@@ -34,6 +35,10 @@ async def run_worker(
     the queue (another worker takes them at once, not after their lease). ``started`` is set
     once jobs are being claimed."""
     settings = attrs.evolve(settings, run_jobs=True)
+    if plugin_name(settings.cache_url) == "memory":
+        # A cache in this process's memory serves nobody here (a worker answers no reads):
+        # without it a finished thumbnail costs no query for the cached rows to invalidate.
+        settings = attrs.evolve(settings, cache_url="off")
     async with Chitram(settings, observer=observer) as chitram:
         log.info(
             "worker started: job kinds %s, %d thumbnail and %d other jobs at once",

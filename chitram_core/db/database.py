@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 from sqlalchemy import event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -18,6 +18,13 @@ from chitram_core.db.sqlite_driver import chitram_url
 from chitram_core.errors import ConfigurationError, ServiceUnavailable
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+PING_AFTER_IDLE = 1.0
+"""Seconds a pooled connection may rest before its next checkout pings the server first. A
+connection back from work a moment ago is taken as alive unless the driver has seen the server
+close it: the ping (three round trips on asyncpg) would otherwise double the round trips of a
+short transaction; one that died unseen meanwhile fails its statement, which is a 503
+(:class:`DatabaseUnavailable`) like any outage."""
 
 
 class DatabaseUnavailable(ServiceUnavailable):
@@ -80,14 +87,24 @@ class Database:
             if self._is_file(database):
                 kwargs.update(pool_size=pool_size, max_overflow=0)
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
             kwargs["connect_args"] = {"timeout": 10, "command_timeout": 30}
         # SQLite goes through our driver (one thread hop per statement, see sqlite_driver).
         # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
         self.engine: AsyncEngine = sa_asyncio.create_async_engine(parsed, **kwargs)
+        self._reads = self.engine
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
+        else:
+            # Reads (``connect``) on the same pool, each statement its own transaction: no
+            # BEGIN and ROLLBACK round trips around them. Under READ COMMITTED a transaction
+            # gives a series of reads no more consistent a view than that.
+            self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            event.listen(self.engine.sync_engine, "checkin", _rested_since)
+            event.listen(
+                self.engine.sync_engine, "checkout", _pinger(self.engine.sync_engine.dialect)
+            )
 
     @staticmethod
     def _is_file(database: str | None) -> bool:
@@ -98,13 +115,14 @@ class Database:
         return self.dialect == "sqlite"
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[AsyncConnection]:
+    async def _connection(self, *, read: bool = False) -> AsyncIterator[AsyncConnection]:
+        engine = self._reads if read else self.engine
         try:
             if self._checkouts is None:
-                async with self._open() as conn:
+                async with self._open(engine) as conn:
                     yield conn
                 return
-            async with self._checkouts, self._open() as conn:
+            async with self._checkouts, self._open(engine) as conn:
                 yield conn
         except DBAPIError as exc:
             # The server went away under a statement (restarted, failed over, the connection
@@ -114,8 +132,8 @@ class Database:
             raise
 
     @asynccontextmanager
-    async def _open(self) -> AsyncIterator[AsyncConnection]:
-        conn = self.engine.connect()
+    async def _open(self, engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+        conn = engine.connect()
         try:
             if self._first_connect is None:
                 await conn.start()
@@ -157,9 +175,22 @@ class Database:
                 yield conn
 
     @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a write that is a single statement (atomic on its own): on
+        PostgreSQL it commits by itself, with no BEGIN and COMMIT round trips; elsewhere it is
+        a :meth:`transaction` (where the caller may run several statements instead)."""
+        if self.dialect != "postgresql":
+            async with self.transaction() as conn:
+                yield conn
+            return
+        async with self._connection(read=True) as conn:
+            yield conn
+
+    @asynccontextmanager
     async def connect(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads, without an explicit write transaction."""
-        async with self._connection() as conn:
+        """A connection for reads, without an explicit write transaction (on PostgreSQL each
+        statement commits on its own: nothing written here would be rolled back)."""
+        async with self._connection(read=True) as conn:
             yield conn
 
     async def ping(self) -> float:
@@ -175,6 +206,34 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+_RESTED_SINCE = "chitram_rested_since"
+
+
+def _rested_since(_dbapi_conn: Any, record: Any) -> None:
+    record.info[_RESTED_SINCE] = time.monotonic()
+
+
+def _pinger(dialect: Any) -> Callable[[Any, Any, Any], None]:
+    def ping_if_rested(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        """Before a pooled connection goes to work: one the server closed (a restart, a
+        terminated backend: the driver saw the socket close) is dropped without a round trip;
+        one that rested more than :data:`PING_AFTER_IDLE` is pinged (a new connection has not
+        rested and is not). Either way every pooled connection older than now is dropped, as
+        ``pool_pre_ping`` does, and the pool opens a new one for this checkout."""
+        closed = getattr(record.driver_connection, "is_closed", None)
+        if callable(closed) and closed():
+            raise InvalidatePoolError()
+        since = record.info.get(_RESTED_SINCE)
+        if since is None or time.monotonic() - since <= PING_AFTER_IDLE:
+            return
+        try:
+            dialect.do_ping(dbapi_conn)
+        except Exception as exc:
+            raise InvalidatePoolError() from exc
+
+    return ping_if_rested
 
 
 class WALUnavailable(ConfigurationError):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import Integer, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import BindParameter, ColumnElement
 
 from chitram_core.db.tables import jobs, utcnow
 
@@ -40,7 +41,7 @@ async def enqueue(conn: AsyncConnection, kind: str, key: str, when: datetime) ->
         )
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
+def _claimable(now: datetime | BindParameter[datetime]) -> ColumnElement[bool]:
     return or_(
         and_(jobs.c.state == "pending", jobs.c.next_attempt_at <= now),
         and_(jobs.c.state == "running", jobs.c.lease_until < now),
@@ -86,15 +87,47 @@ async def claim(
     return int(row[0]) if row is not None else None
 
 
+def _claim_skip_locked() -> Any:
+    """PostgreSQL's claim as one statement, built once (with bound parameters): MATERIALIZED,
+    so the pick runs once and its LIMIT and row locks apply as written."""
+    now: BindParameter[datetime] = bindparam("c_now", type_=jobs.c.updated_at.type)
+    kind = bindparam("c_kind", type_=jobs.c.kind.type)
+    picked = (
+        select(jobs.c.key)
+        .where(and_(jobs.c.kind == kind, _claimable(now)))
+        .order_by(jobs.c.next_attempt_at)
+        .limit(bindparam("c_limit", type_=Integer))
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+        .prefix_with("MATERIALIZED")
+    )
+    return (
+        update(jobs)
+        .where(and_(jobs.c.kind == kind, jobs.c.key == picked.c.key, _claimable(now)))
+        .values(
+            state="running",
+            attempts=jobs.c.attempts + 1,
+            lease_until=bindparam("c_lease_until", type_=jobs.c.lease_until.type),
+            updated_at=now,
+        )
+        .returning(jobs.c.key, jobs.c.attempts, jobs.c.next_attempt_at)
+    )
+
+
+_CLAIM_SKIP_LOCKED = _claim_skip_locked()
+
+
 async def claim_due(
     conn: AsyncConnection, kind: str, now: datetime, lease_until: datetime, limit: int
 ) -> list[tuple[str, int]]:
     """Claim up to ``limit`` of ``kind``'s claimable jobs at once, oldest due first; the claimed
-    keys with their attempt numbers. Call it in a write transaction.
+    keys with their attempt numbers. Call it in a write transaction, or
+    :meth:`~chitram_core.db.Database.one_statement`.
 
-    On PostgreSQL the rows are picked with ``FOR UPDATE SKIP LOCKED``: workers claiming at the
-    same time take disjoint jobs without waiting for each other's row locks. On SQLite the write
-    transaction (``BEGIN IMMEDIATE``) already admits one claimer at a time. The UPDATE repeats
+    On PostgreSQL it is one statement: the rows are picked ``FOR UPDATE SKIP LOCKED`` (workers
+    claiming at the same time take disjoint jobs without waiting for each other's row locks)
+    and marked running by the same ``UPDATE … RETURNING``. On SQLite the write transaction
+    (``BEGIN IMMEDIATE``) already admits one claimer at a time. Either way the UPDATE repeats
     the claimable condition, so a job claimed since the pick is never taken twice.
     """
     if limit <= 0:
@@ -105,20 +138,25 @@ async def claim_due(
         .order_by(jobs.c.next_attempt_at)
         .limit(limit)
     )
+    claim = {
+        "state": "running",
+        "attempts": jobs.c.attempts + 1,
+        "lease_until": lease_until,
+        "updated_at": now,
+    }
     if conn.dialect.name == "postgresql":
-        pick = pick.with_for_update(skip_locked=True)
+        rows = await conn.execute(
+            _CLAIM_SKIP_LOCKED,
+            {"c_kind": kind, "c_now": now, "c_lease_until": lease_until, "c_limit": limit},
+        )
+        return [(r[0], int(r[1])) for r in sorted(rows, key=lambda r: (r[2], r[0]))]
     keys = [r[0] for r in await conn.execute(pick)]
     if not keys:
         return []
     await conn.execute(
         update(jobs)
         .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), _claimable(now)))
-        .values(
-            state="running",
-            attempts=jobs.c.attempts + 1,
-            lease_until=lease_until,
-            updated_at=now,
-        )
+        .values(**claim)
     )
     rows = await conn.execute(
         select(jobs.c.key, jobs.c.attempts).where(
@@ -131,6 +169,22 @@ async def claim_due(
     )
     claimed = {r[0]: int(r[1]) for r in rows}
     return [(key, claimed[key]) for key in keys if key in claimed]
+
+
+async def release(conn: AsyncConnection, kind: str, keys: Sequence[str], now: datetime) -> None:
+    """Hand claimed jobs that never started back to the queue: pending again, due as they
+    were, the lease dropped and the claim's attempt not counted."""
+    if keys:
+        await conn.execute(
+            update(jobs)
+            .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), jobs.c.state == "running"))
+            .values(
+                state="pending",
+                lease_until=None,
+                attempts=jobs.c.attempts - 1,
+                updated_at=now,
+            )
+        )
 
 
 async def insert_missing(
@@ -189,8 +243,13 @@ async def renew(
         )
 
 
+_FINISH = delete(jobs).where(and_(jobs.c.kind == bindparam("kind"), jobs.c.key == bindparam("key")))
+"""Built once: a job finishes per job run, and building the statement costs more than running
+it."""
+
+
 async def finish(conn: AsyncConnection, kind: str, key: str) -> None:
-    await conn.execute(delete(jobs).where(and_(jobs.c.kind == kind, jobs.c.key == key)))
+    await conn.execute(_FINISH, {"kind": kind, "key": key})
 
 
 async def settle(

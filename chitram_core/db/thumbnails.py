@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
-from chitram_core.db.tables import jobs, ready_columns, thumbnails, utcnow
+from chitram_core.db.tables import blobs, jobs, ready_columns, thumbnails, utcnow
 from chitram_core.db.upsert import UPSERT_DIALECTS, insert_or_ignore
 
 RETRIED = ("pending", "stalled")
@@ -41,16 +41,69 @@ async def add_pending(conn: AsyncConnection, key: str, sha256: str, params: str)
     return True
 
 
+# The statements of every thumbnail job, built once: building one (and its cache key) costs
+# more than running it.
+_GET = select(thumbnails).where(thumbnails.c.key == bindparam("key"))
+_READY = (
+    update(thumbnails)
+    .where(thumbnails.c.key == bindparam("b_key"))
+    .values(
+        status="ready",
+        error=None,
+        content_type=bindparam("b_content_type"),
+        size=bindparam("b_size"),
+        width=bindparam("b_width"),
+        height=bindparam("b_height"),
+        updated_at=bindparam("b_updated_at", type_=thumbnails.c.updated_at.type),
+    )
+)
+_READY_WHILE_BLOB = _READY.where(
+    select(blobs.c.sha256).where(blobs.c.sha256 == bindparam("b_blob")).exists()
+)
+_FINISHED = delete(jobs).where(
+    and_(jobs.c.kind == bindparam("b_job_kind"), jobs.c.key == bindparam("b_key"))
+)
+# PostgreSQL runs a data-modifying WITH once whether or not the statement reads it.
+_READY_WHILE_BLOB_AND_FINISHED = _READY_WHILE_BLOB.add_cte(_FINISHED.cte("finished"))
+
+
 async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
-    row = (await conn.execute(select(thumbnails).where(thumbnails.c.key == key))).mappings().first()
+    row = (await conn.execute(_GET, {"key": key})).mappings().first()
     return dict(row) if row is not None else None
 
 
 async def mark_ready(
-    conn: AsyncConnection, key: str, *, content_type: str, size: int, width: int, height: int
-) -> None:
-    ready = _ready(content_type=content_type, size=size, width=width, height=height)
-    await conn.execute(update(thumbnails).where(thumbnails.c.key == key).values(**ready))
+    conn: AsyncConnection,
+    key: str,
+    *,
+    content_type: str,
+    size: int,
+    width: int,
+    height: int,
+    blob: str | None = None,
+    finish: str | None = None,
+) -> bool:
+    """The row is ready (False: there is no row, or ``blob``'s row is gone: one statement
+    both checks and marks). ``finish``: the job of that kind keyed by the thumbnail's key is
+    deleted, whatever the answer (on PostgreSQL in the same statement)."""
+    params: dict[str, object] = {
+        "b_key": key,
+        "b_content_type": content_type,
+        "b_size": size,
+        "b_width": width,
+        "b_height": height,
+        "b_updated_at": utcnow(),
+    }
+    if blob is None:
+        result = await conn.execute(_READY, params)
+    elif finish is not None and conn.dialect.name == "postgresql":
+        both = {**params, "b_blob": blob, "b_job_kind": finish}
+        return bool((await conn.execute(_READY_WHILE_BLOB_AND_FINISHED, both)).rowcount)
+    else:
+        result = await conn.execute(_READY_WHILE_BLOB, {**params, "b_blob": blob})
+    if finish is not None:
+        await conn.execute(_FINISHED, {"b_job_kind": finish, "b_key": key})
+    return bool(result.rowcount)
 
 
 def _ready(*, content_type: str, size: int, width: int, height: int) -> dict[str, object]:

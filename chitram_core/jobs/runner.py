@@ -9,18 +9,24 @@ lives in the ``jobs`` table, not in a process.
 - Each kind may have its own lease and its own number of jobs at once (``register``); a kind
   without one shares the runner's ``concurrency``. A kind whose slots are full does not hold up
   the others.
+- A kind may be claimed *ahead* of its free slots (``register(ahead=n)``): up to ``n`` more of
+  its jobs are claimed, leased and held in this process, and one starts the moment a slot is
+  free, without a round trip to the database. Claims come in batches, once half of what the
+  kind may hold is free, so a busy queue costs one claim per several jobs.
 - The handler's outcome settles it: done (row deleted), :class:`RetryLater` (pending again,
   capped exponential back-off, never given up: "the tagger is down" is not the job's fault),
   :class:`JobFailed` (``failed``, with the reason), any other exception (retried with back-off,
   ``failed`` after ``max_attempts``).
 - ``run_forever`` polls every ``poll_interval`` seconds and at once on :meth:`wake`;
-  ``stop`` stops claiming, lets running jobs finish for ``grace`` seconds, then cancels them and
-  hands their claims back, so a restart picks them up without waiting for the lease.
+  ``stop`` stops claiming, hands the held (claimed, not started) jobs back at once, lets running
+  jobs finish for ``grace`` seconds, then cancels them and hands their claims back too, so
+  another worker or a restart picks them up without waiting for the lease.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -60,7 +66,10 @@ class _Kind:
     handler: Handler
     lease: float
     slots: anyio.Semaphore
+    capacity: int  # of ``slots``
     swept: bool
+    ahead: int
+    held: deque[tuple[str, int]]  # claimed, not started: (key, attempt)
 
 
 class JobRunner:
@@ -82,6 +91,7 @@ class JobRunner:
         self.lease = lease
         self.max_attempts = max_attempts
         self._kinds: dict[str, _Kind] = {}
+        self._concurrency = concurrency
         self._slots = anyio.Semaphore(concurrency)
         self._wake = anyio.Event()
         self._stopping = False
@@ -98,14 +108,22 @@ class JobRunner:
         lease: float | None = None,
         concurrency: int | None = None,
         swept: bool = True,
+        ahead: int = 0,
     ) -> None:
         """Run ``kind``'s jobs with ``handler``; ``lease`` seconds (default the runner's) before
         a silent worker's job is taken over, ``concurrency`` of them at once (default: shared).
         ``swept=False``: :meth:`run_due` leaves the kind out, its owner having a pass of its own
-        (thumbnails: counted and reported apart by the sweep)."""
-        slots = self._slots if concurrency is None else anyio.Semaphore(concurrency)
+        (thumbnails: counted and reported apart by the sweep). ``ahead``: how many of its jobs
+        this process may hold claimed beyond its free slots (their leases renewed like the
+        running jobs'; handed back on :meth:`stop`)."""
+        if ahead < 0:
+            raise ValueError("ahead must be 0 or more")
+        if concurrency is None:
+            slots, capacity = self._slots, self._concurrency
+        else:
+            slots, capacity = anyio.Semaphore(concurrency), concurrency
         lease = self.lease if lease is None else lease
-        self._kinds[kind] = _Kind(handler, lease, slots, swept)
+        self._kinds[kind] = _Kind(handler, lease, slots, capacity, swept, ahead, deque())
 
     @property
     def kinds(self) -> list[str]:
@@ -149,18 +167,23 @@ class JobRunner:
             # Stopping: running jobs finish (``stop`` cancels them after its grace).
             while self._busy:  # noqa: ASYNC110 - a counter, not an event
                 await anyio.sleep(0.02)
+            await self._hand_back()  # claimed while stopping (stop() handed back the rest)
             tg.cancel_scope.cancel()
 
     async def _dispatch(self, tg: TaskGroup) -> None:
-        """Claim and start as many due jobs of each kind as it has free slots (claimed per kind
-        in one transaction, so a backlog of one kind never hides another's due jobs, and
-        several processes claiming at once take disjoint jobs)."""
+        """Start held jobs in the free slots, then claim what each kind may take: its free
+        slots plus what it may hold ahead (claimed per kind in one transaction, so a backlog of
+        one kind never hides another's due jobs, and several processes claiming at once take
+        disjoint jobs)."""
         for kind, spec in self._kinds.items():
             if self._stopping:
                 return
-            free = spec.slots.value
-            if free <= 0:
+            self._start_held(tg, kind, spec)
+            room = spec.slots.value + spec.ahead - len(spec.held)
+            if room <= 0:
                 continue  # a finishing job wakes the loop
+            if spec.held and room < max((spec.capacity + spec.ahead) // 2, 1):
+                continue  # enough in hand: claim in batches, not a round trip per job
             now = utcnow()
             # A read first: most looks find nothing, and they need not take the write lock.
             # Not while the kind has a backlog (its last claim found jobs): then it is a round
@@ -169,20 +192,51 @@ class JobRunner:
                 async with self.db.connect() as conn:
                     if not await sql.due(conn, [kind], now, 1):
                         continue
-            async with self.db.transaction() as conn:
+            async with self.db.one_statement() as conn:
                 claimed = await sql.claim_due(
-                    conn, kind, now, now + timedelta(seconds=spec.lease), free
+                    conn, kind, now, now + timedelta(seconds=spec.lease), room
                 )
             if claimed:
                 self._backlog.add(kind)
             else:
                 self._backlog.discard(kind)
-            for key, attempt in claimed:
-                # Only this loop takes slots, so the ones counted free are still free.
-                spec.slots.acquire_nowait()
-                self._running.add((kind, key))
-                self._busy += 1
-                tg.start_soon(self._run_held, spec, kind, key, attempt)
+            spec.held.extend(claimed)
+            if self._stopping:
+                await self._hand_back()  # stop() came during the claim
+                return
+            self._start_held(tg, kind, spec)
+
+    def _start_held(self, tg: TaskGroup, kind: str, spec: _Kind) -> None:
+        """Start held jobs of ``kind`` while it has free slots (no await: the slots counted
+        free are still free when taken)."""
+        while spec.held and spec.slots.value > 0 and not self._stopping:
+            key, attempt = spec.held.popleft()
+            spec.slots.acquire_nowait()
+            self._running.add((kind, key))
+            self._busy += 1
+            tg.start_soon(self._run_held, spec, kind, key, attempt)
+
+    async def _hand_back(self) -> None:
+        """Give the held jobs back to the queue (pending, due as before, the claim's attempt
+        not counted), so another worker takes them now rather than when their lease ends."""
+        for kind, spec in self._kinds.items():
+            keys = [key for key, _ in spec.held]
+            spec.held.clear()
+            if not keys:
+                continue
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                try:
+                    async with self.db.transaction() as conn:
+                        await sql.release(conn, kind, keys, utcnow())
+                except Exception:
+                    log.exception(
+                        "could not hand back %d claimed %s job(s); they are taken over when "
+                        "their lease ends",
+                        len(keys),
+                        kind,
+                    )
+                    continue
+            log.info("handed %d claimed %s job(s) back to the queue", len(keys), kind)
 
     async def _run_held(self, spec: _Kind, kind: str, key: str, attempt: int) -> None:
         try:
@@ -190,7 +244,9 @@ class JobRunner:
         finally:
             self._busy -= 1
             spec.slots.release()
-            self.wake()  # a slot is free: look for the next due job now
+            if self._task_group is not None:
+                self._start_held(self._task_group, kind, spec)  # the next one, no round trip
+            self.wake()  # a slot is free, or the held jobs run low: look for due jobs now
 
     async def _renew_leases(self) -> None:
         """Extend the leases of the jobs this process runs, every third of the shortest lease:
@@ -201,6 +257,9 @@ class JobRunner:
             running: dict[str, list[str]] = {}
             for kind, key in list(self._running):
                 running.setdefault(kind, []).append(key)
+            for kind, spec in self._kinds.items():
+                running.setdefault(kind, []).extend(key for key, _ in spec.held)
+            running = {kind: keys for kind, keys in running.items() if keys}
             if not running:
                 continue
             # Shielded: a query cancelled mid-flight at shutdown can leave a driver task behind.
@@ -299,9 +358,11 @@ class JobRunner:
             )
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop claiming; let running jobs finish for ``grace`` seconds, then cancel them."""
+        """Stop claiming and hand the held jobs back; let running jobs finish for ``grace``
+        seconds, then cancel them (their claims are handed back too)."""
         self._stopping = True
         self._wake.set()
+        await self._hand_back()
         with anyio.move_on_after(grace):
             while self._running or self._busy:  # noqa: ASYNC110 - not events
                 await anyio.sleep(0.02)

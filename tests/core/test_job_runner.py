@@ -1,5 +1,6 @@
-"""The job runner's per-kind settings: leases renewed while a job runs, and one kind's full
-slots not holding up another kind."""
+"""The job runner's per-kind settings: leases renewed while a job runs, one kind's full slots
+not holding up another kind, and jobs claimed ahead of the free slots (in batches, handed back
+on stop)."""
 
 from __future__ import annotations
 
@@ -132,8 +133,12 @@ async def test_stopping_lets_a_running_job_finish_within_the_grace(database: Dat
     assert await runner.job("job", "k") is None  # done, not handed back
 
 
-async def test_runners_sharing_a_database_run_each_job_exactly_once(database: Database) -> None:
-    """Several processes' runners claim from one table: every job runs once, none twice."""
+@pytest.mark.parametrize("ahead", [0, 4])
+async def test_runners_sharing_a_database_run_each_job_exactly_once(
+    database: Database, ahead: int
+) -> None:
+    """Several processes' runners claim from one table, with or without claiming ahead: every
+    job runs once, none twice."""
     runs: list[str] = []
 
     async def handler(key: str) -> None:
@@ -142,7 +147,7 @@ async def test_runners_sharing_a_database_run_each_job_exactly_once(database: Da
 
     runners = [JobRunner(database, poll_interval=0.05, concurrency=3) for _ in range(3)]
     for runner in runners:
-        runner.register("work", handler)
+        runner.register("work", handler, ahead=ahead)
     keys = [f"k{i}" for i in range(40)]
     async with database.transaction() as conn:
         for key in keys:
@@ -185,3 +190,85 @@ async def test_claims_skip_the_rows_another_worker_is_claiming(fresh_postgres_ur
             assert all(attempt == 1 for _, attempt in mine + theirs)
     finally:
         await database.dispose()
+
+
+async def test_jobs_claimed_ahead_go_back_to_the_queue_on_stop_and_another_worker_runs_them(
+    database: Database,
+) -> None:
+    """A kind claimed ahead holds more jobs than its slots; stopping hands the held ones back
+    at once (pending, lease dropped, the claim's attempt not counted) while the running one
+    finishes, and another worker then runs them: every job once, none twice."""
+    runs: list[str] = []
+    started, release = anyio.Event(), anyio.Event()
+
+    async def handler(key: str) -> None:
+        runs.append(key)
+        started.set()
+        await release.wait()
+
+    runner = JobRunner(database, poll_interval=0.05)
+    runner.register("work", handler, concurrency=1, ahead=3)
+    async with database.transaction() as conn:
+        for i in range(6):
+            await runner.enqueue(conn, "work", f"k{i}")
+    async with anyio.create_task_group() as tg:
+        await tg.start(runner.run_forever)
+        with anyio.fail_after(10):
+            await started.wait()
+        counts = await runner.counts()
+        assert counts[("work", "running")] == 4  # one started, three held
+        assert counts[("work", "pending")] == 2
+        tg.start_soon(runner.stop, 30)
+        with anyio.fail_after(10):
+            while (await runner.counts()).get(("work", "running")) != 1:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        # The held ones are back before the running one has finished.
+        assert runs == ["k0"]
+        for i in range(1, 4):
+            job = await runner.job("work", f"k{i}")
+            assert job is not None
+            assert (job["state"], job["attempts"], job["lease_until"]) == ("pending", 0, None)
+        release.set()
+    assert await runner.job("work", "k0") is None  # finished within the grace
+
+    other = JobRunner(database)
+    other.register("work", handler, concurrency=1, ahead=3)
+    assert await other.run_due() == 5
+    assert sorted(runs) == [f"k{i}" for i in range(6)]
+
+
+async def test_a_kind_claimed_ahead_claims_in_batches(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Claims come once half of what the kind may hold is free, not one per finished job."""
+    from chitram_core.db import jobs as sql
+
+    claims: list[int] = []
+    claim_due = sql.claim_due
+
+    async def counted(*args: object, **kwargs: object) -> list[tuple[str, int]]:
+        claimed = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(sql, "claim_due", counted)
+    runs: list[str] = []
+
+    async def handler(key: str) -> None:
+        runs.append(key)
+
+    runner = JobRunner(database, poll_interval=0.05)
+    runner.register("work", handler, concurrency=2, ahead=6)
+    async with database.transaction() as conn:
+        for i in range(40):
+            await runner.enqueue(conn, "work", f"k{i:02}")
+    async with anyio.create_task_group() as tg:
+        await tg.start(runner.run_forever)
+        with anyio.fail_after(60):
+            while len(runs) < 40 or (await runner.counts()).get(("work", "running")):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        await runner.stop()
+    assert sorted(runs) == [f"k{i:02}" for i in range(40)]
+    found = [n for n in claims if n]
+    assert sum(found) == 40
+    assert all(n >= 4 for n in found[:-1])  # half of the eight it may hold, or more

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import cast
 
+import anyio
 import asyncpg
 import httpx
 import pytest
@@ -16,7 +17,7 @@ from imagekit import jpeg_bytes, make_settings
 from sqlalchemy import text
 
 from chitram_core import Chitram
-from chitram_core.db import Database
+from chitram_core.db import Database, database
 from chitram_core.db.database import DatabaseUnavailable
 from chitram_core.errors import ServiceUnavailable
 from chitram_core.storage import Storage, StorageError, open_storage
@@ -81,6 +82,62 @@ async def test_a_backend_terminated_before_the_next_step_is_unavailable_not_a_50
                     await conn.execute(text("SELECT id FROM images WHERE id = 'x' FOR UPDATE"))
         async with db.transaction() as conn:
             assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.dispose()
+
+
+async def backend_pid(db: Database) -> int:
+    async with db.connect() as conn:
+        return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+async def test_a_rested_connection_that_died_is_replaced_unseen(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection that rested longer than ``PING_AFTER_IDLE`` is pinged before use;
+    one the server ended meanwhile is swapped for a new one, and the caller never knows."""
+    db = Database(fresh_postgres_url, pool_size=1)
+    try:
+        before = await backend_pid(db)
+        await terminate(fresh_postgres_url, before)
+        monkeypatch.setattr(database, "PING_AFTER_IDLE", 0.0)
+        assert await backend_pid(db) != before
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+async def test_a_connection_the_server_closed_is_replaced_unseen_without_a_ping(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection back from work a moment ago goes to work without a ping (round trips saved
+    on every short transaction), but one the driver saw the server close (a terminated
+    backend, a restart) is swapped for a new one before it is used."""
+    monkeypatch.setattr(database, "PING_AFTER_IDLE", 3600.0)
+    db = Database(fresh_postgres_url, pool_size=1)
+    pings = 0
+    ping = db.engine.sync_engine.dialect.do_ping
+
+    def counted(dbapi_conn: object) -> bool:
+        nonlocal pings
+        pings += 1
+        return bool(ping(dbapi_conn))
+
+    monkeypatch.setattr(db.engine.sync_engine.dialect, "do_ping", counted)
+    try:
+        async with db.connect() as conn:
+            raw = (await conn.get_raw_connection()).driver_connection
+            before = int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+        assert await backend_pid(db) == before and pings == 0
+        await terminate(fresh_postgres_url, before)
+        with anyio.fail_after(10):  # the driver reads the server's goodbye and the socket close
+            while not raw.is_closed():  # type: ignore[union-attr]  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert await backend_pid(db) != before
+        assert pings == 0
     finally:
         await db.dispose()
 

@@ -185,6 +185,31 @@ async def test_a_deleted_image_is_not_thumbnailed_and_its_job_ends(
     assert await chitram.jobs.job(THUMBNAIL_JOB, key) is None
 
 
+async def test_an_image_deleted_while_its_thumbnail_renders_leaves_no_thumbnail_behind(
+    chitram: Chitram, user: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The render's result is recorded only while the image's bytes are: deleted meanwhile, the
+    written thumbnail is removed and the job ends."""
+    import chitram_core.thumbnailer as module
+
+    real = module.render_thumbnail_async
+    image = await chitram.images.upload(jpeg((12, 12, 12)), filename="a.jpg", owner=user)
+
+    async def deleted_meanwhile(*args, **kwargs):  # type: ignore[no-untyped-def]
+        rendered = await real(*args, **kwargs)
+        await chitram.images.delete(image.id, principal=user)
+        return rendered
+
+    monkeypatch.setattr(module, "render_thumbnail_async", deleted_meanwhile)
+    key = chitram.thumbnails.key_for(image.sha256)
+    assert await chitram.thumbnails.run_pending() == 0
+    assert await chitram.jobs.job(THUMBNAIL_JOB, key) is None
+    assert not await chitram.storage.exists(key)
+    async with chitram.database.connect() as conn:
+        found = await conn.execute(select(thumbnails).where(thumbnails.c.key == key))
+        assert found.first() is None
+
+
 async def test_job_counts_keep_the_thumbnails_states(chitram: Chitram, user: Principal) -> None:
     await chitram.images.upload(jpeg((11, 11, 11)), filename="a.jpg", owner=user)
     counts = await chitram.job_counts()

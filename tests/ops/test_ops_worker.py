@@ -131,3 +131,31 @@ def test_a_bad_shutdown_grace_names_its_variable(tmp_path: Path, grace: str) -> 
     )
     assert done.returncode == 2
     assert "CHITRAM_SHUTDOWN_GRACE" in done.stderr
+
+
+async def test_a_worker_keeps_no_image_cache_in_its_own_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker answers no reads: an in-memory cache would only cost a query per finished
+    thumbnail (its image rows to invalidate), so the worker runs without one."""
+    import chitram_core.worker as worker_module
+    from chitram_core.worker import run_worker
+
+    opened: list[Settings] = []
+
+    class Recorded(Chitram):
+        def __init__(self, settings: Settings, **kwargs: object) -> None:
+            opened.append(settings)
+            super().__init__(settings, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker_module, "Chitram", Recorded)
+    settings = api_settings(tmp_path / "data")
+    assert settings.cache_url == "memory://"
+    stop, started = anyio.Event(), anyio.Event()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: run_worker(settings, stop, started=started))
+        with anyio.fail_after(60):
+            await started.wait()
+        stop.set()
+    assert [s.cache_url for s in opened] == ["off"]
+    assert opened[0].run_jobs
