@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chitram_core.cache import ImageCache
 from chitram_core.collector import ByteRemover
-from chitram_core.db import Database, blobs, images
+from chitram_core.db import Database, blobs, images, tags
 from chitram_core.delete_policy import authorize_delete
 from chitram_core.errors import ImageNotFound
 from chitram_core.models import Principal
@@ -42,6 +42,8 @@ class Deletes:
             if row is None:
                 raise ImageNotFound(image_id=image_id)
             authorize_delete(row["owner_id"], row["delete_token_hash"], principal, delete_token)
+            # The cascade lowers the counts of the image's tags: their rows first, in id order.
+            await tags.lock_tags(conn, image_id)
             await images.delete(conn, image_id)
             keys = await blobs.release(conn, row["sha256"])
         if keys:  # the last image of these bytes: they, and their thumbnails, go

@@ -102,15 +102,41 @@ async def attach_user_tag(conn: AsyncConnection, image_id: str, tag_id: str) -> 
     return True
 
 
+async def ensure_tags(conn: AsyncConnection, chosen: Sequence[SuggestedTag]) -> list[str]:
+    """The ids of ``chosen``'s tags (in its order), new ones inserted in name order: two
+    transactions inserting the same new names wait for each other in one order only."""
+    ids = {s.name: await ensure_tag(conn, s.name, s.category) for s in sorted(chosen, key=_name)}
+    return [ids[s.name] for s in chosen]
+
+
+def _name(suggested: SuggestedTag) -> str:
+    return suggested.name
+
+
+async def lock_tags(conn: AsyncConnection, image_id: str, tag_ids: Sequence[str] = ()) -> None:
+    """Hold the rows of the image's tags and of ``tag_ids``, taken in id order, before any of
+    their counts change (PostgreSQL; SQLite's writer lock already serialises). The count
+    triggers then find every row they update held already, so transactions changing several
+    tags' counts at once (an image's delete, its AI tags replaced) all take tag rows in one
+    order and cannot deadlock, whatever order the cascade or the inserts visit them in."""
+    if conn.dialect.name != "postgresql":
+        return
+    wanted: Any = tags.c.id.in_(
+        select(image_tags.c.tag_id).where(image_tags.c.image_id == image_id)
+    )
+    if tag_ids:
+        wanted = or_(wanted, tags.c.id.in_(list(tag_ids)))
+    await conn.execute(select(tags.c.id).where(wanted).order_by(tags.c.id).with_for_update())
+
+
 async def attach_ai_tags(
-    conn: AsyncConnection, image_id: str, chosen: Sequence[SuggestedTag]
+    conn: AsyncConnection, image_id: str, chosen: Sequence[SuggestedTag], tag_ids: Sequence[str]
 ) -> bool:
-    """Put every chosen tag on the image, all or none; False (none) when the image has just
-    gone."""
+    """Put every chosen tag (``tag_ids``: their ids, from :func:`ensure_tags`) on the image,
+    all or none; False (none) when the image has just gone."""
     try:
         async with conn.begin_nested():
-            for s in chosen:
-                tag_id = await ensure_tag(conn, s.name, s.category)
+            for s, tag_id in zip(chosen, tag_ids, strict=True):
                 await _attach(conn, image_id, tag_id, "ai", s.confidence)
     except IntegrityError:
         return False

@@ -224,7 +224,14 @@ class TagService:
                     owner=owner,
                     background=background,
                 )
-        except (StorageError, OSError) as exc:
+        except (StorageError, OSError, InvalidImage) as exc:
+            # Deleted while its bytes were read (the file gone from under the reader or the
+            # engine): the image is not found, whatever the reading made of it.
+            async with self.db.connect() as conn:
+                if await image_rows.sha256_of(conn, image_id) is None:
+                    raise ImageNotFound(image_id=image_id) from None
+            if isinstance(exc, InvalidImage):
+                raise
             raise TaggerUnavailable("Storage could not read the image for tagging") from exc
 
     async def _ask(self, tagger: Tagger, image: bytes) -> Sequence[SuggestedTag]:
@@ -267,8 +274,10 @@ class TagService:
             user_names = {t.name for t in present if t.source == "user"}
             room = max(0, self.settings.max_tags_per_image - len(user_names))
             chosen = self.select(suggestions, user_names)[:room]  # beyond the cap: dropped
+            tag_ids = await sql.ensure_tags(conn, chosen)
+            await sql.lock_tags(conn, image_id, tag_ids)  # tag rows in one order: no deadlock
             await sql.detach_ai_tags(conn, image_id)
-            if not await sql.attach_ai_tags(conn, image_id, chosen):
+            if not await sql.attach_ai_tags(conn, image_id, chosen, tag_ids):
                 raise ImageNotFound(image_id=image_id)  # the image was deleted meanwhile
             applied = {s.name for s in chosen}
             return [t for t in await sql.tags_of_image(conn, image_id) if t.name in applied]

@@ -5,6 +5,7 @@ which AI tags are kept."""
 from __future__ import annotations
 
 import io
+import random
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -330,3 +331,70 @@ async def test_job_counts_report_tag_jobs_beside_thumbnails(
         assert counts[(TAG_JOB, "pending")] + counts[(TAG_JOB, "running")] == 1
         assert ("thumbnail", "ready") in counts
         openai.up()
+
+
+class ShuffledTagger:
+    """Suggests the same five tags every time, in a different order each call."""
+
+    name = "shuffled"
+    calls = 0
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    async def suggest(self, image: bytes, content_type: str) -> Sequence[SuggestedTag]:
+        ShuffledTagger.calls += 1
+        names = ["red", "green", "blue", "cyan", "pink"]
+        random.Random(ShuffledTagger.calls).shuffle(names)
+        return [SuggestedTag(name, 95 - i) for i, name in enumerate(names)]  # ranked in that order
+
+    async def health(self) -> Check:
+        return Check(status="healthy")
+
+
+async def test_concurrent_tagging_and_deletes_of_images_sharing_tags_never_fail(
+    tmp_path: Path, database_url: str
+) -> None:
+    """AI tags replaced on several images at once, in different orders, while some of those
+    images are deleted: every call ends as it should (tagged, or the image is gone), and every
+    tag's count is the number of images carrying it. On PostgreSQL, the count triggers would
+    otherwise take tag rows in each transaction's own order and deadlock."""
+    plugins.register(plugins.TAGGERS, "shuffled", ShuffledTagger)
+    try:
+        async with opened(
+            tmp_path, database_url, background=False, taggers=("shuffled",)
+        ) as chitram:
+            owner = await new_user(chitram)
+            images = [await chitram.images.upload(picture(40 + i), owner=owner) for i in range(8)]
+            for image in images:
+                await chitram.tags.auto_tag(image.id)
+            doomed = {image.id for image in images[::2]}
+            failures: list[BaseException] = []
+
+            async def tag(image_id: str) -> None:
+                try:
+                    await chitram.tags.auto_tag(image_id)
+                except ImageNotFound:
+                    assert image_id in doomed
+                except Exception as exc:  # anything else is the failure this test is about
+                    failures.append(exc)
+
+            async def delete(image_id: str) -> None:
+                try:
+                    await chitram.images.delete(image_id, principal=owner)
+                except Exception as exc:
+                    failures.append(exc)
+
+            with anyio.fail_after(120):  # a hang guard, not a performance assertion
+                async with anyio.create_task_group() as tg:
+                    for round_ in range(3):
+                        for image in images:
+                            tg.start_soon(tag, image.id)
+                            if round_ == 1 and image.id in doomed:
+                                tg.start_soon(delete, image.id)
+            assert failures == []
+            popular = {t.name: t.count for t in await chitram.tags.popular(principal=owner)}
+            kept = len(images) - len(doomed)
+            assert popular == {n: kept for n in ("red", "green", "blue", "cyan", "pink")}
+    finally:
+        plugins.unregister(plugins.TAGGERS, "shuffled")
