@@ -65,6 +65,9 @@ class ChitramHandle:
         )
         """The instance's observer, known before the lifespan opens it: requests are
         observed from the first one."""
+        self.after_open: list[Callable[[], None]] = []
+        """Called once the lifespan has opened the instance (``chitram serve`` freezes the
+        garbage collector's view of the heap there: ``chitram_falcon.cli.freeze_heap``)."""
 
     @property
     def chitram(self) -> Chitram:
@@ -90,6 +93,8 @@ class ChitramHandle:
                 _redacted(self.settings.resolved_database_url),
                 chitram.database.engine.dialect.driver,
             )
+            for step in self.after_open:
+                step()
 
     async def process_shutdown(self, scope: Mapping[str, Any], event: Mapping[str, Any]) -> None:
         access.flush()  # the access lines of the last requests are written before we go

@@ -59,3 +59,38 @@ def test_the_factory_reads_the_variable(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setenv(SERVE_OVERRIDES, "[1]")
     with pytest.raises(Exception, match=SERVE_OVERRIDES):
         app_factory()
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.anyio
+async def test_a_served_app_freezes_the_heap_once_its_instance_is_open() -> None:
+    """Full collections then skip what startup made (modules, the app, pools): a stall per
+    collection that every request in flight waited for (docs/decisions.md)."""
+    import gc
+
+    app = app_factory({"web_ui": False})
+    before = gc.get_freeze_count()
+    await app.handle.process_startup({}, {})
+    try:
+        assert app.handle.is_open
+        assert gc.get_freeze_count() > before
+    finally:
+        await app.handle.process_shutdown({}, {})
+        gc.unfreeze()
+
+
+@pytest.mark.anyio
+async def test_an_app_a_host_builds_leaves_the_collector_alone(tmp_path: Path) -> None:
+    import gc
+
+    from chitram_core import Settings
+    from chitram_falcon import create_app
+
+    app = create_app(settings=Settings(data_dir=tmp_path, web_ui=False))
+    before = gc.get_freeze_count()
+    await app.handle.process_startup({}, {})
+    try:
+        assert app.handle.is_open
+        assert gc.get_freeze_count() == before
+    finally:
+        await app.handle.process_shutdown({}, {})
