@@ -14,6 +14,12 @@ Method
   ``CHITRAM_AI_TAG_RATE_LIMIT=off`` (to measure memory, not the limiter). Figures: the resident
   size (VmRSS) of the server process alone (not its image workers), sampled every 20 ms: before
   the calls, peak, and after. Then, with the default limit, how many of 20 calls answer 429.
+* ``frames`` (this tree only: a bound, not a comparison): 12 uploads at once (four users) of
+  GIF animations past the frame budget, six of 10,000 1x1 frames and six of two 8000x5000
+  (40 MP) frames, each a few KB; meanwhile ``GET /health/live`` every 20 ms and the server
+  process's VmRSS every 20 ms. Figures: the answers, the probe's median and p99, the RSS
+  before, at its peak and after (goals: every upload refused with a 400, p99 < 50 ms, RSS
+  growth < 100 MB).
 * ``fair``: four users queue ten 8000x5000 PNG uploads between them (3+3+2+2); one second
   later a fifth user uploads an 800x600 JPEG. Figure: that upload's latency. Run with
   ``CHITRAM_UPLOAD_CONCURRENCY=16`` on both trees, so that the figure is the engine's
@@ -21,7 +27,8 @@ Method
 * ``fair-default``: the same with the default settings (ten upload slots), so that the figure
   is the upload slots' admission and then the engine's.
 
-Run:  python benchmarks/attacks.py {gif,ai-tag,fair,fair-default,all} [--before DIR] [--json FILE]
+Run:  python benchmarks/attacks.py {gif,frames,ai-tag,fair,fair-default,all}
+      [--before DIR] [--json FILE]
 (``--before`` default: a git worktree of fecedbc made in a temporary directory.)
 """
 
@@ -152,6 +159,76 @@ async def gif_attack(base: str) -> dict[str, Any]:
     }
 
 
+def big_frames_gif(width: int = 8000, height: int = 5000, frames: int = 2) -> bytes:
+    """A GIF whose ``frames`` frames each claim ``width`` x ``height`` pixels, in a few bytes."""
+    size = width.to_bytes(2, "little") + height.to_bytes(2, "little")
+    head = b"GIF89a" + size + b"\x80\x00\x00" + b"\x00\x00\x00\xff\xff\xff"
+    control = b"\x21\xf9\x04\x00\x0a\x00\x00\x00"
+    frame = control + b"\x2c\x00\x00\x00\x00" + size + b"\x00" + b"\x02\x02\x44\x01\x00"
+    return head + frame * frames + b";"
+
+
+async def frames_attack(base: str, pid: int) -> dict[str, Any]:
+    payloads = [gif_bomb(10_000), big_frames_gif()] * 6
+    probes: list[float] = []
+    statuses: list[int] = []
+    peak = 0
+    stop_sampling = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop_sampling.is_set():
+            peak = max(peak, rss(pid))
+            time.sleep(0.02)
+
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        users = [await token(client, f"frames{k}") for k in range(4)]
+        # One ordinary upload first: the image engine's worker processes start with the first
+        # image work, which is not what this attack measures.
+        status, _ = await upload(client, users[0], "warm.gif", gif_bomb(2), "image/gif")
+        assert status == 201, status
+        await anyio.sleep(1)
+        before = rss(pid)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        async with httpx.AsyncClient(base_url=base, timeout=30) as prober:
+            done = anyio.Event()
+
+            async def probe() -> None:
+                while not done.is_set():
+                    started = time.monotonic()
+                    await prober.get("/health/live")
+                    probes.append(time.monotonic() - started)
+                    await anyio.sleep(0.02)
+
+            async def send(k: int) -> None:
+                data = payloads[k]
+                status, _ = await upload(client, users[k % 4], f"f{k}.gif", data, "image/gif")
+                statuses.append(status)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(probe)
+                async with anyio.create_task_group() as senders:
+                    for k in range(len(payloads)):
+                        senders.start_soon(send, k)
+                await anyio.sleep(0.5)
+                done.set()
+        stop_sampling.set()
+        sampler.join()
+        after = rss(pid)
+    probes.sort()
+    return {
+        "gif_bytes": [len(payloads[0]), len(payloads[1])],
+        "statuses": sorted(statuses),
+        "probes": len(probes),
+        "live_median_ms": statistics.median(probes) * 1000,
+        "live_p99_ms": probes[min(len(probes) - 1, int(len(probes) * 0.99))] * 1000,
+        "rss_before_mb": before / 2**20,
+        "rss_peak_mb": peak / 2**20,
+        "rss_after_mb": after / 2**20,
+    }
+
+
 async def ai_tag_attack(base: str, pid: int) -> dict[str, Any]:
     data = png(8000, 5000)
     peak = 0
@@ -260,6 +337,7 @@ def run(tree: Path, what: str) -> dict[str, Any]:
         try:
             attacks: dict[str, Callable[[], Any]] = {
                 "gif": lambda: anyio.run(gif_attack, base),
+                "frames": lambda: anyio.run(frames_attack, base, server.pid),
                 "ai-tag": lambda: anyio.run(ai_tag_attack, base, server.pid),
                 "fair": lambda: anyio.run(fair_attack, base),
                 "fair-default": lambda: anyio.run(fair_attack, base),
@@ -295,17 +373,19 @@ def before_tree(given: Path | None, tmp: Path) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("what", choices=["gif", "ai-tag", "fair", "fair-default", "all"])
+    parser.add_argument("what", choices=["gif", "frames", "ai-tag", "fair", "fair-default", "all"])
     parser.add_argument("--before", type=Path, default=None, help="the older source tree")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
-    whats = ["gif", "ai-tag", "fair", "fair-default"] if args.what == "all" else [args.what]
+    whats = ["gif", "frames", "ai-tag", "fair", "fair-default"]
+    whats = whats if args.what == "all" else [args.what]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="chitram-attacks-") as name:
         before = before_tree(args.before, Path(name))
         try:
             for what in whats:
-                for label, tree in (("before", before), ("after", ROOT)):
+                trees = (("before", before), ("after", ROOT))
+                for label, tree in trees[1:] if what == "frames" else trees:
                     results[f"{what}/{label}"] = found = run(tree, what)
                     print(f"{what:<12} {label:<7} {json.dumps(found)}", flush=True)
         finally:
