@@ -92,15 +92,11 @@ class Database:
         # SQLite goes through our driver (one thread hop per statement, see sqlite_driver).
         # Through the module: tracing (extra ``otel``) wraps it after this module is imported.
         self.engine: AsyncEngine = sa_asyncio.create_async_engine(parsed, **kwargs)
-        self._reads = self.engine
+        self._autocommit: tuple[AsyncEngine, AsyncEngine] | None = None
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
         else:
-            # Reads (``connect``) on the same pool, each statement its own transaction: no
-            # BEGIN and ROLLBACK round trips around them. Under READ COMMITTED a transaction
-            # gives a series of reads no more consistent a view than that.
-            self._reads = self.engine.execution_options(isolation_level="AUTOCOMMIT")
             event.listen(self.engine.sync_engine, "checkin", _rested_since)
             event.listen(
                 self.engine.sync_engine, "checkout", _pinger(self.engine.sync_engine.dialect)
@@ -114,9 +110,21 @@ class Database:
     def is_sqlite(self) -> bool:
         return self.dialect == "sqlite"
 
+    def _reads(self) -> AsyncEngine:
+        """Where reads (``connect``) go. On PostgreSQL, the same pool with each statement its
+        own transaction: no BEGIN and ROLLBACK round trips around them (under READ COMMITTED
+        a transaction gives a series of reads no more consistent a view than that). Derived
+        from ``engine`` as it is now, so an engine swapped in is the one reads use."""
+        engine = self.engine
+        if self.dialect == "sqlite":
+            return engine
+        if self._autocommit is None or self._autocommit[0] is not engine:
+            self._autocommit = (engine, engine.execution_options(isolation_level="AUTOCOMMIT"))
+        return self._autocommit[1]
+
     @asynccontextmanager
     async def _connection(self, *, read: bool = False) -> AsyncIterator[AsyncConnection]:
-        engine = self._reads if read else self.engine
+        engine = self._reads() if read else self.engine
         try:
             if self._checkouts is None:
                 async with self._open(engine) as conn:
