@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
 from chitram_core.cache import ImageCache
 from chitram_core.collector import ByteRemover
 from chitram_core.db import Database, blobs, images, tags
 from chitram_core.delete_policy import authorize_delete
-from chitram_core.errors import ImageNotFound
+from chitram_core.errors import ImageNotFound, ServiceUnavailable
 from chitram_core.models import Principal
 from chitram_core.reads import ThumbnailReads, is_uuid
 from chitram_core.streaming import ObjectReader
+
+log = logging.getLogger(__name__)
 
 
 class Deletes:
@@ -50,5 +54,10 @@ class Deletes:
             self.objects.forget(row["sha256"], *keys)
         self.thumbnails.forget(image_id)
         await self.cache.invalidate_image(image_id)
+        # The delete is committed: an outage now must not answer 503 for it (the caller would
+        # keep an image that is gone). Bytes not removed stay queued for the sweep.
         for key in keys:
-            await self.remover.remove(key)
+            try:
+                await self.remover.remove(key)
+            except ServiceUnavailable as exc:
+                log.warning("%s stays queued for the sweep: %s", key, exc)

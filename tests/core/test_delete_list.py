@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from PIL import Image as PILImage
 from sqlalchemy import func, select
 
-from chitram_core import Chitram
+from chitram_core import Chitram, collector
+from chitram_core.db.database import DatabaseUnavailable
 from chitram_core.db.tables import blobs, images, pending_deletions
 from chitram_core.errors import (
     DeleteTokenRequired,
@@ -158,6 +159,29 @@ async def test_storage_failure_on_delete_still_deletes_and_queues(
     assert blob_key(image.sha256) in queued
     assert await chitram.storage.exists(blob_key(image.sha256))
     monkeypatch.undo()
+    report = await chitram.sweep()
+    assert report.pending_left == 0
+    assert not await chitram.storage.exists(blob_key(image.sha256))
+
+
+async def test_a_database_outage_after_the_delete_commits_still_answers_deleted(
+    chitram: Chitram, user: Principal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row is gone once the delete commits; an outage while its bytes are being removed
+    must not turn that into a 503 (the caller would keep an image that no longer exists)."""
+    image = await chitram.images.upload(png(9), filename="a.png", owner=user)
+
+    async def database_gone(*args: object) -> bool:
+        raise DatabaseUnavailable("the connection was terminated")
+
+    monkeypatch.setattr(collector.deletions, "lock", database_gone)
+    await chitram.images.delete(image.id, principal=user)
+    monkeypatch.undo()
+    with pytest.raises(ImageNotFound):
+        await chitram.images.get(image.id)
+    async with chitram.database.connect() as conn:
+        queued = [r[0] for r in await conn.execute(select(pending_deletions.c.storage_key))]
+    assert blob_key(image.sha256) in queued
     report = await chitram.sweep()
     assert report.pending_left == 0
     assert not await chitram.storage.exists(blob_key(image.sha256))
