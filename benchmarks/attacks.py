@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -122,41 +122,92 @@ async def upload(
 # --- the attacks ---------------------------------------------------------------------------
 
 
-async def gif_attack(base: str) -> dict[str, Any]:
-    data = gif_bomb()
+class PeakRss:
+    """The peak resident set of process ``pid`` while the ``with`` block runs (every 20 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss(self.pid))
+            time.sleep(0.02)
+
+    def __enter__(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def probed(
+    base: str, work: Callable[[], Awaitable[object]], tail: float = 0.0
+) -> list[float]:
+    """Run ``work`` while ``GET /health/live`` is sent every 20 ms (and ``tail`` s after it):
+    the probes' latencies in seconds, sorted."""
     probes: list[float] = []
-    statuses: list[int] = []
-    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
-        users = [await token(client, f"gif{k}") for k in range(4)]
-        async with httpx.AsyncClient(base_url=base, timeout=30) as prober:
-            done = anyio.Event()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as prober:
+        done = anyio.Event()
 
-            async def probe() -> None:
-                while not done.is_set():
-                    started = time.monotonic()
-                    await prober.get("/health/live")
-                    probes.append(time.monotonic() - started)
-                    await anyio.sleep(0.02)
+        async def probe() -> None:
+            while not done.is_set():
+                started = time.monotonic()
+                await prober.get("/health/live")
+                probes.append(time.monotonic() - started)
+                await anyio.sleep(0.02)
 
-            async def send(k: int) -> None:
-                status, _ = await upload(client, users[k % 4], f"b{k}.gif", data, "image/gif")
-                statuses.append(status)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(probe)
+            await work()
+            await anyio.sleep(tail)
+            done.set()
+    return sorted(probes)
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(probe)
-                async with anyio.create_task_group() as senders:
-                    for k in range(12):
-                        senders.start_soon(send, k)
-                done.set()
-    probes.sort()
+
+def latencies(probes: list[float]) -> dict[str, Any]:
     return {
-        "gif_bytes": len(data),
-        "statuses": sorted(statuses),
         "probes": len(probes),
         "live_median_ms": statistics.median(probes) * 1000,
         "live_p99_ms": probes[min(len(probes) - 1, int(len(probes) * 0.99))] * 1000,
         "live_max_ms": probes[-1] * 1000,
     }
+
+
+async def uploaded_at_once(
+    client: httpx.AsyncClient, users: list[dict[str, str]], payloads: list[bytes], prefix: str
+) -> list[int]:
+    """Every payload uploaded as a GIF at the same time (the users in turn): the statuses."""
+    statuses: list[int] = []
+
+    async def send(k: int) -> None:
+        data = payloads[k]
+        status, _ = await upload(
+            client, users[k % len(users)], f"{prefix}{k}.gif", data, "image/gif"
+        )
+        statuses.append(status)
+
+    async with anyio.create_task_group() as senders:
+        for k in range(len(payloads)):
+            senders.start_soon(send, k)
+    return sorted(statuses)
+
+
+async def gif_attack(base: str) -> dict[str, Any]:
+    data = gif_bomb()
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        users = [await token(client, f"gif{k}") for k in range(4)]
+        statuses: list[int] = []
+
+        async def attack() -> None:
+            statuses.extend(await uploaded_at_once(client, users, [data] * 12, "b"))
+
+        probes = await probed(base, attack)
+    return {"gif_bytes": len(data), "statuses": statuses, **latencies(probes)}
 
 
 def big_frames_gif(width: int = 8000, height: int = 5000, frames: int = 2) -> bytes:
@@ -170,17 +221,6 @@ def big_frames_gif(width: int = 8000, height: int = 5000, frames: int = 2) -> by
 
 async def frames_attack(base: str, pid: int) -> dict[str, Any]:
     payloads = [gif_bomb(10_000), big_frames_gif()] * 6
-    probes: list[float] = []
-    statuses: list[int] = []
-    peak = 0
-    stop_sampling = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop_sampling.is_set():
-            peak = max(peak, rss(pid))
-            time.sleep(0.02)
-
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         users = [await token(client, f"frames{k}") for k in range(4)]
         # One ordinary upload first: the image engine's worker processes start with the first
@@ -189,57 +229,26 @@ async def frames_attack(base: str, pid: int) -> dict[str, Any]:
         assert status == 201, status
         await anyio.sleep(1)
         before = rss(pid)
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        async with httpx.AsyncClient(base_url=base, timeout=30) as prober:
-            done = anyio.Event()
+        statuses: list[int] = []
 
-            async def probe() -> None:
-                while not done.is_set():
-                    started = time.monotonic()
-                    await prober.get("/health/live")
-                    probes.append(time.monotonic() - started)
-                    await anyio.sleep(0.02)
+        async def attack() -> None:
+            statuses.extend(await uploaded_at_once(client, users, payloads, "f"))
 
-            async def send(k: int) -> None:
-                data = payloads[k]
-                status, _ = await upload(client, users[k % 4], f"f{k}.gif", data, "image/gif")
-                statuses.append(status)
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(probe)
-                async with anyio.create_task_group() as senders:
-                    for k in range(len(payloads)):
-                        senders.start_soon(send, k)
-                await anyio.sleep(0.5)
-                done.set()
-        stop_sampling.set()
-        sampler.join()
+        with PeakRss(pid) as peak:
+            probes = await probed(base, attack, tail=0.5)
         after = rss(pid)
-    probes.sort()
     return {
         "gif_bytes": [len(payloads[0]), len(payloads[1])],
-        "statuses": sorted(statuses),
-        "probes": len(probes),
-        "live_median_ms": statistics.median(probes) * 1000,
-        "live_p99_ms": probes[min(len(probes) - 1, int(len(probes) * 0.99))] * 1000,
+        "statuses": statuses,
+        **latencies(probes),
         "rss_before_mb": before / 2**20,
-        "rss_peak_mb": peak / 2**20,
+        "rss_peak_mb": peak.peak / 2**20,
         "rss_after_mb": after / 2**20,
     }
 
 
 async def ai_tag_attack(base: str, pid: int) -> dict[str, Any]:
     data = png(8000, 5000)
-    peak = 0
-    stop_sampling = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not stop_sampling.is_set():
-            peak = max(peak, rss(pid))
-            time.sleep(0.02)
-
     async with httpx.AsyncClient(base_url=base, timeout=120) as client:
         headers = await token(client, "tagger")
         resp = await client.post(
@@ -249,8 +258,6 @@ async def ai_tag_attack(base: str, pid: int) -> dict[str, Any]:
         image_id = resp.json()["id"]
         await anyio.sleep(1)
         before = rss(pid)
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
         statuses: list[int] = []
         limiter = anyio.CapacityLimiter(10)
 
@@ -259,17 +266,16 @@ async def ai_tag_attack(base: str, pid: int) -> dict[str, Any]:
                 r = await client.post(f"/api/v1/images/{image_id}/ai-tag", headers=headers)
                 statuses.append(r.status_code)
 
-        async with anyio.create_task_group() as tg:
-            for _ in range(50):
-                tg.start_soon(call)
-        await anyio.sleep(1)
-        stop_sampling.set()
-        sampler.join()
+        with PeakRss(pid) as peak:
+            async with anyio.create_task_group() as tg:
+                for _ in range(50):
+                    tg.start_soon(call)
+            await anyio.sleep(1)
         after = rss(pid)
     return {
         "statuses": {s: statuses.count(s) for s in sorted(set(statuses))},
         "rss_before_mb": before / 2**20,
-        "rss_peak_mb": peak / 2**20,
+        "rss_peak_mb": peak.peak / 2**20,
         "rss_after_mb": after / 2**20,
     }
 

@@ -132,31 +132,30 @@ async def claim_due(
     """
     if limit <= 0:
         return []
-    pick = (
-        select(jobs.c.key)
-        .where(and_(jobs.c.kind == kind, _claimable(now)))
-        .order_by(jobs.c.next_attempt_at)
-        .limit(limit)
-    )
-    claim = {
-        "state": "running",
-        "attempts": jobs.c.attempts + 1,
-        "lease_until": lease_until,
-        "updated_at": now,
-    }
     if conn.dialect.name == "postgresql":
         rows = await conn.execute(
             _CLAIM_SKIP_LOCKED,
             {"c_kind": kind, "c_now": now, "c_lease_until": lease_until, "c_limit": limit},
         )
         return [(r[0], int(r[1])) for r in sorted(rows, key=lambda r: (r[2], r[0]))]
+    pick = (
+        select(jobs.c.key)
+        .where(and_(jobs.c.kind == kind, _claimable(now)))
+        .order_by(jobs.c.next_attempt_at)
+        .limit(limit)
+    )
     keys = [r[0] for r in await conn.execute(pick)]
     if not keys:
         return []
     await conn.execute(
         update(jobs)
         .where(and_(jobs.c.kind == kind, jobs.c.key.in_(keys), _claimable(now)))
-        .values(**claim)
+        .values(
+            state="running",
+            attempts=jobs.c.attempts + 1,
+            lease_until=lease_until,
+            updated_at=now,
+        )
     )
     rows = await conn.execute(
         select(jobs.c.key, jobs.c.attempts).where(
@@ -243,13 +242,17 @@ async def renew(
         )
 
 
-_FINISH = delete(jobs).where(and_(jobs.c.kind == bindparam("kind"), jobs.c.key == bindparam("key")))
-"""Built once: a job finishes per job run, and building the statement costs more than running
-it."""
+FINISH = delete(jobs).where(
+    and_(jobs.c.kind == bindparam("b_kind"), jobs.c.key == bindparam("b_key"))
+)
+"""The job ``b_kind``/``b_key`` is done (its row deleted). Built once: a job finishes per job
+run, and building the statement costs more than running it. The names are not column names:
+as a WITH of an UPDATE (:func:`chitram_core.db.thumbnails.mark_ready`) a parameter named like
+a column would become a SET."""
 
 
 async def finish(conn: AsyncConnection, kind: str, key: str) -> None:
-    await conn.execute(_FINISH, {"kind": kind, "key": key})
+    await conn.execute(FINISH, {"b_kind": kind, "b_key": key})
 
 
 async def settle(

@@ -9,10 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, select, update
+from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chitram_core.db import deletions
+from chitram_core.db import jobs as jobs_sql
 from chitram_core.db.tables import blobs, jobs, ready_columns, thumbnails, utcnow
 from chitram_core.db.upsert import UPSERT_DIALECTS, insert_or_ignore
 
@@ -60,11 +61,8 @@ _READY = (
 _READY_WHILE_BLOB = _READY.where(
     select(blobs.c.sha256).where(blobs.c.sha256 == bindparam("b_blob")).exists()
 )
-_FINISHED = delete(jobs).where(
-    and_(jobs.c.kind == bindparam("b_job_kind"), jobs.c.key == bindparam("b_key"))
-)
 # PostgreSQL runs a data-modifying WITH once whether or not the statement reads it.
-_READY_WHILE_BLOB_AND_FINISHED = _READY_WHILE_BLOB.add_cte(_FINISHED.cte("finished"))
+_READY_WHILE_BLOB_AND_FINISHED = _READY_WHILE_BLOB.add_cte(jobs_sql.FINISH.cte("finished"))
 
 
 async def get(conn: AsyncConnection, key: str) -> dict[str, Any] | None:
@@ -97,12 +95,12 @@ async def mark_ready(
     if blob is None:
         result = await conn.execute(_READY, params)
     elif finish is not None and conn.dialect.name == "postgresql":
-        both = {**params, "b_blob": blob, "b_job_kind": finish}
+        both = {**params, "b_blob": blob, "b_kind": finish}  # b_key: the job's key too
         return bool((await conn.execute(_READY_WHILE_BLOB_AND_FINISHED, both)).rowcount)
     else:
         result = await conn.execute(_READY_WHILE_BLOB, {**params, "b_blob": blob})
     if finish is not None:
-        await conn.execute(_FINISHED, {"b_job_kind": finish, "b_key": key})
+        await jobs_sql.finish(conn, finish, key)
     return bool(result.rowcount)
 
 

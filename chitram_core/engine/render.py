@@ -26,8 +26,8 @@ from chitram_core.engine.work import (
 from chitram_core.errors import ChitramError
 from chitram_core.images.formats import HEAD_BYTES, ImageFormat, jpeg_progressive, probe
 from chitram_core.images.model_input import MODEL_MAX_SIDE
+from chitram_core.images.placeholders import PLACEHOLDER_SIDE
 from chitram_core.images.thumbnails import RenderedThumbnail, ThumbnailParams
-from chitram_core.images.variants import PLACEHOLDER_SIDE
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,13 @@ from chitram_core.images.formats import (
 )
 from chitram_core.images.metadata import Edit, FrameBudget, MetadataScanner
 from chitram_core.images.model_input import model_jpeg
+from chitram_core.images.placeholders import (
+    Placeholders,
+    compute_placeholders,
+    placeholders_of,
+    placeholders_of_pixels,
+    shares_verify_draft,
+)
 from chitram_core.images.thumbnails import (
     RenderedThumbnail,
     ThumbnailParams,
@@ -40,17 +47,7 @@ from chitram_core.images.thumbnails import (
     render_thumbnail,
     shrink_on_load,
 )
-from chitram_core.images.variants import (
-    Adapted,
-    Placeholders,
-    RenderedVariant,
-    VariantSpec,
-    compute_placeholders,
-    placeholders_of,
-    placeholders_of_pixels,
-    render_variant,
-    shares_verify_draft,
-)
+from chitram_core.images.variants import Adapted, RenderedVariant, VariantSpec, render_variant
 
 MiB = 1024 * 1024
 

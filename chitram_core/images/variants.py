@@ -1,7 +1,7 @@
 """Responsive variants: URL signing, format negotiation and the renderer.
 
 Everything here is pure (no I/O, no event loop): :func:`render_variant` and
-:func:`compute_placeholders` (from :mod:`chitram_core.images.placeholders`, re-exported) are run
+:func:`~chitram_core.images.placeholders.compute_placeholders` are run
 by the image engine in a worker process, the rest by the server. See docs/http-api.md#variants
 and docs/architecture.md ("Variants").
 
@@ -25,14 +25,6 @@ from chitram_core.errors import ChitramError, InvalidImage, InvalidRequest
 from chitram_core.images.animation import animated_webp, is_animated
 from chitram_core.images.codecs import PILLOW_FORMATS
 from chitram_core.images.formats import PILLOW_ERRORS, SNIFF_BYTES, ImageFormat, _reason, sniff
-from chitram_core.images.placeholders import BLURHASH_COMPONENTS as BLURHASH_COMPONENTS
-from chitram_core.images.placeholders import PLACEHOLDER_SIDE as PLACEHOLDER_SIDE
-from chitram_core.images.placeholders import Placeholders as Placeholders
-from chitram_core.images.placeholders import compute_placeholders as compute_placeholders
-from chitram_core.images.placeholders import dominant_color as dominant_color
-from chitram_core.images.placeholders import placeholders_of as placeholders_of
-from chitram_core.images.placeholders import placeholders_of_pixels as placeholders_of_pixels
-from chitram_core.images.placeholders import shares_verify_draft as shares_verify_draft
 from chitram_core.images.profiles import profile_to_keep
 from chitram_core.images.thumbnails import _normalise, _orient
 from chitram_core.variant_spec import (
@@ -525,14 +517,12 @@ def variant_key(sha256: str, spec: VariantSpec, adapt: Adapted | None = None) ->
 
 __all__ = [
     "Adapted",
-    "Placeholders",
     "RenderedVariant",
     "VariantSigner",
     "VariantSpec",
     "accepts",
     "adapted_formats",
     "avif_available",
-    "compute_placeholders",
     "derive_key",
     "may_have_alpha",
     "output_size",

@@ -24,8 +24,8 @@ from chitram_core.engine.render import placeholders_async
 from chitram_core.engine.work import JobInput, decode_cost, upload_image, variant_cost
 from chitram_core.images.formats import ImageInfo
 from chitram_core.images.metadata import FrameBudget
+from chitram_core.images.placeholders import PLACEHOLDER_SIDE
 from chitram_core.images.thumbnails import ThumbnailParams
-from chitram_core.images.variants import PLACEHOLDER_SIDE
 from chitram_core.ingest.store import temporary_key
 from chitram_core.ingest.upload import Staged, Upload
 from chitram_core.observe import Observer

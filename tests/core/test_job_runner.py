@@ -25,6 +25,12 @@ async def database(tmp_path: Path, database_url: str) -> AsyncIterator[Database]
     await db.dispose()
 
 
+async def enqueue_all(runner: JobRunner, kind: str, keys: list[str]) -> None:
+    async with runner.db.transaction() as conn:
+        for key in keys:
+            await runner.enqueue(conn, kind, key)
+
+
 async def test_a_running_jobs_lease_is_renewed_so_nobody_takes_it_over(
     database: Database,
 ) -> None:
@@ -149,9 +155,7 @@ async def test_runners_sharing_a_database_run_each_job_exactly_once(
     for runner in runners:
         runner.register("work", handler, ahead=ahead)
     keys = [f"k{i}" for i in range(40)]
-    async with database.transaction() as conn:
-        for key in keys:
-            await runners[0].enqueue(conn, "work", key)
+    await enqueue_all(runners[0], "work", keys)
     async with anyio.create_task_group() as tg:
         for runner in runners:
             await tg.start(runner.run_forever)
@@ -208,9 +212,7 @@ async def test_jobs_claimed_ahead_go_back_to_the_queue_on_stop_and_another_worke
 
     runner = JobRunner(database, poll_interval=0.05)
     runner.register("work", handler, concurrency=1, ahead=3)
-    async with database.transaction() as conn:
-        for i in range(6):
-            await runner.enqueue(conn, "work", f"k{i}")
+    await enqueue_all(runner, "work", [f"k{i}" for i in range(6)])
     async with anyio.create_task_group() as tg:
         await tg.start(runner.run_forever)
         with anyio.fail_after(10):
@@ -259,9 +261,7 @@ async def test_a_kind_claimed_ahead_claims_in_batches(
 
     runner = JobRunner(database, poll_interval=0.05)
     runner.register("work", handler, concurrency=2, ahead=6)
-    async with database.transaction() as conn:
-        for i in range(40):
-            await runner.enqueue(conn, "work", f"k{i:02}")
+    await enqueue_all(runner, "work", [f"k{i:02}" for i in range(40)])
     async with anyio.create_task_group() as tg:
         await tg.start(runner.run_forever)
         with anyio.fail_after(60):

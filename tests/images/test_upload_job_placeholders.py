@@ -22,16 +22,16 @@ from PIL import Image
 
 from chitram_core.engine.work import UploadWork, upload_image
 from chitram_core.images.formats import probe
+from chitram_core.images.placeholders import (
+    compute_placeholders,
+    placeholders_of_pixels,
+    shares_verify_draft,
+)
 from chitram_core.images.thumbnails import (
     ThumbnailParams,
     finish,
     render_thumbnail,
     shrink_on_load,
-)
-from chitram_core.images.variants import (
-    compute_placeholders,
-    placeholders_of_pixels,
-    shares_verify_draft,
 )
 
 MAX_PIXELS = 40_000_000

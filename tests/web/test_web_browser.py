@@ -41,6 +41,15 @@ def register(page: Any, email: str) -> None:
     expect(page.get_by_role("heading", name="My images")).to_be_visible()
 
 
+def registered(browser: Any, server: Server) -> str:
+    """The email of a new user registered through the UI, in a browser context of its own."""
+    context = browser.new_context(base_url=server.base_url)
+    email = new_email()
+    register(context.new_page(), email)
+    context.close()
+    return email
+
+
 def sign_in(page: Any, email: str) -> None:
     page.goto("/signin")
     page.get_by_label("Email").fill(email)
@@ -269,11 +278,8 @@ def test_cross_site_form_posts_are_refused(
 
 
 def test_public_image_page_works_signed_out(browser: Any, server: Server) -> None:
-    owner = browser.new_context(base_url=server.base_url)
-    email = new_email()
-    register(owner.new_page(), email)
+    email = registered(browser, server)
     (image_id,) = seed(server, api_token(server, email), 1)
-    owner.close()
     context = browser.new_context(base_url=server.base_url)
     page = context.new_page()
     page.goto(f"/images/{image_id}")
@@ -330,10 +336,7 @@ def test_every_page_at_desktop_and_phone_width(
     browser: Any, server: Server, screenshots: Path
 ) -> None:
     """Screenshots for docs/ui.md, and on each page: alt text, labels, no sideways scrolling."""
-    email = new_email()
-    setup = browser.new_context(base_url=server.base_url)
-    register(setup.new_page(), email)
-    setup.close()
+    email = registered(browser, server)
     token = api_token(server, email)
     image_id = seed(server, token, 7)[-1]
 

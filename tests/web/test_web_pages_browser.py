@@ -10,7 +10,17 @@ from typing import Any
 
 import pytest
 from imagekit import photo_png
-from test_web_browser import DESKTOP, PHONE, api_token, expect, new_email, register, seed, shoot
+from test_web_browser import (
+    DESKTOP,
+    PHONE,
+    api_token,
+    expect,
+    new_email,
+    register,
+    registered,
+    seed,
+    shoot,
+)
 from webkit import Server
 
 pytestmark = pytest.mark.browser
@@ -35,11 +45,8 @@ def test_an_unknown_address_shows_the_not_found_page(
 def test_the_image_page_loads_a_variant_and_links_the_original(
     browser: Any, server: Server
 ) -> None:
-    owner = browser.new_context(base_url=server.base_url)
-    email = new_email()
-    register(owner.new_page(), email)
+    email = registered(browser, server)
     (image_id,) = seed(server, api_token(server, email), 1)
-    owner.close()
     context = browser.new_context(base_url=server.base_url, viewport=DESKTOP)
     page = context.new_page()
     fetched: list[str] = []
@@ -67,10 +74,7 @@ def test_the_image_page_loads_a_variant_and_links_the_original(
 def test_the_image_page_of_a_large_png_photo_costs_a_phone_little(
     browser: Any, server: Server
 ) -> None:
-    owner = browser.new_context(base_url=server.base_url)
-    email = new_email()
-    register(owner.new_page(), email)
-    owner.close()
+    email = registered(browser, server)
     data = photo_png()  # 1600 x 1200, about 2.3 MB
     assert len(data) > 2_000_000
     uploaded = server.api.post(
