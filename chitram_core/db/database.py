@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from sqlalchemy import event, text
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.exc import DBAPIError, InvalidatePoolError
 from sqlalchemy.ext import asyncio as sa_asyncio
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -35,24 +36,37 @@ class DatabaseUnavailable(ServiceUnavailable):
 
 
 def _is_outage(exc: DBAPIError) -> bool:
-    """The connection is gone, not the statement wrong: SQLAlchemy saw the disconnect, or the
-    server said so (SQLSTATE class 08, connection exception; 57P, operator intervention: a
-    terminated backend, a shutdown, a server not yet accepting connections). The server's
-    ``57P01`` can arrive as the answer to the next statement before the driver has noticed
-    the closed socket, so SQLAlchemy does not always mark it invalidated."""
-    if exc.connection_invalidated:
-        return True
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    """The connection is gone, not the statement wrong: SQLAlchemy saw the disconnect (which
+    :func:`_outage_is_a_disconnect` extends), or the driver's error says so."""
+    return bool(exc.connection_invalidated) or _is_outage_error(exc.orig)
+
+
+def _is_outage_error(error: BaseException | None) -> bool:
+    """The server said the connection is over (SQLSTATE class 08, connection exception; 57P,
+    operator intervention: a terminated backend, a shutdown, a server not yet accepting
+    connections), or the driver found it closed or stuck. The server's ``57P01`` can arrive as
+    the answer to the next statement before the driver has noticed the closed socket."""
+    code = getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
     if isinstance(code, str) and code.startswith(("08", "57P")):
         return True
-    message = str(exc.orig)
-    # asyncpg's "another operation is in progress": the protocol is mid-way through an answer
-    # the terminated server never finished (seen when a backend is ended under load).
+    message = str(error)
+    # asyncpg's "cannot switch to state N; another operation (M) is in progress": the protocol
+    # is mid-way through an answer the terminated server never finished.
     return (
         "connection is closed" in message
-        or "another operation is in progress" in message
-        or isinstance(exc.orig, OSError)
+        or ("another operation" in message and "is in progress" in message)
+        or isinstance(error, OSError)
     )
+
+
+def _outage_is_a_disconnect(context: ExceptionContext) -> None:
+    """SQLAlchemy's ``handle_error`` hook: an outage the dialect does not know as one (a
+    ``57P01`` answer, asyncpg's protocol stuck mid-answer) counts as a disconnect, so the pool
+    drops that connection and the others opened before it. Otherwise the connection went back
+    to the pool and the next checkout (not pinged when it rested a moment:
+    :data:`PING_AFTER_IDLE`) failed on it again."""
+    if not context.is_disconnect and _is_outage_error(context.original_exception):
+        context.is_disconnect = True
 
 
 class Database:
@@ -97,6 +111,7 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin_immediate)
         else:
+            event.listen(self.engine.sync_engine, "handle_error", _outage_is_a_disconnect)
             event.listen(self.engine.sync_engine, "checkin", _rested_since)
             event.listen(
                 self.engine.sync_engine, "checkout", _pinger(self.engine.sync_engine.dialect)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import anyio
 import asyncpg
@@ -89,6 +89,39 @@ async def test_a_backend_terminated_before_the_next_step_is_unavailable_not_a_50
 async def backend_pid(db: Database) -> int:
     async with db.connect() as conn:
         return int((await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+@pytest.mark.postgres
+@pytest.mark.asyncio_only
+async def test_a_connection_stuck_mid_answer_is_unavailable_and_never_handed_out_again(
+    fresh_postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg's "cannot switch to state 12; another operation (2) is in progress": the
+    connection's protocol is stuck in an answer a terminated server never finished (seen in the
+    fleet soak while every backend was terminated). A 503, and the pool drops the connection:
+    the next checkout, not pinged (it rested only a moment), gets a new backend."""
+    monkeypatch.setattr(database, "PING_AFTER_IDLE", 3600.0)
+    db = Database(fresh_postgres_url, pool_size=1)
+    stuck_once = [True]
+    prepare = asyncpg.connection.Connection.prepare
+
+    async def stuck(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        if stuck_once.pop() if stuck_once else False:
+            raise asyncpg.exceptions.InternalClientError(
+                "cannot switch to state 12; another operation (2) is in progress"
+            )
+        return await prepare(self, *args, **kwargs)
+
+    try:
+        pid = await backend_pid(db)
+        monkeypatch.setattr(asyncpg.connection.Connection, "prepare", stuck)
+        with pytest.raises(DatabaseUnavailable) as caught:
+            async with db.connect() as conn:
+                await conn.execute(text("SELECT 2"))
+        assert caught.value.status == 503
+        assert await backend_pid(db) != pid
+    finally:
+        await db.dispose()
 
 
 @pytest.mark.postgres
