@@ -1,14 +1,18 @@
 """``chitram worker``: API processes started with ``CHITRAM_RUN_JOBS=false`` only record jobs;
-a worker process sharing the database runs them, and stops cleanly on SIGTERM."""
+a worker process sharing the database runs them, and stops cleanly on SIGTERM: a job running
+then finishes within ``CHITRAM_SHUTDOWN_GRACE``, or goes back to the queue for the next worker
+at once."""
 
 from __future__ import annotations
 
 import io
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import anyio
+import attrs
 import httpx
 import pytest
 from netkit import free_port
@@ -16,6 +20,11 @@ from opskit import PYTHON, clean_env
 from PIL import Image as PILImage
 
 from chitram_core import Chitram, Settings
+from chitram_core.db.tables import utcnow
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tags"))
+
+from fake_openai import FakeOpenAI  # the fake model lives with the tag tests
 
 pytestmark = pytest.mark.anyio
 
@@ -159,3 +168,91 @@ async def test_a_worker_keeps_no_image_cache_in_its_own_memory(
         stop.set()
     assert [s.cache_url for s in opened] == ["off"]
     assert opened[0].run_jobs
+
+
+@pytest.mark.parametrize(
+    ("grace", "model_answers_after", "outcome"),
+    [
+        pytest.param("30", 2.0, "finished", id="finishes-within-the-grace"),
+        pytest.param("1", 60.0, "handed-back", id="handed-back-past-the-grace"),
+    ],
+)
+async def test_sigterm_mid_job_finishes_it_or_hands_it_back_at_once(
+    tmp_path: Path, grace: str, model_answers_after: float, outcome: str
+) -> None:
+    """SIGTERM while the worker's tag job waits on a slow model: within the grace the job
+    finishes (tags applied, no job left); past it the job is cancelled and handed back,
+    pending, due now and without a lease, so another worker takes it at once instead of after
+    the lease; here the API process's own runner does, once the model is quick again."""
+    model = FakeOpenAI(answer="Harbour, boats.")
+    model.delay = model_answers_after
+    tagging = {
+        "taggers": ("openai",),
+        "openai_base_url": model.base_url,
+        "openai_timeout": 120.0,
+    }
+    settings = attrs.evolve(api_settings(tmp_path / "data"), **tagging)
+    try:
+        async with Chitram(settings) as api:
+            session = await api.auth.register("sigterm@example.com", "correct horse battery")
+            owner = await api.auth.authenticate(session.access_token)
+            image = await api.images.upload(jpeg(), filename="a.jpg", owner=owner)
+            assert await api.jobs.job("tag", image.id) is not None
+            env = clean_env(
+                CHITRAM_ENV="test",
+                CHITRAM_DATA_DIR=str(settings.data_dir),
+                CHITRAM_JOBS_POLL_INTERVAL="0.2",
+                CHITRAM_SHUTDOWN_GRACE=grace,
+                CHITRAM_TAGGERS="openai",
+                CHITRAM_OPENAI_BASE_URL=model.base_url,
+                CHITRAM_OPENAI_TIMEOUT="120",
+            )
+            output: list[bytes] = []
+            async with (
+                await anyio.open_process(
+                    [PYTHON, "-m", "chitram_falcon", "worker"],
+                    cwd=tmp_path,
+                    env=env,
+                    stderr=subprocess.STDOUT,
+                ) as worker,
+                anyio.create_task_group() as tg,
+            ):
+                assert worker.stdout is not None
+                stdout = worker.stdout
+
+                async def collect() -> None:
+                    async for chunk in stdout:
+                        output.append(chunk)
+
+                tg.start_soon(collect)
+                try:
+                    with anyio.fail_after(60):
+                        while not model.requests:  # running: the model has the image
+                            assert worker.returncode is None, b"".join(output).decode()
+                            await anyio.sleep(0.05)
+                    worker.send_signal(signal.SIGTERM)
+                    with anyio.fail_after(60):
+                        await worker.wait()
+                finally:
+                    if worker.returncode is None:
+                        worker.kill()
+            log = b"".join(output).decode()
+            assert worker.returncode == 0, log
+            assert "worker stopped" in log
+            job = await api.jobs.job("tag", image.id)
+            if outcome == "finished":
+                assert job is None, job
+                names = {tag.name for tag in await api.tags.for_image(image.id)}
+                assert {"harbour", "boats"} <= names
+            else:
+                assert job is not None
+                assert job["state"] == "pending" and job["lease_until"] is None, job
+                assert job["next_attempt_at"] <= utcnow()  # due now, not after the lease
+                model.delay = 0.0
+                assert await api.jobs.run_due() >= 1
+                assert await api.jobs.job("tag", image.id) is None
+                names = {tag.name for tag in await api.tags.for_image(image.id)}
+                assert {"harbour", "boats"} <= names
+            assert len(model.requests) == (1 if outcome == "finished" else 2)
+    finally:
+        model.down()

@@ -4,7 +4,8 @@ It records every request (the JSON body, the Authorization header, and what the 
 ``data:`` URL really is: format, size, whether it carries EXIF or an ICC profile) and answers
 with ``answer`` as the assistant message's content. ``down()`` closes the listening socket (so a
 client gets "connection refused", as with a stopped server); ``up()`` listens again on the same
-port. ``status`` other than 200 answers every completion with that status.
+port. ``status`` other than 200 answers every completion with that status; ``delay`` seconds
+(default 0) pass between a completion's request and its answer, as with a slow model.
 
 Run it by hand: ``python tests/tags/fake_openai.py --port 8765 --answer "cat, beach"``.
 """
@@ -16,6 +17,7 @@ import base64
 import io
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -44,6 +46,7 @@ class FakeOpenAI:
     def __init__(self, port: int = 0, answer: str = "Cat, sunny beach, dog.") -> None:
         self.answer = answer
         self.status = 200
+        self.delay = 0.0
         self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -95,7 +98,8 @@ class FakeOpenAI:
                 seen = SeenRequest(body, self.headers.get("Authorization"), _image_in(body))
                 with fake._lock:
                     fake.requests.append(seen)
-                    status, answer = fake.status, fake.answer
+                    status, answer, delay = fake.status, fake.answer, fake.delay
+                time.sleep(delay)
                 if status != 200:
                     self._send(status, {"error": {"message": "unavailable"}})
                     return
