@@ -37,8 +37,9 @@ from _common import free_port, stop, wait_for
 from suite import chitram_env, start
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "web")]
 from imagekit import photo_png  # noqa: E402
+from phonekit import count_received, phone_context  # noqa: E402
 
 PASSWORD = "formats-bench-password-1"
 ACCEPTS = {
@@ -88,21 +89,9 @@ def phone_page(base: str, image_id: str) -> dict[str, Any]:
             executable_path=path, headless=True, args=["--no-sandbox", "--disable-gpu"]
         )
         try:
-            context = browser.new_context(
-                base_url=base,
-                viewport={"width": 390, "height": 844},
-                device_scale_factor=3,
-                is_mobile=True,
-                has_touch=True,
-            )
+            context = phone_context(browser, base)
             page = context.new_page()
-            received: dict[str, int] = {}
-
-            def count(request: Any) -> None:
-                sizes = request.sizes()
-                received[request.url] = sizes["responseHeadersSize"] + sizes["responseBodySize"]
-
-            page.on("requestfinished", count)
+            received = count_received(page)
             page.goto(f"/images/{image_id}", wait_until="networkidle")
             page.wait_for_function("document.querySelector('.viewer img')?.complete === true")
             page.wait_for_load_state("networkidle")

@@ -9,12 +9,15 @@ import io
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import attrs
 import httpx
 import pytest
+from anyio.abc import Process
 from netkit import free_port
 from opskit import PYTHON, clean_env
 from PIL import Image as PILImage
@@ -55,6 +58,37 @@ async def thumbnail_status(chitram: Chitram, image_id: str) -> str:
     return "missing" if row is None else str(row["status"])
 
 
+@asynccontextmanager
+async def worker_process(
+    tmp_path: Path, env: dict[str, str], *args: str
+) -> AsyncIterator[tuple[Process, list[bytes]]]:
+    """``chitram worker`` running, with its output collected as it comes; killed if it is
+    still running when the block ends."""
+    output: list[bytes] = []
+    async with (
+        await anyio.open_process(
+            [PYTHON, "-m", "chitram_falcon", "worker", *args],
+            cwd=tmp_path,
+            env=env,
+            stderr=subprocess.STDOUT,
+        ) as worker,
+        anyio.create_task_group() as tg,
+    ):
+        assert worker.stdout is not None
+        stdout = worker.stdout
+
+        async def collect() -> None:
+            async for chunk in stdout:
+                output.append(chunk)
+
+        tg.start_soon(collect)
+        try:
+            yield worker, output
+        finally:
+            if worker.returncode is None:
+                worker.kill()
+
+
 async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path: Path) -> None:
     settings = api_settings(tmp_path / "data")
     metrics_port = free_port()
@@ -73,41 +107,20 @@ async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path:
             CHITRAM_SHUTDOWN_GRACE="20",
             CHITRAM_METRICS_ADDRESS=f"127.0.0.1:{metrics_port}",
         )
-        output: list[bytes] = []
-        async with (
-            await anyio.open_process(
-                [PYTHON, "-m", "chitram_falcon", "worker", "--jobs", "1"],
-                cwd=tmp_path,
-                env=env,
-                stderr=subprocess.STDOUT,
-            ) as worker,
-            anyio.create_task_group() as tg,
-        ):
-            assert worker.stdout is not None
-            stdout = worker.stdout
-
-            async def collect() -> None:
-                async for chunk in stdout:
-                    output.append(chunk)
-
-            tg.start_soon(collect)
-            try:
-                with anyio.fail_after(90):
-                    while await thumbnail_status(api, image.id) != "ready":
-                        assert worker.returncode is None, b"".join(output).decode()
-                        await anyio.sleep(0.1)
-                key = api.thumbnails.key_for(image.sha256)
-                assert await api.jobs.job("thumbnail", key) is None
-                # The worker's own metrics: the render it did.
-                async with httpx.AsyncClient() as client:
-                    metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
-                assert 'chitram_image_work_seconds_count{op="thumbnail"} 1.0' in metrics
-                worker.send_signal(signal.SIGTERM)
-                with anyio.fail_after(60):
-                    await worker.wait()
-            finally:
-                if worker.returncode is None:
-                    worker.kill()
+        async with worker_process(tmp_path, env, "--jobs", "1") as (worker, output):
+            with anyio.fail_after(90):
+                while await thumbnail_status(api, image.id) != "ready":
+                    assert worker.returncode is None, b"".join(output).decode()
+                    await anyio.sleep(0.1)
+            key = api.thumbnails.key_for(image.sha256)
+            assert await api.jobs.job("thumbnail", key) is None
+            # The worker's own metrics: the render it did.
+            async with httpx.AsyncClient() as client:
+                metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            assert 'chitram_image_work_seconds_count{op="thumbnail"} 1.0' in metrics
+            worker.send_signal(signal.SIGTERM)
+            with anyio.fail_after(60):
+                await worker.wait()
     text = b"".join(output).decode()
     assert worker.returncode == 0, text
     assert "worker started" in text
@@ -207,35 +220,14 @@ async def test_sigterm_mid_job_finishes_it_or_hands_it_back_at_once(
                 CHITRAM_OPENAI_BASE_URL=model.base_url,
                 CHITRAM_OPENAI_TIMEOUT="120",
             )
-            output: list[bytes] = []
-            async with (
-                await anyio.open_process(
-                    [PYTHON, "-m", "chitram_falcon", "worker"],
-                    cwd=tmp_path,
-                    env=env,
-                    stderr=subprocess.STDOUT,
-                ) as worker,
-                anyio.create_task_group() as tg,
-            ):
-                assert worker.stdout is not None
-                stdout = worker.stdout
-
-                async def collect() -> None:
-                    async for chunk in stdout:
-                        output.append(chunk)
-
-                tg.start_soon(collect)
-                try:
-                    with anyio.fail_after(60):
-                        while not model.requests:  # running: the model has the image
-                            assert worker.returncode is None, b"".join(output).decode()
-                            await anyio.sleep(0.05)
-                    worker.send_signal(signal.SIGTERM)
-                    with anyio.fail_after(60):
-                        await worker.wait()
-                finally:
-                    if worker.returncode is None:
-                        worker.kill()
+            async with worker_process(tmp_path, env) as (worker, output):
+                with anyio.fail_after(60):
+                    while not model.requests:  # running: the model has the image
+                        assert worker.returncode is None, b"".join(output).decode()
+                        await anyio.sleep(0.05)
+                worker.send_signal(signal.SIGTERM)
+                with anyio.fail_after(60):
+                    await worker.wait()
             log = b"".join(output).decode()
             assert worker.returncode == 0, log
             assert "worker stopped" in log

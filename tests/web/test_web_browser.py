@@ -9,13 +9,13 @@ from typing import Any
 
 import httpx
 import pytest
+from phonekit import PHONE
 from PIL import Image as PILImage
 from webkit import PAGE_SIZE, PASSWORD, Attacker, Server, picture, session_payload
 
 pytestmark = pytest.mark.browser
 
 DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
 BAD_FILE_MESSAGE = (
     "Unsupported file format: JPEG, PNG, GIF, WebP and AVIF are accepted (HEIC and JPEG XL "
     "with the chitram[heif] and chitram[jxl] extras)"

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 from imagekit import photo_png
+from phonekit import count_received, phone_context
 from test_web_browser import (
     DESKTOP,
-    PHONE,
     api_token,
     expect,
     new_email,
@@ -92,21 +92,9 @@ def test_the_image_page_of_a_large_png_photo_costs_a_phone_little(
             )
             assert warm.status_code == 200, warm.text
 
-    phone = browser.new_context(
-        base_url=server.base_url,
-        viewport=PHONE,
-        device_scale_factor=3,
-        is_mobile=True,
-        has_touch=True,
-    )
+    phone = phone_context(browser, server.base_url)
     page = phone.new_page()
-    received: dict[str, int] = {}
-
-    def count(request: Any) -> None:
-        sizes = request.sizes()
-        received[request.url] = sizes["responseHeadersSize"] + sizes["responseBodySize"]
-
-    page.on("requestfinished", count)
+    received = count_received(page)
     page.goto(f"/images/{image_id}", wait_until="networkidle")
     expect(page.locator(".viewer img")).to_have_js_property("complete", True)
     page.wait_for_load_state("networkidle")
