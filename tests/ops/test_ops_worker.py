@@ -89,6 +89,14 @@ async def worker_process(
                 worker.kill()
 
 
+async def sigterm(worker: Process, output: list[bytes]) -> str:
+    """SIGTERM the worker and wait for it to exit (60 s at most): what it printed."""
+    worker.send_signal(signal.SIGTERM)
+    with anyio.fail_after(60):
+        await worker.wait()
+    return b"".join(output).decode()
+
+
 async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path: Path) -> None:
     settings = api_settings(tmp_path / "data")
     metrics_port = free_port()
@@ -118,10 +126,7 @@ async def test_an_api_process_only_enqueues_and_a_worker_runs_the_jobs(tmp_path:
             async with httpx.AsyncClient() as client:
                 metrics = (await client.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
             assert 'chitram_image_work_seconds_count{op="thumbnail"} 1.0' in metrics
-            worker.send_signal(signal.SIGTERM)
-            with anyio.fail_after(60):
-                await worker.wait()
-    text = b"".join(output).decode()
+            text = await sigterm(worker, output)
     assert worker.returncode == 0, text
     assert "worker started" in text
     assert "SIGTERM received" in text
@@ -225,10 +230,7 @@ async def test_sigterm_mid_job_finishes_it_or_hands_it_back_at_once(
                     while not model.requests:  # running: the model has the image
                         assert worker.returncode is None, b"".join(output).decode()
                         await anyio.sleep(0.05)
-                worker.send_signal(signal.SIGTERM)
-                with anyio.fail_after(60):
-                    await worker.wait()
-            log = b"".join(output).decode()
+                log = await sigterm(worker, output)
             assert worker.returncode == 0, log
             assert "worker stopped" in log
             job = await api.jobs.job("tag", image.id)
