@@ -26,6 +26,10 @@ class Observer:
     enabled = False
     """True when someone listens: the SDK then does work it would otherwise skip (job counts)."""
 
+    traces_requests = False
+    """True when :meth:`request_span` makes spans (a server may answer a request without an
+    ASGI call only when it is False)."""
+
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP request answered (``route`` is the matched template)."""
 
@@ -67,6 +71,7 @@ class Fanout(Observer):
     def __init__(self, observers: Sequence[Observer]) -> None:
         self.observers = list(observers)
         self.enabled = any(o.enabled for o in observers)
+        self.traces_requests = any(o.traces_requests for o in observers)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         for o in self.observers:

@@ -45,6 +45,13 @@ class ImageReads:
             raise ImageNotFound(image_id=image_id)
         return await self.cache.get_or_load(image_id, self._load)
 
+    def held(self, image_id: str) -> Image | None:
+        """The image when the cache holds its row in this process (a ``HIT`` with no I/O and no
+        waiting), else None: then :meth:`get_with_cache_status` is the lookup to make."""
+        if not is_uuid(image_id):
+            return None
+        return self.cache.local_image(image_id)
+
     async def _load(self, image_id: str) -> Image:
         async with self.db.connect() as conn:
             image = await images.get(conn, image_id, self.params_key)
@@ -84,13 +91,20 @@ class ThumbnailReads:
 
     async def thumbnail_of(self, image: Image) -> Thumbnail:
         """The image's thumbnail, made now if it is missing (concurrent callers share the job)."""
-        ready = self.ready.get(image.id)
-        if ready is not None and ready.key == self.thumbnailer.key_for(image.sha256):
+        ready = self.held(image)
+        if ready is not None:
             return ready
         thumb = await self.thumbnailer.get(image)
         self.ready.discard(image.id)
         self.ready.put(image.id, thumb)
         return thumb
+
+    def held(self, image: Image) -> Thumbnail | None:
+        """The image's ready thumbnail when this process remembers it (no I/O), else None."""
+        ready = self.ready.get(image.id)
+        if ready is not None and ready.key == self.thumbnailer.key_for(image.sha256):
+            return ready
+        return None
 
     def small_thumbnail(self, thumb: Thumbnail) -> bytes | None:
         """The thumbnail's bytes when this process holds them in memory (no I/O), else None."""

@@ -218,6 +218,13 @@ class ImageService:
         """The image and whether the cache served it: ``HIT``, ``MISS`` or ``DISABLED``."""
         return await self.reads.get_with_cache_status(image_id)
 
+    def held(self, image_id: str) -> Image | None:
+        """The image when the cache holds its row in this process, with no I/O and no waiting
+        (a ``HIT``: the memory cache, or Redis's near cache while it is trusted), else None;
+        :meth:`get_with_cache_status` is then the lookup to make. For a server that answers a
+        warm read without scheduling a task."""
+        return self.reads.held(image_id)
+
     async def read(
         self, image_id: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
@@ -244,6 +251,11 @@ class ImageService:
     async def thumbnail_of(self, image: Image) -> Thumbnail:
         """:meth:`thumbnail` for an image just looked up (no second lookup)."""
         return await self.thumbnails.thumbnail_of(image)
+
+    def held_thumbnail(self, image: Image) -> Thumbnail | None:
+        """The ready thumbnail of an image just looked up when this process remembers it (no
+        I/O), else None: :meth:`thumbnail_of` then finds or makes it."""
+        return self.thumbnails.held(image)
 
     def small_thumbnail(self, thumb: Thumbnail) -> bytes | None:
         """The thumbnail's bytes when this process holds them in memory (no I/O), else None."""

@@ -119,6 +119,8 @@ def _instrument(provider: Any) -> None:
 class TracingObserver(observe.Observer):
     """Requests and image work as spans; the rest of the hooks are metrics' business."""
 
+    traces_requests = True
+
     def __init__(self, tracer: Any) -> None:
         self.tracer = tracer
 

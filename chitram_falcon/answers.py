@@ -23,6 +23,7 @@ from chitram_falcon.security import (
     Headers,
     Policy,
     RawHeaders,
+    header_lines,
     raw,
     raw_security_headers,
     use_policy,
@@ -39,6 +40,7 @@ class Prepared:
     length: int
     policy: Policy = Policy.API
     _raw: tuple[RawHeaders, RawHeaders] = attrs.field(init=False, repr=False, eq=False)
+    _lines: tuple[bytes | None, bytes | None] = attrs.field(init=False, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
         own = (
@@ -49,6 +51,7 @@ class Prepared:
         plain = own + raw_security_headers(self.policy, False)
         secure = own + raw_security_headers(self.policy, True)
         object.__setattr__(self, "_raw", (plain, secure))
+        object.__setattr__(self, "_lines", (header_lines(plain), header_lines(secure)))
 
     def apply(self, resp: falcon.asgi.Response) -> None:
         """Put the fields and the security policy on a Falcon answer (the resource sets
@@ -60,3 +63,9 @@ class Prepared:
     def raw_headers(self, https: bool) -> RawHeaders:
         """The whole header list of the 200 for the full body, security headers included."""
         return self._raw[https]
+
+    def header_lines(self, https: bool) -> bytes | None:
+        """:meth:`raw_headers` as HTTP/1.1 header lines (``name: value\r\n`` each), for a
+        server that writes the answer itself (``chitram_falcon.serving``); None if a value
+        could not be written as is."""
+        return self._lines[https]

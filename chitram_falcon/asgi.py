@@ -78,6 +78,16 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
             return
         await super().__call__(scope, receive, send)
 
+    def answer_now(self, scope: dict[str, Any]) -> tuple[bytes, bytes, observed.Done] | None:
+        """For a server that writes answers itself (``chitram serve``'s protocol): a warm
+        public read it may answer without calling the app, as :meth:`__call__` would answer it
+        (see :func:`chitram_falcon.observed.answer_now`), else None and it calls the app."""
+        if scope["method"] not in _BODYLESS:
+            return None
+        return observed.answer_now(
+            self.fast_reads.answer_now, scope, self.handle.observer, self._proxies
+        )
+
     def add_middleware(self, middleware: Any) -> None:
         """Falcon's (one middleware object or several), and a middleware other than ours turns
         the prepared reads off: it then sees every request, as Falcon promises. Falcon's

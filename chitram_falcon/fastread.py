@@ -29,6 +29,9 @@ from chitram_falcon.security import RawHeaders, is_https
 Answer = tuple[RawHeaders, bytes]
 """The header list of a 200 (Content-Length included) and the whole body."""
 
+Lines = tuple[bytes, bytes]
+"""The same as HTTP/1.1 header lines (``name: value\r\n`` each) and the whole body."""
+
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 PREFIX = "/api/v1/images/"
@@ -44,6 +47,10 @@ class PreparedRead(Protocol):
     async def prepared(self, image_id: str, https: bool) -> Answer | None:
         """The whole header list (security headers included, HSTS when ``https``) and body of
         the 200, or None to let Falcon answer."""
+
+    def prepared_now(self, image_id: str, https: bool) -> Lines | None:
+        """The same answer as header lines, when it needs no I/O at all (the lookup answered
+        in this process); None otherwise."""
 
 
 class FastReads:
@@ -66,11 +73,9 @@ class FastReads:
         else:
             self._routes.pop(tail, None)
 
-    async def answer(
-        self, scope: dict[str, Any], send: Send, extra: tuple[bytes, bytes]
-    ) -> int | None:
-        """Answer ``scope`` with the ``extra`` header (the request id) when it is a warm public
-        read, and say how many body bytes went out; None (nothing sent) otherwise."""
+    def _match(self, scope: dict[str, Any]) -> tuple[str, PreparedRead, str, bool] | None:
+        """(route template, resource, image id, https) when ``scope`` is a read this module
+        may answer, else None."""
         method = scope["method"]
         if not self.enabled or method not in _READS or scope.get("root_path"):
             return None
@@ -98,14 +103,39 @@ class FastReads:
             client[0] if client else "127.0.0.1",  # Falcon's remote_addr default
             self.settings,
         )
+        return template, resource, image_id, https
+
+    async def answer(
+        self, scope: dict[str, Any], send: Send, extra: tuple[bytes, bytes]
+    ) -> int | None:
+        """Answer ``scope`` with the ``extra`` header (the request id) when it is a warm public
+        read, and say how many body bytes went out; None (nothing sent) otherwise."""
+        matched = self._match(scope)
+        if matched is None:
+            return None
+        template, resource, image_id, https = matched
         answer = await resource.prepared(image_id, https)
         if answer is None:
             return None
         headers, body = answer
         scope[ROUTE_KEY] = template
         await send({"type": "http.response.start", "status": 200, "headers": (*headers, extra)})
-        if method == "GET":
+        if scope["method"] == "GET":
             await send({"type": "http.response.body", "body": body})
             return len(body)
         await send({"type": "http.response.body", "body": b""})
         return 0
+
+    def answer_now(self, scope: dict[str, Any]) -> Lines | None:
+        """The header lines and body of the 200 to ``scope`` when it is a warm public read that
+        needs no I/O at all (the same answer as :meth:`answer`, without the request id), else
+        None; the route template is left in the scope as :meth:`answer` leaves it."""
+        matched = self._match(scope)
+        if matched is None:
+            return None
+        template, resource, image_id, https = matched
+        now = getattr(resource, "prepared_now", None)
+        lines: Lines | None = None if now is None else now(image_id, https)
+        if lines is not None:
+            scope[ROUTE_KEY] = template
+        return lines

@@ -18,7 +18,7 @@ from chitram_core.logs import new_request_id, request_id, valid_request_id
 from chitram_core.observe import Observer
 from chitram_falcon.access import WRITER, access_log, redact_query
 
-__all__ = ["ROUTE_KEY", "UNMATCHED", "RouteTemplate", "redact_query", "serve"]
+__all__ = ["ROUTE_KEY", "UNMATCHED", "RouteTemplate", "answer_now", "redact_query", "serve"]
 
 ROUTE_KEY = "chitram.route"
 """Where the app leaves the matched route template in the ASGI scope."""
@@ -92,17 +92,65 @@ async def serve(
         if answered is not None:
             status, sent = 200, answered
     finally:
-        seconds = perf_counter() - started
-        route = scope.get(ROUTE_KEY) or UNMATCHED
-        method = scope["method"]
-        if method not in _METHODS:
-            method = "OTHER"
-        observer.http_request(method, route, status, seconds)
+        method, route = _record(observer, scope, rid, status, sent, started, proxies)
         if span is not None:
             span.finish(method, route, status)
-        if access_log.isEnabledFor(logging.INFO):
-            WRITER.add((time(), rid, method, route, status, sent, seconds, scope, proxies))
         request_id.reset(token)
+
+
+def _record(
+    observer: Observer,
+    scope: dict[str, Any],
+    rid: str,
+    status: int,
+    sent: int,
+    started: float,
+    proxies: tuple[str, ...],
+) -> tuple[str, str]:
+    """The metrics and access line of one answered request; (method, route) as recorded."""
+    seconds = perf_counter() - started
+    route = scope.get(ROUTE_KEY) or UNMATCHED
+    method = scope["method"]
+    if method not in _METHODS:
+        method = "OTHER"
+    observer.http_request(method, route, status, seconds)
+    if access_log.isEnabledFor(logging.INFO):
+        WRITER.add((time(), rid, method, route, status, sent, seconds, scope, proxies))
+    return method, route
+
+
+FastLines = Callable[[dict[str, Any]], "tuple[bytes, bytes] | None"]
+"""The header lines and body of a 200 needing no I/O, or None (``FastReads.answer_now``)."""
+
+Done = Callable[[int], None]
+"""Called with the body bytes sent once the server has written a :func:`answer_now` answer."""
+
+
+def answer_now(
+    fast: FastLines,
+    scope: dict[str, Any],
+    observer: Observer | None = None,
+    proxies: tuple[str, ...] = (),
+) -> tuple[bytes, bytes, Done] | None:
+    """For a server that writes the answer itself, without an ASGI call: the header lines
+    (the request id's included, as :func:`serve` adds it) and body of the 200 ``fast`` has for
+    ``scope``, and what to call once written (the same metrics and access line as
+    :func:`serve`); None when ``fast`` has none, or when requests are traced (the span needs
+    the ASGI call)."""
+    observer = observer if observer is not None else _NOTHING
+    if observer.traces_requests:
+        return None
+    started = perf_counter()
+    found = fast(scope)
+    if found is None:
+        return None
+    lines, body = found
+    rid = _incoming_id(scope["headers"]) or new_request_id()
+
+    def done(sent: int) -> None:
+        _record(observer, scope, rid, 200, sent, started, proxies)
+
+    return b"%s%s: %s\r\n" % (lines, _HEADER, rid.encode()), body, done
 
 
 class RouteTemplate:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import functools
 import ipaddress
+import re
 from typing import Any
 
 import falcon.asgi
@@ -87,6 +88,18 @@ def raw_security_headers(policy: Policy, https: bool) -> RawHeaders:
 def raw(headers: Headers) -> RawHeaders:
     """Header pairs as an ASGI server takes them: lower-case names, latin-1 bytes."""
     return tuple((name.lower().encode(), value.encode("latin-1")) for name, value in headers)
+
+
+def header_lines(headers: RawHeaders) -> bytes | None:
+    """Header pairs as HTTP/1.1 writes them (``name: value\r\n`` each); None when a name or
+    value holds a line break or NUL, which only a server's own checks may answer."""
+    for name, value in headers:
+        if _UNSAFE.search(name) or _UNSAFE.search(value):
+            return None
+    return b"".join(b"%s: %s\r\n" % pair for pair in headers)
+
+
+_UNSAFE = re.compile(rb"[\x00\r\n]")
 
 
 def use_policy(resp: falcon.asgi.Response, policy: Policy) -> None:

@@ -14,6 +14,13 @@ take, and accepts connections without bound. :class:`BoundedHttpToolsProtocol` a
 Request bodies are bounded in the app (``CHITRAM_BODY_IDLE_TIMEOUT``: ``chitram_falcon.asgi``),
 on any server.
 
+A warm public read (``ChitramApp.answer_now``: the prepared answer of ``chitram_falcon.fastread``
+when its lookup needs no I/O) is written here, in one ``write``, without starting the app's
+ASGI task: the same status line, server headers and header lines uvicorn writes for that
+answer, and the same request id, metrics and access line the app records. Anything else, a
+pipelined request behind one still answering, a paused transport and a draining process
+included, goes to the app as usual.
+
 While the process drains (``chitram_falcon.shutdown``), every answer closes its connection.
 """
 
@@ -22,15 +29,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from chitram_falcon import drain
 
 SHUTDOWN_HEAD_WAIT = 2.0
 """Seconds a stopping server still waits for the request head of a connection it has accepted."""
 
-_WAITING: dict[BoundedHttpToolsProtocol, None] = {}
-"""Connections waiting for a request head, oldest first (dicts keep insertion order)."""
+_WAITING: dict[BoundedHttpToolsProtocol, float] = {}
+"""Connections waiting for a request head and when their wait ends (``loop.time()``), oldest
+first (dicts keep insertion order, and every wait is ``header_timeout`` long)."""
+
+_sweeping: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
+"""The pending sweep of :data:`_WAITING` by event loop (one, while anyone waits)."""
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -50,8 +61,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._await_head()
 
     def _await_head(self) -> None:
-        _WAITING[self] = None
-        self._head_timer = self.loop.call_later(self.header_timeout, self._close_waiting)
+        # A deadline, not a timer per request: one sweep every quarter of the timeout (at
+        # most a second) closes the connections past theirs.
+        _WAITING[self] = self.loop.time() + self.header_timeout
+        if self.loop not in _sweeping:
+            self._sweep_later()
+
+    def _sweep_later(self) -> None:
+        interval = min(1.0, self.header_timeout / 4)
+        _sweeping[self.loop] = self.loop.call_later(interval, _sweep, self.loop)
 
     def _head_arrived(self) -> None:
         _WAITING.pop(self, None)
@@ -72,6 +90,37 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # new one (through the load balancer, to another process) instead of racing our close.
             self.cycle.keep_alive = False
 
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        now = getattr(app, "answer_now", None)  # uvicorn passes another app at its limits
+        if (
+            now is not None
+            and not self.pipeline
+            and not self.flow.write_paused
+            and not drain.draining()
+        ):
+            ready = now(cycle.scope)
+            if ready is not None:
+                self._write_now(cycle, *ready)
+                return
+        super()._start_asgi_task(cycle, app)
+
+    def _write_now(self, cycle: RequestResponseCycle, lines: bytes, body: bytes, done: Any) -> None:
+        """Write a whole 200 as ``RequestResponseCycle.send`` would, then finish the cycle."""
+        head = [_OK, _server_lines(self.server_state.default_headers), lines]
+        if not cycle.keep_alive:
+            head.append(b"connection: close\r\n")
+        head.append(b"\r\n")
+        if cycle.scope["method"] == "HEAD":
+            body = b""
+        head.append(body)
+        self.transport.write(b"".join(head))
+        cycle.response_started = cycle.response_complete = True
+        cycle.message_event.set()
+        done(len(body))
+        if not cycle.keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)  # a pipelined request's head has arrived already
         super().on_response_complete()
@@ -84,8 +133,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         closed): closing it at once would reset a client whose request is already on its way,
         e.g. one the server accepted a moment ago."""
         if self in _WAITING:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
+            del _WAITING[self]  # its own, shorter wait now
             wait = min(self.header_timeout, SHUTDOWN_HEAD_WAIT)
             self._head_timer = self.loop.call_later(wait, self._close_waiting)
             return
@@ -94,6 +142,38 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._head_arrived()
         super().connection_lost(exc)
+
+
+def _sweep(loop: asyncio.AbstractEventLoop) -> None:
+    """Close every connection whose request head is overdue; come back while any waits."""
+    del _sweeping[loop]
+    now = loop.time()
+    overdue = []
+    for connection, deadline in _WAITING.items():
+        if deadline > now:
+            break  # the rest started waiting later
+        overdue.append(connection)
+    for connection in overdue:
+        connection._close_waiting()
+    for connection in _WAITING:
+        if connection.loop is loop:
+            connection._sweep_later()
+            break
+
+
+_OK = b"HTTP/1.1 200 OK\r\n"
+_server_headers: tuple[object, bytes] = (None, b"")
+
+
+def _server_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    """uvicorn's own headers (``date``; ``server`` when on) as header lines, once per list (the
+    server replaces the list every second)."""
+    global _server_headers
+    seen, lines = _server_headers
+    if seen is not headers:
+        lines = b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in headers)
+        _server_headers = (headers, lines)
+    return lines
 
 
 def configure(settings: Any) -> type[BoundedHttpToolsProtocol]:

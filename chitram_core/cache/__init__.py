@@ -26,6 +26,7 @@ from chitram_core.cache.base import (
     RateCounter,
     RateDecision,
     ResilientCache,
+    get_local,
 )
 from chitram_core.errors import ConfigurationError
 from chitram_core.models import Check, Image
@@ -204,6 +205,23 @@ class ImageCache:
         raw = await self.cache.get(self.key(image_id))
         if raw is None:
             return None
+        return self._image_of(image_id, raw)
+
+    def local_image(self, image_id: str) -> Image | None:
+        """The cached row when the cache holds it in this process (no I/O, no waiting: see
+        :func:`~chitram_core.cache.base.get_local`), counted as a hit; None otherwise, and then
+        :meth:`get_image` is the way to ask."""
+        if self.cache is None:
+            return None
+        raw = get_local(self.cache, self.key(image_id))
+        if raw is None:
+            return None
+        image = self._image_of(image_id, raw)
+        if image is not None:
+            self.observer.cache("hit")
+        return image
+
+    def _image_of(self, image_id: str, raw: bytes) -> Image | None:
         seen = self._decoded.get(image_id)
         if seen is not None and (seen[0] is raw or seen[0] == raw):
             return seen[1]

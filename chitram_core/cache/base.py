@@ -159,6 +159,21 @@ class FencedCache(KeyValueCache, Protocol):
         ...
 
 
+def get_local(cache: KeyValueCache, key: str) -> bytes | None:
+    """``key``'s value when ``cache`` holds it in this process and can answer without I/O or
+    waiting (the memory cache; Redis's near cache while its subscription is alive), else None.
+
+    A cache offers this with a synchronous ``get_local(key)`` method that answers what its
+    ``get`` would; it is optional (a plugin without it is simply always asked with ``get``). It
+    lets a server answer a warm read without scheduling a task (``chitram serve``'s protocol).
+    """
+    local = getattr(cache, "get_local", None)
+    if local is None:
+        return None
+    value: bytes | None = local(key)
+    return value
+
+
 @runtime_checkable
 class RateCounter(CacheService, Protocol):
     """An atomic sliding-window event counter: what the rate limiter needs."""
@@ -247,6 +262,12 @@ class ResilientCache(Cache):
                 self._clock() - self._down_since,
             )
             self._down_since = None
+
+    def get_local(self, key: str) -> bytes | None:
+        """The backend's :func:`get_local` (``None`` while the backend is down)."""
+        if self._down_since is not None:
+            return None
+        return get_local(self.inner, key)
 
     async def get(self, key: str) -> bytes | None:
         if self._skip():

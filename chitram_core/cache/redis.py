@@ -295,6 +295,17 @@ class RedisCache(Cache):
     def _fence(self, key: str) -> str:
         return f"{self.prefix}f:{{{key}}}"
 
+    def get_local(self, key: str) -> bytes | None:
+        """The near cache's value while its subscription is alive (what :meth:`get` would
+        answer without a round trip), else None."""
+        near = self.near
+        if near is None:
+            return None
+        now = time.monotonic()
+        if not near.usable(now):
+            return None
+        return near.lookup(key, now)
+
     async def get(self, key: str) -> bytes | None:
         near = self.near
         if near is None:

@@ -35,7 +35,7 @@ from chitram_falcon.context import (
     authenticate,
     limit_upload,
 )
-from chitram_falcon.fastread import Answer
+from chitram_falcon.fastread import Answer, Lines
 from chitram_falcon.http import (
     ByteRange,
     RangeNotSatisfiable,
@@ -328,6 +328,17 @@ class _Prepared(Generic[T]):
         return value
 
 
+_HIT = b"x-cache: HIT\r\n"
+"""What the metadata answer says of a lookup held in this process: always a cache hit."""
+
+
+def _held(handle: ChitramHandle, image_id: str) -> Image | None:
+    try:
+        return handle.chitram.images.held(image_id)
+    except Exception:  # closed, or not open yet: Falcon answers
+        return None
+
+
 class ImageResource:
     """GET /api/v1/images/{id} (metadata, with X-Cache) and DELETE."""
 
@@ -369,6 +380,21 @@ class ImageResource:
             return None
         answer, body = found
         return ((b"x-cache", cache_status.encode()), *answer.raw_headers(https)), body
+
+    def prepared_now(self, image_id: str, https: bool) -> Lines | None:
+        """:meth:`prepared` as header lines, when the lookup is a cache hit held in this
+        process (no I/O); None otherwise, and :meth:`prepared` or Falcon answers."""
+        if not self._bodies.has(image_id):
+            return None
+        image = _held(self.handle, image_id)
+        if image is None:
+            return None
+        found = self._bodies.get(image_id, image)
+        if found is None:
+            return None
+        answer, body = found
+        lines = answer.header_lines(https)
+        return None if lines is None else (_HIT + lines, body)
 
     async def on_delete(
         self, req: falcon.asgi.Request, resp: falcon.asgi.Response, image_id: str
@@ -486,8 +512,34 @@ class _BinaryResource(Generic[S]):
             return None
         return served.answer.raw_headers(https), data
 
+    def prepared_now(self, image_id: str, https: bool) -> Lines | None:
+        """:meth:`prepared` as header lines, when the lookup is answered in this process with
+        no I/O (a cache hit held here, a thumbnail remembered); None otherwise, and
+        :meth:`prepared` or Falcon answers."""
+        if not self._served.has(image_id):
+            return None
+        try:
+            chitram = self.handle.chitram
+            source = self._held(chitram, image_id)
+        except Exception:  # closed, or not open yet: Falcon answers
+            return None
+        if source is None:
+            return None
+        served = self._served.get(image_id, source)
+        if served is None:
+            return None
+        data = self._in_memory(chitram, source)
+        lines = served.answer.header_lines(https)
+        if data is None or len(data) != served.size or lines is None:
+            return None
+        return lines, data
+
     async def _source(self, chitram: Chitram, image_id: str) -> S:
         """What is served, looked up afresh (404 for an image that is gone)."""
+        raise NotImplementedError
+
+    def _held(self, chitram: Chitram, image_id: str) -> S | None:
+        """What :meth:`_source` would find, when this process holds it (no I/O), else None."""
         raise NotImplementedError
 
     def _prepare(self, source: S) -> _Served:
@@ -581,6 +633,9 @@ class ImageFileResource(_BinaryResource[Image]):
         image, _ = await chitram.images.get_with_cache_status(image_id)
         return image
 
+    def _held(self, chitram: Chitram, image_id: str) -> Image | None:
+        return chitram.images.held(image_id)
+
     def _prepare(self, image: Image) -> _Served:
         return _Served.build(
             etag=image.etag,
@@ -603,6 +658,13 @@ class ThumbnailResource(_BinaryResource[tuple[Image, Thumbnail]]):
     async def _source(self, chitram: Chitram, image_id: str) -> tuple[Image, Thumbnail]:
         image = await chitram.images.get(image_id)
         return image, await chitram.images.thumbnail_of(image)
+
+    def _held(self, chitram: Chitram, image_id: str) -> tuple[Image, Thumbnail] | None:
+        image = chitram.images.held(image_id)
+        if image is None:
+            return None
+        thumb = chitram.images.held_thumbnail(image)
+        return None if thumb is None else (image, thumb)
 
     def _prepare(self, source: tuple[Image, Thumbnail]) -> _Served:
         image, thumb = source

@@ -54,6 +54,19 @@ async def test_entries_expire_on_the_injected_clock() -> None:
     assert await cache.get("k") is None
 
 
+async def test_get_local_answers_what_get_answers_without_waiting() -> None:
+    clock = FakeClock()
+    cache = MemoryCache(clock=clock)
+    assert cache.get_local("k") is None
+    await cache.set("k", b"v", 10)
+    assert cache.get_local("k") == await cache.get("k") == b"v"
+    await cache.invalidate("k")
+    assert cache.get_local("k") is None
+    await cache.set("k", b"w", 10)
+    clock.advance(11)
+    assert cache.get_local("k") is None
+
+
 async def test_a_fence_forgotten_for_space_still_refuses_older_tokens() -> None:
     cache = MemoryCache(max_entries=2)
     token = await cache.begin_fill("victim")

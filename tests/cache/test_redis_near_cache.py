@@ -217,6 +217,29 @@ async def test_a_killed_subscriber_bypasses_and_clears_the_near_cache_until_resu
     assert await b.get("image:5") is None
 
 
+async def test_get_local_answers_only_what_the_trusted_near_cache_holds(
+    pair: tuple[ResilientCache, ResilientCache], redis_url: str
+) -> None:
+    a, b = pair
+    backend_b = await active(b)
+    await a.set("image:7", b"v1", 60)
+    await anyio.sleep(0.2)  # B hears A's set (which drops nothing yet)
+    assert b.get_local("image:7") is None  # in Redis only: answering needs a round trip
+    assert await b.get("image:7") == b"v1"
+    assert b.get_local("image:7") == b"v1"
+
+    await a.invalidate("image:7")
+    await until(lambda: b.get_local("image:7") is None, within=1.0)
+
+    await a.set("image:7", b"v2", 60)
+    await anyio.sleep(0.2)
+    assert await b.get("image:7") == b"v2"
+    assert b.get_local("image:7") == b"v2"
+    await kill_subscriber(redis_url, backend_b)
+    await until(lambda: not backend_b.near_active, within=1.0)
+    assert b.get_local("image:7") is None  # not trusted while it hears nothing
+
+
 async def test_entries_are_bounded_and_short_lived(redis_url: str, redis_prefix: str) -> None:
     cache = create_cache(redis_url, prefix=redis_prefix, near_max_entries=3, near_ttl=0.3)
     backend = await active(cache)
