@@ -40,6 +40,7 @@ from chitram_core.cache.base import (
     KeyValueCache,
     RateCounter,
     RateDecision,
+    get_local,
 )
 
 
@@ -99,6 +100,17 @@ class KeyValueConformance(CacheServiceConformance):
         value = bytes(range(256)) * 4
         await cache.set(key, value, self.ttl)
         assert await cache.get(key) == value
+
+    async def test_get_local_never_answers_what_get_would_not(self, cache: KeyValueCache) -> None:
+        """The optional ``get_local`` (no I/O): None, or exactly what ``get`` answers."""
+        key = _key("local")
+        assert get_local(cache, key) is None
+        await cache.set(key, b"one", self.ttl)
+        assert get_local(cache, key) in (None, await cache.get(key))
+        await cache.set(key, b"two", self.ttl)
+        assert get_local(cache, key) in (None, await cache.get(key))
+        await cache.delete(key)
+        assert get_local(cache, key) is None
 
     async def test_set_overwrites(self, cache: KeyValueCache) -> None:
         key = _key("overwrite")
