@@ -1,10 +1,11 @@
 """The access line: one per request, recorded on the request path, formatted and written later.
 
 The request path only appends a tuple of what it already holds (clock, ids, status, bytes, the
-scope) to a queue: well under a microsecond. :class:`AccessWriter` formats and writes queued
-lines in batches, from a daemon thread every ``interval`` seconds (0.2 s), at the app's
-shutdown and at interpreter exit, or when :meth:`AccessWriter.flush` is called (tests do, so
-nothing depends on the timer). A crash (``kill -9``) loses at most the last interval's lines.
+request's path, query and client) to a queue: well under a microsecond. :class:`AccessWriter`
+formats and writes queued lines in batches, from a daemon thread every ``interval`` seconds
+(0.2 s), at the app's shutdown and at interpreter exit, or when :meth:`AccessWriter.flush` is
+called (tests do, so nothing depends on the timer). A crash (``kill -9``) loses at most the
+last interval's lines.
 
 Two ways out, chosen at each flush:
 
@@ -38,8 +39,23 @@ access_log = logging.getLogger("chitram_falcon.access")
 
 ACCESS_FORMAT = "%s %s %d %dB %.1fms"
 
-Entry = tuple[float, str, str, str, int, int, float, dict[str, Any], tuple[str, ...]]
-"""(time, request id, method, route, status, bytes sent, seconds, ASGI scope, trusted proxies)"""
+Request = tuple[str, bytes, Any, Any]
+"""What a line needs of the ASGI scope: (path, query string, client, headers when a trusted
+proxy may name the client, else None). Not the scope itself: a queued line would keep every
+request's scope alive for the writer's interval, and the collector walking them."""
+
+Entry = tuple[float, str, str, str, int, int, float, Request, tuple[str, ...]]
+"""(time, request id, method, route, status, bytes sent, seconds, request, trusted proxies)"""
+
+
+def request_of(scope: dict[str, Any], proxies: tuple[str, ...]) -> Request:
+    """The :data:`Request` of an access line for ``scope``."""
+    return (
+        scope.get("path", ""),
+        scope.get("query_string", b""),
+        scope.get("client"),
+        scope["headers"] if proxies else None,
+    )
 
 
 def redact_query(query: str) -> str:
@@ -56,16 +72,15 @@ def redact_query(query: str) -> str:
 
 def _fields(entry: Entry) -> dict[str, Any]:
     """The structured fields of an access line (what the JSON format writes after the message)."""
-    _now, _rid, method, route, status, sent, seconds, scope, proxies = entry
-    query = scope.get("query_string", b"")
-    peer = scope.get("client")
+    _now, _rid, method, route, status, sent, seconds, request, proxies = entry
+    path, query, peer, headers = request
     client = peer[0] if peer else None
     if proxies and client is not None:  # only then can headers name someone else
-        client = client_address_from_headers(client, scope["headers"], proxies)
+        client = client_address_from_headers(client, headers, proxies)
     return {
         "method": method,
         "route": route,
-        "path": scope.get("path", ""),
+        "path": path,
         "query": redact_query(query.decode("latin-1")) if query else "",
         "status": status,
         "bytes": sent,
@@ -101,7 +116,7 @@ _START = _logging_start()
 def to_record(entry: Entry) -> logging.LogRecord:
     """A complete ``LogRecord`` for one access line (built directly: ``LogRecord.__init__``
     spends most of its time on lookups an access line does not use)."""
-    now, _rid, method, route, status, sent, seconds, _scope, _proxies = entry
+    now, _rid, method, route, status, sent, seconds, _request, _proxies = entry
     record = object.__new__(logging.LogRecord)
     record.__dict__ = {
         **_TEMPLATE,
@@ -117,14 +132,14 @@ def to_record(entry: Entry) -> logging.LogRecord:
 
 def _text_line(entry: Entry) -> str:
     """What ``logs.TextFormatter`` writes for the record of ``entry``."""
-    now, rid, method, route, status, sent, seconds, _scope, _proxies = entry
+    now, rid, method, route, status, sent, seconds, _request, _proxies = entry
     message = ACCESS_FORMAT % (method, route, status, sent, seconds * 1000)
     return f"{logs.timestamp(now)} INFO {access_log.name} [{rid}]: {message}\n"
 
 
 def _json_line(entry: Entry) -> str:
     """What ``logs.JsonFormatter`` writes for the record of ``entry``."""
-    now, rid, method, route, status, sent, seconds, _scope, _proxies = entry
+    now, rid, method, route, status, sent, seconds, _request, _proxies = entry
     line = {
         "timestamp": logs.timestamp(now),
         "level": "INFO",
