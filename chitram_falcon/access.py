@@ -176,9 +176,14 @@ def _direct_sink() -> tuple[logging.StreamHandler[Any], Any] | None:
     return handler, line  # type: ignore[return-value]
 
 
-CHUNK = 64
-"""Lines formatted and written at a time: the writer gives the GIL back between chunks, so a
-large batch never holds the event loop's thread up for long (~0.1-0.2 ms a chunk)."""
+CHUNK_SECONDS = 0.001
+"""How long the writer formats before it writes and gives the GIL back (then goes on): a large
+batch never holds the event loop's thread up for longer, and a busy server's loop is not
+interrupted for every few lines (each hand-over of the GIL costs the loop's thread more than
+formatting a line does)."""
+
+STEP = 64
+"""Lines formatted between two looks at the clock."""
 
 
 class AccessWriter:
@@ -225,10 +230,16 @@ class AccessWriter:
             sink = _direct_sink()
             if sink is not None:
                 handler, line = sink
-                for start in range(0, len(batch), CHUNK):
+                start = 0
+                while start < len(batch):
                     if start:
                         time.sleep(0)  # let the event loop's thread run between chunks
-                    text = "".join([line(entry) for entry in batch[start : start + CHUNK]])
+                    deadline = time.perf_counter() + CHUNK_SECONDS
+                    lines: list[str] = []
+                    while start < len(batch) and time.perf_counter() < deadline:
+                        lines += [line(entry) for entry in batch[start : start + STEP]]
+                        start += STEP
+                    text = "".join(lines)
                     handler.acquire()
                     try:
                         handler.stream.write(text)
