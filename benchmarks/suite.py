@@ -36,6 +36,12 @@ Method
   thumbnails rendering). Requests/s, p50 and p99 are medians over rounds; every ratio is the
   median over rounds of the ratio within one round, so drift in a shared machine's load hits
   both sides of a ratio alike.
+* CPU: the user + system time of the target's server process during each measured run (from
+  ``/proc``; an upload's image worker processes are not in it), over the requests answered:
+  ``CPU µs`` per request, and ``CPU (a)``, raw ASGI's CPU per request over the target's in the
+  same round (median over rounds). Unlike the req/s ratio it does not move with how fast wrk
+  runs on its shared core: when the machine is busy, wrk limits raw ASGI before chitram and
+  the req/s ratio rises.
 * Any non-2xx answer or socket error during a measured run is counted and printed; a target
   with non-2xx answers is marked ``!``.
 
@@ -403,6 +409,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     servers: dict[str, subprocess.Popen[bytes]] = {}
     targets: dict[str, tuple[str, list[str] | None]] = {}
+    owners: dict[str, subprocess.Popen[bytes]] = {}  # the server process of each target
     redis_prefix = f"chitram-bench-{uuid.uuid4().hex[:10]}:"
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="chitram-suite-") as tmp_name, ExitStack() as stack:
@@ -425,6 +432,7 @@ def main() -> int:
             procs.append(raw)
             wait_for(f"http://127.0.0.1:{raw_port}/", raw)
             targets["a raw"] = (f"http://127.0.0.1:{raw_port}/", None)
+            owners["a raw"] = raw
             falcon_port = free_port()
             bare = start(
                 [
@@ -439,6 +447,7 @@ def main() -> int:
             procs.append(bare)
             wait_for(f"http://127.0.0.1:{falcon_port}/", bare)
             targets["f falcon"] = (f"http://127.0.0.1:{falcon_port}/x/file", None)
+            owners["f falcon"] = bare
             for config in configs:
                 data_dir = tmp / config
                 quiet = {"CHITRAM_ACCESS_LOG": "false"} if args.no_access_log else {}
@@ -484,6 +493,8 @@ def main() -> int:
                 targets[f"b {config}"] = (f"{base}/api/v1/images/{image_id}/file", None)
                 targets[f"c {config}"] = (f"{base}/api/v1/images/{image_id}", None)
                 targets[f"e {config}"] = (f"{base}/api/v1/images/{image_id}/thumbnail", None)
+                for kind in "bcde":
+                    owners[f"{kind} {config}"] = proc
                 if not args.no_upload:
                     targets[f"d {config}"] = (
                         f"{base}/api/v1/images/upload",
@@ -501,9 +512,11 @@ def main() -> int:
                 for name, (url, script) in targets.items():
                     print(f"round {number + 1}: {name} ...", file=sys.stderr, flush=True)
                     wait_idle(procs)
-                    results[name].append(
-                        run_wrk(wrk, url, duration=args.duration, script=script, **common)
-                    )
+                    cpu_before = cpu_seconds(owners[name].pid)
+                    result = run_wrk(wrk, url, duration=args.duration, script=script, **common)
+                    spent = cpu_seconds(owners[name].pid) - cpu_before
+                    result["cpu_us"] = spent / max(1.0, result["rps"] * args.duration) * 1e6
+                    results[name].append(result)
             if args.profile is not None:
                 profile(args, wrk, targets, servers)
         except BaseException:
@@ -601,6 +614,11 @@ def report(
         pairs = zip(results[name], results[base], strict=True)
         return statistics.median(r["rps"] / b["rps"] for r, b in pairs)
 
+    def cpu_ratio(name: str) -> float:
+        """Median over rounds of raw ASGI's CPU per request over this target's, in one round."""
+        pairs = zip(results[name], results["a raw"], strict=True)
+        return statistics.median(b["cpu_us"] / r["cpu_us"] if r["cpu_us"] else 0 for r, b in pairs)
+
     print(
         f"\nwrk -t{args.threads} -c{args.connections}, median of {args.rounds} x {args.duration} s"
         f" per target; {os.cpu_count()} CPUs; read image {small} B, upload image {big} B;"
@@ -609,7 +627,7 @@ def report(
     )
     print(
         f"{'target':<36} {'backend':<18} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'vs (a)':>7} {'vs emb.':>7} {'errors':>7}  rounds (req/s)"
+        f"{'vs (a)':>7} {'vs emb.':>7} {'errors':>7} {'CPU µs':>7} {'CPU (a)':>7}  rounds (req/s)"
     )
     rows = []
     for name in results:
@@ -630,7 +648,7 @@ def report(
         print(
             f"{LABELS[kind]:<36} {backend:<18} {rps:>9.0f} {median(name, 'p50'):>8.2f} "
             f"{median(name, 'p99'):>8.2f} {ratio:>6.0%}{flag} {shown:>7} {errors:>7.0f}"
-            f"{verdict:<7} {each}"
+            f"{verdict:<7} {median(name, 'cpu_us'):>7.1f} {cpu_ratio(name):>7.0%}  {each}"
         )
         rows.append(
             {
@@ -643,6 +661,8 @@ def report(
                 "ratio_to_raw": round(ratio, 4),
                 "ratio_to_embedded": None if vs_embedded is None else round(vs_embedded, 4),
                 "errors": errors,
+                "cpu_us_per_request": round(median(name, "cpu_us"), 2),
+                "cpu_ratio_to_raw": round(cpu_ratio(name), 4),
             }
         )
     if args.json:
