@@ -27,11 +27,14 @@ While the process drains (``chitram_falcon.shutdown``), every answer closes its 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from chitram_falcon import drain
+
+log = logging.getLogger(__name__)
 
 SHUTDOWN_HEAD_WAIT = 2.0
 """Seconds a stopping server still waits for the request head of a connection it has accepted."""
@@ -98,7 +101,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             and not self.flow.write_paused
             and not drain.draining()
         ):
-            ready = now(cycle.scope)
+            try:
+                ready = now(cycle.scope)
+            except Exception:  # raised in the parser's callback it would be a 400: the app answers
+                log.exception("answering a warm read in the protocol failed")
+                ready = None
             if ready is not None:
                 self._write_now(cycle, *ready)
                 return

@@ -255,3 +255,37 @@ async def test_a_host_middleware_turns_the_shortcut_off(env: Env) -> None:
     await settle(protocol)
     assert wire.written.startswith(b"HTTP/1.1 200 OK\r\n")
     assert Seen.count == 1
+
+
+async def test_a_failing_shortcut_is_logged_and_the_app_answers(
+    env: Env, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = await warm(env)
+
+    def broken(scope: Any) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(env.app, "answer_now", broken)
+    protocol, wire = connect(env.app)
+    with caplog.at_level(logging.ERROR, logger="chitram_falcon.serving"):
+        protocol.data_received(request(paths["file"]))
+    assert wire.written == b""  # not a 400 from the parser: the app's task answers
+    await settle(protocol)
+    assert wire.written.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert "answering a warm read in the protocol failed" in caplog.text
+
+
+async def test_http_1_0_and_a_get_with_a_body_are_answered_whole(env: Env) -> None:
+    paths = await warm(env)
+    protocol, wire = connect(env.app)
+    protocol.data_received(f"GET {paths['file']} HTTP/1.0\r\nHost: testserver\r\n\r\n".encode())
+    head = bytes(wire.written).partition(b"\r\n\r\n")[0]
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"\r\nconnection: close" in head
+    assert wire.closed
+
+    protocol, wire = connect(env.app)
+    with_body = request(paths["file"], "GET", "Content-Length: 5")[:-2] + b"\r\nhello"
+    protocol.data_received(with_body + request(paths["metadata"]))
+    answers = bytes(wire.written).split(b"HTTP/1.1 200 OK\r\n")
+    assert len(answers) == 3 and b"application/json" in answers[2]
+    assert not wire.closed
