@@ -82,8 +82,6 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
         """For a server that writes answers itself (``chitram serve``'s protocol): a warm
         public read it may answer without calling the app, as :meth:`__call__` would answer it
         (see :func:`chitram_falcon.observed.answer_now`), else None and it calls the app."""
-        if scope["method"] not in _BODYLESS:
-            return None
         return observed.answer_now(
             self.fast_reads.answer_now, scope, self.handle.observer, self._proxies
         )

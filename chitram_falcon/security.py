@@ -20,6 +20,7 @@ import enum
 import functools
 import ipaddress
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import falcon.asgi
@@ -90,7 +91,7 @@ def raw(headers: Headers) -> RawHeaders:
     return tuple((name.lower().encode(), value.encode("latin-1")) for name, value in headers)
 
 
-def header_lines(headers: RawHeaders) -> bytes | None:
+def header_lines(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
     """Header pairs as HTTP/1.1 writes them (``name: value\r\n`` each); None when a name or
     value holds a line break or NUL, which only a server's own checks may answer."""
     for name, value in headers:

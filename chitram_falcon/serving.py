@@ -33,6 +33,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from chitram_falcon import drain
+from chitram_falcon.security import header_lines
 
 log = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def _server_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
     global _server_headers
     seen, lines = _server_headers
     if seen is not headers:
-        lines = b"".join(b"%s: %s\r\n" % (name.lower(), value) for name, value in headers)
+        lines = header_lines(headers) or b""  # uvicorn's names are lower-case already
         _server_headers = (headers, lines)
     return lines
 

@@ -504,13 +504,8 @@ class _BinaryResource(Generic[S]):
             source = await self._source(chitram, image_id)
         except Exception:  # Falcon looks it up again and answers as for any error
             return None
-        served = self._served.get(image_id, source)
-        if served is None:
-            return None
-        data = self._in_memory(chitram, source)
-        if data is None or len(data) != served.size:
-            return None
-        return served.answer.raw_headers(https), data
+        ready = self._ready(chitram, image_id, source)
+        return None if ready is None else (ready[0].answer.raw_headers(https), ready[1])
 
     def prepared_now(self, image_id: str, https: bool) -> Lines | None:
         """:meth:`prepared` as header lines, when the lookup is answered in this process with
@@ -523,16 +518,22 @@ class _BinaryResource(Generic[S]):
             source = self._held(chitram, image_id)
         except Exception:  # closed, or not open yet: Falcon answers
             return None
-        if source is None:
+        ready = None if source is None else self._ready(chitram, image_id, source)
+        if ready is None:
             return None
+        lines = ready[0].answer.header_lines(https)
+        return None if lines is None else (lines, ready[1])
+
+    def _ready(self, chitram: Chitram, image_id: str, source: S) -> tuple[_Served, bytes] | None:
+        """The prepared answer for ``source`` just looked up and its whole body in memory, or
+        None when either is missing (what both prepared reads need)."""
         served = self._served.get(image_id, source)
         if served is None:
             return None
         data = self._in_memory(chitram, source)
-        lines = served.answer.header_lines(https)
-        if data is None or len(data) != served.size or lines is None:
+        if data is None or len(data) != served.size:
             return None
-        return lines, data
+        return served, data
 
     async def _source(self, chitram: Chitram, image_id: str) -> S:
         """What is served, looked up afresh (404 for an image that is gone)."""
