@@ -47,9 +47,8 @@ class ImageReads:
 
     def held(self, image_id: str) -> Image | None:
         """The image when the cache holds its row in this process (a ``HIT`` with no I/O and no
-        waiting), else None: then :meth:`get_with_cache_status` is the lookup to make."""
-        if not is_uuid(image_id):
-            return None
+        waiting), else None: then :meth:`get_with_cache_status` is the lookup to make. (No id
+        check first: only ids that passed it are ever cached, so any other simply misses.)"""
         return self.cache.local_image(image_id)
 
     async def _load(self, image_id: str) -> Image:
@@ -73,7 +72,7 @@ class ImageReads:
 
         Only for an image just looked up: the lookup is what refuses a deleted image.
         """
-        return self.objects.in_memory(_original(image))
+        return self.objects.held(image.sha256, image.file_size)
 
 
 class ThumbnailReads:

@@ -40,10 +40,15 @@ class ObjectReader:
 
     def in_memory(self, obj: StoredObject) -> bytes | None:
         """The object's bytes when this process holds them (no I/O), else None."""
-        if obj.size > SMALL_OBJECT_BYTES:
+        return self.held(obj.memory_key, obj.size)
+
+    def held(self, memory_key: str, size: int) -> bytes | None:
+        """:meth:`in_memory` by the object's memory key and size (a warm read's hot path needs
+        no :class:`StoredObject`)."""
+        if size > SMALL_OBJECT_BYTES:
             return None
-        data = self.small_objects.get(obj.memory_key)
-        return data if data is not None and len(data) == obj.size else None
+        data = self.small_objects.get(memory_key)
+        return data if data is not None and len(data) == size else None
 
     async def stream(
         self, obj: StoredObject, start: int, end: int | None, *, missing: Missing

@@ -130,28 +130,26 @@ Done = Callable[[int], None]
 def answer_now(
     fast: FastLines,
     scope: dict[str, Any],
-    observer: Observer | None = None,
+    observer: Observer = _NOTHING,
     proxies: tuple[str, ...] = (),
-) -> tuple[bytes, bytes, Done] | None:
-    """For a server that writes the answer itself, without an ASGI call: the header lines
-    (the request id's included, as :func:`serve` adds it) and body of the 200 ``fast`` has for
+) -> tuple[bytes, bytes, bytes, Done] | None:
+    """For a server that writes the answer itself, without an ASGI call: the header lines and
+    the request id's line (as :func:`serve` adds it) and body of the 200 ``fast`` has for
     ``scope``, and what to call once written (the same metrics and access line as
     :func:`serve`); None when ``fast`` has none, or when requests are traced (the span needs
     the ASGI call)."""
-    observer = observer if observer is not None else _NOTHING
     if observer.traces_requests:
         return None
     started = perf_counter()
     found = fast(scope)
     if found is None:
         return None
-    lines, body = found
     rid = _incoming_id(scope["headers"]) or new_request_id()
 
     def done(sent: int) -> None:
         _record(observer, scope, rid, 200, sent, started, proxies)
 
-    return b"%s%s: %s\r\n" % (lines, _HEADER, rid.encode()), body, done
+    return found[0], b"x-request-id: " + rid.encode() + b"\r\n", found[1], done
 
 
 class RouteTemplate:

@@ -112,16 +112,24 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 return
         super()._start_asgi_task(cycle, app)
 
-    def _write_now(self, cycle: RequestResponseCycle, lines: bytes, body: bytes, done: Any) -> None:
+    def _write_now(
+        self, cycle: RequestResponseCycle, lines: bytes, rid: bytes, body: bytes, done: Any
+    ) -> None:
         """Write a whole 200 as ``RequestResponseCycle.send`` would, then finish the cycle."""
-        head = [_OK, _server_lines(self.server_state.default_headers), lines]
-        if not cycle.keep_alive:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
         if cycle.scope["method"] == "HEAD":
             body = b""
-        head.append(body)
-        self.transport.write(b"".join(head))
+        self.transport.write(
+            b"".join(
+                (
+                    _OK,
+                    _server_lines(self.server_state.default_headers),
+                    lines,
+                    rid,
+                    b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n",
+                    body,
+                )
+            )
+        )
         cycle.response_started = cycle.response_complete = True
         cycle.message_event.set()
         done(len(body))

@@ -213,7 +213,7 @@ class ImageCache:
         :meth:`get_image` is the way to ask."""
         if self.cache is None:
             return None
-        raw = get_local(self.cache, self.key(image_id))
+        raw = get_local(self.cache, self.prefix + image_id)
         if raw is None:
             return None
         image = self._image_of(image_id, raw)
