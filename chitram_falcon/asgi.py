@@ -78,9 +78,7 @@ class ChitramApp(falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]):
             return
         await super().__call__(scope, receive, send)
 
-    def answer_now(
-        self, scope: dict[str, Any]
-    ) -> tuple[bytes, bytes, bytes, observed.Done] | None:
+    def answer_now(self, scope: dict[str, Any]) -> tuple[bytes, bytes, bytes, observed.Done] | None:
         """For a server that writes answers itself (``chitram serve``'s protocol): a warm
         public read it may answer without calling the app, as :meth:`__call__` would answer it
         (see :func:`chitram_falcon.observed.answer_now`), else None and it calls the app."""
