@@ -67,7 +67,9 @@ def writer_cost(n: int, fmt: str) -> float:
     handler = logging.getLogger().handlers[0]
     handler.setStream(NULL)  # type: ignore[attr-defined]
     for _ in range(n):
-        access.WRITER.add((time.time(), "r" * 32, "GET", "/x/{id}", 200, 100, 0.001, SCOPE, ()))
+        access.WRITER.add(
+            access.entry_of(time.time(), "r" * 32, "GET", "/x/{id}", 200, 100, 0.001, SCOPE, ())
+        )
     began = time.process_time()
     access.WRITER.flush()
     return time.process_time() - began

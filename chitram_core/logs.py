@@ -78,20 +78,23 @@ def job_context(kind: str, key: str) -> Iterator[str]:
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    """ISO 8601 in UTC with milliseconds (the seconds part is formatted once per second)."""
-    seconds = int(record.created)
+def second_of(created: float) -> str:
+    """The timestamp's part up to its whole second (ISO 8601, UTC), formatted once per second."""
+    seconds = int(created)
     if _second[0] != seconds:
         _second[0], _second[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{_second[1]}.{int(record.msecs):03d}Z"
+    text: str = _second[1]
+    return text
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    """ISO 8601 in UTC with milliseconds."""
+    return f"{second_of(record.created)}.{int(record.msecs):03d}Z"
 
 
 def timestamp(created: float) -> str:
     """The timestamp both formats write for a record made at ``created`` (``time.time()``)."""
-    seconds = int(created)
-    if _second[0] != seconds:
-        _second[0], _second[1] = seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
-    return f"{_second[1]}.{int((created - seconds) * 1000):03d}Z"
+    return f"{second_of(created)}.{int((created - int(created)) * 1000):03d}Z"
 
 
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)

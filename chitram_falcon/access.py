@@ -39,22 +39,38 @@ access_log = logging.getLogger("chitram_falcon.access")
 
 ACCESS_FORMAT = "%s %s %d %dB %.1fms"
 
-Request = tuple[str, bytes, Any, Any]
-"""What a line needs of the ASGI scope: (path, query string, client, headers when a trusted
-proxy may name the client, else None). Not the scope itself: a queued line would keep every
-request's scope alive for the writer's interval, and the collector walking them."""
-
-Entry = tuple[float, str, str, str, int, int, float, Request, tuple[str, ...]]
-"""(time, request id, method, route, status, bytes sent, seconds, request, trusted proxies)"""
+Entry = tuple[float, str, str, str, int, int, float, str, bytes, Any, Any, tuple[str, ...]]
+"""(time, request id, method, route, status, bytes sent, seconds, then what the line needs of
+the ASGI scope: path, query string, client, headers when a trusted proxy may name the client
+(else None), and the trusted proxies). One flat tuple, not the scope: a queued line would keep
+every request's scope alive for the writer's interval, and the collector walking them."""
 
 
-def request_of(scope: dict[str, Any], proxies: tuple[str, ...]) -> Request:
-    """The :data:`Request` of an access line for ``scope``."""
+def entry_of(
+    now: float,
+    rid: str,
+    method: str,
+    route: str,
+    status: int,
+    sent: int,
+    seconds: float,
+    scope: dict[str, Any],
+    proxies: tuple[str, ...],
+) -> Entry:
+    """The queued :data:`Entry` of one answered request."""
     return (
+        now,
+        rid,
+        method,
+        route,
+        status,
+        sent,
+        seconds,
         scope.get("path", ""),
         scope.get("query_string", b""),
         scope.get("client"),
         scope["headers"] if proxies else None,
+        proxies,
     )
 
 
@@ -72,8 +88,7 @@ def redact_query(query: str) -> str:
 
 def _fields(entry: Entry) -> dict[str, Any]:
     """The structured fields of an access line (what the JSON format writes after the message)."""
-    _now, _rid, method, route, status, sent, seconds, request, proxies = entry
-    path, query, peer, headers = request
+    _now, _rid, method, route, status, sent, seconds, path, query, peer, headers, proxies = entry
     client = peer[0] if peer else None
     if proxies and client is not None:  # only then can headers name someone else
         client = client_address_from_headers(client, headers, proxies)
@@ -116,7 +131,7 @@ _START = _logging_start()
 def to_record(entry: Entry) -> logging.LogRecord:
     """A complete ``LogRecord`` for one access line (built directly: ``LogRecord.__init__``
     spends most of its time on lookups an access line does not use)."""
-    now, _rid, method, route, status, sent, seconds, _request, _proxies = entry
+    now, _rid, method, route, status, sent, seconds = entry[:7]
     record = object.__new__(logging.LogRecord)
     record.__dict__ = {
         **_TEMPLATE,
@@ -130,16 +145,28 @@ def to_record(entry: Entry) -> logging.LogRecord:
     return record
 
 
+_TEXT_LINE = "%s.%03dZ INFO " + access_log.name + " [%s]: " + ACCESS_FORMAT + "\n"
+
+
 def _text_line(entry: Entry) -> str:
-    """What ``logs.TextFormatter`` writes for the record of ``entry``."""
-    now, rid, method, route, status, sent, seconds, _request, _proxies = entry
-    message = ACCESS_FORMAT % (method, route, status, sent, seconds * 1000)
-    return f"{logs.timestamp(now)} INFO {access_log.name} [{rid}]: {message}\n"
+    """What ``logs.TextFormatter`` writes for the record of ``entry`` (one ``%``: the writer
+    formats every line of a busy server)."""
+    now = entry[0]
+    return _TEXT_LINE % (
+        logs.second_of(now),
+        int((now - int(now)) * 1000),
+        entry[1],
+        entry[2],
+        entry[3],
+        entry[4],
+        entry[5],
+        entry[6] * 1000,
+    )
 
 
 def _json_line(entry: Entry) -> str:
     """What ``logs.JsonFormatter`` writes for the record of ``entry``."""
-    now, rid, method, route, status, sent, seconds, _request, _proxies = entry
+    now, rid, method, route, status, sent, seconds = entry[:7]
     line = {
         "timestamp": logs.timestamp(now),
         "level": "INFO",

@@ -53,13 +53,19 @@ class PreparedRead(Protocol):
         in this process); None otherwise."""
 
 
+_Route = tuple[str, PreparedRead, frozenset[str], Callable[[str, bool], Lines | None] | None]
+"""(template, resource, its read methods, its ``prepared_now`` if it has one)."""
+
+_PREFIX_LENGTH = len(PREFIX)
+
+
 class FastReads:
     """The routes under ``/api/v1/images/{image_id}`` that answer warm reads before Falcon."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.enabled = True
-        self._routes: dict[str, tuple[str, PreparedRead, frozenset[str]]] = {}
+        self._routes: dict[str, _Route] = {}
 
     def route(self, template: str, resource: object) -> None:
         """Note a route Falcon now serves: ours when it is ``{PREFIX}{image_id}<tail>`` and the
@@ -69,20 +75,21 @@ class FastReads:
         tail = template[len(PREFIX + "{image_id}") :]
         if callable(getattr(resource, "prepared", None)):
             methods = frozenset(m for m in _READS if hasattr(resource, f"on_{m.lower()}"))
-            self._routes[tail] = (template, resource, methods)  # type: ignore[assignment]
+            now = getattr(resource, "prepared_now", None)
+            self._routes[tail] = (template, resource, methods, now)  # type: ignore[assignment]
         else:
             self._routes.pop(tail, None)
 
-    def _match(self, scope: dict[str, Any]) -> tuple[str, PreparedRead, str, bool] | None:
-        """(route template, resource, image id, https) when ``scope`` is a read this module
-        may answer, else None."""
+    def _match(self, scope: dict[str, Any]) -> tuple[_Route, str, bool] | None:
+        """(route, image id, https) when ``scope`` is a read this module may answer, else
+        None."""
         method = scope["method"]
         if not self.enabled or method not in _READS or scope.get("root_path"):
             return None
         path: str = scope["path"]
         if not path.startswith(PREFIX):
             return None
-        rest = path[len(PREFIX) :]
+        rest = path[_PREFIX_LENGTH:]
         image_id = rest[:_ID_LENGTH]
         found = self._routes.get(rest[_ID_LENGTH:])
         if found is None or len(image_id) != _ID_LENGTH or "/" in image_id:
@@ -93,17 +100,19 @@ class FastReads:
                 return None
             if name == _FORWARDED_PROTO:
                 forwarded = value
-        template, resource, methods = found
-        if method not in methods:  # HEAD on metadata is Falcon's 405
+        if method not in found[2]:  # HEAD on metadata is Falcon's 405
             return None
+        scheme = scope.get("scheme", "http")
+        if forwarded is None:  # nothing a proxy could vouch for: is_https's first answer
+            return found, image_id, scheme == "https"
         client = scope.get("client")
         https = is_https(
-            scope.get("scheme", "http"),
-            None if forwarded is None else forwarded.decode("latin-1"),
+            scheme,
+            forwarded.decode("latin-1"),
             client[0] if client else "127.0.0.1",  # Falcon's remote_addr default
             self.settings,
         )
-        return template, resource, image_id, https
+        return found, image_id, https
 
     async def answer(
         self, scope: dict[str, Any], send: Send, extra: tuple[bytes, bytes]
@@ -113,7 +122,7 @@ class FastReads:
         matched = self._match(scope)
         if matched is None:
             return None
-        template, resource, image_id, https = matched
+        (template, resource, _, _), image_id, https = matched
         answer = await resource.prepared(image_id, https)
         if answer is None:
             return None
@@ -133,9 +142,8 @@ class FastReads:
         matched = self._match(scope)
         if matched is None:
             return None
-        template, resource, image_id, https = matched
-        now = getattr(resource, "prepared_now", None)
-        lines: Lines | None = None if now is None else now(image_id, https)
+        (template, _, _, now), image_id, https = matched
+        lines = None if now is None else now(image_id, https)
         if lines is not None:
             scope[ROUTE_KEY] = template
         return lines

@@ -16,7 +16,7 @@ from typing import Any
 
 from chitram_core.logs import new_request_id, request_id, valid_request_id
 from chitram_core.observe import Observer
-from chitram_falcon.access import WRITER, access_log, redact_query, request_of
+from chitram_falcon.access import WRITER, access_log, entry_of, redact_query
 
 __all__ = ["ROUTE_KEY", "UNMATCHED", "RouteTemplate", "answer_now", "redact_query", "serve"]
 
@@ -115,8 +115,7 @@ def _record(
         method = "OTHER"
     observer.http_request(method, route, status, seconds)
     if access_log.isEnabledFor(logging.INFO):
-        request = request_of(scope, proxies)
-        WRITER.add((time(), rid, method, route, status, sent, seconds, request, proxies))
+        WRITER.add(entry_of(time(), rid, method, route, status, sent, seconds, scope, proxies))
     return method, route
 
 
