@@ -67,8 +67,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _await_head(self) -> None:
         # A deadline, not a timer per request: one sweep every quarter of the timeout (at
         # most a second) closes the connections past theirs.
-        _WAITING[self] = self.loop.time() + self.header_timeout
-        if self.loop not in _sweeping:
+        loop = self.loop
+        _WAITING[self] = loop.time() + self.header_timeout
+        if loop not in _sweeping:
             self._sweep_later()
 
     def _sweep_later(self) -> None:
@@ -87,8 +88,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_headers_complete(self) -> None:
-        self._head_arrived()
-        super().on_headers_complete()
+        # Per request: the base class by name, not super() (which builds an object per call).
+        _WAITING.pop(self, None)
+        if self._head_timer is not None:
+            self._head_arrived()
+        HttpToolsProtocol.on_headers_complete(self)
         if drain.draining() and self.cycle is not None:
             # Draining: this answer closes the connection, so the client's next request opens a
             # new one (through the load balancer, to another process) instead of racing our close.
@@ -130,8 +134,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 )
             )
         )
-        cycle.response_started = cycle.response_complete = True
-        cycle.message_event.set()
+        cycle.response_started = cycle.response_complete = True  # no task waits on this cycle
         done(len(body))
         if not cycle.keep_alive:
             self.transport.close()
@@ -139,7 +142,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         pipelined = bool(self.pipeline)  # a pipelined request's head has arrived already
-        super().on_response_complete()
+        HttpToolsProtocol.on_response_complete(self)
         if not pipelined and not self.transport.is_closing():
             self._await_head()
 
