@@ -151,16 +151,16 @@ _TEXT_LINE = "%s.%03dZ INFO " + access_log.name + " [%s]: " + ACCESS_FORMAT + "\
 def _text_line(entry: Entry) -> str:
     """What ``logs.TextFormatter`` writes for the record of ``entry`` (one ``%``: the writer
     formats every line of a busy server)."""
-    now = entry[0]
+    now, rid, method, route, status, sent, seconds = entry[:7]
     return _TEXT_LINE % (
         logs.second_of(now),
-        int((now - int(now)) * 1000),
-        entry[1],
-        entry[2],
-        entry[3],
-        entry[4],
-        entry[5],
-        entry[6] * 1000,
+        (now % 1) * 1000,
+        rid,
+        method,
+        route,
+        status,
+        sent,
+        seconds * 1000,
     )
 
 
@@ -252,13 +252,11 @@ class AccessWriter:
     def flush(self) -> None:
         """Write every queued line now, in order."""
         with self._flushing:
-            batch: list[Entry] = []
-            pop = self._queue.popleft
-            while True:
-                try:
-                    batch.append(pop())
-                except IndexError:
-                    break
+            queue = self._queue
+            pop = queue.popleft
+            # What is queued now; lines queued meanwhile wait for the next flush (only a flush,
+            # under this lock, takes from the queue).
+            batch = [pop() for _ in range(len(queue))]
             if not batch:
                 return
             sink = _direct_sink()
@@ -271,7 +269,7 @@ class AccessWriter:
                     deadline = time.perf_counter() + CHUNK_SECONDS
                     lines: list[str] = []
                     while start < len(batch) and time.perf_counter() < deadline:
-                        lines += [line(entry) for entry in batch[start : start + STEP]]
+                        lines.append("".join(map(line, batch[start : start + STEP])))
                         start += STEP
                     text = "".join(lines)
                     handler.acquire()

@@ -4,8 +4,11 @@ uvicorn (with httptools) has a keep-alive timeout but no limit on how long a req
 take, and accepts connections without bound. :class:`BoundedHttpToolsProtocol` adds both:
 
 - a connection must send a whole request head within ``header_timeout`` seconds of being
-  accepted, and each next head within ``header_timeout`` of its previous answer; otherwise it
-  is closed (a half-sent head holds a descriptor for at most that long);
+  accepted, and each next head within uvicorn's keep-alive timeout (``timeout_keep_alive``,
+  5 s) of its previous answer, or ``header_timeout`` if that is shorter; otherwise it is closed
+  (a half-sent head holds a descriptor for at most that long). The deadline after an answer
+  stands in for uvicorn's keep-alive timer, which would otherwise be armed and cancelled
+  on every request;
 - at most ``max_connections`` are open in the process: a new one closes the connection that has
   waited longest for its request head; when every connection is inside a request, the new one
   is closed at once. A flood of half-sent heads therefore never locks out a client that sends
@@ -41,8 +44,8 @@ SHUTDOWN_HEAD_WAIT = 2.0
 """Seconds a stopping server still waits for the request head of a connection it has accepted."""
 
 _WAITING: dict[BoundedHttpToolsProtocol, float] = {}
-"""Connections waiting for a request head and when their wait ends (``loop.time()``), oldest
-first (dicts keep insertion order, and every wait is ``header_timeout`` long)."""
+"""Connections waiting for a request head and when their wait ends (``loop.time()``), the one
+waiting longest first (dicts keep insertion order)."""
 
 _sweeping: dict[asyncio.AbstractEventLoop, asyncio.TimerHandle] = {}
 """The pending sweep of :data:`_WAITING` by event loop (one, while anyone waits)."""
@@ -64,11 +67,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             oldest._close_waiting()
         self._await_head()
 
-    def _await_head(self) -> None:
+    def _await_head(self, seconds: float | None = None) -> None:
         # A deadline, not a timer per request: one sweep every quarter of the timeout (at
         # most a second) closes the connections past theirs.
         loop = self.loop
-        _WAITING[self] = loop.time() + self.header_timeout
+        _WAITING[self] = loop.time() + (self.header_timeout if seconds is None else seconds)
         if loop not in _sweeping:
             self._sweep_later()
 
@@ -142,10 +145,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.on_response_complete()
 
     def on_response_complete(self) -> None:
-        pipelined = bool(self.pipeline)  # a pipelined request's head has arrived already
-        HttpToolsProtocol.on_response_complete(self)
-        if not pipelined and not self.transport.is_closing():
-            self._await_head()
+        if self.pipeline or self.transport.is_closing():
+            # A pipelined request's head has arrived already, or the connection is closing:
+            # uvicorn's own.
+            HttpToolsProtocol.on_response_complete(self)
+            return
+        # uvicorn's, with the deadline for the next head in place of its keep-alive timer.
+        self.server_state.total_requests += 1
+        self._unset_keepalive_if_required()
+        self.flow.resume_reading()
+        self._await_head(min(self.header_timeout, self.timeout_keep_alive))
 
     def shutdown(self) -> None:
         """The server is stopping. A connection still waiting for a request head gets a last
@@ -170,11 +179,10 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
     now = loop.time()
     overdue = []
     for connection, deadline in _WAITING.items():
-        if connection.loop is not loop:
-            continue  # another server's, in this process (tests)
-        if deadline > now:
-            break  # the rest started waiting later
-        overdue.append(connection)
+        # Every one is looked at (at most ``max_connections``): an answered connection waits
+        # less long than a new one, so the order of the waits is not that of their deadlines.
+        if connection.loop is loop and deadline <= now:
+            overdue.append(connection)
     for connection in overdue:
         connection._close_waiting()
     for connection in _WAITING:
