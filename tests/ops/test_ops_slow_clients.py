@@ -90,6 +90,17 @@ def test_a_kept_alive_connection_must_send_its_next_head_in_time(server: Serve) 
         assert closed_by_server(sock)
 
 
+def test_an_idle_kept_alive_connection_is_closed(server: Serve) -> None:
+    # The deadline for the next head is also the keep-alive timeout: a connection that sends
+    # nothing after its answer is closed, as by uvicorn's own keep-alive timer.
+    with connect(server) as sock:
+        buffered = bytearray()
+        sock.sendall(HEAD)
+        status, _, _ = read_answer(sock, buffered)
+        assert status == 200
+        assert closed_by_server(sock)
+
+
 @pytest.mark.parametrize(
     "path", ["/api/v1/auth/login", "/api/v1/auth/register", "/api/v1/auth/refresh"]
 )
