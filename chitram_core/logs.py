@@ -78,7 +78,7 @@ def job_context(kind: str, key: str) -> Iterator[str]:
 _second: list[Any] = [None, ""]  # the last whole second formatted, and its text
 
 
-def _second_of(created: float) -> str:
+def second_of(created: float) -> str:
     """The timestamp's part up to its whole second (ISO 8601, UTC), formatted once per second."""
     seconds = int(created)
     if _second[0] != seconds:
@@ -89,12 +89,12 @@ def _second_of(created: float) -> str:
 
 def _timestamp(record: logging.LogRecord) -> str:
     """ISO 8601 in UTC with milliseconds."""
-    return f"{_second_of(record.created)}.{int(record.msecs):03d}Z"
+    return f"{second_of(record.created)}.{int(record.msecs):03d}Z"
 
 
 def timestamp(created: float) -> str:
     """The timestamp both formats write for a record made at ``created`` (``time.time()``)."""
-    return f"{_second_of(created)}.{int((created - int(created)) * 1000):03d}Z"
+    return f"{second_of(created)}.{int((created - int(created)) * 1000):03d}Z"
 
 
 _ENCODER = json.JSONEncoder(default=str, ensure_ascii=False)

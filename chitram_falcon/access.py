@@ -145,7 +145,7 @@ def to_record(entry: Entry) -> logging.LogRecord:
     return record
 
 
-_TEXT_LINE = "%s INFO " + access_log.name + " [%s]: " + ACCESS_FORMAT + "\n"
+_TEXT_LINE = "%s.%03dZ INFO " + access_log.name + " [%s]: " + ACCESS_FORMAT + "\n"
 
 
 def _text_line(entry: Entry) -> str:
@@ -153,7 +153,8 @@ def _text_line(entry: Entry) -> str:
     formats every line of a busy server)."""
     now, rid, method, route, status, sent, seconds = entry[:7]
     return _TEXT_LINE % (
-        logs.timestamp(now),
+        logs.second_of(now),
+        (now % 1) * 1000,
         rid,
         method,
         route,

@@ -102,10 +102,13 @@ class FastReads:
                 forwarded = value
         if method not in found[2]:  # HEAD on metadata is Falcon's 405
             return None
+        scheme = scope.get("scheme", "http")
+        if forwarded is None:  # nothing a proxy could vouch for: is_https's first answer
+            return found, image_id, scheme == "https"
         client = scope.get("client")
         https = is_https(
-            scope.get("scheme", "http"),
-            None if forwarded is None else forwarded.decode("latin-1"),
+            scheme,
+            forwarded.decode("latin-1"),
             client[0] if client else "127.0.0.1",  # Falcon's remote_addr default
             self.settings,
         )

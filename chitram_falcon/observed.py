@@ -148,7 +148,7 @@ def answer_now(
     def done(sent: int) -> None:
         _record(observer, scope, rid, 200, sent, started, proxies)
 
-    return found[0], b"%s: %s\r\n" % (_HEADER, rid.encode()), found[1], done
+    return found[0], b"x-request-id: " + rid.encode() + b"\r\n", found[1], done
 
 
 class RouteTemplate:

@@ -91,8 +91,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
     def on_headers_complete(self) -> None:
-        self._head_arrived()
         # Per request: the base class by name, not super() (which builds an object per call).
+        _WAITING.pop(self, None)
+        if self._head_timer is not None:
+            self._head_arrived()
         HttpToolsProtocol.on_headers_complete(self)
         if drain.draining() and self.cycle is not None:
             # Draining: this answer closes the connection, so the client's next request opens a
