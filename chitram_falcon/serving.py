@@ -18,11 +18,14 @@ Request bodies are bounded in the app (``CHITRAM_BODY_IDLE_TIMEOUT``: ``chitram_
 on any server.
 
 A warm public read (``ChitramApp.answer_now``: the prepared answer of ``chitram_falcon.fastread``
-when its lookup needs no I/O) is written here, in one system call, without starting the app's
-ASGI task: the same status line, server headers and header lines uvicorn writes for that
-answer, and the same request id, metrics and access line the app records. Anything else, a
-pipelined request behind one still answering, a paused transport and a draining process
-included, goes to the app as usual.
+when its lookup needs no I/O) is written here, in one system call, as soon as its head is
+parsed: the protocol fills in the scope as uvicorn would (method, path, query) and asks the app,
+before uvicorn builds its request cycle (an object and an event per request) or starts an ASGI
+task. The answer has the same status line, server headers and header lines uvicorn writes for
+the app's own, and the same request id, metrics and access line the app records. Anything else
+(a method other than GET or HEAD, a percent-encoded path, an upgrade, a pipelined request behind
+one still answering, a paused transport, a draining process) goes to uvicorn and the app as
+usual.
 
 While the process drains (``chitram_falcon.shutdown``), every answer closes its connection.
 """
@@ -33,7 +36,8 @@ import asyncio
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from chitram_falcon import drain
 from chitram_falcon.security import header_lines
@@ -56,6 +60,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_connections = 2048
 
     _head_timer: asyncio.TimerHandle | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The app's warm answers, when it has them (uvicorn's own wrappers of an app do not).
+        self._now = getattr(self.app, "answer_now", None)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -95,42 +104,75 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _WAITING.pop(self, None)
         if self._head_timer is not None:
             self._head_arrived()
+        cycle = self.cycle
+        if (
+            (cycle is None or cycle.response_complete)
+            and self.limit_concurrency is None
+            and not self.flow.write_paused
+            and not drain.draining()
+            and self._answered_now()
+        ):
+            return
         HttpToolsProtocol.on_headers_complete(self)
         if drain.draining() and self.cycle is not None:
             # Draining: this answer closes the connection, so the client's next request opens a
             # new one (through the load balancer, to another process) instead of racing our close.
             self.cycle.keep_alive = False
 
-    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
-        now = getattr(app, "answer_now", None)  # uvicorn passes another app at its limits
-        if (
-            now is not None
-            and not self.pipeline
-            and not self.flow.write_paused
-            and not drain.draining()
-        ):
-            try:
-                ready = now(cycle.scope)
-            except Exception:  # raised in the parser's callback it would be a 400: the app answers
-                log.exception("answering a warm read in the protocol failed")
-                ready = None
-            if ready is not None:
-                self._write_now(cycle, *ready)
-                return
-        super()._start_asgi_task(cycle, app)
+    def _answered_now(self) -> bool:
+        """Write the app's warm answer (``ChitramApp.answer_now``) to the request whose head just
+        arrived, before uvicorn finishes its scope and builds its request cycle; False when
+        there is none (nothing written: uvicorn goes on as usual)."""
+        now = self._now
+        if now is None:
+            return False
+        parser = self.parser
+        method = parser.get_method()
+        if method not in _READ_METHODS or parser.should_upgrade():
+            return False
+        url = self.url
+        if b"%" in url:  # uvicorn unquotes the path: its own
+            return False
+        parsed = httptools.parse_url(url)
+        scope = self.scope
+        # What uvicorn's on_headers_complete puts in the scope, so the app sees the same request.
+        raw_path = parsed.path
+        scope["method"] = _READ_METHODS[method]
+        version = parser.get_http_version()
+        if version != "1.1":
+            scope["http_version"] = version
+        scope["path"] = self.root_path + raw_path.decode("ascii")
+        scope["raw_path"] = self.root_path.encode("ascii") + raw_path
+        scope["query_string"] = parsed.query or b""
+        try:
+            ready = now(scope)
+        except Exception:  # raised in the parser's callback it would be a 400: the app answers
+            log.exception("answering a warm read in the protocol failed")
+            return False
+        if ready is None:
+            return False
+        keep_alive = version != "1.0" and parser.should_keep_alive()
+        self._write_now(method == b"HEAD", keep_alive, *ready)
+        return True
 
     def _write_now(
-        self, cycle: RequestResponseCycle, lines: bytes, rid: bytes, body: bytes, done: Any
+        self,
+        head_only: bool,
+        keep_alive: bool,
+        lines: bytes,
+        rid: bytes,
+        body: bytes,
+        done: Any,
     ) -> None:
-        """Write a whole 200 as ``RequestResponseCycle.send`` would, then finish the cycle."""
-        if cycle.scope["method"] == "HEAD":
+        """Write a whole 200 as ``RequestResponseCycle.send`` would, then finish the request."""
+        if head_only:
             body = b""
         head = (
             _OK,
             _server_lines(self.server_state.default_headers),
             lines,
             rid,
-            b"\r\n" if cycle.keep_alive else b"connection: close\r\n\r\n",
+            b"\r\n" if keep_alive else b"connection: close\r\n\r\n",
         )
         if len(body) > _COPY_LIMIT:
             # One system call either way (uvloop writes both buffers with writev), without
@@ -138,9 +180,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.writelines((b"".join(head), body))
         else:
             self.transport.write(b"".join((*head, body)))
-        cycle.response_started = cycle.response_complete = True  # no task waits on this cycle
+        self.cycle = _ANSWERED  # type: ignore[assignment]
         done(len(body))
-        if not cycle.keep_alive:
+        if not keep_alive:
             self.transport.close()
         self.on_response_complete()
 
@@ -192,6 +234,22 @@ def _sweep(loop: asyncio.AbstractEventLoop) -> None:
 
 
 _OK = b"HTTP/1.1 200 OK\r\n"
+_READ_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
+
+
+class _Answered:
+    """The request cycle of a request the protocol answered itself: complete, so the parser's
+    later callbacks for that request (a body, its end) and uvicorn's own checks pass it by."""
+
+    response_complete = True
+    response_started = True
+    keep_alive = True
+    disconnected = False
+    more_body = False
+    message_event = asyncio.Event()  # set by uvicorn when the connection is lost: no one waits
+
+
+_ANSWERED = _Answered()
 _COPY_LIMIT = 4096
 """Bodies up to this size are copied behind the head into one buffer; larger ones are written
 as a second buffer of the same call (measured: ~1 µs less CPU per 20 KB /file)."""

@@ -171,6 +171,49 @@ async def test_a_read_the_shortcut_must_not_answer_goes_to_the_app(env: Env, ext
     assert comparable(bytes(wire.written)) == comparable(await through_app(env, raw))
 
 
+async def test_a_percent_encoded_path_and_an_upgrade_go_to_the_app(env: Env) -> None:
+    paths = await warm(env)
+    encoded = paths["file"].replace("/file", "/fil%65")  # uvicorn decodes it: the app's to route
+    upgrade = request(paths["file"], "GET", "Connection: Upgrade", "Upgrade: h2c")
+    for raw in (request(encoded), upgrade):
+        protocol, wire = connect(env.app)
+        protocol.data_received(raw)
+        assert wire.written == b""
+        await settle(protocol)
+        assert wire.written.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert comparable(bytes(wire.written)) == comparable(await through_app(env, raw))
+
+
+async def test_the_scope_is_the_one_uvicorn_builds(env: Env) -> None:
+    paths = await warm(env)
+    seen: list[dict[str, Any]] = []
+    protocol, wire = connect(env.app)
+    answer_now = protocol._now
+    assert answer_now is not None
+
+    def spy(scope: dict[str, Any]) -> Any:
+        seen.append(dict(scope))
+        return answer_now(scope)
+
+    protocol._now = spy
+    protocol.data_received(request(paths["file"] + "?a=1&b=2"))
+    assert wire.written.startswith(b"HTTP/1.1 200 OK\r\n")
+    uvicorn_scopes: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        uvicorn_scopes.append(dict(scope))
+        await env.app(scope, receive, send)
+
+    other, _ = connect(app)
+    other.data_received(request(paths["file"] + "?a=1&b=2"))
+    await settle(other)
+    ours, theirs = seen[0], uvicorn_scopes[0]
+    ours.pop("chitram.route", None)
+    theirs.pop("chitram.route", None)
+    assert ours == theirs
+    assert ours["path"] == paths["file"] and ours["query_string"] == b"a=1&b=2"
+
+
 async def test_a_deleted_image_is_not_answered_from_what_was_prepared(env: Env) -> None:
     token = await env.register()
     image = await env.uploaded(token, png_bytes(60, 40, "navy"))
