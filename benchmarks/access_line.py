@@ -4,12 +4,14 @@ Method
 ------
 * ``chitram_falcon.observed.serve`` wraps a trivial ASGI app (one start and one body message,
   no-op send) with a prepared scope, in a loop on one event loop: no server, no sockets.
-* ``off``: the ``chitram_falcon.access`` logger above INFO (``--quiet``); ``on``: at INFO, so
-  each request queues its line for the writer. The writer's thread is not started; the queue
-  is drained between rounds, outside the timed part. The request-path cost of the access line
-  is ``on - off`` in the same run.
-* ``writer``: the CPU per line of ``AccessWriter.flush`` writing queued lines to /dev/null with
-  the text and then the JSON formatter (the batched work done off the request path).
+* ``off``: the ``chitram_falcon.access`` logger above INFO (``--quiet``); ``text`` and ``json``:
+  at INFO with that format, so each request queues its line, and (text only) every 256th
+  formats the last 256 for the writer. The writer's thread is not started; what is queued is
+  written between rounds, outside the timed part. The request-path cost of the access line is
+  ``text - off`` (``json - off``) in the same run.
+* ``writer``: the CPU per line of ``AccessWriter.flush`` writing the lines of as many requests
+  to /dev/null, with each format (the work done off the request path: writing, and for JSON
+  formatting too).
 * CPU time (``time.process_time``), minimum over ``--rounds`` interleaved rounds of
   ``--requests`` calls (other load only ever adds time); the median is printed too.
 
@@ -62,10 +64,13 @@ async def loop(n: int) -> float:
     return time.process_time() - began
 
 
-def writer_cost(n: int, fmt: str) -> float:
+def configure(fmt: str) -> None:
     logs.configure(fmt, "INFO")
-    handler = logging.getLogger().handlers[0]
-    handler.setStream(NULL)  # type: ignore[attr-defined]
+    logging.getLogger().handlers[0].setStream(NULL)  # type: ignore[attr-defined]
+
+
+def writer_cost(n: int, fmt: str) -> float:
+    configure(fmt)
     for _ in range(n):
         access.WRITER.add(
             access.entry_of(time.time(), "r" * 32, "GET", "/x/{id}", 200, 100, 0.001, SCOPE, ())
@@ -81,19 +86,22 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     logger = logging.getLogger("chitram_falcon.access")
-    logs.configure("text", "INFO")
-    logging.getLogger().handlers[0].setStream(NULL)  # type: ignore[attr-defined]
-    figures: dict[str, list[float]] = {"off": [], "on": []}
+    figures: dict[str, list[float]] = {"off": [], "text": [], "json": []}
+    configure("text")
     asyncio.run(loop(2000))
     for _ in range(args.rounds):
-        for mode in ("off", "on"):
+        for mode in figures:
+            configure("json" if mode == "json" else "text")
             logger.setLevel(logging.WARNING if mode == "off" else logging.INFO)
             seconds = asyncio.run(loop(args.requests))
             figures[mode].append(seconds / args.requests * 1e6)
             access.WRITER.flush()
+    logger.setLevel(logging.NOTSET)
     for mode, values in figures.items():
         print(f"{mode:8} {min(values):6.2f} µs/request (median {statistics.median(values):.2f})")
-    print(f"access line on the request path: {min(figures['on']) - min(figures['off']):.2f} µs")
+    for fmt in ("text", "json"):
+        cost = min(figures[fmt]) - min(figures["off"])
+        print(f"access line on the request path, {fmt}: {cost:.2f} µs")
     for fmt in ("text", "json"):
         values = [writer_cost(args.requests, fmt) / args.requests * 1e6 for _ in range(3)]
         print(f"writer, {fmt}: {min(values):.2f} µs/line of CPU off the request path")

@@ -329,6 +329,56 @@ def test_the_buffered_handler_writes_warnings_at_once_and_info_within_its_interv
     assert stream.getvalue().endswith("INFO 3\n")
 
 
+@pytest.mark.parametrize("formatter", [TextFormatter, JsonFormatter])
+def test_access_lines_are_written_whole_once_and_in_order_across_batches(
+    formatter: type[logging.Formatter],
+) -> None:
+    """Text lines are formatted on the request path a batch at a time, JSON lines by the
+    writer; either way a flush writes each line once, in order, as the formatter would."""
+    from chitram_core.logs import request_id
+
+    logger = logging.getLogger("chitram_falcon.access")
+    access_lines.flush()
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter())
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    logger.handlers, logger.propagate = [handler], False
+    logger.setLevel(logging.INFO)
+    scope = {"path": "/x/1", "query_string": b"a=1", "client": ("10.0.0.9", 5), "headers": []}
+    count = access_lines.BATCH * 2 + 17
+    entries = [
+        access_lines.entry_of(
+            1796650000 + n / 7, f"r{n}", "GET", "/x/{id}", 200, n, n / 1e5, scope, ()
+        )
+        for n in range(count)
+    ]
+    writer = access_lines.AccessWriter()
+    try:
+        for n, entry in enumerate(entries):
+            writer.add(entry)
+            if n == access_lines.BATCH - 1:
+                # text: the batch formatted, nothing queued; JSON: all still queued
+                assert writer.pending() == (1 if formatter is TextFormatter else access_lines.BATCH)
+        writer.flush()
+    finally:
+        logger.handlers, logger.propagate, _ = saved
+        logger.setLevel(saved[2])
+    assert writer.pending() == 0
+    expected = []
+    for entry in entries:
+        token = request_id.set(entry[1])
+        try:
+            expected.append(formatter().format(access_lines.to_record(entry)))
+        finally:
+            request_id.reset(token)
+    written = stream.getvalue().splitlines()
+    if formatter is JsonFormatter:  # the same fields (the order of keys aside)
+        assert [json.loads(line) for line in written] == [json.loads(line) for line in expected]
+    else:
+        assert written == expected
+
+
 async def test_the_access_record_works_with_any_stdlib_formatter(
     client: httpx.AsyncClient,
 ) -> None:
