@@ -220,10 +220,9 @@ STEP = 64
 
 
 BATCH = 256
-"""Text lines queued between two formattings on the request path (see :meth:`AccessWriter.add`).
-Formatting in the writer's thread instead cost the event loop's thread ~2 µs more per line
-(measured: the two threads taking the interpreter's lock in turns, each finding the other's
-memory out of its caches); a batch of 256 keeps a request's wait for it under 0.5 ms."""
+"""Text lines queued between two formattings on the request path (see :meth:`AccessWriter.add`
+and, for why there, the module's docstring); a batch of 256 keeps a request's wait for it under
+0.5 ms."""
 
 
 INTERVAL = 0.05

@@ -105,19 +105,21 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         if self._head_timer is not None:
             self._head_arrived()
         cycle = self.cycle
+        draining = drain.draining()
         if (
             (cycle is None or cycle.response_complete)
             and self.limit_concurrency is None
             and not self.flow.write_paused
-            and not drain.draining()
+            and not draining
             and self._answered_now()
         ):
             return
         HttpToolsProtocol.on_headers_complete(self)
-        if drain.draining() and self.cycle is not None:
+        cycle = self.cycle
+        if draining and cycle is not None and not cycle.response_complete:
             # Draining: this answer closes the connection, so the client's next request opens a
             # new one (through the load balancer, to another process) instead of racing our close.
-            self.cycle.keep_alive = False
+            cycle.keep_alive = False
 
     def _answered_now(self) -> bool:
         """Write the app's warm answer (``ChitramApp.answer_now``) to the request whose head just
@@ -239,13 +241,10 @@ _READ_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
 class _Answered:
     """The request cycle of a request the protocol answered itself: complete, so the parser's
-    later callbacks for that request (a body, its end) and uvicorn's own checks pass it by."""
+    later callbacks for that request (a body, its end) and uvicorn's own checks pass it by.
+    Of a complete cycle uvicorn reads only these two."""
 
     response_complete = True
-    response_started = True
-    keep_alive = True
-    disconnected = False
-    more_body = False
     message_event = asyncio.Event()  # set by uvicorn when the connection is lost: no one waits
 
 
